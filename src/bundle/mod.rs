@@ -1,0 +1,1 @@
+//! OCI runtime bundle builder (config.json from image config + pod options).

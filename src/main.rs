@@ -1,0 +1,13 @@
+//! gvpod: run OCI containers ("pods") in gVisor sandboxes with no daemon.
+
+mod bundle;
+mod cli;
+mod image;
+mod pod;
+mod runsc;
+mod state;
+mod util;
+
+fn main() {
+    std::process::exit(cli::main());
+}

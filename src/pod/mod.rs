@@ -1,0 +1,1 @@
+//! Pod orchestration: lifecycle, monitor, rollback.

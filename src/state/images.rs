@@ -1,0 +1,130 @@
+//! Image and tag rows. The blobs themselves live in the image store on disk;
+//! the database is the index of what is registered.
+
+use super::{sql, Db, Result};
+use rusqlite::{params, OptionalExtension, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    pub id: String,
+    pub manifest_digest: String,
+    pub config_json: String,
+    pub layers_json: String,
+    pub size: i64,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRow {
+    pub name: String,
+    pub image_id: String,
+}
+
+const IMAGE_COLS: &str = "id, manifest_digest, config_json, layers_json, size, created";
+
+fn image_from_row(r: &Row) -> rusqlite::Result<ImageRow> {
+    Ok(ImageRow {
+        id: r.get(0)?,
+        manifest_digest: r.get(1)?,
+        config_json: r.get(2)?,
+        layers_json: r.get(3)?,
+        size: r.get(4)?,
+        created: r.get(5)?,
+    })
+}
+
+impl Db {
+    /// Registers an image (idempotent) and points `tag` at it, in one transaction.
+    pub fn put_image(&mut self, img: &ImageRow, tag: Option<&str>) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!("INSERT OR IGNORE INTO images ({IMAGE_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
+                params![img.id, img.manifest_digest, img.config_json, img.layers_json, img.size, img.created],
+            )
+            .map_err(sql)?;
+            if let Some(tag) = tag {
+                tx.execute(
+                    "INSERT OR REPLACE INTO image_tags (name, image_id) VALUES (?1, ?2)",
+                    params![tag, img.id],
+                )
+                .map_err(sql)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn image(&self, id: &str) -> Result<Option<ImageRow>> {
+        self.conn()
+            .query_row(&format!("SELECT {IMAGE_COLS} FROM images WHERE id=?1"), [id], image_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRow>> {
+        let mut st = self
+            .conn()
+            .prepare(&format!("SELECT {IMAGE_COLS} FROM images ORDER BY created DESC"))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], image_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn tag(&self, name: &str) -> Result<Option<TagRow>> {
+        self.conn()
+            .query_row(
+                "SELECT name, image_id FROM image_tags WHERE name=?1",
+                [name],
+                |r| Ok(TagRow { name: r.get(0)?, image_id: r.get(1)? }),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn tags(&self) -> Result<Vec<TagRow>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT name, image_id FROM image_tags ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok(TagRow { name: r.get(0)?, image_id: r.get(1)? }))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Images whose id starts with `prefix` (ids are "sha256:<hex>"; the prefix may omit "sha256:").
+    pub fn images_by_id_prefix(&self, prefix: &str) -> Result<Vec<ImageRow>> {
+        let full = if prefix.starts_with("sha256:") { prefix.to_string() } else { format!("sha256:{prefix}") };
+        let mut st = self
+            .conn()
+            .prepare(&format!("SELECT {IMAGE_COLS} FROM images WHERE substr(id, 1, length(?1)) = ?1"))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([full], image_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM image_tags WHERE name=?1", [name]).map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// Removes an image row and its tags.
+    pub fn delete_image(&mut self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM image_tags WHERE image_id=?1", [id]).map_err(sql)?;
+            tx.execute("DELETE FROM images WHERE id=?1", [id]).map_err(sql)?;
+            Ok(())
+        })
+    }
+}

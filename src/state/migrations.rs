@@ -1,0 +1,82 @@
+//! Numbered schema migrations; `PRAGMA user_version` records the last applied.
+
+use super::{sql, Db, Result, StateError};
+use rusqlite::TransactionBehavior;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: images, tags, pods and the host resources each pod holds.
+    r#"
+    CREATE TABLE images (
+        id              TEXT PRIMARY KEY,   -- digest of the image config ("sha256:…")
+        manifest_digest TEXT NOT NULL,
+        config_json     TEXT NOT NULL,      -- the OCI image config, for pods to read without the blob store
+        layers_json     TEXT NOT NULL,      -- diff ids, lowest first
+        size            INTEGER NOT NULL,   -- unpacked bytes
+        created         TEXT NOT NULL
+    );
+    CREATE TABLE image_tags (
+        name     TEXT PRIMARY KEY,          -- normalised reference "repo:tag"
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE TABLE pods (
+        id          TEXT PRIMARY KEY,       -- 64 hex chars: fixed length, never a prefix of another id (runsc prefix-matches)
+        name        TEXT NOT NULL UNIQUE,
+        image_id    TEXT NOT NULL REFERENCES images(id),
+        image_ref   TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        config_json TEXT NOT NULL,          -- the pod's options (command, env, limits, …)
+        runsc_json  TEXT NOT NULL,          -- runsc global flags fixed at creation
+        created     TEXT NOT NULL,
+        started     TEXT,
+        finished    TEXT,
+        exit_code   INTEGER,
+        pid         INTEGER,
+        monitor_pid INTEGER,
+        auto_remove INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE pod_resources (
+        pod_id TEXT NOT NULL,               -- no foreign key: leftovers must outlive a lost pod row for gc
+        kind   TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    );
+    CREATE INDEX pod_resources_pod ON pod_resources(pod_id);
+    "#,
+];
+
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+pub fn apply(db: &mut Db) -> Result<()> {
+    let current: i64 = db
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| db.err(e))?;
+    if current > LATEST {
+        return Err(StateError::TooNew {
+            path: db.path().to_owned(),
+            found: current,
+            known: LATEST,
+        });
+    }
+    if current == LATEST {
+        return Ok(());
+    }
+    let path = db.path().to_owned();
+    let tx = db
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(m).map_err(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}

@@ -1,0 +1,138 @@
+//! SQLite state: the one place that knows the schema.
+//!
+//! WAL mode and a busy timeout let many `gvpod` processes (ten `run -d` at
+//! once, monitors recording exits) share the database; every write happens in
+//! a short `BEGIN IMMEDIATE` transaction so writers queue instead of failing
+//! with "database is locked" on lock upgrade.
+
+mod images;
+mod migrations;
+mod pods;
+
+pub use images::{ImageRow, TagRow};
+pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Errors of the state layer, always naming the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state database {path} has schema version {found}, newer than this gvpod understands ({known}); upgrade gvpod")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("a pod named {0:?} already exists")]
+    NameInUse(String),
+    #[error("corrupt record in state database: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// An open state database.
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) `<root>/gvpod.db` and applies pending migrations.
+    pub fn open(root: &Path) -> Result<Db> {
+        let path = root.join("gvpod.db");
+        let conn = Connection::open(&path).map_err(|source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut db = Db { conn, path };
+        db.configure()?;
+        migrations::apply(&mut db)?;
+        Ok(db)
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(|e| self.err(e))?;
+        // journal_mode returns a row, so it cannot go through execute_batch on every version.
+        let _: String = self
+            .conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` inside an IMMEDIATE transaction (the write lock is taken up front,
+    /// so concurrent writers wait on the busy timeout instead of deadlocking).
+    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let wrap = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(wrap)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(wrap)?;
+        Ok(out)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Maps a rusqlite error inside a transaction closure (no path at hand there).
+pub(crate) fn sql(e: rusqlite::Error) -> StateError {
+    StateError::Sqlite {
+        path: PathBuf::from("gvpod.db"),
+        source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_and_wal_is_on() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Db::open(dir.path()).unwrap());
+        let db = Db::open(dir.path()).unwrap();
+        let mode: String = db
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let v: i64 = db
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, migrations::LATEST);
+    }
+}

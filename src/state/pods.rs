@@ -1,0 +1,300 @@
+//! Pod rows and the host resources recorded against them.
+
+use super::{sql, Db, Result, StateError};
+use rusqlite::{params, OptionalExtension, Row};
+use serde::Serialize;
+
+/// Lifecycle state of a pod as recorded. `Created` pods have a bundle but no
+/// sandbox; `Running` pods have a monitor and a sandbox; `Exited` pods have
+/// an exit code (or none when the monitor was killed before it could record one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodStatus {
+    Created,
+    Running,
+    Exited,
+}
+
+impl PodStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodStatus::Created => "created",
+            PodStatus::Running => "running",
+            PodStatus::Exited => "exited",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created" => PodStatus::Created,
+            "running" => PodStatus::Running,
+            "exited" => PodStatus::Exited,
+            _ => return None,
+        })
+    }
+    pub fn can_start(self) -> bool {
+        matches!(self, PodStatus::Created | PodStatus::Exited)
+    }
+    pub fn can_exec(self) -> bool {
+        self == PodStatus::Running
+    }
+    pub fn can_stop(self) -> bool {
+        self == PodStatus::Running
+    }
+    pub fn can_remove_without_force(self) -> bool {
+        self != PodStatus::Running
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PodRow {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub image_ref: String,
+    pub status: PodStatus,
+    pub config_json: String,
+    pub runsc_json: String,
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub exit_code: Option<i32>,
+    pub pid: Option<i32>,
+    pub monitor_pid: Option<i32>,
+    pub auto_remove: bool,
+}
+
+/// Kinds of host resources a pod can hold; each is undone by `pod::cleanup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// A directory gvpod created (bundle, upper layer); removed recursively.
+    Dir,
+    /// A mount point (the pod's overlay rootfs); lazily unmounted.
+    Mount,
+    /// A runsc container id under the data root's runsc `--root`.
+    Runsc,
+    /// A cgroup path relative to each controller's mount.
+    Cgroup,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Dir => "dir",
+            ResourceKind::Mount => "mount",
+            ResourceKind::Runsc => "runsc",
+            ResourceKind::Cgroup => "cgroup",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "dir" => ResourceKind::Dir,
+            "mount" => ResourceKind::Mount,
+            "runsc" => ResourceKind::Runsc,
+            "cgroup" => ResourceKind::Cgroup,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub pod_id: String,
+    pub kind: ResourceKind,
+    pub value: String,
+}
+
+const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove";
+
+fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
+    let status: String = r.get(4)?;
+    Ok(PodRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image_id: r.get(2)?,
+        image_ref: r.get(3)?,
+        status: PodStatus::parse(&status).unwrap_or(PodStatus::Exited),
+        config_json: r.get(5)?,
+        runsc_json: r.get(6)?,
+        created: r.get(7)?,
+        started: r.get(8)?,
+        finished: r.get(9)?,
+        exit_code: r.get(10)?,
+        pid: r.get(11)?,
+        monitor_pid: r.get(12)?,
+        auto_remove: r.get(13)?,
+    })
+}
+
+impl Db {
+    /// Inserts a new pod; a taken name is reported as `NameInUse`.
+    pub fn insert_pod(&mut self, p: &PodRow) -> Result<()> {
+        self.write(|tx| {
+            let res = tx.execute(
+                &format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+                params![
+                    p.id, p.name, p.image_id, p.image_ref, p.status.as_str(), p.config_json,
+                    p.runsc_json, p.created, p.started, p.finished, p.exit_code, p.pid,
+                    p.monitor_pid, p.auto_remove
+                ],
+            );
+            match res {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("pods.name") =>
+                {
+                    Err(StateError::NameInUse(p.name.clone()))
+                }
+                Err(e) => Err(sql(e)),
+            }
+        })
+    }
+
+    pub fn pods(&self) -> Result<Vec<PodRow>> {
+        let mut st = self
+            .conn()
+            .prepare(&format!("SELECT {POD_COLS} FROM pods ORDER BY created"))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], pod_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn pod(&self, id: &str) -> Result<Option<PodRow>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {POD_COLS} FROM pods WHERE id = ?1"),
+                [id],
+                pod_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Finds pods whose name equals `key` or whose id starts with `key`.
+    pub fn find_pods(&self, key: &str) -> Result<Vec<PodRow>> {
+        let mut st = self
+            .conn()
+            .prepare(&format!(
+                "SELECT {POD_COLS} FROM pods WHERE name = ?1 OR substr(id, 1, length(?1)) = ?1"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([key], pod_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    pub fn set_pod_started(&mut self, id: &str, started: &str, pid: Option<i32>, monitor_pid: i32) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE pods SET status='running', started=?2, pid=?3, monitor_pid=?4, finished=NULL, exit_code=NULL WHERE id=?1",
+                params![id, started, pid, monitor_pid],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn set_pod_exited(&mut self, id: &str, finished: &str, exit_code: Option<i32>) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE pods SET status='exited', finished=?2, exit_code=?3, pid=NULL, monitor_pid=NULL WHERE id=?1",
+                params![id, finished, exit_code],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn set_pod_status(&mut self, id: &str, status: PodStatus) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("UPDATE pods SET status=?2 WHERE id=?1", params![id, status.as_str()])
+                .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn set_pod_monitor(&mut self, id: &str, monitor_pid: i32) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("UPDATE pods SET monitor_pid=?2 WHERE id=?1", params![id, monitor_pid])
+                .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes the pod row; its resources must have been released first.
+    pub fn delete_pod(&mut self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM pods WHERE id=?1", [id]).map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// Records a host resource before it is created, so a crash right after
+    /// creating it still leaves a trace for `rm -f` and `system gc`.
+    pub fn add_resource(&mut self, pod_id: &str, kind: ResourceKind, value: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO pod_resources (pod_id, kind, value) VALUES (?1, ?2, ?3)",
+                params![pod_id, kind.as_str(), value],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_resource(&mut self, kind: ResourceKind, value: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM pod_resources WHERE kind=?1 AND value=?2",
+                params![kind.as_str(), value],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// Resources of one pod (or of every pod when `pod_id` is None), newest first
+    /// so that they are undone in reverse order of creation.
+    pub fn resources(&self, pod_id: Option<&str>) -> Result<Vec<Resource>> {
+        let mut st = self
+            .conn()
+            .prepare(
+                "SELECT pod_id, kind, value FROM pod_resources WHERE ?1 IS NULL OR pod_id = ?1 ORDER BY rowid DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([pod_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(pod_id, kind, value)| {
+                let kind = ResourceKind::parse(&kind)
+                    .ok_or_else(|| StateError::Corrupt(format!("unknown resource kind {kind:?}")))?;
+                Ok(Resource { pod_id, kind, value })
+            })
+            .collect()
+    }
+
+    /// Number of pods that use an image (`rmi` refuses to remove those).
+    pub fn pods_using_image(&self, image_id: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT name FROM pods WHERE image_id=?1")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([image_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+}
