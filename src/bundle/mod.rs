@@ -1,1 +1,324 @@
-//! OCI runtime bundle builder (config.json from image config + pod options).
+//! OCI runtime bundle builder: `config.json` (oci-spec builders) from the
+//! image config and the pod's options, and the pod's rootfs assembly.
+//! Runs nothing; mounting the rootfs is the only host change it makes.
+
+mod options;
+mod rootfs;
+
+pub use options::{check_env, parse_cpus, parse_env_file, parse_memory, parse_volume, PodOptions, Volume};
+pub use rootfs::{check_executable, mount_overlay, resolve_user, unmount, ExecProblem, ResolvedUser, RootfsPaths};
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder,
+    Spec, UserBuilder,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("invalid {what} {value:?}: {hint}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        hint: &'static str,
+    },
+    #[error("image {0} has no command (no Entrypoint or Cmd); give one after the image name")]
+    NoCommand(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot mount {path}: {msg}")]
+    Mount { path: PathBuf, msg: String },
+    #[error("building the OCI spec: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+}
+
+/// The pod's main process after merging image config and options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub terminal: bool,
+}
+
+/// Merges the image's Entrypoint/Cmd/Env/WorkingDir/User with the pod's
+/// options the docker way and resolves the user inside `rootfs`.
+pub fn resolve_process(
+    image_ref: &str,
+    image: &ImageConfiguration,
+    opts: &PodOptions,
+    rootfs: &Path,
+) -> Result<ProcessSpec, BundleError> {
+    let cfg = image.config().clone().unwrap_or_default();
+    let mut args: Vec<String> = match &opts.entrypoint {
+        Some(ep) if ep.is_empty() => vec![],
+        Some(ep) => vec![ep.clone()],
+        None => cfg.entrypoint().clone().unwrap_or_default(),
+    };
+    if !opts.cmd.is_empty() {
+        args.extend(opts.cmd.iter().cloned());
+    } else if opts.entrypoint.is_none() {
+        args.extend(cfg.cmd().clone().unwrap_or_default());
+    }
+    if args.is_empty() {
+        return Err(BundleError::NoCommand(image_ref.to_string()));
+    }
+    let user = opts
+        .user
+        .clone()
+        .or_else(|| cfg.user().clone().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "0".to_string());
+    let resolved = resolve_user(rootfs, &user)?;
+    let env = merge_env(
+        cfg.env().as_deref().unwrap_or(&[]),
+        &opts.env,
+        opts.tty,
+        resolved.home.as_deref(),
+    );
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    if !cwd.starts_with('/') {
+        return Err(BundleError::BadValue {
+            what: "working directory",
+            value: cwd,
+            hint: "it must be an absolute path",
+        });
+    }
+    Ok(ProcessSpec {
+        args,
+        env,
+        cwd,
+        uid: resolved.uid,
+        gid: resolved.gid,
+        additional_gids: resolved.additional_gids,
+        terminal: opts.tty,
+    })
+}
+
+/// Image env, then PATH/HOME/TERM defaults, then the pod's `-e` entries
+/// (a bare `KEY` takes the value from gvpod's own environment, or is dropped).
+pub fn merge_env(image_env: &[String], pod_env: &[String], tty: bool, home: Option<&str>) -> Vec<String> {
+    let mut out: Vec<(String, String)> = vec![];
+    let mut set = |k: &str, v: &str, out: &mut Vec<(String, String)>| {
+        if let Some(e) = out.iter_mut().find(|(kk, _)| kk == k) {
+            e.1 = v.to_string();
+        } else {
+            out.push((k.to_string(), v.to_string()));
+        }
+    };
+    for e in image_env {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        set(k, v, &mut out);
+    }
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", &mut out);
+    }
+    if !out.iter().any(|(k, _)| k == "HOME") {
+        set("HOME", home.unwrap_or("/root"), &mut out);
+    }
+    if tty && !out.iter().any(|(k, _)| k == "TERM") {
+        set("TERM", "xterm", &mut out);
+    }
+    for e in pod_env {
+        match e.split_once('=') {
+            Some((k, v)) => set(k, v, &mut out),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    set(e, &v, &mut out)
+                }
+            }
+        }
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Docker's default capability set.
+fn default_caps() -> Vec<Capability> {
+    use Capability::*;
+    vec![
+        Chown, DacOverride, Fsetid, Fowner, Mknod, NetRaw, Setgid, Setuid, Setfcap, Setpcap, NetBindService,
+        SysChroot, Kill, AuditWrite,
+    ]
+}
+
+/// Everything `build_spec` needs besides the process.
+pub struct SpecInput<'a> {
+    pub opts: &'a PodOptions,
+    pub hostname: &'a str,
+    /// cgroup path (relative, e.g. "gvpod/<id>"), applied by runsc.
+    pub cgroups_path: &'a str,
+    /// Files in the bundle bound over /etc/hostname and /etc/hosts.
+    pub etc_files: &'a [(PathBuf, &'static str)],
+}
+
+/// Builds the OCI runtime spec of a pod.
+pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleError> {
+    let opts = input.opts;
+    let caps: std::collections::HashSet<Capability> = default_caps().into_iter().collect();
+    let empty = std::collections::HashSet::new();
+    let root_user = p.uid == 0;
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .permitted(if root_user { caps.clone() } else { empty.clone() })
+        .effective(if root_user { caps.clone() } else { empty.clone() })
+        .inheritable(empty.clone())
+        .ambient(empty)
+        .build()?;
+    let process = ProcessBuilder::default()
+        .terminal(p.terminal)
+        .user(
+            UserBuilder::default()
+                .uid(p.uid)
+                .gid(p.gid)
+                .additional_gids(p.additional_gids.clone())
+                .build()?,
+        )
+        .args(p.args.clone())
+        .env(p.env.clone())
+        .cwd(PathBuf::from(&p.cwd))
+        .capabilities(capabilities)
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(1_048_576u64)
+            .soft(1_048_576u64)
+            .build()?])
+        .no_new_privileges(false)
+        .build()?;
+
+    let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
+    mounts.push(
+        MountBuilder::default()
+            .destination("/sys/fs/cgroup")
+            .typ("cgroup")
+            .source("cgroup")
+            .options(vec!["nosuid".into(), "noexec".into(), "nodev".into(), "relatime".into(), "ro".into()])
+            .build()?,
+    );
+    for (src, dest) in input.etc_files {
+        mounts.push(bind_mount(src, dest, false)?);
+    }
+    for v in &opts.volumes {
+        mounts.push(bind_mount(&v.host, &v.pod, v.readonly)?);
+    }
+
+    let mut res = LinuxResourcesBuilder::default();
+    if let Some(m) = opts.memory {
+        res = res.memory(LinuxMemoryBuilder::default().limit(m as i64).build()?);
+    }
+    if let Some(c) = opts.cpus {
+        let period = 100_000u64;
+        res = res.cpu(LinuxCpuBuilder::default().period(period).quota((c * period as f64).round() as i64).build()?);
+    }
+    if let Some(n) = opts.pids_limit {
+        res = res.pids(LinuxPidsBuilder::default().limit(n).build()?);
+    }
+    let mut linux = oci_spec::runtime::Linux::default();
+    let base = LinuxBuilder::default()
+        .namespaces(linux.namespaces().clone().unwrap_or_default())
+        .masked_paths(linux.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(linux.readonly_paths().clone().unwrap_or_default())
+        .resources(res.build()?)
+        .cgroups_path(PathBuf::from(format!("/{}", input.cgroups_path)))
+        .build()?;
+    linux = base;
+
+    let mut spec = Spec::default();
+    spec.set_process(Some(process))
+        .set_root(Some(RootBuilder::default().path("rootfs").readonly(opts.read_only).build()?))
+        .set_hostname(Some(input.hostname.to_string()))
+        .set_mounts(Some(mounts))
+        .set_linux(Some(linux));
+    Ok(spec)
+}
+
+fn bind_mount(src: &Path, dest: &str, ro: bool) -> Result<Mount, BundleError> {
+    let mut o = vec!["rbind".to_string(), "rprivate".to_string()];
+    o.push(if ro { "ro" } else { "rw" }.to_string());
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(src)
+        .options(o)
+        .build()?)
+}
+
+/// Writes `config.json` into the bundle atomically.
+pub fn write_config(bundle: &Path, spec: &Spec) -> Result<(), BundleError> {
+    let path = bundle.join("config.json");
+    let data = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Io {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    crate::util::write_atomic(&path, &data).map_err(|source| BundleError::Io { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entry: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageConfiguration {
+        let mut c = oci_spec::image::ConfigBuilder::default();
+        if let Some(e) = entry {
+            c = c.entrypoint(e.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        }
+        if let Some(x) = cmd {
+            c = c.cmd(x.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        }
+        c = c.env(vec!["PATH=/bin".to_string(), "A=image".to_string()]).working_dir("/srv");
+        oci_spec::image::ImageConfigurationBuilder::default().config(c.build().unwrap()).build().unwrap()
+    }
+
+    #[test]
+    fn command_merges_the_docker_way() {
+        let d = tempfile::tempdir().unwrap();
+        let img = image(Some(&["/ep"]), Some(&["a"]));
+        let mut o = PodOptions::default();
+        assert_eq!(resolve_process("i", &img, &o, d.path()).unwrap().args, ["/ep", "a"]);
+        o.cmd = vec!["b".into()];
+        assert_eq!(resolve_process("i", &img, &o, d.path()).unwrap().args, ["/ep", "b"]);
+        o.entrypoint = Some("/x".into());
+        o.cmd = vec![];
+        assert_eq!(resolve_process("i", &img, &o, d.path()).unwrap().args, ["/x"]);
+        let none = image(None, None);
+        let e = resolve_process("busy:1", &none, &PodOptions::default(), d.path()).unwrap_err();
+        assert!(e.to_string().contains("busy:1 has no command"), "{e}");
+    }
+
+    #[test]
+    fn env_image_then_defaults_then_pod() {
+        let env = merge_env(&["PATH=/bin".into(), "A=image".into()], &["A=pod".into(), "B=1".into()], true, None);
+        assert_eq!(env, ["PATH=/bin", "A=pod", "HOME=/root", "TERM=xterm", "B=1"]);
+    }
+
+    #[test]
+    fn spec_carries_limits_and_volumes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = PodOptions { memory: Some(256 << 20), cpus: Some(1.5), pids_limit: Some(64), read_only: true, ..Default::default() };
+        o.volumes.push(Volume { host: d.path().to_owned(), pod: "/data".into(), readonly: true });
+        let p = resolve_process("i", &image(None, Some(&["sh"])), &o, d.path()).unwrap();
+        let s = build_spec(&p, &SpecInput { opts: &o, hostname: "h", cgroups_path: "gvpod/x", etc_files: &[] }).unwrap();
+        let j = serde_json::to_value(&s).unwrap();
+        assert_eq!(j["linux"]["resources"]["memory"]["limit"], 256 << 20);
+        assert_eq!(j["linux"]["resources"]["cpu"]["quota"], 150000);
+        assert_eq!(j["linux"]["resources"]["pids"]["limit"], 64);
+        assert_eq!(j["linux"]["cgroupsPath"], "/gvpod/x");
+        assert_eq!(j["root"]["readonly"], true);
+        assert_eq!(j["process"]["cwd"], "/srv");
+        let m = j["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/data").unwrap();
+        assert!(m["options"].as_array().unwrap().contains(&"ro".into()));
+    }
+}

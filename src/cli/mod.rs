@@ -1,5 +1,274 @@
-//! Command-line interface: clap argument structs and output formatting only.
+//! Command-line interface: clap argument structs and output formatting.
+//! Logic lives in `pod` and `image`; this layer parses, calls, prints, and
+//! maps errors to gvpod's exit codes (2 usage, 125 gvpod failed, 126/127
+//! command cannot run / not found, else the pod's own exit code).
+
+mod args;
+mod format;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use args::{Cli, Cmd, ImageCmd, PodArgs, SystemCmd};
+use crate::bundle::{self, PodOptions};
+use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
 
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(&cli.log_level);
+    if let Cmd::Monitor { id } = &cli.cmd {
+        return pod::monitor_main(&cli.root, id);
+    }
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<PodError>()
+                .map(PodError::exit_code)
+                .or_else(|| e.downcast_ref::<crate::image::ImageError>().map(image_exit_code))
+                .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
+                .unwrap_or(125);
+            eprintln!("gvpod: {e:#}");
+            code
+        }
+    }
 }
+
+fn image_exit_code(e: &crate::image::ImageError) -> i32 {
+    match e {
+        crate::image::ImageError::NotFound(_) => 2,
+        _ => 125,
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let mut ctx = Ctx::open(&cli.root)?;
+    let debug = cli.debug;
+    match cli.cmd {
+        Cmd::Run(a) => {
+            let detach = a.detach;
+            let (stdin, tty) = (a.pod.interactive, a.pod.tty);
+            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug)?;
+            let attach = if detach { Attach::Detached } else { Attach::Foreground { stdin, tty } };
+            match pod::start(&mut ctx, &pod, attach) {
+                Ok(StartOutcome::Started { .. }) => {
+                    println!("{}", pod.id);
+                    Ok(0)
+                }
+                Ok(StartOutcome::Exited { code }) => {
+                    if detach {
+                        println!("{}", pod.id);
+                    }
+                    Ok(code.unwrap_or(125))
+                }
+                Err(e) => {
+                    if pod.auto_remove {
+                        let _ = pod::remove(&mut ctx, &pod.id, true);
+                    }
+                    Err(e.into())
+                }
+            }
+        }
+        Cmd::Create(a) => {
+            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug)?;
+            println!("{}", pod.id);
+            Ok(0)
+        }
+        Cmd::Start { attach, pods } => {
+            let mut code = 0;
+            for key in pods {
+                let pod = ctx.lookup(&key)?;
+                let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+                let mode = if attach { Attach::Foreground { stdin: opts.interactive, tty: opts.tty } } else { Attach::Detached };
+                match pod::start(&mut ctx, &pod, mode)? {
+                    StartOutcome::Exited { code: c } if attach => code = c.unwrap_or(125),
+                    _ => println!("{key}"),
+                }
+            }
+            Ok(code)
+        }
+        Cmd::Ps { all, quiet, format } => {
+            let pods = pod::list(&mut ctx, all)?;
+            format::ps(&pods, quiet, &format)?;
+            Ok(0)
+        }
+        Cmd::Inspect { pods } => {
+            let views = pods.iter().map(|k| pod::inspect(&mut ctx, k)).collect::<Result<Vec<_>, _>>()?;
+            let out = if views.len() == 1 { serde_json::to_string_pretty(&views[0])? } else { serde_json::to_string_pretty(&views)? };
+            println!("{out}");
+            Ok(0)
+        }
+        Cmd::Logs { follow, tail, since, timestamps, pod: key } => {
+            let pod = ctx.lookup(&key)?;
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            let mut emit = |l: &pod::LogLine| {
+                let text = if timestamps { format!("{} {}\n", l.t, l.line) } else { format!("{}\n", l.line) };
+                let _ = if l.stream == "stderr" { stderr.lock().write_all(text.as_bytes()) } else { stdout.lock().write_all(text.as_bytes()) };
+            };
+            pod::logs(&mut ctx, &pod, pod::LogsRequest { follow, tail, since }, &mut emit)?;
+            Ok(0)
+        }
+        Cmd::Exec { interactive, tty, env, user, workdir, pod: key, cmd } => {
+            let pod = ctx.lookup(&key)?;
+            let code = pod::exec(&mut ctx, &pod, pod::ExecRequest { cmd, env, user, workdir, interactive, tty })?;
+            Ok(code)
+        }
+        Cmd::Stop { time, pods } => {
+            for key in pods {
+                let pod = ctx.lookup(&key)?;
+                pod::stop(&mut ctx, &pod, Duration::from_secs(time))?;
+                println!("{key}");
+            }
+            Ok(0)
+        }
+        Cmd::Kill { signal, pods } => {
+            for key in pods {
+                let pod = ctx.lookup(&key)?;
+                pod::kill(&mut ctx, &pod, &signal)?;
+                println!("{key}");
+            }
+            Ok(0)
+        }
+        Cmd::Rm { force, pods } => {
+            let mut failed = None;
+            for key in pods {
+                match pod::remove(&mut ctx, &key, force) {
+                    Ok(_) => println!("{key}"),
+                    Err(e) => {
+                        eprintln!("gvpod: {e}");
+                        failed.get_or_insert(e.exit_code());
+                    }
+                }
+            }
+            Ok(failed.unwrap_or(0))
+        }
+        Cmd::Wait { pods } => {
+            for key in pods {
+                let pod = ctx.lookup(&key)?;
+                let row = pod::wait(&mut ctx, &pod)?;
+                println!("{}", row.exit_code.map_or("unknown".to_string(), |c| c.to_string()));
+            }
+            Ok(0)
+        }
+        Cmd::Import { change, file, reference } => {
+            let img = ctx.images.import_tarball(&mut ctx.db, &file, &reference, &change)?;
+            println!("{}", img.id);
+            Ok(0)
+        }
+        Cmd::Images { quiet, format } => {
+            let list = ctx.images.list(&ctx.db)?;
+            format::images(&list, quiet, &format)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Ls { quiet, format }) => {
+            let list = ctx.images.list(&ctx.db)?;
+            format::images(&list, quiet, &format)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Rm { force, images }) | Cmd::Rmi { force, images } => rmi(&mut ctx, images, force),
+        Cmd::System(SystemCmd::Info { format }) => {
+            let info = pod::system_info(&mut ctx)?;
+            format::info(&info, &format)?;
+            Ok(0)
+        }
+        Cmd::System(SystemCmd::Gc { format }) => {
+            let rep = pod::gc(&mut ctx)?;
+            format::gc(&rep, &format)?;
+            Ok(0)
+        }
+        Cmd::Monitor { .. } => unreachable!("handled before the context is opened"),
+    }
+}
+
+fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for name in images {
+        let res = (|| -> anyhow::Result<Vec<String>> {
+            let img = ctx.images.resolve(&ctx.db, &name)?;
+            let users = ctx.db.pods_using_image(&img.id)?;
+            if !users.is_empty() {
+                if !force {
+                    return Err(PodError::Usage(format!(
+                        "image {name:?} is used by pod(s) {}; remove them first or use `gvpod rmi -f`",
+                        users.join(", ")
+                    ))
+                    .into());
+                }
+                for p in &users {
+                    pod::remove(ctx, p, true)?;
+                }
+            }
+            Ok(ctx.images.remove(&mut ctx.db, &name)?)
+        })();
+        match res {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                eprintln!("gvpod: {e:#}");
+                code = e.downcast_ref::<PodError>().map_or(125, PodError::exit_code).max(if code == 0 { 0 } else { code });
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, debug: bool) -> anyhow::Result<crate::state::PodRow> {
+    let mut env = vec![];
+    for f in &a.env_file {
+        env.extend(bundle::parse_env_file(f)?);
+    }
+    for e in &a.env {
+        bundle::check_env(e)?;
+        env.push(e.clone());
+    }
+    let mut runsc_flags = vec![];
+    for f in &a.runsc_flag {
+        let (k, v) = f.split_once('=').ok_or_else(|| PodError::Usage(format!("invalid --runsc-flag {f:?}: use NAME=VALUE")))?;
+        runsc_flags.push((k.trim_start_matches('-').to_string(), v.to_string()));
+    }
+    if let Some(p) = &a.platform {
+        if !matches!(p.as_str(), "ptrace" | "systrap" | "kvm") {
+            return Err(PodError::Usage(format!("invalid --platform {p:?}: use ptrace, systrap or kvm")).into());
+        }
+    }
+    let opts = PodOptions {
+        cmd,
+        entrypoint: a.entrypoint,
+        env,
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
+        volumes: a.volume.iter().map(|v| bundle::parse_volume(v)).collect::<Result<_, _>>()?,
+        memory: a.memory.as_deref().map(bundle::parse_memory).transpose()?,
+        cpus: a.cpus.as_deref().map(bundle::parse_cpus).transpose()?,
+        pids_limit: a.pids_limit,
+        read_only: a.read_only,
+        network: a.network,
+        platform: a.platform,
+        runsc_flags,
+        tty: a.tty,
+        interactive: a.interactive,
+    };
+    if let Some(n) = opts.pids_limit {
+        if n < 1 {
+            return Err(PodError::Usage(format!("invalid --pids-limit {n}: use a positive number")).into());
+        }
+    }
+    Ok(pod::create(ctx, pod::CreateRequest { image, name: a.name, opts, auto_remove: rm, debug })?)
+}
+

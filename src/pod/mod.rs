@@ -1,1 +1,229 @@
-//! Pod orchestration: lifecycle, monitor, rollback.
+//! Pod orchestration: the lifecycle state machine, the per-pod monitor
+//! process, and the rollback of half-done work. The only layer that knows
+//! about images, bundles and runsc at once; one file per lifecycle verb.
+
+mod cleanup;
+mod create;
+mod exec;
+mod failpoint;
+mod id;
+mod info;
+mod logs;
+mod monitor;
+mod proto;
+mod start;
+mod stop;
+
+pub use cleanup::{gc, remove, GcReport};
+pub use create::{create, CreateRequest};
+pub use exec::{exec, ExecRequest};
+pub use id::{generate_name, validate_name};
+pub use info::{inspect, list, system_info, PodView, SystemInfo};
+pub use logs::{logs, LogLine, LogsRequest};
+pub use monitor::monitor_main;
+pub use start::{start, Attach, StartOutcome};
+pub use stop::{kill, stop, wait};
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::BundleError;
+use crate::image::{ImageError, ImageStore};
+use crate::runsc::{GlobalFlags, Runsc, RunscError};
+use crate::state::{Db, PodRow, PodStatus, StateError};
+
+/// Errors of the pod layer. `exit_code` maps them to gvpod's documented codes.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("no such pod: {0:?} (see `gvpod ps -a`)")]
+    NotFound(String),
+    #[error("{0:?} matches several pods ({1}); give more of the id or the name")]
+    Ambiguous(String, String),
+    #[error("pod {name} is {status}; {hint}")]
+    BadState {
+        name: String,
+        status: &'static str,
+        hint: &'static str,
+    },
+    #[error("invalid pod name {0:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,62}}")]
+    BadName(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{cmd:?}: {why} in image {image}")]
+    Command {
+        cmd: String,
+        why: &'static str,
+        image: String,
+        code: i32,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Runsc(#[from] RunscError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pod monitor: {0}")]
+    Monitor(String),
+    #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
+    NotRoot,
+}
+
+impl PodError {
+    /// 2 for bad input, 126/127 for a command that cannot run, 125 for gvpod's own failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PodError::NotFound(_)
+            | PodError::Ambiguous(..)
+            | PodError::BadState { .. }
+            | PodError::BadName(_)
+            | PodError::Usage(_)
+            | PodError::NotRoot => 2,
+            PodError::State(StateError::NameInUse(_)) => 2,
+            PodError::Image(ImageError::NotFound(_)) => 2,
+            PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,
+            PodError::Command { code, .. } => *code,
+            PodError::Runsc(RunscError::NotFound(_) | RunscError::Platform(..)) => 2,
+            _ => 125,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, PodError>;
+
+pub(crate) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PodError + 'a {
+    move |source| PodError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Everything a pod operation needs: the data root, its state database, the
+/// image store and (lazily detected) runsc.
+pub struct Ctx {
+    pub root: PathBuf,
+    /// Per-data-root runtime directory under /run/gvpod (runsc state, sockets).
+    pub run_dir: PathBuf,
+    pub db: Db,
+    pub images: ImageStore,
+    runsc: OnceCell<Runsc>,
+}
+
+impl Ctx {
+    /// Opens the data root, creating its directories and database as needed.
+    pub fn open(root: &Path) -> Result<Ctx> {
+        if !nix::unistd::geteuid().is_root()
+            || !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).unwrap_or(false)
+        {
+            return Err(PodError::NotRoot);
+        }
+        for d in ["bundles", "logs", "images"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(io("cannot create", &p))?;
+        }
+        let root = std::fs::canonicalize(root).map_err(io("cannot resolve data root", root))?;
+        let run_dir = run_dir_for(&root);
+        std::fs::create_dir_all(run_dir.join("runsc")).map_err(io("cannot create", &run_dir))?;
+        let db = Db::open(&root)?;
+        let images = ImageStore::new(&root)?;
+        Ok(Ctx {
+            root,
+            run_dir,
+            db,
+            images,
+            runsc: OnceCell::new(),
+        })
+    }
+
+    /// runsc, detected on first use (cached on disk across invocations).
+    pub fn runsc(&self) -> Result<&Runsc> {
+        if let Some(r) = self.runsc.get() {
+            return Ok(r);
+        }
+        let r = Runsc::detect(&self.root)?;
+        Ok(self.runsc.get_or_init(|| r))
+    }
+
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.root.join("bundles").join(id)
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{id}.json"))
+    }
+
+    pub fn pod_run_dir(&self, id: &str) -> PathBuf {
+        self.run_dir.join("pods").join(id)
+    }
+
+    /// The flags of a pod's runsc container, as recorded at creation.
+    pub fn flags_of(&self, pod: &PodRow) -> Result<GlobalFlags> {
+        serde_json::from_str(&pod.runsc_json)
+            .map_err(|e| PodError::State(StateError::Corrupt(format!("runsc flags of pod {}: {e}", pod.name))))
+    }
+
+    /// Finds one pod by name, full id or unique id prefix.
+    pub fn lookup(&self, key: &str) -> Result<PodRow> {
+        let mut found = self.db.find_pods(key)?;
+        if let Some(i) = found.iter().position(|p| p.name == key || p.id == key) {
+            return Ok(found.swap_remove(i));
+        }
+        match found.len() {
+            0 => Err(PodError::NotFound(key.to_string())),
+            1 => Ok(found.pop().expect("one element")),
+            _ => Err(PodError::Ambiguous(
+                key.to_string(),
+                found.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    /// Reconciles a pod's recorded status with the host: a `running` pod whose
+    /// monitor is gone (SIGKILL) and whose sandbox is gone too is `exited`
+    /// with an unknown exit code.
+    pub fn refresh(&mut self, mut pod: PodRow) -> Result<PodRow> {
+        if pod.status != PodStatus::Running || pod.monitor_pid.is_some_and(|pid| monitor_alive(pid, &pod.id)) {
+            return Ok(pod);
+        }
+        let flags = self.flags_of(&pod)?;
+        let state = self.runsc()?.state(&flags, &pod.id)?;
+        if state.as_ref().is_some_and(|s| s.status == "running" || s.status == "created") {
+            return Ok(pod);
+        }
+        let now = crate::util::now_rfc3339();
+        self.db.set_pod_exited(&pod.id, &now, None)?;
+        pod.status = PodStatus::Exited;
+        pod.finished = Some(now);
+        pod.exit_code = None;
+        pod.pid = None;
+        pod.monitor_pid = None;
+        Ok(pod)
+    }
+}
+
+/// Whether `pid` is the monitor of pod `id` (guards against pid reuse).
+pub(crate) fn monitor_alive(pid: i32, id: &str) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(c) => {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"__monitor") && args.iter().any(|a| *a == id.as_bytes())
+        }
+        Err(_) => false,
+    }
+}
+
+/// /run/gvpod/<first 12 hex of sha256(data root)>: short enough for unix socket paths.
+pub fn run_dir_for(root: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    PathBuf::from("/run/gvpod").join(&hex::encode(h)[..12])
+}

@@ -66,8 +66,8 @@ pub struct PodRow {
 /// Kinds of host resources a pod can hold; each is undone by `pod::cleanup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceKind {
-    /// A directory gvpod created (bundle, upper layer); removed recursively.
-    Dir,
+    /// A file or directory gvpod created (bundle, log); removed recursively.
+    Path,
     /// A mount point (the pod's overlay rootfs); lazily unmounted.
     Mount,
     /// A runsc container id under the data root's runsc `--root`.
@@ -79,7 +79,7 @@ pub enum ResourceKind {
 impl ResourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            ResourceKind::Dir => "dir",
+            ResourceKind::Path => "path",
             ResourceKind::Mount => "mount",
             ResourceKind::Runsc => "runsc",
             ResourceKind::Cgroup => "cgroup",
@@ -87,7 +87,7 @@ impl ResourceKind {
     }
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
-            "dir" => ResourceKind::Dir,
+            "path" => ResourceKind::Path,
             "mount" => ResourceKind::Mount,
             "runsc" => ResourceKind::Runsc,
             "cgroup" => ResourceKind::Cgroup,

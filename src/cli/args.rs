@@ -1,0 +1,250 @@
+//! clap argument structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gvpod", version, about = "Run OCI containers (pods) in gVisor sandboxes, with no daemon")]
+pub struct Cli {
+    /// Data root (state database, images, bundles, logs).
+    #[arg(long, global = true, env = "GVPOD_ROOT", default_value = "/var/lib/gvpod")]
+    pub root: PathBuf,
+    /// Keep runsc's full debug log under each new pod's bundle.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// gvpod's own log level (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "GVPOD_LOG", default_value = "warn")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Options shared by `run` and `create`.
+#[derive(Args)]
+pub struct PodArgs {
+    /// Pod name (default: generated).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy gvpod's own).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines).
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the pod.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User (name or uid, optionally :group) inside the pod.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Pod hostname (default: the first 12 characters of its id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Bind a host directory: HOSTDIR:PODDIR[:ro].
+    #[arg(short = 'v', long)]
+    pub volume: Vec<String>,
+    /// Memory limit (e.g. 256m, 1g).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// CPU limit in cores (e.g. 1.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Network: none or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// gVisor platform (ptrace, systrap, kvm); default: runsc's own.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Extra runsc global flag NAME=VALUE (repeatable).
+    #[arg(long)]
+    pub runsc_flag: Vec<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Run in the background and print the pod id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Remove the pod when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[command(flatten)]
+    pub pod: PodArgs,
+    pub image: String,
+    /// Command and arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create and start a pod.
+    Run(RunArgs),
+    /// Create a pod without starting it.
+    Create(RunArgs),
+    /// Start created or stopped pods.
+    Start {
+        /// Attach to the pod's output and wait for it.
+        #[arg(short = 'a', long)]
+        attach: bool,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// List pods.
+    Ps {
+        /// Show all pods (default: running only).
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Print ids only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show a pod as JSON.
+    Inspect {
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Print a pod's output.
+    Logs {
+        /// Follow the output until the pod stops.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+        /// Only lines since an RFC 3339 time or a duration ago (10m, 1h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        pod: String,
+    },
+    /// Run a command in a running pod.
+    Exec {
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        pod: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop pods: the image's stop signal, then SIGKILL after a grace time.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long, default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Send a signal to pods.
+    Kill {
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Remove pods.
+    Rm {
+        /// Kill running pods first.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Wait for pods to exit and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Import a rootfs tarball (plain, gzip or zstd) as an image.
+    Import {
+        /// Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL).
+        #[arg(short = 'c', long)]
+        change: Vec<String>,
+        file: PathBuf,
+        reference: String,
+    },
+    /// List images.
+    Images {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Remove images.
+    Rmi {
+        /// Also remove pods that use them.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Host-wide information and maintenance.
+    #[command(subcommand)]
+    System(SystemCmd),
+    /// Internal: the per-pod monitor process.
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum ImageCmd {
+    /// List images.
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Remove images.
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SystemCmd {
+    /// runsc version and features, platform, cgroups, data root.
+    Info {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Remove everything of this data root that no pod owns (safe while pods run).
+    Gc {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}

@@ -1,0 +1,201 @@
+//! Tables and JSON output.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::pod::{GcReport, PodView, SystemInfo};
+
+fn check_format(f: &str) -> anyhow::Result<bool> {
+    match f {
+        "table" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(crate::pod::PodError::Usage(format!("invalid --format {f:?}: use table or json")).into()),
+    }
+}
+
+fn json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Prints rows as left-aligned columns separated by three spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}   ", width = w[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// "3 seconds", "5 minutes", … like docker.
+pub fn ago(t: &str) -> String {
+    let Ok(t) = DateTime::parse_from_rfc3339(t) else { return t.to_string() };
+    let s = (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0);
+    let (n, unit) = match s {
+        0..=1 => return "Less than a second".to_string(),
+        2..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86399 => (s / 3600, "hour"),
+        _ => (s / 86400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn status_text(p: &PodView) -> String {
+    match p.status {
+        "running" => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            p.exit_code.map_or("unknown".to_string(), |c| c.to_string()),
+            p.finished.as_deref().map(ago).unwrap_or_default()
+        ),
+        s => {
+            let mut c = s.to_string();
+            c[..1].make_ascii_uppercase();
+            c
+        }
+    }
+}
+
+pub fn ps(pods: &[PodView], quiet: bool, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(pods);
+    }
+    if quiet {
+        pods.iter().for_each(|p| println!("{}", &p.id[..12]));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            let mut cmd = p.command.join(" ");
+            if cmd.chars().count() > 30 {
+                cmd = format!("{}…", cmd.chars().take(29).collect::<String>());
+            }
+            vec![
+                p.id[..12].to_string(),
+                p.image.clone(),
+                format!("\"{cmd}\""),
+                format!("{} ago", ago(&p.created)),
+                status_text(p),
+                p.name.clone(),
+            ]
+        })
+        .collect();
+    table(&["POD ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+    Ok(())
+}
+
+pub fn images(list: &[crate::image::ImageSummary], quiet: bool, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(list);
+    }
+    if quiet {
+        list.iter().for_each(|i| println!("{}", short_id(&i.id)));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            vec![
+                i.repository.clone().unwrap_or_else(|| "<none>".into()),
+                i.tag.clone().unwrap_or_else(|| "<none>".into()),
+                short_id(&i.id),
+                format!("{} ago", ago(&i.created)),
+                human_size(i.size),
+            ]
+        })
+        .collect();
+    table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    Ok(())
+}
+
+fn short_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", units[i]).replace(".000", "")
+    }
+}
+
+pub fn info(i: &SystemInfo, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(i);
+    }
+    let feats = i.features.as_object().map(|o| {
+        o.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    });
+    let rows = vec![
+        vec!["gvpod version".into(), i.gvpod_version.to_string()],
+        vec!["data root".into(), i.data_root.clone()],
+        vec!["runsc path".into(), i.runsc_path.clone()],
+        vec!["runsc version".into(), i.runsc_version.clone()],
+        vec!["runsc root".into(), i.runsc_root.clone()],
+        vec!["platforms".into(), i.platforms.join(", ")],
+        vec!["default platform".into(), i.default_platform.clone()],
+        vec!["features".into(), feats.unwrap_or_default()],
+        vec!["cgroup version".into(), i.cgroup_version.to_string()],
+        vec!["kernel".into(), i.kernel.clone()],
+        vec!["pods".into(), i.pods.to_string()],
+        vec!["images".into(), i.images.to_string()],
+    ];
+    for r in rows {
+        println!("{:<17} {}", format!("{}:", r[0]), r[1]);
+    }
+    Ok(())
+}
+
+pub fn gc(r: &GcReport, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(r);
+    }
+    println!(
+        "removed {} pod(s), {} orphaned resource(s), {} runsc container(s), {} mount(s), {} path(s), {} cgroup(s)",
+        r.pods_removed.len(),
+        r.resources_released,
+        r.runsc_containers.len(),
+        r.mounts.len(),
+        r.paths.len(),
+        r.cgroups.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1_500_000), "1.500 MB");
+        assert_eq!(human_size(2_000_000), "2 MB");
+    }
+}

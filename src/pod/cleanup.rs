@@ -1,0 +1,280 @@
+//! Undoing pods: `rm`, the rollback of a failed create, and `system gc`,
+//! which finds what crashed processes left behind. Every resource kind in
+//! `pod_resources` has exactly one undo here, and every undo is idempotent.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{monitor_alive, Ctx, PodError, Result};
+use crate::runsc::GlobalFlags;
+use crate::state::{PodStatus, Resource, ResourceKind};
+
+/// `rm [-f]`: a running pod is refused unless `force`, which kills it first.
+pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
+    let pod = ctx.lookup(key)?;
+    let pod = ctx.refresh(pod)?;
+    if !pod.status.can_remove_without_force() && !force {
+        return Err(PodError::BadState {
+            name: pod.name.clone(),
+            status: pod.status.as_str(),
+            hint: "stop it first or use `gvpod rm -f`",
+        });
+    }
+    if pod.status == PodStatus::Running || pod.monitor_pid.is_some() {
+        let flags = ctx.flags_of(&pod)?;
+        if let Ok(r) = ctx.runsc() {
+            let _ = r.kill(&flags, &pod.id, "KILL", false);
+        }
+        // Let the monitor record the exit and let go of the pod; then make sure it is gone.
+        if let Some(pid) = pod.monitor_pid {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while monitor_alive(pid, &pod.id) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if monitor_alive(pid, &pod.id) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    // A --rm pod's monitor may have removed it meanwhile.
+    if ctx.db.pod(&pod.id)?.is_some() {
+        remove_pod(ctx, &pod.id)?;
+    }
+    Ok(pod.name)
+}
+
+/// Releases every resource of a pod and deletes its row.
+pub(crate) fn remove_pod(ctx: &mut Ctx, id: &str) -> Result<()> {
+    release(ctx, id)?;
+    ctx.db.delete_pod(id)?;
+    Ok(())
+}
+
+/// Undoes a pod's recorded resources, newest first; each undone one is forgotten.
+pub(crate) fn release(ctx: &mut Ctx, id: &str) -> Result<()> {
+    let flags = match ctx.db.pod(id)? {
+        Some(p) => ctx.flags_of(&p).ok(),
+        None => None,
+    };
+    let mut first_err = None;
+    for r in ctx.db.resources(Some(id))? {
+        match undo(ctx, &r, flags.as_ref()) {
+            Ok(()) => ctx.db.remove_resource(r.kind, &r.value)?,
+            Err(e) => {
+                tracing::warn!("releasing {} {}: {e}", r.kind.as_str(), r.value);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(ctx.pod_run_dir(id));
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
+    match r.kind {
+        ResourceKind::Runsc => {
+            let fallback;
+            let flags = match flags {
+                Some(f) => f,
+                None => {
+                    fallback = default_flags(ctx);
+                    &fallback
+                }
+            };
+            ctx.runsc()?.delete_force(flags, &r.value)?;
+        }
+        ResourceKind::Mount => crate::bundle::unmount(Path::new(&r.value))?,
+        ResourceKind::Path => remove_path(Path::new(&r.value))?,
+        ResourceKind::Cgroup => remove_cgroup(&r.value)?,
+    }
+    Ok(())
+}
+
+/// Flags for runsc calls about containers whose pod row is gone (`gc`).
+fn default_flags(ctx: &Ctx) -> GlobalFlags {
+    GlobalFlags {
+        root: ctx.run_dir.join("runsc"),
+        platform: ctx.runsc().map(|r| r.features.default_platform.clone()).unwrap_or_else(|_| "ptrace".into()),
+        network: "none".into(),
+        overlay2: None,
+        log: ctx.root.join("logs").join("gc-runsc.log"),
+        debug_log: None,
+        extra: vec![],
+    }
+}
+
+fn remove_path(p: &Path) -> Result<()> {
+    let res = match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+    };
+    res.map_err(super::io("cannot remove", p))
+}
+
+/// Removes `path` in every cgroup hierarchy (v2: one; v1: one per controller).
+fn remove_cgroup(rel: &str) -> Result<()> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![base.join(rel)];
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            dirs.push(e.path().join(rel));
+        }
+    }
+    for d in dirs {
+        match std::fs::remove_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
+            Err(e) => return Err(PodError::Io { what: "cannot remove cgroup", path: d, source: e }),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub pods_removed: Vec<String>,
+    pub resources_released: usize,
+    pub runsc_containers: Vec<String>,
+    pub mounts: Vec<String>,
+    pub paths: Vec<String>,
+    pub cgroups: Vec<String>,
+}
+
+/// Finds and removes everything of this data root that no live pod owns.
+/// Safe while pods run: nothing that belongs to an existing pod row is touched
+/// except exited `--rm` pods, which are removed as their monitor would have.
+pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
+    let mut rep = GcReport::default();
+    for pod in ctx.db.pods()? {
+        let pod = ctx.refresh(pod)?;
+        if pod.auto_remove && pod.status == PodStatus::Exited {
+            remove_pod(ctx, &pod.id)?;
+            rep.pods_removed.push(pod.name.clone());
+        }
+    }
+    let live: std::collections::HashSet<String> = ctx.db.pods()?.into_iter().map(|p| p.id).collect();
+    // Resources recorded for pods whose rows are gone.
+    let orphans: Vec<String> = {
+        let mut v: Vec<String> = ctx.db.resources(None)?.into_iter().map(|r| r.pod_id).filter(|p| !live.contains(p)).collect();
+        v.dedup();
+        v
+    };
+    for id in orphans {
+        let n = ctx.db.resources(Some(&id))?.len();
+        release(ctx, &id)?;
+        rep.resources_released += n;
+    }
+    // runsc containers under our runsc root with no pod.
+    if let Ok(runsc) = ctx.runsc() {
+        let runsc = runsc.clone();
+        let flags = default_flags(ctx);
+        for c in runsc.list(&flags)? {
+            if !live.contains(&c.id) {
+                runsc.delete_force(&flags, &c.id)?;
+                rep.runsc_containers.push(c.id);
+            }
+        }
+    }
+    // Mounts under our bundles with no pod.
+    let bundles = ctx.root.join("bundles");
+    if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in mi.lines() {
+            let Some(mp) = line.split(' ').nth(4) else { continue };
+            let mp = unescape_mountinfo(mp);
+            let p = Path::new(&mp);
+            if let Ok(rest) = p.strip_prefix(&bundles) {
+                let id = rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+                if !live.contains(&id) {
+                    crate::bundle::unmount(p)?;
+                    rep.mounts.push(mp.clone());
+                }
+            }
+        }
+    }
+    // Bundle directories and logs with no pod.
+    for (dir, strip) in [(bundles, ""), (ctx.root.join("logs"), ".json")] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(strip).unwrap_or(&name);
+                if id.len() == 64 && !live.contains(id) {
+                    remove_path(&e.path())?;
+                    rep.paths.push(e.path().display().to_string());
+                }
+            }
+        }
+    }
+    // Our cgroups with no pod (each controller of v1, or the v2 tree).
+    let mut cg_ids = std::collections::BTreeSet::new();
+    for base in cgroup_parents() {
+        if let Ok(rd) = std::fs::read_dir(&base) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) && e.path().is_dir() && !live.contains(&name) && belongs_here(ctx, &name) {
+                    cg_ids.insert(name);
+                }
+            }
+        }
+    }
+    for id in cg_ids {
+        remove_cgroup(&format!("gvpod/{id}"))?;
+        rep.cgroups.push(format!("gvpod/{id}"));
+    }
+    Ok(rep)
+}
+
+/// Cgroups are shared by every data root on the host; only those whose
+/// pod id is recorded in this data root's runsc state or log dir are ours.
+fn belongs_here(ctx: &Ctx, id: &str) -> bool {
+    ctx.run_dir.join("runsc").join(id).exists() || ctx.root.join("logs").join(format!("{id}.json")).exists() || ctx.bundle_dir(id).exists()
+}
+
+fn cgroup_parents() -> Vec<std::path::PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut v = vec![base.join("gvpod")];
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            v.push(e.path().join("gvpod"));
+        }
+    }
+    v
+}
+
+/// /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(n) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or(""), 8) {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/x\\"), "/x\\");
+    }
+}

@@ -1,0 +1,144 @@
+//! `create`: validate, register the pod, assemble its bundle. Every host
+//! resource is recorded before it is made; any failure undoes them all.
+
+use super::{failpoint, id, Ctx, PodError, Result};
+use crate::bundle::{self, ExecProblem, PodOptions, RootfsPaths, SpecInput};
+use crate::runsc::GlobalFlags;
+use crate::state::{PodRow, PodStatus, ResourceKind};
+
+pub struct CreateRequest {
+    pub image: String,
+    pub name: Option<String>,
+    pub opts: PodOptions,
+    pub auto_remove: bool,
+    /// Keep a full runsc debug log under the bundle (`gvpod --debug`).
+    pub debug: bool,
+}
+
+/// Creates a pod and returns its row (status `created`).
+pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
+    let name = match &req.name {
+        Some(n) => {
+            id::validate_name(n)?;
+            n.clone()
+        }
+        None => id::generate_name(),
+    };
+    if !matches!(req.opts.network.as_str(), "none" | "host") {
+        return Err(PodError::Usage(format!(
+            "invalid --network {:?}: this gvpod supports none and host",
+            req.opts.network
+        )));
+    }
+    let runsc = ctx.runsc()?.clone();
+    let platform = req.opts.platform.clone().unwrap_or_else(|| runsc.features.default_platform.clone());
+    runsc.check_platform(&platform)?;
+    for (k, _) in &req.opts.runsc_flags {
+        if !runsc.features.has_flag(k) {
+            return Err(PodError::Usage(format!(
+                "invalid --runsc-flag {k:?}: this runsc ({}) has no such flag (see `runsc flags`)",
+                runsc.version.raw
+            )));
+        }
+    }
+    let image = ctx.images.resolve(&ctx.db, &req.image)?;
+
+    let pod_id = id::new_id();
+    let bundle_dir = ctx.bundle_dir(&pod_id);
+    let flags = GlobalFlags {
+        root: ctx.run_dir.join("runsc"),
+        platform,
+        network: req.opts.network.clone(),
+        // Writes go to the pod's upper directory on the host (persist across
+        // restarts, visible to commit), not to a filestore or sandbox memory.
+        overlay2: runsc.features.has_flag("overlay2").then(|| "none".to_string()),
+        log: bundle_dir.join("runsc.log"),
+        debug_log: req.debug.then(|| bundle_dir.join("debug")),
+        extra: req.opts.runsc_flags.clone(),
+    };
+    let row = PodRow {
+        id: pod_id.clone(),
+        name,
+        image_id: image.id.clone(),
+        image_ref: image.reference.clone(),
+        status: PodStatus::Created,
+        config_json: serde_json::to_string(&req.opts).expect("options serialise"),
+        runsc_json: serde_json::to_string(&flags).expect("flags serialise"),
+        created: crate::util::now_rfc3339(),
+        started: None,
+        finished: None,
+        exit_code: None,
+        pid: None,
+        monitor_pid: None,
+        auto_remove: req.auto_remove,
+    };
+    ctx.db.insert_pod(&row)?;
+    failpoint::hit("create:inserted");
+    match assemble(ctx, &row, &req.opts, &image) {
+        Ok(()) => Ok(row),
+        Err(e) => {
+            // Undo whatever was made; the original error is what the user needs.
+            if let Err(e2) = super::cleanup::release(ctx, &row.id) {
+                tracing::warn!("rollback of pod {}: {e2}", row.name);
+            }
+            let _ = ctx.db.delete_pod(&row.id);
+            Err(e)
+        }
+    }
+}
+
+fn assemble(ctx: &mut Ctx, row: &PodRow, opts: &PodOptions, image: &crate::image::Image) -> Result<()> {
+    let bundle_dir = ctx.bundle_dir(&row.id);
+    ctx.db.add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
+    std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
+    let paths = RootfsPaths::new(&bundle_dir);
+    ctx.db.add_resource(&row.id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
+    bundle::mount_overlay(&image.layers, &paths)?;
+    failpoint::hit("create:mounted");
+
+    let process = bundle::resolve_process(&image.reference, &image.config, opts, &paths.merged)?;
+    let path_env = process.env.iter().find_map(|e| e.strip_prefix("PATH="));
+    if let Err(p) = bundle::check_executable(&paths.merged, &process.args[0], path_env, &process.cwd) {
+        let (why, code) = match p {
+            ExecProblem::NotFound => ("executable file not found", 127),
+            ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
+        };
+        return Err(PodError::Command {
+            cmd: process.args[0].clone(),
+            why,
+            image: image.reference.clone(),
+            code,
+        });
+    }
+
+    let hostname = opts.hostname.clone().unwrap_or_else(|| row.id[..12].to_string());
+    let etc_hostname = bundle_dir.join("hostname");
+    let etc_hosts = bundle_dir.join("hosts");
+    write(&etc_hostname, format!("{hostname}\n"))?;
+    write(
+        &etc_hosts,
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname} {}\n", row.name),
+    )?;
+    let cgroup = format!("gvpod/{}", row.id);
+    ctx.db.add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
+    let log = ctx.log_path(&row.id);
+    ctx.db.add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
+    let etc = [(etc_hostname, "/etc/hostname"), (etc_hosts, "/etc/hosts")];
+    let spec = bundle::build_spec(
+        &process,
+        &SpecInput {
+            opts,
+            hostname: &hostname,
+            cgroups_path: &cgroup,
+            etc_files: &etc,
+        },
+    )?;
+    bundle::write_config(&bundle_dir, &spec)?;
+    write(&bundle_dir.join("process.json"), serde_json::to_string(&process).expect("process serialises"))?;
+    failpoint::hit("create:configured");
+    Ok(())
+}
+
+fn write(path: &std::path::Path, data: String) -> Result<()> {
+    crate::util::write_atomic(path, data.as_bytes()).map_err(super::io("cannot write", path))
+}

@@ -1,0 +1,111 @@
+//! `exec`: run another process in a running pod through `runsc exec`, with
+//! gvpod's own stdio (runsc hands it to the sandbox; with `-t` the sentry
+//! drives the caller's terminal directly).
+
+use std::os::fd::AsRawFd;
+use std::process::Stdio;
+
+use super::{Ctx, PodError, Result};
+use crate::bundle::{self, ExecProblem, ProcessSpec};
+use crate::state::PodRow;
+
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub interactive: bool,
+    pub tty: bool,
+}
+
+/// Runs the command and returns its exit code.
+pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
+    let pod = ctx.refresh(pod.clone())?;
+    if !pod.status.can_exec() {
+        return Err(PodError::BadState {
+            name: pod.name.clone(),
+            status: pod.status.as_str(),
+            hint: "start it first (`gvpod start`)",
+        });
+    }
+    if req.cmd.is_empty() {
+        return Err(PodError::Usage("exec needs a command after the pod name".into()));
+    }
+    if req.tty && req.interactive && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
+        return Err(PodError::Usage("the input device is not a TTY: drop -t, or run gvpod in a terminal".into()));
+    }
+    let bundle_dir = ctx.bundle_dir(&pod.id);
+    let rootfs = bundle_dir.join("rootfs");
+    let main: ProcessSpec = std::fs::read(bundle_dir.join("process.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| PodError::Monitor(format!("bundle of pod {} has no process.json", pod.name)))?;
+    for e in &req.env {
+        bundle::check_env(e)?;
+    }
+    let env = bundle::merge_env(&main.env, &req.env, req.tty, None);
+    let (uid, gid, additional_gids) = match &req.user {
+        Some(u) => {
+            let r = bundle::resolve_user(&rootfs, u)?;
+            (r.uid, r.gid, r.additional_gids)
+        }
+        None => (main.uid, main.gid, main.additional_gids.clone()),
+    };
+    let cwd = req.workdir.clone().unwrap_or_else(|| main.cwd.clone());
+    let path_env = env.iter().find_map(|e| e.strip_prefix("PATH="));
+    if let Err(p) = bundle::check_executable(&rootfs, &req.cmd[0], path_env, &cwd) {
+        let (why, code) = match p {
+            ExecProblem::NotFound => ("executable file not found", 127),
+            ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
+        };
+        return Err(PodError::Command { cmd: req.cmd[0].clone(), why, image: pod.image_ref.clone(), code });
+    }
+    let process = serde_json::json!({
+        "terminal": req.tty,
+        "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
+        "args": req.cmd,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": if uid == 0 { caps_json() } else { serde_json::json!({"bounding": caps_list()}) },
+    });
+    let dir = ctx.pod_run_dir(&pod.id);
+    std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
+    let file = dir.join(format!("exec-{}.json", crate::util::random_hex(6)));
+    crate::util::write_atomic(&file, process.to_string().as_bytes()).map_err(super::io("cannot write", &file))?;
+    let flags = ctx.flags_of(&pod)?;
+    let runsc = ctx.runsc()?.clone();
+    let mut cmd = runsc.command(&flags, "exec");
+    cmd.arg(format!("--process={}", file.display())).arg(&pod.id);
+    cmd.stdin(if req.interactive { Stdio::inherit() } else { Stdio::null() })
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let status = cmd.status().map_err(super::io("cannot run", &runsc.bin));
+    let _ = std::fs::remove_file(&file);
+    let status = status?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if code == 128 {
+        if let Some(msg) = crate::runsc::last_error(&flags.log) {
+            return Err(PodError::Runsc(crate::runsc::RunscError::Failed {
+                cmd: "exec".into(),
+                id: pod.name.clone(),
+                msg,
+                log: flags.log.clone(),
+            }));
+        }
+    }
+    Ok(code)
+}
+
+fn caps_list() -> Vec<&'static str> {
+    vec![
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ]
+}
+
+fn caps_json() -> serde_json::Value {
+    let c = caps_list();
+    serde_json::json!({"bounding": c, "effective": c, "permitted": c})
+}

@@ -1,0 +1,132 @@
+//! Views of pods for `ps` and `inspect`, and of the host for `system info`.
+
+use serde::Serialize;
+
+use super::{Ctx, Result};
+use crate::bundle::PodOptions;
+use crate::state::PodRow;
+
+/// What `inspect` prints (and `ps --format json` lists).
+#[derive(Debug, Serialize)]
+pub struct PodView {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub command: Vec<String>,
+    pub status: &'static str,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// Null until the pod has a network.
+    pub ip: Option<String>,
+    pub ports: Vec<String>,
+    pub bundle: String,
+    pub log_path: String,
+    pub auto_remove: bool,
+    pub monitor_pid: Option<i32>,
+    pub config: PodOptions,
+    pub runsc: serde_json::Value,
+}
+
+fn view(ctx: &Ctx, p: PodRow) -> PodView {
+    let bundle = ctx.bundle_dir(&p.id);
+    let command = std::fs::read(bundle.join("process.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v["args"].clone()).ok())
+        .unwrap_or_default();
+    PodView {
+        log_path: ctx.log_path(&p.id).display().to_string(),
+        bundle: bundle.display().to_string(),
+        command,
+        status: p.status.as_str(),
+        pid: p.pid,
+        exit_code: p.exit_code,
+        created: p.created,
+        started: p.started,
+        finished: p.finished,
+        ip: None,
+        ports: vec![],
+        auto_remove: p.auto_remove,
+        monitor_pid: p.monitor_pid,
+        config: serde_json::from_str(&p.config_json).unwrap_or_default(),
+        runsc: serde_json::from_str(&p.runsc_json).unwrap_or_default(),
+        image: p.image_ref,
+        image_id: p.image_id,
+        name: p.name,
+        id: p.id,
+    }
+}
+
+/// Pods, oldest first, their status reconciled with the host.
+pub fn list(ctx: &mut Ctx, all: bool) -> Result<Vec<PodView>> {
+    let mut out = vec![];
+    for p in ctx.db.pods()? {
+        let p = ctx.refresh(p)?;
+        if all || p.status.can_stop() {
+            out.push(view(ctx, p));
+        }
+    }
+    Ok(out)
+}
+
+pub fn inspect(ctx: &mut Ctx, key: &str) -> Result<PodView> {
+    let p = ctx.lookup(key)?;
+    let p = ctx.refresh(p)?;
+    Ok(view(ctx, p))
+}
+
+/// `system info`.
+#[derive(Debug, Serialize)]
+pub struct SystemInfo {
+    pub gvpod_version: &'static str,
+    pub data_root: String,
+    pub runsc_root: String,
+    pub runsc_path: String,
+    pub runsc_version: String,
+    pub runsc_release: u32,
+    pub platforms: Vec<String>,
+    pub default_platform: String,
+    pub features: serde_json::Value,
+    pub cgroup_version: u8,
+    pub kernel: String,
+    pub pods: usize,
+    pub images: usize,
+}
+
+pub fn system_info(ctx: &mut Ctx) -> Result<SystemInfo> {
+    let r = ctx.runsc()?.clone();
+    let f = &r.features;
+    Ok(SystemInfo {
+        gvpod_version: env!("CARGO_PKG_VERSION"),
+        data_root: ctx.root.display().to_string(),
+        runsc_root: ctx.run_dir.join("runsc").display().to_string(),
+        runsc_path: r.bin.display().to_string(),
+        runsc_version: r.version.raw.clone(),
+        runsc_release: r.version.release,
+        platforms: f.platforms.clone(),
+        default_platform: f.default_platform.clone(),
+        features: serde_json::json!({
+            "overlay2": f.has_flag("overlay2"),
+            "restore_creates_container": f.restore_creates,
+            "root_netns_false_positive": f.root_netns_false_positive,
+            "leave_running_in_place": f.leave_running_in_place,
+            "net_disconnect_ok": f.has_flag("net-disconnect-ok"),
+        }),
+        cgroup_version: cgroup_version(),
+        kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        pods: ctx.db.pods()?.len(),
+        images: ctx.db.images()?.len(),
+    })
+}
+
+/// 2 when /sys/fs/cgroup is a cgroup2 mount, else 1.
+pub fn cgroup_version() -> u8 {
+    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => 2,
+        _ => 1,
+    }
+}

@@ -1,0 +1,139 @@
+//! `logs`: reads the monitor's JSON-lines log, with `--tail`, `--since` and `-f`.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{Ctx, PodError, Result};
+use crate::state::{PodRow, PodStatus};
+
+pub struct LogsRequest {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    /// RFC 3339 time or a duration back from now (`10m`, `1h30m`, `45s`).
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogLine {
+    pub t: String,
+    pub stream: String,
+    pub line: String,
+}
+
+/// Calls `emit` for each selected line; with `follow`, keeps going until the pod stops.
+pub fn logs(ctx: &mut Ctx, pod: &PodRow, req: LogsRequest, emit: &mut dyn FnMut(&LogLine)) -> Result<()> {
+    let since = req.since.as_deref().map(parse_since).transpose()?;
+    let path = ctx.log_path(&pod.id);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !req.follow => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Not started yet: wait for the monitor to create it.
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(super::io("cannot open", &path))?
+        }
+        Err(e) => return Err(PodError::Io { what: "cannot open", path, source: e }),
+    };
+    let mut reader = BufReader::new(file);
+    let keep = |l: &LogLine| since.is_none_or(|s| DateTime::parse_from_rfc3339(&l.t).is_ok_and(|t| t >= s));
+    let mut lines: Vec<LogLine> = vec![];
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        if reader.read_line(&mut buf).map_err(super::io("cannot read", &path))? == 0 {
+            break;
+        }
+        if let Ok(l) = serde_json::from_str::<LogLine>(&buf) {
+            if keep(&l) {
+                lines.push(l);
+            }
+        }
+    }
+    let start = req.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for l in &lines[start..] {
+        emit(l);
+    }
+    if !req.follow {
+        return Ok(());
+    }
+    let mut pos = reader.stream_position().map_err(super::io("cannot read", &path))?;
+    let mut partial = String::new();
+    loop {
+        let row = match ctx.db.pod(&pod.id)? {
+            Some(r) => ctx.refresh(r)?,
+            None => return Ok(()),
+        };
+        let running = row.status == PodStatus::Running;
+        reader.seek(SeekFrom::Start(pos)).map_err(super::io("cannot read", &path))?;
+        loop {
+            buf.clear();
+            let n = reader.read_line(&mut buf).map_err(super::io("cannot read", &path))?;
+            if n == 0 {
+                break;
+            }
+            pos += n as u64;
+            partial.push_str(&buf);
+            if !partial.ends_with('\n') {
+                continue;
+            }
+            if let Ok(l) = serde_json::from_str::<LogLine>(&partial) {
+                if keep(&l) {
+                    emit(&l);
+                }
+            }
+            partial.clear();
+        }
+        if !running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `--since`: an RFC 3339 time, or a duration such as `90s`, `10m`, `1h30m` before now.
+pub fn parse_since(s: &str) -> Result<DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let bad = || PodError::Usage(format!("invalid --since {s:?}: use an RFC 3339 time or a duration such as 10m or 1h30m"));
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+    }
+    if !num.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok((Utc::now() - chrono::Duration::seconds(total)).fixed_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_forms() {
+        let t = parse_since("2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-01-02T03:04:05+00:00");
+        let d = parse_since("1h30m").unwrap();
+        let diff = Utc::now().fixed_offset() - d;
+        assert!((diff.num_seconds() - 5400).abs() <= 2);
+        for bad in ["", "10", "5x", "yesterday"] {
+            assert!(parse_since(bad).unwrap_err().to_string().contains(&format!("{bad:?}")));
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! The per-pod monitor: the same binary re-executed (`gvpod __monitor ID`) in
+//! its own session, in the spirit of conmon. It owns the pod's stdio
+//! (DESIGN.md fact 6: the sandbox holds runsc's stdio open, so only a process
+//! that lives as long as the pod can own it), runs `runsc run` as its child,
+//! writes the pod's output as JSON lines, relays it to an attached client,
+//! records the exit code and finish time, and removes `--rm` pods.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::proto::{self, FromMonitor, ToMonitor};
+use super::{failpoint, Ctx, PodError, Result};
+use crate::bundle::PodOptions;
+use crate::runsc::GlobalFlags;
+use crate::state::ResourceKind;
+
+/// Entry point of `gvpod __monitor`; fd 3 is the socket to the starting client.
+pub fn monitor_main(root: &Path, id: &str) -> i32 {
+    // SAFETY: the client passes the socketpair end as fd 3 and nothing else owns it.
+    let sync = unsafe { OwnedFd::from_raw_fd(3) };
+    let mut ctx = match Ctx::open(root) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = proto::send(&sync, &FromMonitor::Failed { code: e.exit_code(), msg: e.to_string() }, &[]);
+            return 1;
+        }
+    };
+    match run(&mut ctx, id, sync) {
+        Ok(()) => 0,
+        Err((sync, e)) => {
+            if let Some(s) = sync {
+                let _ = proto::send(&s, &FromMonitor::Failed { code: e.exit_code(), msg: e.to_string() }, &[]);
+            }
+            // The pod did not start: record it as exited so `ps` tells the truth.
+            let _ = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), None);
+            1
+        }
+    }
+}
+
+/// The client's stdio, passed over the socket.
+struct Client {
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Container-side stdio held by the monitor.
+enum Stdio3 {
+    Pipes { stdin: Option<OwnedFd>, stdout: OwnedFd, stderr: OwnedFd },
+    Pty { master: OwnedFd },
+}
+
+type MonResult<T> = std::result::Result<T, (Option<OwnedFd>, PodError)>;
+
+fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
+    let pod = match ctx.db.pod(id) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err((Some(sync), PodError::NotFound(id.to_string()))),
+        Err(e) => return Err((Some(sync), e.into())),
+    };
+    let flags: GlobalFlags = match ctx.flags_of(&pod) {
+        Ok(f) => f,
+        Err(e) => return Err((Some(sync), e)),
+    };
+    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+
+    // The first message says whether the client stays attached. The socket
+    // is kept either way until the start is reported; an attached client
+    // keeps it until the exit code is sent.
+    let mut client = match proto::recv::<ToMonitor>(&sync) {
+        Ok(Some((ToMonitor::Attach { stdin }, mut fds))) if fds.len() == if stdin { 3 } else { 2 } => {
+            let stderr = fds.pop().expect("checked length");
+            let stdout = fds.pop().expect("checked length");
+            Some(Client { stdin: fds.pop(), stdout, stderr })
+        }
+        _ => None,
+    };
+    let mut sync = Some(sync);
+
+    let bundle = ctx.bundle_dir(id);
+    let started = (|| -> Result<(Child, Stdio3, File)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ctx.log_path(id))
+            .map_err(super::io("cannot open log", &ctx.log_path(id)))?;
+        // Errors in runsc's JSON log must be from this start only.
+        let _ = File::create(&flags.log);
+        let runsc = ctx.runsc()?.clone();
+        let pid_file = bundle.join("pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let mut cmd = runsc.command(&flags, "run");
+        cmd.arg(format!("--bundle={}", bundle.display()))
+            .arg(format!("--pid-file={}", pid_file.display()));
+        ctx.db.add_resource(id, ResourceKind::Runsc, id)?;
+        failpoint::hit("monitor:before-runsc");
+        let (child, stdio) = if opts.tty {
+            let dir = ctx.pod_run_dir(id);
+            std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
+            let sock_path = dir.join("console.sock");
+            let _ = std::fs::remove_file(&sock_path);
+            let listener = UnixListener::bind(&sock_path).map_err(super::io("cannot listen on", &sock_path))?;
+            cmd.arg(format!("--console-socket={}", sock_path.display()));
+            let child = cmd.arg(id).spawn().map_err(super::io("cannot run", &runsc.bin))?;
+            let master = receive_pty(&listener, &child)?;
+            let _ = std::fs::remove_file(&sock_path);
+            (child, Stdio3::Pty { master })
+        } else {
+            let (out_r, out_w) = nix::unistd::pipe().map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+            let (err_r, err_w) = nix::unistd::pipe().map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+            let (stdin_mine, stdin_theirs) = if opts.interactive && client.as_ref().is_some_and(|c| c.stdin.is_some()) {
+                let (r, w) = nix::unistd::pipe().map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+                (Some(w), Stdio::from(r))
+            } else {
+                (None, Stdio::null())
+            };
+            cmd.stdin(stdin_theirs).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+            let child = cmd.arg(id).spawn().map_err(super::io("cannot run", &runsc.bin))?;
+            drop(cmd); // closes our copies of the write ends
+            (child, Stdio3::Pipes { stdin: stdin_mine, stdout: out_r, stderr: err_r })
+        };
+        Ok((child, stdio, log))
+    })();
+    let (mut child, stdio, log) = match started {
+        Ok(x) => x,
+        Err(e) => return Err((sync.take(), e)),
+    };
+
+    // Started once the pid file appears (after create) or the child exits first.
+    let pid_file = bundle.join("pid");
+    let pid = loop {
+        if let Ok(s) = std::fs::read_to_string(&pid_file) {
+            if let Ok(p) = s.trim().parse::<i32>() {
+                break Some(p);
+            }
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let me = std::process::id() as i32;
+    if let Err(e) = ctx.db.set_pod_started(id, &crate::util::now_rfc3339(), pid, me) {
+        tracing::warn!("recording start of {id}: {e}");
+    }
+    if let (Some(s), Some(p)) = (&sync, pid) {
+        let _ = proto::send(s, &FromMonitor::Started { pid: p }, &[]);
+    }
+    if client.is_none() {
+        sync = None;
+    }
+    failpoint::hit("monitor:started");
+
+    let mut out = Output::new(log, opts.tty);
+    if let Stdio3::Pty { master } = &stdio {
+        if let Some(c) = &client {
+            copy_winsize(c.stdout.as_raw_fd(), master.as_raw_fd());
+        }
+    }
+    let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, ctx, &flags, id);
+    out.flush();
+
+    let mut code = match status {
+        Some(s) => exit_code_of(s),
+        None => None,
+    };
+    // runsc exits 128 when it, not the pod, failed; its JSON log says why.
+    if code == Some(128) {
+        if let Some(msg) = crate::runsc::last_error(&flags.log) {
+            let mapped = if msg.contains("failed to load") && msg.contains("no such file") {
+                127
+            } else if msg.contains("permission denied") {
+                126
+            } else {
+                125
+            };
+            let line = format!("gvpod: runsc: {msg} (runsc log: {})", flags.log.display());
+            out.line("stderr", line.as_bytes());
+            if let Some(c) = &client {
+                let _ = nix::unistd::write(c.stderr.as_fd(), format!("{line}\n").as_bytes());
+            }
+            code = Some(mapped);
+        }
+    }
+    failpoint::hit("monitor:exited");
+    if let Err(e) = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), code) {
+        tracing::warn!("recording exit of {id}: {e}");
+    }
+    // `runsc run` deletes its container when it returns; only a killed runsc leaves one.
+    if !matches!(status, Some(s) if s.code().is_some()) {
+        if let Ok(r) = ctx.runsc() {
+            let _ = r.delete_force(&flags, id);
+        }
+    }
+    let _ = ctx.db.remove_resource(ResourceKind::Runsc, id);
+    if pod.auto_remove {
+        if let Err(e) = super::cleanup::remove_pod(ctx, id) {
+            tracing::warn!("removing --rm pod {id}: {e}");
+        }
+    }
+    if let Some(s) = &sync {
+        let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
+    }
+    Ok(())
+}
+
+/// Accepts runsc's connection on the console socket and takes the pty master
+/// it sends (OCI console-socket protocol), unless runsc exits first.
+fn receive_pty(listener: &UnixListener, child: &Child) -> Result<OwnedFd> {
+    listener.set_nonblocking(true).map_err(|e| PodError::Monitor(format!("console socket: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pidfd = pidfd_open(child.id() as i32)?;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false).ok();
+                let (_, mut fds) = recv_any(&conn)?;
+                return fds.pop().ok_or_else(|| PodError::Monitor("runsc sent no terminal on the console socket".into()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(PodError::Monitor(format!("console socket: {e}"))),
+        }
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            return Err(PodError::Monitor(format!(
+                "runsc exited before it opened the terminal; see its log for why"
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(PodError::Monitor("runsc did not open the terminal within 60s".into()));
+        }
+    }
+}
+
+/// Receives bytes plus fds on a stream socket (the console socket sends a name and the master).
+fn recv_any(conn: &std::os::unix::net::UnixStream) -> Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(|e| PodError::Monitor(format!("console socket: {e}")))?;
+    let mut fds = vec![];
+    for c in msg.cmsgs().map_err(|e| PodError::Monitor(format!("console socket: {e}")))? {
+        if let ControlMessageOwned::ScmRights(v) = c {
+            // SAFETY: freshly received descriptors.
+            fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(PodError::Monitor(format!("pidfd_open({pid}): {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn copy_winsize(from: RawFd, to: RawFd) {
+    // SAFETY: winsize is plain data; the ioctls only read/write it.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+fn exit_code_of(s: std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().or_else(|| s.signal().map(|sig| 128 + sig))
+}
+
+/// Moves bytes until runsc exits: pod output to the log and the client,
+/// client input to the pod, control messages from the client.
+fn relay(
+    child: &mut Child,
+    stdio: Stdio3,
+    client: &mut Option<Client>,
+    sync: &mut Option<OwnedFd>,
+    out: &mut Output,
+    ctx: &mut Ctx,
+    flags: &GlobalFlags,
+    id: &str,
+) -> Option<std::process::ExitStatus> {
+    let Ok(pidfd) = pidfd_open(child.id() as i32) else {
+        return child.wait().ok();
+    };
+    let (mut pod_in, mut sources): (Option<OwnedFd>, Vec<(OwnedFd, &'static str)>) = match stdio {
+        Stdio3::Pipes { stdin, stdout, stderr } => (stdin, vec![(stdout, "stdout"), (stderr, "stderr")]),
+        Stdio3::Pty { master } => {
+            let dup = master.try_clone().ok();
+            (dup, vec![(master, "stdout")])
+        }
+    };
+    let mut exited: Option<std::process::ExitStatus> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if sources.is_empty() && exited.is_some() {
+            break;
+        }
+        if let Some(d) = drain_deadline {
+            if Instant::now() > d {
+                break;
+            }
+        }
+        let mut pfds: Vec<PollFd> = sources.iter().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        let n_src = pfds.len();
+        let client_in = client.as_ref().and_then(|c| c.stdin.as_ref()).filter(|_| pod_in.is_some());
+        if let Some(fd) = client_in {
+            pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        let has_in = client_in.is_some();
+        if let Some(s) = sync.as_ref() {
+            pfds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
+        let has_sock = sync.is_some();
+        if exited.is_none() {
+            pfds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if exited.is_some() { PollTimeout::from(50u16) } else { PollTimeout::NONE };
+        if let Err(e) = poll(&mut pfds, timeout) {
+            if e == nix::errno::Errno::EINTR {
+                continue;
+            }
+            break;
+        }
+        let ready: Vec<bool> = pfds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(pfds);
+        // Pod output.
+        let mut closed = vec![];
+        for (i, (fd, stream)) in sources.iter().enumerate() {
+            if !ready[i] {
+                continue;
+            }
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(nix::errno::Errno::EIO) => closed.push(i),
+                Ok(n) => {
+                    out.write(stream, &buf[..n]);
+                    if let Some(c) = client.as_ref() {
+                        let target = if *stream == "stderr" { &c.stderr } else { &c.stdout };
+                        if write_all(target.as_raw_fd(), &buf[..n]).is_err() {
+                            // The client went away; keep logging.
+                            *client = None;
+                            *sync = None;
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => closed.push(i),
+            }
+        }
+        for i in closed.into_iter().rev() {
+            sources.remove(i);
+        }
+        let mut idx = n_src;
+        // Client input.
+        if has_in {
+            if ready[idx] {
+                let fd = client.as_ref().and_then(|c| c.stdin.as_ref()).map(|f| f.as_raw_fd());
+                if let Some(fd) = fd {
+                    match nix::unistd::read(fd, &mut buf) {
+                        Ok(0) | Err(_) => {
+                            if let Some(c) = client.as_mut() {
+                                c.stdin = None;
+                            }
+                            // EOF on a pipe closes the pod's stdin; a pty keeps it.
+                            if !out.tty {
+                                pod_in = None;
+                            }
+                        }
+                        Ok(n) => {
+                            if let Some(p) = &pod_in {
+                                let _ = write_all(p.as_raw_fd(), &buf[..n]);
+                            }
+                        }
+                    }
+                }
+            }
+            idx += 1;
+        }
+        // Control messages.
+        if has_sock {
+            if ready[idx] {
+                let msg = sync.as_ref().map(proto::recv::<ToMonitor>);
+                match msg {
+                    Some(Ok(Some((ToMonitor::Resize, _)))) => {
+                        if let (Some(c), Some(p)) = (client.as_ref(), pod_in.as_ref()) {
+                            copy_winsize(c.stdout.as_raw_fd(), p.as_raw_fd());
+                        }
+                    }
+                    Some(Ok(Some((ToMonitor::Signal(sig), _)))) => {
+                        if let Ok(r) = ctx.runsc() {
+                            let _ = r.kill(flags, id, &sig.to_string(), false);
+                        }
+                    }
+                    Some(Ok(Some(_))) => {}
+                    _ => {
+                        *client = None;
+                        *sync = None;
+                    }
+                }
+            }
+            idx += 1;
+        }
+        if exited.is_none() && ready.get(idx).copied().unwrap_or(false) {
+            exited = child.wait().ok();
+            // The sandbox is gone; what is still in the pipes arrives promptly.
+            drain_deadline = Some(Instant::now() + Duration::from_millis(500));
+            pod_in = None;
+        }
+    }
+    exited.or_else(|| child.wait().ok())
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
+    // SAFETY: fd is owned by the caller for the duration of the call.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    while !data.is_empty() {
+        match nix::unistd::write(bfd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The pod log: one JSON object per line, `{"t":…,"stream":…,"line":…}`.
+struct Output {
+    file: File,
+    tty: bool,
+    partial: [Vec<u8>; 2],
+}
+
+/// Longer lines are split, like docker's 16 KiB log chunks.
+const MAX_LINE: usize = 16 * 1024;
+
+impl Output {
+    fn new(file: File, tty: bool) -> Self {
+        Output { file, tty, partial: [vec![], vec![]] }
+    }
+
+    fn write(&mut self, stream: &'static str, data: &[u8]) {
+        let i = usize::from(stream == "stderr");
+        let mut buf = std::mem::take(&mut self.partial[i]);
+        buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
+            let mut line = &buf[start..start + pos];
+            if self.tty && line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            self.line(stream, line);
+            start += pos + 1;
+        }
+        let mut rest = buf[start..].to_vec();
+        while rest.len() >= MAX_LINE {
+            let tail = rest.split_off(MAX_LINE);
+            self.line(stream, &rest);
+            rest = tail;
+        }
+        self.partial[i] = rest;
+    }
+
+    fn line(&mut self, stream: &str, line: &[u8]) {
+        let rec = serde_json::json!({
+            "t": crate::util::now_rfc3339(),
+            "stream": stream,
+            "line": String::from_utf8_lossy(line),
+        });
+        let mut s = rec.to_string();
+        s.push('\n');
+        let _ = self.file.write_all(s.as_bytes());
+    }
+
+    fn flush(&mut self) {
+        for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
+            if !self.partial[i].is_empty() {
+                let p = std::mem::take(&mut self.partial[i]);
+                self.line(stream, &p);
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `start`: hand a created (or exited) pod to a fresh monitor process and,
+//! for a foreground pod, stay attached until it exits.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::proto::{self, FromMonitor, ToMonitor};
+use super::{failpoint, Ctx, PodError, Result};
+use crate::bundle::RootfsPaths;
+use crate::state::{PodRow, PodStatus};
+
+/// How the caller wants to follow the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Return once the pod runs (`-d`, `start`).
+    Detached,
+    /// Stream the pod's output (and stdin with `stdin`) until it exits.
+    Foreground { stdin: bool, tty: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started { pid: i32 },
+    Exited { code: Option<i32> },
+}
+
+pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome> {
+    let pod = ctx.refresh(pod.clone())?;
+    if !pod.status.can_start() {
+        return Err(PodError::BadState {
+            name: pod.name.clone(),
+            status: pod.status.as_str(),
+            hint: "stop it first or use `gvpod exec`",
+        });
+    }
+    if pod.status == PodStatus::Exited {
+        // A restart: clear what a killed runsc may have left, remount after a reboot.
+        let flags = ctx.flags_of(&pod)?;
+        ctx.runsc()?.delete_force(&flags, &pod.id)?;
+        let paths = RootfsPaths::new(&ctx.bundle_dir(&pod.id));
+        if !is_mountpoint(&paths.merged) {
+            let image = ctx.images.resolve(&ctx.db, &pod.image_id)?;
+            crate::bundle::mount_overlay(&image.layers, &paths)?;
+        }
+    }
+    if let Attach::Foreground { stdin: true, tty: true } = attach {
+        if !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
+            return Err(PodError::Usage(
+                "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
+            ));
+        }
+    }
+
+    let (mine, theirs) = proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))?;
+    let monitor_log = ctx.bundle_dir(&pod.id).join("monitor.log");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&monitor_log)
+        .map_err(super::io("cannot open", &monitor_log))?;
+    let theirs_fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root")
+        .arg(&ctx.root)
+        .arg("__monitor")
+        .arg(&pod.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    // SAFETY: only async-signal-safe calls (setsid, dup2, fcntl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if theirs_fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(theirs_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
+    drop(theirs);
+    ctx.db.set_pod_monitor(&pod.id, child.id() as i32)?;
+    failpoint::hit("start:spawned");
+
+    let monitor_died = || {
+        PodError::Monitor(format!(
+            "the monitor of pod {} exited before reporting; see {}",
+            pod.name,
+            monitor_log.display()
+        ))
+    };
+    match attach {
+        Attach::Detached => {
+            proto::send(&mine, &ToMonitor::Detach, &[]).map_err(|_| monitor_died())?;
+            match proto::recv::<FromMonitor>(&mine) {
+                Ok(Some((FromMonitor::Started { pid }, _))) => Ok(StartOutcome::Started { pid }),
+                Ok(Some((FromMonitor::Failed { code, msg }, _))) => Err(monitor_error(code, msg)),
+                Ok(Some((FromMonitor::Exited { code }, _))) => Ok(StartOutcome::Exited { code }),
+                _ => {
+                    // Exited before the pid file appeared: the monitor recorded why.
+                    let _ = child.wait();
+                    let row = ctx.db.pod(&pod.id)?;
+                    match row {
+                        Some(r) if r.status == PodStatus::Exited => Ok(StartOutcome::Exited { code: r.exit_code }),
+                        _ => Err(monitor_died()),
+                    }
+                }
+            }
+        }
+        Attach::Foreground { stdin, tty } => {
+            let out = foreground(&mine, stdin, tty);
+            let _ = child.wait();
+            match out? {
+                Some(FromMonitor::Exited { code }) => Ok(StartOutcome::Exited { code }),
+                Some(FromMonitor::Failed { code, msg }) => Err(monitor_error(code, msg)),
+                _ => Err(monitor_died()),
+            }
+        }
+    }
+}
+
+fn monitor_error(code: i32, msg: String) -> PodError {
+    if code == 2 {
+        PodError::Usage(msg)
+    } else {
+        PodError::Monitor(msg)
+    }
+}
+
+/// Passes our stdio to the monitor and waits for the pod's exit, forwarding
+/// terminal resizes and signals (docker's sig-proxy).
+fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Option<FromMonitor>> {
+    let fds: Vec<i32> = if stdin { vec![0, 1, 2] } else { vec![1, 2] };
+    proto::send(sock, &ToMonitor::Attach { stdin }, &fds).map_err(|e| PodError::Monitor(format!("attach: {e}")))?;
+    let _raw = if tty { RawMode::enter() } else { None };
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGWINCH] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ok();
+    loop {
+        let mut pfds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        if let Some(s) = &sfd {
+            pfds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut pfds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(PodError::Monitor(format!("poll: {e}"))),
+            Ok(_) => {}
+        }
+        let sig_ready = pfds.get(1).and_then(|p| p.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let sock_ready = pfds[0].revents().is_some_and(|r| !r.is_empty());
+        drop(pfds);
+        if sig_ready {
+            if let Some(Ok(Some(info))) = sfd.as_ref().map(|s| s.read_signal()) {
+                let msg = if info.ssi_signo == Signal::SIGWINCH as u32 {
+                    ToMonitor::Resize
+                } else {
+                    ToMonitor::Signal(info.ssi_signo as i32)
+                };
+                let _ = proto::send(sock, &msg, &[]);
+            }
+        }
+        if sock_ready {
+            match proto::recv::<FromMonitor>(sock) {
+                Ok(Some((FromMonitor::Started { .. }, _))) => {}
+                Ok(Some((m, _))) => return Ok(Some(m)),
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Puts the controlling terminal in raw mode for the life of the value.
+struct RawMode(nix::sys::termios::Termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let orig = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = orig.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, &self.0);
+    }
+}
+
+/// A directory is a mount point when it sits on another device than its parent.
+pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
