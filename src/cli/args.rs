@@ -50,7 +50,7 @@ pub struct PodArgs {
     /// CPU limit in cores (e.g. 1.5).
     #[arg(long)]
     pub cpus: Option<String>,
-    /// Maximum number of processes.
+    /// Maximum number of host tasks of the sandbox (gVisor's own threads count; at least 64).
     #[arg(long)]
     pub pids_limit: Option<i64>,
     /// Mount the root filesystem read-only.

@@ -70,12 +70,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     println!("{}", pod.id);
                     Ok(0)
                 }
-                Ok(StartOutcome::Exited { code }) => {
-                    if detach {
-                        println!("{}", pod.id);
+                Ok(StartOutcome::Exited { code }) if detach => {
+                    // Like docker: a pod that ran and exited at once still ran.
+                    // Only a sandbox that never started (125, or no code) is an error.
+                    match code {
+                        Some(c) if c != 125 => {
+                            println!("{}", pod.id);
+                            Ok(0)
+                        }
+                        _ => Err(PodError::Monitor(format!(
+                            "pod {} failed to start; see `gvpod logs {}`",
+                            pod.name, pod.name
+                        ))
+                        .into()),
                     }
-                    Ok(code.unwrap_or(125))
                 }
+                Ok(StartOutcome::Exited { code }) => Ok(code.unwrap_or(125)),
                 Err(e) => {
                     if pod.auto_remove {
                         let _ = pod::remove(&mut ctx, &pod.id, true);
@@ -227,6 +237,9 @@ fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// Lowest `--pids-limit` that leaves the sandbox room to start and run a few processes.
+const MIN_PIDS_LIMIT: i64 = 64;
+
 fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, debug: bool) -> anyhow::Result<crate::state::PodRow> {
     let mut env = vec![];
     for f in &a.env_file {
@@ -265,8 +278,14 @@ fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, 
         interactive: a.interactive,
     };
     if let Some(n) = opts.pids_limit {
-        if n < 1 {
-            return Err(PodError::Usage(format!("invalid --pids-limit {n}: use a positive number")).into());
+        // The limit applies to the sandbox's host tasks: gVisor's own threads
+        // (and, on ptrace, one stub process per address space) count too, and
+        // below ~40 the sandbox cannot even start (measured on 20221219).
+        if n < MIN_PIDS_LIMIT {
+            return Err(PodError::Usage(format!(
+                "invalid --pids-limit {n}: the gVisor sandbox's own threads count against it; use at least {MIN_PIDS_LIMIT}"
+            ))
+            .into());
         }
     }
     Ok(pod::create(ctx, pod::CreateRequest { image, name: a.name, opts, auto_remove: rm, debug })?)

@@ -76,12 +76,23 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     let runsc = ctx.runsc()?.clone();
     let mut cmd = runsc.command(&flags, "exec");
     cmd.arg(format!("--process={}", file.display())).arg(&pod.id);
+    // The sentry writes a donated regular file at its own offset (clobbering
+    // what the caller already wrote there), so files get a pipe in between.
+    let (out_file, err_file) = (is_regular_file(1), is_regular_file(2));
     cmd.stdin(if req.interactive { Stdio::inherit() } else { Stdio::null() })
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    let status = cmd.status().map_err(super::io("cannot run", &runsc.bin));
+        .stdout(if out_file { Stdio::piped() } else { Stdio::inherit() })
+        .stderr(if err_file { Stdio::piped() } else { Stdio::inherit() });
+    let status = cmd.spawn().and_then(|mut child| {
+        let out = child.stdout.take().map(|mut r| std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stdout())));
+        let err = child.stderr.take().map(|mut r| std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stderr())));
+        let st = child.wait();
+        for t in [out, err].into_iter().flatten() {
+            let _ = t.join();
+        }
+        st
+    });
     let _ = std::fs::remove_file(&file);
-    let status = status?;
+    let status = status.map_err(super::io("cannot run", &runsc.bin))?;
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     if code == 128 {
@@ -95,6 +106,14 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+fn is_regular_file(fd: i32) -> bool {
+    // SAFETY: fstat only fills the struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+    }
 }
 
 fn caps_list() -> Vec<&'static str> {

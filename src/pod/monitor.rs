@@ -114,10 +114,10 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
             let _ = std::fs::remove_file(&sock_path);
             (child, Stdio3::Pty { master })
         } else {
-            let (out_r, out_w) = nix::unistd::pipe().map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-            let (err_r, err_w) = nix::unistd::pipe().map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
             let (stdin_mine, stdin_theirs) = if opts.interactive && client.as_ref().is_some_and(|c| c.stdin.is_some()) {
-                let (r, w) = nix::unistd::pipe().map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
                 (Some(w), Stdio::from(r))
             } else {
                 (None, Stdio::null())

@@ -1,0 +1,202 @@
+//! Test harness: a throw-away gvpod data root with the busybox image
+//! imported, commands run through the real binary, and a leak check that
+//! looks at the host (mounts, runsc containers, cgroups, processes), not
+//! at gvpod's database.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gvpod");
+
+/// Skips (by returning early) when the host cannot run sandboxes: not root or no runsc.
+#[macro_export]
+macro_rules! require_runsc {
+    () => {
+        if !common::can_run() {
+            eprintln!("skipped: needs root and runsc");
+            return;
+        }
+    };
+}
+
+pub fn can_run() -> bool {
+    nix_is_root() && Command::new("runsc").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The busybox rootfs tarball, built once per test binary by the project's recipe.
+pub fn busybox_tarball() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("gvpod-test-busybox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("busybox.tar");
+        let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox/build.sh");
+        let st = Command::new("bash").arg(&recipe).arg(&out).stdout(Stdio::null()).status().expect("run busybox recipe");
+        assert!(st.success(), "images/busybox/build.sh failed");
+        out
+    })
+}
+
+/// A temporary data root; dropping it removes every pod and checks for leaks.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    /// A fresh root with `busybox` imported (Cmd ["sh"]).
+    pub fn new() -> Root {
+        let r = Root::empty();
+        let out = r.gvpod(&["import", "-c", r#"CMD ["sh"]"#, busybox_tarball().to_str().unwrap(), "busybox"]);
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        r
+    }
+
+    pub fn empty() -> Root {
+        let dir = tempfile::Builder::new().prefix("gvpod-test-").tempdir().unwrap();
+        Root { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("GVPOD_ROOT", self.path()).env_remove("GVPOD_CRASH_AT").args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn gvpod(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run gvpod")
+    }
+
+    /// Runs and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.gvpod(args);
+        assert!(o.status.success(), "gvpod {args:?} failed ({:?}): {}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn inspect(&self, pod: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["inspect", pod])).expect("inspect prints JSON")
+    }
+
+    pub fn ps_all(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str::<Vec<serde_json::Value>>(&self.ok(&["ps", "-a", "--format", "json"])).unwrap()
+    }
+
+    /// The runsc state directory of this root (as gvpod derives it).
+    pub fn run_dir(&self) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let root = std::fs::canonicalize(self.path()).unwrap();
+        let h = Sha256::digest(root.as_os_str().as_encoded_bytes());
+        PathBuf::from("/run/gvpod").join(&hex::encode(h)[..12])
+    }
+
+    /// Everything of this root still on the host: mounts, runsc containers,
+    /// sandbox processes, cgroups of its pods. Empty means clean.
+    pub fn leaks(&self) -> Vec<String> {
+        let mut v = vec![];
+        let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
+        let rs = root.to_string_lossy().into_owned();
+        for l in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+            if l.split(' ').nth(4).is_some_and(|m| m.starts_with(&rs)) {
+                v.push(format!("mount: {l}"));
+            }
+        }
+        let runsc_root = self.run_dir().join("runsc");
+        if let Ok(rd) = std::fs::read_dir(&runsc_root) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.len() == 64 {
+                    v.push(format!("runsc state: {n}"));
+                }
+            }
+        }
+        // Sandbox/gofer processes whose command line names this root's runsc state dir.
+        let needle = runsc_root.to_string_lossy().into_owned();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                if c.contains(&needle) || (c.contains("__monitor") && c.contains(&rs)) {
+                    v.push(format!("process {}: {c}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        for id in self.known_ids() {
+            for base in ["/sys/fs/cgroup/memory/gvpod", "/sys/fs/cgroup/pids/gvpod", "/sys/fs/cgroup/cpu/gvpod", "/sys/fs/cgroup/gvpod"] {
+                let p = Path::new(base).join(&id);
+                if p.exists() {
+                    v.push(format!("cgroup: {}", p.display()));
+                }
+            }
+        }
+        v
+    }
+
+    /// Pod ids this root ever created (from bundles and logs still present, plus the db).
+    fn known_ids(&self) -> Vec<String> {
+        let mut ids = std::collections::BTreeSet::new();
+        for d in ["bundles", "logs"] {
+            if let Ok(rd) = std::fs::read_dir(self.path().join(d)) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    ids.insert(n.trim_end_matches(".json").to_string());
+                }
+            }
+        }
+        IDS.with(|s| ids.extend(s.borrow().iter().cloned()));
+        ids.into_iter().filter(|i| i.len() == 64).collect()
+    }
+
+    /// Remembers a pod id for the cgroup part of the leak check.
+    pub fn track(&self, id: &str) {
+        IDS.with(|s| s.borrow_mut().push(id.to_string()));
+    }
+
+    /// Removes every pod, runs gc, and asserts that nothing is left on the host.
+    pub fn assert_clean(&self) {
+        self.teardown();
+        let l = self.leaks();
+        assert!(l.is_empty(), "leaked: {l:#?}");
+    }
+
+    fn teardown(&self) {
+        if let Ok(o) = self.cmd(&["ps", "-a", "-q"]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.gvpod(&args);
+            }
+        }
+        let _ = self.gvpod(&["system", "gc"]);
+    }
+}
+
+thread_local! {
+    static IDS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(vec![]) };
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        // Best effort even when the test failed; the suite-level check in .ci catches the rest.
+        self.teardown();
+        let _ = std::fs::remove_dir_all(self.run_dir());
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
