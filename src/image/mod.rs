@@ -480,7 +480,9 @@ impl ImageStore {
     /// An image with several tags cannot be removed by id.
     ///
     /// Returns podman-style lines: `Untagged: <reference>`, `Deleted: <id>`.
-    /// The caller checks that no pod uses the image.
+    /// The caller checks that no pod uses the image. If deleting files fails
+    /// after the row is gone, the error is returned and [`ImageStore::gc`]
+    /// removes what is left.
     pub fn remove(&self, db: &mut Db, name: &str) -> Result<Vec<String>> {
         let _lock = self.lock()?;
         let found = self.find(db, name)?;

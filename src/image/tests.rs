@@ -539,3 +539,39 @@ fn busybox_recipe() {
         .unwrap();
     assert!(out.success());
 }
+
+/// Parallel imports of one tarball (separate connections, as separate
+/// processes would have) end with one layer dir and no temp files.
+#[test]
+fn concurrent_imports_share_one_layer() {
+    let env = env();
+    let tar = env.write("c.tar", &rootfs_tar("concurrent"));
+    let root = env.tmp.path().to_path_buf();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let (root, tar) = (root.clone(), tar.clone());
+                s.spawn(move || {
+                    let mut db = Db::open(&root).unwrap();
+                    let store = ImageStore::new(&root).unwrap();
+                    store
+                        .import_tarball(&mut db, &tar, &format!("c{i}"), &[])
+                        .unwrap()
+                        .id
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Two imports in the same nanosecond would make the same image: count distinct ids.
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(env.entries("layers").len(), 1);
+    assert!(!env
+        .entries("blobs/sha256")
+        .iter()
+        .any(|n| n.starts_with('.')));
+    assert_eq!(env.db.images().unwrap().len(), distinct.len());
+    assert_eq!(env.db.tags().unwrap().len(), 6);
+    // The layer blob plus a config and a manifest per image.
+    assert_eq!(env.entries("blobs/sha256").len(), 1 + 2 * distinct.len());
+}

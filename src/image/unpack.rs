@@ -41,6 +41,12 @@
 //!   skipped.
 //!
 //! This needs root (device nodes, `trusted.*` xattrs), as does the rest of gvpod.
+//!
+//! Limitation: a layer is unpacked without its lower layers, so an entry
+//! whose parent is a symlink that exists only in a lower layer gets a real
+//! directory in this layer (overlayfs then shows that directory instead of
+//! following the lower symlink). Imports are single-layer, so this does not
+//! arise there; a multi-layer registry pull should keep it in mind.
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
