@@ -1,82 +1,607 @@
-//! Image store: references, OCI blobs, layer cache. (temporary stub until the image module lands)
+//! Image store: references, OCI blobs, the unpacked-layer cache.
+//!
+//! On-disk layout under `<data_root>/images/` (mode 0700):
+//!
+//! ```text
+//! oci-layout                 {"imageLayoutVersion":"1.0.0"}
+//! lock                       flock(2) serialising registration and removal
+//! blobs/sha256/<hex>         content-addressed blobs: layer tars (uncompressed,
+//!                            so digest == diff id), image configs, manifests
+//! blobs/sha256/.tmp-<rand>   a blob being written (temp file, fsync, rename)
+//! layers/<diff-id hex>/      one unpacked, read-only layer per diff id, shared
+//!                            by every image and pod using it; overlay whiteouts
+//!                            (see `unpack`)
+//! layers/.tmp-<rand>/        a layer being unpacked (renamed into place when done)
+//! layers/.rm-<rand>/         a layer being removed
+//! ```
+//!
+//! The state database is the index: an image row (id = `sha256:<config
+//! digest>`, diff ids lowest first, unpacked size) plus tags
+//! (`registry/repository:tag`). There is no `index.json`.
+//!
+//! Concurrency: unpacking happens outside any lock into a private temp dir;
+//! moving a layer into place, writing blobs, registering the image and
+//! removing images all happen under the store's exclusive `flock`, so a
+//! removal never deletes a layer that an import is about to register.
 
+mod changes;
+mod import;
+mod reference;
+mod sys;
+mod unpack;
+
+pub use reference::Reference;
+#[allow(unused_imports)] // for the registry pull path and the bundle builder
+pub use unpack::{unpack_layer, UnpackStats};
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use crate::state::{Db, ImageRow};
+use crate::state::{Db, ImageRow, StateError};
 
+/// Errors of the image store, each naming the image, reference, layer or path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("image {0:?} not found; import it with `gvpod import` or `gvpod load`")]
     NotFound(String),
-    #[error("{0}")]
-    Other(String),
+    #[error(
+        "invalid image reference {value:?}: {reason}; expected [registry[:port]/]name[:tag][@sha256:<64 hex>]"
+    )]
+    InvalidReference { value: String, reason: String },
+    #[error("invalid image id {0:?}: expected sha256: followed by 4 to 64 lower-case hex digits")]
+    InvalidId(String),
+    #[error("invalid change {change:?}: {reason}")]
+    InvalidChange { change: String, reason: String },
+    #[error("image id prefix {prefix:?} is ambiguous: it matches {count} images")]
+    AmbiguousId { prefix: String, count: usize },
+    #[error("image {id} has several tags ({}); remove them one by one", tags.join(", "))]
+    MultipleTags { id: String, tags: Vec<String> },
+    #[error(
+        "layer {layer} of image {image} is missing ({}); remove the image and import it again",
+        path.display()
+    )]
+    LayerMissing {
+        image: String,
+        layer: String,
+        path: PathBuf,
+    },
+    #[error("{what}: corrupt or truncated archive: {source}")]
+    CorruptArchive {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tarball {source_name}: {format} compression is not supported; use a plain, gzip or zstd tarball")]
+    UnsupportedCompression {
+        source_name: String,
+        format: &'static str,
+    },
+    #[error("layer {layer}: entry {entry:?} rejected: {reason}")]
+    UnsafeEntry {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
+    #[error("layer {layer}: entry {entry:?}: {action}: {source}")]
+    LayerEntry {
+        layer: String,
+        entry: String,
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("image {id} has a corrupt record in the state database: {reason}")]
+    CorruptRecord { id: String, reason: String },
+    #[error("cannot encode the {what} of image {image}: {reason}")]
+    Encode {
+        what: &'static str,
+        image: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;
 
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A resolved image, ready to build a pod's rootfs from.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // read by the bundle builder and the pod layer
 pub struct Image {
+    /// "sha256:<hex>" digest of the image config.
     pub id: String,
+    /// The normalised reference it was resolved from, or the id.
     pub reference: String,
     pub config: oci_spec::image::ImageConfiguration,
+    /// Unpacked read-only layer directories, lowest first.
     pub layers: Vec<PathBuf>,
+    /// Unpacked size in bytes.
     pub size: u64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// One line of `gvpod images`: one per tag, or one for an untagged image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[allow(dead_code)] // read by the CLI
 pub struct ImageSummary {
+    /// Full normalised reference `registry/repository:tag`; `None` when untagged.
+    pub reference: Option<String>,
+    /// `registry/repository`; `None` when untagged.
     pub repository: Option<String>,
     pub tag: Option<String>,
+    /// "sha256:<hex>".
     pub id: String,
+    /// RFC 3339.
     pub created: String,
+    /// Unpacked bytes.
     pub size: u64,
 }
 
+/// The image store under `<data_root>/images`.
 pub struct ImageStore {
     dir: PathBuf,
 }
 
-fn other<E: std::fmt::Display>(e: E) -> ImageError {
-    ImageError::Other(e.to_string())
+/// Holds the store's exclusive lock until dropped.
+struct StoreLock {
+    _file: File,
 }
 
-impl ImageStore {
-    pub fn new(data_root: &Path) -> Result<Self> {
-        Ok(ImageStore { dir: data_root.join("images") })
+/// A temp file or directory removed on drop unless kept.
+struct TempPath {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempPath {
+    fn new(path: PathBuf) -> Self {
+        TempPath { path, armed: true }
     }
-    pub fn import_tarball(&self, db: &mut Db, src: &Path, reference: &str, changes: &[String]) -> Result<Image> {
-        let id = format!("sha256:{}", crate::util::random_hex(32));
-        let layer = self.dir.join("layers").join(&id[7..]);
-        std::fs::create_dir_all(&layer).map_err(other)?;
-        let st = std::process::Command::new("tar").arg("-xf").arg(src).arg("-C").arg(&layer).status().map_err(other)?;
-        if !st.success() {
-            return Err(ImageError::Other("tar failed".into()));
-        }
-        let mut cmd: Vec<String> = vec![];
-        for c in changes {
-            if let Some(rest) = c.strip_prefix("CMD ") {
-                cmd = serde_json::from_str(rest).map_err(other)?;
-            }
-        }
-        let config = serde_json::json!({"architecture":"amd64","os":"linux","config":{"Cmd":cmd,"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},"rootfs":{"type":"layers","diff_ids":[id.clone()]},"history":[]});
-        let row = ImageRow { id: id.clone(), manifest_digest: id.clone(), config_json: config.to_string(), layers_json: format!("[\"{id}\"]"), size: 0, created: crate::util::now_rfc3339() };
-        db.put_image(&row, Some(reference)).map_err(other)?;
-        self.resolve(db, reference)
-    }
-    pub fn resolve(&self, db: &Db, name: &str) -> Result<Image> {
-        let id = match db.tag(name).map_err(other)? {
-            Some(t) => t.image_id,
-            None => name.to_string(),
-        };
-        let row = db.image(&id).map_err(other)?.ok_or_else(|| ImageError::NotFound(name.to_string()))?;
-        let config = serde_json::from_str(&row.config_json).map_err(other)?;
-        Ok(Image { id: row.id.clone(), reference: name.to_string(), config, layers: vec![self.dir.join("layers").join(&row.id[7..])], size: 0 })
-    }
-    pub fn list(&self, db: &Db) -> Result<Vec<ImageSummary>> {
-        Ok(db.tags().map_err(other)?.into_iter().map(|t| ImageSummary { repository: Some(t.name), tag: None, id: t.image_id, created: String::new(), size: 0 }).collect())
-    }
-    pub fn remove(&self, db: &mut Db, name: &str) -> Result<Vec<String>> {
-        db.delete_tag(name).map_err(other)?;
-        Ok(vec![name.to_string()])
+    fn keep(mut self) {
+        self.armed = false;
     }
 }
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = sys::remove_path(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temporary file");
+            }
+        }
+    }
+}
+
+/// The store's temp names: a recognisable prefix plus randomness.
+fn temp_name(prefix: &str) -> String {
+    format!("{prefix}{}", crate::util::random_hex(8))
+}
+
+const TMP_PREFIX: &str = ".tmp-";
+const RM_PREFIX: &str = ".rm-";
+
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `sha256:<64 hex>` → `<64 hex>`.
+fn sha256_hex(digest: &str) -> Option<&str> {
+    digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && is_hex(h))
+}
+
+/// What a name resolved to.
+struct Found {
+    row: ImageRow,
+    /// The normalised reference, or the id.
+    reference: String,
+    /// The tag the name matched, if it was a tag.
+    tag: Option<String>,
+}
+
+#[allow(dead_code)] // the public API is called by the CLI and the pod layer
+impl ImageStore {
+    /// Opens the store under `<data_root>/images`, creating its layout if needed.
+    pub fn new(data_root: &Path) -> Result<Self> {
+        let store = ImageStore {
+            dir: data_root.join("images"),
+        };
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true).mode(0o700);
+        for d in [store.dir.clone(), store.blobs_dir(), store.layers_dir()] {
+            b.create(&d).map_err(io_err(&d))?;
+        }
+        let layout = store.dir.join("oci-layout");
+        if !layout.exists() {
+            crate::util::write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .map_err(io_err(&layout))?;
+        }
+        Ok(store)
+    }
+
+    /// `<data_root>/images`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.dir.join("blobs").join("sha256")
+    }
+
+    fn layers_dir(&self) -> PathBuf {
+        self.dir.join("layers")
+    }
+
+    /// The directory of the unpacked layer with diff id `sha256:<hex>`
+    /// (whether or not it exists); `None` for a malformed diff id.
+    pub fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
+        sha256_hex(diff_id).map(|h| self.layers_dir().join(h))
+    }
+
+    /// The path of the blob `sha256:<hex>`; `None` for a malformed digest.
+    pub fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        sha256_hex(digest).map(|h| self.blobs_dir().join(h))
+    }
+
+    /// Takes the store's exclusive lock (blocks until free).
+    fn lock(&self) -> Result<StoreLock> {
+        let path = self.dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sys::flock_exclusive(file.as_fd()).map_err(io_err(&path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Writes `data` as a content-addressed blob (temp file, fsync, rename)
+    /// unless it is already there. Returns the digest and whether it was created.
+    fn put_blob(&self, data: &[u8]) -> Result<(String, bool)> {
+        use sha2::Digest;
+        let hex = hex::encode(sha2::Sha256::digest(data));
+        let path = self.blobs_dir().join(&hex);
+        if path.exists() {
+            return Ok((format!("sha256:{hex}"), false));
+        }
+        crate::util::write_atomic(&path, data).map_err(io_err(&path))?;
+        self.sync_dir(&self.blobs_dir())?;
+        Ok((format!("sha256:{hex}"), true))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        let fd = sys::open_dir(dir).map_err(io_err(dir))?;
+        sys::fsync(fd.as_fd()).map_err(io_err(dir))
+    }
+
+    /// Removes a layer directory: renamed away first (so it vanishes at
+    /// once), then deleted without following symlinks.
+    fn remove_layer_dir(&self, hex: &str) -> Result<()> {
+        let layers = self.layers_dir();
+        let fd = sys::open_dir(&layers).map_err(io_err(&layers))?;
+        let doomed = temp_name(RM_PREFIX);
+        match sys::rename_noreplace(fd.as_fd(), hex.as_ref(), fd.as_fd(), doomed.as_ref()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(io_err(&layers.join(hex))(e)),
+        }
+        sys::remove_tree_at(fd.as_fd(), doomed.as_ref()).map_err(io_err(&layers.join(&doomed)))
+    }
+
+    /// Finds what `name` designates: a reference (tag, or digest), a full
+    /// image id, or an id prefix of at least 4 hex digits (with or without
+    /// `sha256:`). A name that is both a valid repository and hex is tried as
+    /// a tag first, as Docker does.
+    fn find(&self, db: &Db, name: &str) -> Result<Found> {
+        let name = name.trim();
+        if let Some(hex) = name.strip_prefix("sha256:") {
+            if !(4..=64).contains(&hex.len()) || !is_hex(hex) {
+                return Err(ImageError::InvalidId(name.to_string()));
+            }
+            return self.by_id(db, name, hex);
+        }
+        let parsed = Reference::parse(name);
+        if let Ok(r) = &parsed {
+            if let Some(d) = &r.digest {
+                if let Some(row) = db
+                    .images()?
+                    .into_iter()
+                    .find(|row| &row.manifest_digest == d || &row.id == d)
+                {
+                    return Ok(Found {
+                        row,
+                        reference: r.to_string(),
+                        tag: None,
+                    });
+                }
+            } else if let Some(key) = r.tagged() {
+                if let Some(t) = db.tag(&key)? {
+                    let row = db
+                        .image(&t.image_id)?
+                        .ok_or_else(|| ImageError::CorruptRecord {
+                            id: t.image_id.clone(),
+                            reason: format!("tag {key} points at a missing image"),
+                        })?;
+                    return Ok(Found {
+                        row,
+                        reference: key.clone(),
+                        tag: Some(key),
+                    });
+                }
+            }
+        }
+        if name.len() >= 4 && name.len() <= 64 && is_hex(name) {
+            return self.by_id(db, name, name);
+        }
+        match parsed {
+            Err(e) => Err(e),
+            Ok(_) => Err(ImageError::NotFound(name.to_string())),
+        }
+    }
+
+    fn by_id(&self, db: &Db, shown: &str, hex: &str) -> Result<Found> {
+        let mut rows = db.images_by_id_prefix(&format!("sha256:{hex}"))?;
+        match rows.len() {
+            0 => Err(ImageError::NotFound(shown.to_string())),
+            1 => {
+                let row = rows.remove(0);
+                Ok(Found {
+                    reference: row.id.clone(),
+                    row,
+                    tag: None,
+                })
+            }
+            count => Err(ImageError::AmbiguousId {
+                prefix: shown.to_string(),
+                count,
+            }),
+        }
+    }
+
+    fn image_from_row(&self, row: &ImageRow, reference: String) -> Result<Image> {
+        let corrupt = |reason: String| ImageError::CorruptRecord {
+            id: row.id.clone(),
+            reason,
+        };
+        let config = serde_json::from_str(&row.config_json)
+            .map_err(|e| corrupt(format!("image config: {e}")))?;
+        let diff_ids: Vec<String> = serde_json::from_str(&row.layers_json)
+            .map_err(|e| corrupt(format!("layer list: {e}")))?;
+        let mut layers = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            let path = self
+                .layer_dir(&d)
+                .ok_or_else(|| corrupt(format!("malformed diff id {d:?}")))?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => layers.push(path),
+                _ => {
+                    return Err(ImageError::LayerMissing {
+                        image: row.id.clone(),
+                        layer: d,
+                        path,
+                    })
+                }
+            }
+        }
+        Ok(Image {
+            id: row.id.clone(),
+            reference,
+            config,
+            layers,
+            size: u64::try_from(row.size).unwrap_or(0),
+        })
+    }
+
+    /// Resolves `name` (reference, id or id prefix) to a registered image
+    /// whose layers are all present.
+    pub fn resolve(&self, db: &Db, name: &str) -> Result<Image> {
+        let found = self.find(db, name)?;
+        self.image_from_row(&found.row, found.reference)
+    }
+
+    /// All images, newest first: one summary per tag, one for an untagged image.
+    pub fn list(&self, db: &Db) -> Result<Vec<ImageSummary>> {
+        let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+        for t in db.tags()? {
+            tags.entry(t.image_id).or_default().push(t.name);
+        }
+        let mut out = Vec::new();
+        for row in db.images()? {
+            let size = u64::try_from(row.size).unwrap_or(0);
+            let Some(names) = tags.remove(&row.id) else {
+                out.push(ImageSummary {
+                    reference: None,
+                    repository: None,
+                    tag: None,
+                    id: row.id,
+                    created: row.created,
+                    size,
+                });
+                continue;
+            };
+            for name in names {
+                let (repository, tag) = match Reference::parse(&name) {
+                    Ok(r) => (r.name(), r.tag),
+                    Err(_) => (name.clone(), None),
+                };
+                out.push(ImageSummary {
+                    reference: Some(name),
+                    repository: Some(repository),
+                    tag,
+                    id: row.id.clone(),
+                    created: row.created.clone(),
+                    size,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Points the reference `target` at the image `source` designates.
+    /// Returns the normalised target.
+    pub fn tag(&self, db: &mut Db, source: &str, target: &str) -> Result<String> {
+        let r = Reference::parse(target)?;
+        let key = r.tagged().filter(|_| r.digest.is_none()).ok_or_else(|| {
+            ImageError::InvalidReference {
+                value: target.to_string(),
+                reason: "a tag cannot carry a digest".into(),
+            }
+        })?;
+        let _lock = self.lock()?;
+        let found = self.find(db, source)?;
+        db.put_image(&found.row, Some(&key))?;
+        Ok(key)
+    }
+
+    /// Removes `name`. A tag is untagged; when the image has no tag left (or
+    /// was named by id and had at most one tag), the image row, its config
+    /// and manifest blobs, and the layers no other image uses are deleted.
+    /// An image with several tags cannot be removed by id.
+    ///
+    /// Returns podman-style lines: `Untagged: <reference>`, `Deleted: <id>`.
+    /// The caller checks that no pod uses the image. If deleting files fails
+    /// after the row is gone, the error is returned and [`ImageStore::gc`]
+    /// removes what is left.
+    pub fn remove(&self, db: &mut Db, name: &str) -> Result<Vec<String>> {
+        let _lock = self.lock()?;
+        let found = self.find(db, name)?;
+        let id = found.row.id.clone();
+        let untag = match found.tag {
+            Some(t) => Some(t),
+            None => {
+                let mut tags = db.tags_of(&id)?;
+                match tags.len() {
+                    0 => None,
+                    1 => tags.pop(),
+                    _ => return Err(ImageError::MultipleTags { id, tags }),
+                }
+            }
+        };
+        let deleted = db.untag_image(untag.as_deref(), &id)?;
+        let mut out = Vec::new();
+        if let Some(t) = untag {
+            out.push(format!("Untagged: {t}"));
+        }
+        if deleted {
+            self.remove_unused_files(db, &found.row)?;
+            out.push(format!("Deleted: {id}"));
+        }
+        Ok(out)
+    }
+
+    /// Deletes the blobs and layer dirs of a just-unregistered image that no
+    /// remaining image references. Caller holds the lock.
+    fn remove_unused_files(&self, db: &Db, row: &ImageRow) -> Result<()> {
+        let (used_layers, used_blobs) = self.referenced(db)?;
+        let diff_ids: Vec<String> = serde_json::from_str(&row.layers_json).unwrap_or_default();
+        let mut first_err = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot remove image file");
+                first_err.get_or_insert(e);
+            }
+        };
+        for d in &diff_ids {
+            let Some(hex) = sha256_hex(d) else { continue };
+            if !used_layers.contains(hex) {
+                note(self.remove_layer_dir(hex));
+            }
+        }
+        for d in diff_ids.iter().chain([&row.id, &row.manifest_digest]) {
+            let Some(hex) = sha256_hex(d) else { continue };
+            if !used_blobs.contains(hex) {
+                let p = self.blobs_dir().join(hex);
+                note(sys::remove_path(&p).map_err(io_err(&p)));
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Layer hexes and blob hexes referenced by registered images.
+    fn referenced(&self, db: &Db) -> Result<(HashSet<String>, HashSet<String>)> {
+        let mut layers = HashSet::new();
+        let mut blobs = HashSet::new();
+        for row in db.images()? {
+            let diff_ids: Vec<String> =
+                serde_json::from_str(&row.layers_json).map_err(|e| ImageError::CorruptRecord {
+                    id: row.id.clone(),
+                    reason: format!("layer list: {e}"),
+                })?;
+            for d in diff_ids.iter().chain([&row.id, &row.manifest_digest]) {
+                if let Some(h) = sha256_hex(d) {
+                    blobs.insert(h.to_string());
+                }
+            }
+            for d in &diff_ids {
+                if let Some(h) = sha256_hex(d) {
+                    layers.insert(h.to_string());
+                }
+            }
+        }
+        Ok((layers, blobs))
+    }
+
+    /// Garbage collection for `gvpod system gc`: removes layer dirs and blobs
+    /// no registered image references, leftovers of interrupted removals, and
+    /// temp files older than `min_temp_age` (younger ones may belong to an
+    /// import in progress). Returns what was removed.
+    pub fn gc(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<PathBuf>> {
+        let _lock = self.lock()?;
+        let (used_layers, used_blobs) = self.referenced(db)?;
+        let mut removed = Vec::new();
+        let now = SystemTime::now();
+        for (dir, used) in [
+            (self.layers_dir(), &used_layers),
+            (self.blobs_dir(), &used_blobs),
+        ] {
+            let rd = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
+            for e in rd {
+                let e = e.map_err(io_err(&dir))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let path = e.path();
+                let stale = if name.starts_with(TMP_PREFIX) {
+                    let age = std::fs::symlink_metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| now.duration_since(m).ok())
+                        .unwrap_or_default();
+                    age >= min_temp_age
+                } else {
+                    name.starts_with(RM_PREFIX) || !used.contains(&name)
+                };
+                if stale {
+                    sys::remove_path(&path).map_err(io_err(&path))?;
+                    removed.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -119,6 +119,48 @@ impl Db {
         })
     }
 
+    /// Names of the tags pointing at `image_id`, sorted.
+    pub fn tags_of(&self, image_id: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT name FROM image_tags WHERE image_id=?1 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([image_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// In one transaction: deletes `tag` (if given) and, when `image_id` has
+    /// no tag left, the image row. Returns whether the image row was deleted.
+    pub fn untag_image(&mut self, tag: Option<&str>, image_id: &str) -> Result<bool> {
+        self.write(|tx| {
+            if let Some(tag) = tag {
+                tx.execute(
+                    "DELETE FROM image_tags WHERE name=?1 AND image_id=?2",
+                    params![tag, image_id],
+                )
+                .map_err(sql)?;
+            }
+            let left: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM image_tags WHERE image_id=?1",
+                    [image_id],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            if left > 0 {
+                return Ok(false);
+            }
+            let n = tx
+                .execute("DELETE FROM images WHERE id=?1", [image_id])
+                .map_err(sql)?;
+            Ok(n > 0)
+        })
+    }
+
     /// Removes an image row and its tags.
     pub fn delete_image(&mut self, id: &str) -> Result<()> {
         self.write(|tx| {

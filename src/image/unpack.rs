@@ -1,0 +1,1320 @@
+//! Secure application of one layer tarball into an empty directory.
+//!
+//! Entries are read with the `tar` crate but never extracted by it (its
+//! `unpack` has had path-escape advisories). Each entry is applied here with
+//! directory-fd-relative syscalls:
+//!
+//! * the layer root is opened once; an entry's parent directory is opened with
+//!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so `..` and symlinks
+//!   inside the layer (absolute or relative) resolve as if the layer root were
+//!   `/` and can never reach the host (a symlink `evil -> /` followed by
+//!   `evil/etc/x` writes `<layer>/etc/x`);
+//! * the final component is created with `mkdirat`, `openat(O_CREAT | O_EXCL |
+//!   O_NOFOLLOW)`, `symlinkat`, `linkat`, `mknodat`; owner, mode and times are
+//!   set on the file descriptor or with `AT_SYMLINK_NOFOLLOW`, so nothing is
+//!   ever chmod-ed or chown-ed through a symlink (CVE-2021-32760);
+//! * archive paths are normalised lexically first: a leading `/` is dropped,
+//!   `..` that would climb above the root rejects the entry, an entry that
+//!   would replace the root with anything but a directory is rejected
+//!   (CVE-2021-29136), a hardlink whose target climbs out is rejected;
+//! * an existing entry of the same name (earlier in the same layer) is
+//!   replaced, except that a directory over a directory keeps the directory;
+//! * PAX `SCHILY.xattr.*` attributes are applied to files and directories,
+//!   except `trusted.*` (a layer must not forge overlayfs metadata);
+//! * directory modes and times are applied last, so creating children does
+//!   not disturb them and read-only directories can still be filled.
+//!
+//! # Whiteouts
+//!
+//! The layer cache keeps every layer in its own directory and pods merge
+//! them with overlayfs, so OCI whiteouts are converted to the overlayfs
+//! on-disk format instead of being applied as deletions:
+//!
+//! * `DIR/.wh.NAME` becomes a character device 0/0 named `DIR/NAME` (owned
+//!   by 0:0), which hides `NAME` of the lower layers. If this layer itself
+//!   already has `NAME`, that entry already hides the lower one; when it is a
+//!   directory it is additionally marked opaque so the lower content does not
+//!   show through.
+//! * `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` on `DIR`.
+//! * A directory created later in the same layer over a whiteout is marked
+//!   opaque for the same reason. Other `.wh..wh.*` names (aufs metadata) are
+//!   skipped.
+//!
+//! This needs root (device nodes, `trusted.*` xattrs), as does the rest of gvpod.
+//!
+//! Limitation: a layer is unpacked without its lower layers, so an entry
+//! whose parent is a symlink that exists only in a lower layer gets a real
+//! directory in this layer (overlayfs then shows that directory instead of
+//! following the lower symlink). Imports are single-layer, so this does not
+//! arise there; a multi-layer registry pull should keep it in mind.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use tar::EntryType;
+
+use super::sys;
+use super::ImageError;
+
+/// What an unpack produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackStats {
+    /// Archive entries applied (extension headers not counted).
+    pub entries: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+}
+
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Unpacks the (uncompressed) layer tarball read from `reader` into the
+/// existing directory `dest`. `layer` names the layer in error messages.
+///
+/// The archive must end with an end-of-archive block: a stream that stops
+/// between entries is reported as truncated. On error `dest` is left
+/// half-filled; the caller owns it and removes it.
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    dest: &Path,
+    layer: &str,
+) -> Result<UnpackStats, ImageError> {
+    let root = sys::open_dir(dest).map_err(|source| ImageError::Io {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    let mut guard = EofGuard::new(reader);
+    let mut u = Unpacker {
+        root,
+        layer,
+        dirs: Vec::new(),
+        whiteouts: HashSet::new(),
+        chown: nix::unistd::geteuid().is_root(),
+        stats: UnpackStats::default(),
+    };
+    {
+        let mut archive = tar::Archive::new(&mut guard);
+        let entries = archive.entries().map_err(|e| u.corrupt(e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| u.corrupt(e))?;
+            u.apply(&mut entry)?;
+        }
+    }
+    if guard.eof {
+        return Err(u.corrupt(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "archive ends without an end-of-archive block (truncated?)",
+        )));
+    }
+    u.finish()?;
+    Ok(u.stats)
+}
+
+/// Records whether the underlying stream hit EOF. A well-formed archive is
+/// fully parsed (up to its zero block) before EOF is ever seen.
+pub(crate) struct EofGuard<R> {
+    inner: R,
+    pub(crate) eof: bool,
+}
+
+impl<R> EofGuard<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        EofGuard { inner, eof: false }
+    }
+}
+
+impl<R: Read> Read for EofGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Lexically normalises an archive member name into a path relative to the
+/// layer root (leading `/` and `.` dropped, `..` applied). `None` when `..`
+/// climbs above the root.
+pub(crate) fn normalize(p: &Path) -> Option<PathBuf> {
+    let mut out: Vec<&OsStr> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Prefix(_) => return None,
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Some(out.iter().collect())
+}
+
+/// Owner, mode, time and xattrs of an entry.
+struct Meta {
+    /// Content size (regular files).
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    xattrs: Vec<(CString, Vec<u8>)>,
+}
+
+/// Where an entry goes: its parent directory (resolved inside the root) and name.
+struct At<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a OsStr,
+    /// Path relative to the layer root.
+    rel: &'a Path,
+    /// The archive name, for messages.
+    shown: &'a str,
+}
+
+/// Directory metadata applied at the end.
+struct DirMeta {
+    rel: PathBuf,
+    mode: u32,
+    mtime: (i64, i64),
+}
+
+/// What was at an entry's name before it was applied.
+#[derive(PartialEq, Eq)]
+enum Previous {
+    Nothing,
+    KeptDir,
+    Replaced { was_whiteout: bool },
+}
+
+struct Unpacker<'a> {
+    root: OwnedFd,
+    layer: &'a str,
+    dirs: Vec<DirMeta>,
+    /// Whiteout devices created by this layer (relative paths).
+    whiteouts: HashSet<PathBuf>,
+    chown: bool,
+    stats: UnpackStats,
+}
+
+impl Unpacker<'_> {
+    fn corrupt(&self, source: io::Error) -> ImageError {
+        ImageError::CorruptArchive {
+            what: format!("layer {}", self.layer),
+            source,
+        }
+    }
+
+    fn reject(&self, entry: &str, reason: impl Into<String>) -> ImageError {
+        ImageError::UnsafeEntry {
+            layer: self.layer.to_string(),
+            entry: entry.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn io(&self, entry: &str, action: &str, source: io::Error) -> ImageError {
+        ImageError::LayerEntry {
+            layer: self.layer.to_string(),
+            entry: entry.to_string(),
+            action: action.to_string(),
+            source,
+        }
+    }
+
+    /// Applies one archive entry.
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ImageError> {
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+        {
+            return Ok(());
+        }
+        let raw = entry.path().map_err(|e| self.corrupt(e))?.into_owned();
+        let shown = raw.to_string_lossy().into_owned();
+        let rel = normalize(&raw)
+            .ok_or_else(|| self.reject(&shown, "path climbs above the layer root with `..`"))?;
+        let meta = self.meta(entry, &shown)?;
+        self.stats.entries += 1;
+
+        let Some(name) = rel.file_name().map(OsStr::to_os_string) else {
+            // The entry is the layer root itself.
+            if kind != EntryType::Directory {
+                return Err(self.reject(
+                    &shown,
+                    format!("a {} would replace the layer root", kind_name(kind)),
+                ));
+            }
+            let fd = self.open_dir_rel(&rel, &shown)?;
+            self.dir_attrs(fd.as_fd(), &meta, &shown)?;
+            self.defer_dir(rel, &meta);
+            return Ok(());
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+
+        if let Some(target) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&parent_rel, &name, OsStr::from_bytes(target), &shown);
+        }
+
+        let parent = self.parent(&parent_rel, &shown)?;
+        let at = At {
+            dir: parent.as_fd(),
+            name: &name,
+            rel: &rel,
+            shown: &shown,
+        };
+        match kind {
+            EntryType::Directory => self.directory(&at, &meta),
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.regular(&at, &meta, entry)
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.reject(&shown, "symlink without a target"))?
+                    .into_owned();
+                self.symlink(&at, &meta, OsStr::from_bytes(&target))
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| self.corrupt(e))?
+                    .ok_or_else(|| self.reject(&shown, "hardlink without a target"))?
+                    .into_owned();
+                self.hardlink(&at, &target)
+            }
+            EntryType::Char | EntryType::Block => {
+                let h = entry.header();
+                let major = h.device_major().map_err(|e| self.corrupt(e))?.unwrap_or(0);
+                let minor = h.device_minor().map_err(|e| self.corrupt(e))?.unwrap_or(0);
+                let fmt = if kind == EntryType::Char {
+                    libc::S_IFCHR
+                } else {
+                    libc::S_IFBLK
+                };
+                self.node(&at, &meta, fmt, libc::makedev(major, minor))
+            }
+            EntryType::Fifo => self.node(&at, &meta, libc::S_IFIFO, 0),
+            other => Err(self.reject(
+                &shown,
+                format!("unsupported entry type {}", kind_name(other)),
+            )),
+        }
+    }
+
+    fn directory(&mut self, at: &At<'_>, meta: &Meta) -> Result<(), ImageError> {
+        let prev = self.make_room(at, true)?;
+        if prev != Previous::KeptDir {
+            sys::mkdirat(at.dir, at.name, 0o700).map_err(|e| self.io(at.shown, "mkdir", e))?;
+        }
+        let fd = sys::openat(at.dir, at.name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map_err(|e| self.io(at.shown, "open directory", e))?;
+        self.dir_attrs(fd.as_fd(), meta, at.shown)?;
+        if prev == (Previous::Replaced { was_whiteout: true }) {
+            self.set_opaque(fd.as_fd(), at.shown)?;
+        }
+        self.defer_dir(at.rel.to_path_buf(), meta);
+        Ok(())
+    }
+
+    fn regular(
+        &mut self,
+        at: &At<'_>,
+        meta: &Meta,
+        content: &mut impl Read,
+    ) -> Result<(), ImageError> {
+        let shown = at.shown;
+        self.make_room(at, false)?;
+        let fd = sys::openat(
+            at.dir,
+            at.name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
+        .map_err(|e| self.io(shown, "create file", e))?;
+        let mut file = std::fs::File::from(fd);
+        let written = copy(content, &mut file).map_err(|e| match e {
+            CopyError::Read(e) => self.corrupt(e),
+            CopyError::Write(e) => self.io(shown, "write file", e),
+        })?;
+        if written != meta.size {
+            return Err(self.corrupt(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("entry {shown:?} has {written} of {} bytes", meta.size),
+            )));
+        }
+        self.stats.bytes += written;
+        let fd = file.as_fd();
+        if self.chown {
+            sys::fchown(fd, meta.uid, meta.gid).map_err(|e| self.io(shown, "chown", e))?;
+        }
+        // After chown, which clears setuid/setgid bits.
+        sys::fchmod(fd, meta.mode).map_err(|e| self.io(shown, "chmod", e))?;
+        self.xattrs(fd, meta, shown)?;
+        sys::futimens(fd, meta.mtime.0, meta.mtime.1).map_err(|e| self.io(shown, "set times", e))
+    }
+
+    fn symlink(&mut self, at: &At<'_>, meta: &Meta, target: &OsStr) -> Result<(), ImageError> {
+        self.make_room(at, false)?;
+        sys::symlinkat(target, at.dir, at.name).map_err(|e| self.io(at.shown, "symlink", e))?;
+        self.owner_and_times(at, meta)
+    }
+
+    /// Hardlink to `target`, an archive path resolved inside the layer; a
+    /// target that climbs out of the layer or does not exist is rejected.
+    fn hardlink(&mut self, at: &At<'_>, target_raw: &Path) -> Result<(), ImageError> {
+        let shown = at.shown;
+        let target = normalize(target_raw).ok_or_else(|| {
+            self.reject(
+                shown,
+                format!("hardlink target {target_raw:?} is outside the layer"),
+            )
+        })?;
+        let Some(tname) = target.file_name() else {
+            return Err(self.reject(shown, "hardlink to the layer root"));
+        };
+        if target == at.rel {
+            return Ok(());
+        }
+        let missing = || {
+            self.reject(
+                shown,
+                format!("hardlink target {target_raw:?} does not exist in this layer"),
+            )
+        };
+        let tparent_rel = target.parent().unwrap_or(Path::new(""));
+        let tparent = match sys::open_in_root(
+            self.root.as_fd(),
+            tparent_rel,
+            libc::O_PATH | libc::O_DIRECTORY,
+        ) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                return Err(missing())
+            }
+            Err(e) => return Err(self.io(shown, "open hardlink target directory", e)),
+        };
+        if sys::lstatat(tparent.as_fd(), tname)
+            .map_err(|e| self.io(shown, "stat hardlink target", e))?
+            .is_none()
+        {
+            return Err(missing());
+        }
+        self.make_room(at, false)?;
+        sys::linkat(tparent.as_fd(), tname, at.dir, at.name)
+            .map_err(|e| self.io(shown, "hardlink", e))
+    }
+
+    /// Device node or fifo (`fmt` is the `S_IF*` type).
+    fn node(
+        &mut self,
+        at: &At<'_>,
+        meta: &Meta,
+        fmt: libc::mode_t,
+        dev: libc::dev_t,
+    ) -> Result<(), ImageError> {
+        self.make_room(at, false)?;
+        sys::mknodat(at.dir, at.name, fmt | 0o600, dev)
+            .map_err(|e| self.io(at.shown, "mknod", e))?;
+        if self.chown {
+            sys::lchownat(at.dir, at.name, meta.uid, meta.gid)
+                .map_err(|e| self.io(at.shown, "chown", e))?;
+        }
+        // After chown, which clears setuid/setgid bits.
+        sys::chmodat_nofollow(at.dir, at.name, meta.mode)
+            .map_err(|e| self.io(at.shown, "chmod", e))?;
+        sys::lutimensat(at.dir, at.name, meta.mtime.0, meta.mtime.1)
+            .map_err(|e| self.io(at.shown, "set times", e))
+    }
+
+    /// Owner and times of a node that cannot be opened (symlink), without following it.
+    fn owner_and_times(&self, at: &At<'_>, meta: &Meta) -> Result<(), ImageError> {
+        if self.chown {
+            sys::lchownat(at.dir, at.name, meta.uid, meta.gid)
+                .map_err(|e| self.io(at.shown, "chown", e))?;
+        }
+        sys::lutimensat(at.dir, at.name, meta.mtime.0, meta.mtime.1)
+            .map_err(|e| self.io(at.shown, "set times", e))
+    }
+
+    /// Reads owner, mode, mtime (PAX `mtime` wins for sub-second precision)
+    /// and `SCHILY.xattr.*` attributes of an entry.
+    fn meta<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        shown: &str,
+    ) -> Result<Meta, ImageError> {
+        let h = entry.header();
+        let mode = h.mode().map_err(|e| self.corrupt(e))? & 0o7777;
+        let uid = h.uid().map_err(|e| self.corrupt(e))?;
+        let gid = h.gid().map_err(|e| self.corrupt(e))?;
+        let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+            return Err(self.reject(shown, format!("owner {uid}:{gid} out of range")));
+        };
+        let secs = h.mtime().map_err(|e| self.corrupt(e))?;
+        let mut mtime = (i64::try_from(secs).unwrap_or(i64::MAX), 0);
+        let mut xattrs = Vec::new();
+        if let Some(exts) = entry.pax_extensions().map_err(|e| self.corrupt(e))? {
+            for ext in exts {
+                let ext = ext.map_err(|e| self.corrupt(e))?;
+                let key = ext.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    if name.starts_with(b"trusted.") || name.is_empty() {
+                        continue;
+                    }
+                    let name = CString::new(name)
+                        .map_err(|_| self.reject(shown, "xattr name contains a NUL byte"))?;
+                    xattrs.push((name, ext.value_bytes().to_vec()));
+                } else if key == b"mtime" {
+                    if let Some(t) = ext.value().ok().and_then(parse_pax_time) {
+                        mtime = t;
+                    }
+                }
+            }
+        }
+        Ok(Meta {
+            size: entry.size(),
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        })
+    }
+
+    /// Opens (creating missing directories 0755 root:root, like tar) the
+    /// parent directory `rel` inside the layer root, as an `O_PATH` fd.
+    fn parent(&self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
+        self.parent_at_depth(rel, shown, 0)
+    }
+
+    /// See [`Unpacker::parent`]. A missing component that is a dangling
+    /// symlink is followed the way `RESOLVE_IN_ROOT` would (absolute targets
+    /// start at the layer root) and its target is created instead; `depth`
+    /// bounds symlink chains like the kernel's ELOOP limit.
+    fn parent_at_depth(&self, rel: &Path, shown: &str, depth: u32) -> Result<OwnedFd, ImageError> {
+        let flags = libc::O_PATH | libc::O_DIRECTORY;
+        match sys::open_in_root(self.root.as_fd(), rel, flags) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(self.io(shown, "open parent directory", e)),
+        }
+        let mut cur = sys::open_in_root(self.root.as_fd(), Path::new(""), flags)
+            .map_err(|e| self.io(shown, "open layer root", e))?;
+        let comps: Vec<Component<'_>> = rel.components().collect();
+        let mut prefix = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            prefix.push(c);
+            match sys::open_in_root(self.root.as_fd(), &prefix, flags) {
+                Ok(fd) => {
+                    cur = fd;
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(self.io(shown, "open parent directory", e)),
+            }
+            let name = c.as_os_str();
+            match sys::mkdirat(cur.as_fd(), name, 0o755) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    // Exists but does not resolve: a dangling symlink.
+                    if depth >= 40 {
+                        return Err(self.io(
+                            shown,
+                            "resolve parent directory",
+                            io::Error::from_raw_os_error(libc::ELOOP),
+                        ));
+                    }
+                    let target = sys::readlinkat(cur.as_fd(), name)
+                        .map_err(|e| self.io(shown, &format!("read symlink {prefix:?}"), e))?;
+                    let mut next = prefix.parent().unwrap_or(Path::new("")).join(target);
+                    next.extend(&comps[i + 1..]);
+                    return self.parent_at_depth(&next, shown, depth + 1);
+                }
+                Err(e) => {
+                    return Err(self.io(shown, &format!("create parent directory {prefix:?}"), e))
+                }
+            }
+            let fd = sys::openat(cur.as_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                .map_err(|e| self.io(shown, "open parent directory", e))?;
+            sys::fchmod(fd.as_fd(), 0o755)
+                .map_err(|e| self.io(shown, "chmod parent directory", e))?;
+            cur = fd;
+        }
+        Ok(cur)
+    }
+
+    /// Opens the directory `rel` (the root when empty) for reading, inside the root.
+    fn open_dir_rel(&self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
+        sys::open_in_root(
+            self.root.as_fd(),
+            rel,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        )
+        .map_err(|e| self.io(shown, "open directory", e))
+    }
+
+    /// Removes what is at the entry's name so the entry can take its place.
+    /// A directory is kept if the new entry is a directory too.
+    fn make_room(&mut self, at: &At<'_>, new_is_dir: bool) -> Result<Previous, ImageError> {
+        let st = sys::lstatat(at.dir, at.name).map_err(|e| self.io(at.shown, "stat", e))?;
+        let Some(st) = st else {
+            return Ok(Previous::Nothing);
+        };
+        if sys::is_dir(&st) && new_is_dir {
+            return Ok(Previous::KeptDir);
+        }
+        sys::remove_tree_at(at.dir, at.name)
+            .map_err(|e| self.io(at.shown, "replace existing entry", e))?;
+        Ok(Previous::Replaced {
+            was_whiteout: self.whiteouts.remove(at.rel),
+        })
+    }
+
+    /// Applies a `.wh.*` entry in the directory `parent_rel` (see module docs).
+    fn whiteout(
+        &mut self,
+        parent_rel: &Path,
+        name: &OsStr,
+        target: &OsStr,
+        shown: &str,
+    ) -> Result<(), ImageError> {
+        if name == OPAQUE_MARKER {
+            // Make sure the directory exists, then mark it opaque.
+            drop(self.parent(parent_rel, shown)?);
+            let fd = self.open_dir_rel(parent_rel, shown)?;
+            return self.set_opaque(fd.as_fd(), shown);
+        }
+        if target.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // `.wh..wh.*`: aufs bookkeeping, meaningless here.
+            return Ok(());
+        }
+        if target.is_empty() || target == "." || target == ".." {
+            return Err(self.reject(shown, "whiteout of an invalid name"));
+        }
+        let parent = self.parent(parent_rel, shown)?;
+        let p = parent.as_fd();
+        match sys::lstatat(p, target).map_err(|e| self.io(shown, "stat", e))? {
+            None => {
+                sys::mknodat(p, target, libc::S_IFCHR, libc::makedev(0, 0))
+                    .map_err(|e| self.io(shown, "create whiteout device", e))?;
+                sys::lchownat(p, target, 0, 0).map_err(|e| self.io(shown, "chown whiteout", e))?;
+                self.whiteouts.insert(parent_rel.join(target));
+            }
+            Some(st) if sys::is_dir(&st) => {
+                let fd = sys::openat(p, target, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                    .map_err(|e| self.io(shown, "open directory", e))?;
+                self.set_opaque(fd.as_fd(), shown)?;
+            }
+            // An entry of this layer already hides the lower one.
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn set_opaque(&self, dir: BorrowedFd<'_>, shown: &str) -> Result<(), ImageError> {
+        let name = CString::new(OPAQUE_XATTR).expect("constant has no NUL");
+        sys::fsetxattr(dir, &name, b"y").map_err(|e| self.io(shown, "mark directory opaque", e))
+    }
+
+    /// Owner and xattrs of a directory now; mode and times at the end.
+    fn dir_attrs(&self, fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ImageError> {
+        if self.chown {
+            sys::fchown(fd, meta.uid, meta.gid).map_err(|e| self.io(shown, "chown", e))?;
+        }
+        self.xattrs(fd, meta, shown)
+    }
+
+    fn defer_dir(&mut self, rel: PathBuf, meta: &Meta) {
+        self.dirs.push(DirMeta {
+            rel,
+            mode: meta.mode,
+            mtime: meta.mtime,
+        });
+    }
+
+    fn xattrs(&self, fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ImageError> {
+        for (name, value) in &meta.xattrs {
+            if let Err(e) = sys::fsetxattr(fd, name, value) {
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    tracing::warn!(
+                        layer = self.layer,
+                        entry = shown,
+                        xattr = ?name,
+                        "filesystem does not support this extended attribute; skipped"
+                    );
+                    continue;
+                }
+                return Err(self.io(shown, &format!("set xattr {name:?}"), e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies deferred directory modes and times (a later entry may have
+    /// replaced a directory with something else: then it is skipped), then
+    /// flushes the layer to disk.
+    fn finish(&mut self) -> Result<(), ImageError> {
+        for d in std::mem::take(&mut self.dirs) {
+            let shown = d.rel.to_string_lossy().into_owned();
+            let fd = match sys::open_in_root(
+                self.root.as_fd(),
+                &d.rel,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            ) {
+                Ok(fd) => fd,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(self.io(&shown, "open directory", e)),
+            };
+            sys::fchmod(fd.as_fd(), d.mode).map_err(|e| self.io(&shown, "chmod", e))?;
+            sys::futimens(fd.as_fd(), d.mtime.0, d.mtime.1)
+                .map_err(|e| self.io(&shown, "set times", e))?;
+        }
+        sys::syncfs(self.root.as_fd()).map_err(|e| self.io(".", "sync layer", e))
+    }
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies an entry's content, telling read (archive) errors from write (disk) errors.
+fn copy(r: &mut impl Read, w: &mut impl Write) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        w.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+    }
+}
+
+/// PAX time `SECONDS[.FRACTION]` → (seconds, nanoseconds).
+fn parse_pax_time(s: &str) -> Option<(i64, i64)> {
+    let (secs, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    };
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: i64 = digits.parse().ok()?;
+    if secs < 0 && nanos > 0 {
+        // -1.5 means 1.5 s before the epoch.
+        return Some((secs - 1, 1_000_000_000 - nanos));
+    }
+    Some((secs, nanos))
+}
+
+fn kind_name(k: EntryType) -> String {
+    match k {
+        EntryType::Regular | EntryType::Continuous => "regular file".into(),
+        EntryType::Link => "hardlink".into(),
+        EntryType::Symlink => "symlink".into(),
+        EntryType::Char => "character device".into(),
+        EntryType::Block => "block device".into(),
+        EntryType::Directory => "directory".into(),
+        EntryType::Fifo => "fifo".into(),
+        other => format!("{:?} (type byte {:?})", other, other.as_byte() as char),
+    }
+}
+
+/// Names of the entries directly in a directory (for tests and the store).
+#[cfg(test)]
+fn names(dir: &Path) -> Vec<std::ffi::OsString> {
+    let fd = sys::open_dir(dir).unwrap();
+    let mut v = sys::list_dir(fd.as_fd()).unwrap();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use tar::{Builder, Header};
+
+    /// A tar builder that writes raw headers, so hostile names get through
+    /// (`tar::Builder`'s path setters refuse `..`).
+    struct T {
+        b: Builder<Vec<u8>>,
+    }
+
+    impl T {
+        fn new() -> Self {
+            T {
+                b: Builder::new(Vec::new()),
+            }
+        }
+        fn header(kind: EntryType, path: &str, mode: u32, size: u64) -> Header {
+            let mut h = Header::new_gnu();
+            h.set_entry_type(kind);
+            // Bypass path validation: write the name bytes directly.
+            let name = &mut h.as_old_mut().name;
+            name.fill(0);
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_mode(mode);
+            h.set_size(size);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_000_000_000);
+            h
+        }
+        fn raw(&mut self, mut h: Header, data: &[u8]) -> &mut Self {
+            h.set_cksum();
+            self.b.append(&h, data).unwrap();
+            self
+        }
+        fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
+            self.raw(Self::header(EntryType::Directory, path, mode, 0), &[])
+        }
+        fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> &mut Self {
+            self.raw(
+                Self::header(EntryType::Regular, path, mode, data.len() as u64),
+                data,
+            )
+        }
+        fn link(&mut self, kind: EntryType, path: &str, target: &str) -> &mut Self {
+            let mut h = Self::header(kind, path, 0o777, 0);
+            let l = &mut h.as_old_mut().linkname;
+            l.fill(0);
+            l[..target.len()].copy_from_slice(target.as_bytes());
+            self.raw(h, &[])
+        }
+        fn owned(
+            &mut self,
+            kind: EntryType,
+            path: &str,
+            mode: u32,
+            uid: u64,
+            gid: u64,
+        ) -> &mut Self {
+            let mut h = Self::header(kind, path, mode, 0);
+            h.set_uid(uid);
+            h.set_gid(gid);
+            self.raw(h, &[])
+        }
+        fn dev(&mut self, kind: EntryType, path: &str, major: u32, minor: u32) -> &mut Self {
+            let mut h = Self::header(kind, path, 0o640, 0);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(minor).unwrap();
+            self.raw(h, &[])
+        }
+        fn pax(&mut self, records: &[(&str, &[u8])], then: Header, data: &[u8]) -> &mut Self {
+            let mut body = Vec::new();
+            for (k, v) in records {
+                // "LEN KEY=VALUE\n" where LEN counts itself.
+                let rest = k.len() + v.len() + 3;
+                let mut len = rest + 1;
+                while format!("{len}").len() + rest != len {
+                    len += 1;
+                }
+                body.extend_from_slice(format!("{len} {k}=").as_bytes());
+                body.extend_from_slice(v);
+                body.push(b'\n');
+            }
+            let h = Self::header(EntryType::XHeader, "PaxHeader", 0o644, body.len() as u64);
+            self.raw(h, &body);
+            self.raw(then, data)
+        }
+        fn finish(&mut self) -> Vec<u8> {
+            let b = std::mem::replace(&mut self.b, Builder::new(Vec::new()));
+            b.into_inner().unwrap()
+        }
+    }
+
+    struct Sandbox {
+        _tmp: tempfile::TempDir,
+        root: PathBuf,
+        victim: PathBuf,
+    }
+
+    /// `<tmp>/layer` is unpacked into; `<tmp>/victim` is "the host" that
+    /// hostile layers aim at.
+    fn sandbox() -> Sandbox {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("layer");
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("file"), b"host data").unwrap();
+        std::fs::set_permissions(victim.join("file"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        Sandbox {
+            _tmp: tmp,
+            root,
+            victim,
+        }
+    }
+
+    impl Sandbox {
+        fn unpack(&self, tar: &[u8]) -> Result<UnpackStats, ImageError> {
+            unpack_layer(tar, &self.root, "test-layer")
+        }
+        /// The host side is untouched.
+        fn assert_victim_intact(&self) {
+            assert_eq!(names(&self.victim), vec![OsString::from("file")]);
+            let m = std::fs::symlink_metadata(self.victim.join("file")).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+            assert_eq!(m.nlink(), 1);
+            assert_eq!(
+                std::fs::read(self.victim.join("file")).unwrap(),
+                b"host data"
+            );
+            let parent = self.victim.parent().unwrap();
+            let mut top = names(parent);
+            top.sort();
+            assert_eq!(top, vec![OsString::from("layer"), OsString::from("victim")]);
+        }
+    }
+
+    fn rejected(r: Result<UnpackStats, ImageError>, needle: &str) {
+        match r {
+            Err(e @ ImageError::UnsafeEntry { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("test-layer"), "{msg}");
+                assert!(msg.contains(needle), "{msg}");
+            }
+            other => panic!("expected rejection mentioning {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unpacks_every_entry_type() {
+        let s = sandbox();
+        let mut t = T::new();
+        t.dir("./", 0o755)
+            .dir("etc/", 0o755)
+            .file("etc/hello", 0o644, b"hello\n")
+            .file("bin/tool", 0o4755, b"#!/bin/sh\n")
+            .link(EntryType::Symlink, "bin/sh", "/bin/tool")
+            .link(EntryType::Link, "bin/tool2", "bin/tool")
+            .dev(EntryType::Char, "dev/null", 1, 3)
+            .dev(EntryType::Block, "dev/loop9", 7, 9)
+            .raw(T::header(EntryType::Fifo, "run/fifo", 0o620, 0), &[])
+            .owned(EntryType::Directory, "home/dev", 0o2750, 1000, 1000)
+            .owned(EntryType::Regular, "home/dev/.profile", 0o640, 1000, 1001)
+            .dir("ro/", 0o555)
+            .file("ro/inside", 0o444, b"x")
+            .dir("tmp", 0o1777);
+        let mut h = T::header(EntryType::Regular, "etc/attrs", 0o644, 3);
+        h.set_mtime(5);
+        t.pax(
+            &[
+                ("SCHILY.xattr.user.test", b"value"),
+                ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+                ("mtime", b"1234567890.5"),
+            ],
+            h,
+            b"abc",
+        );
+        let stats = s.unpack(&t.finish()).unwrap();
+        assert_eq!(stats.bytes, 6 + 10 + 1 + 3);
+
+        let r = &s.root;
+        assert_eq!(std::fs::read(r.join("etc/hello")).unwrap(), b"hello\n");
+        let tool = std::fs::symlink_metadata(r.join("bin/tool")).unwrap();
+        assert_eq!(tool.permissions().mode() & 0o7777, 0o4755);
+        assert_eq!(tool.nlink(), 2);
+        assert_eq!(
+            std::fs::read_link(r.join("bin/sh")).unwrap(),
+            Path::new("/bin/tool")
+        );
+        let null = std::fs::symlink_metadata(r.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), libc::makedev(1, 3));
+        assert_eq!(null.permissions().mode() & 0o7777, 0o640);
+        assert!(std::fs::symlink_metadata(r.join("dev/loop9"))
+            .unwrap()
+            .file_type()
+            .is_block_device());
+        let fifo = std::fs::symlink_metadata(r.join("run/fifo")).unwrap();
+        assert!(fifo.file_type().is_fifo());
+        assert_eq!(fifo.permissions().mode() & 0o7777, 0o620);
+        let home = std::fs::symlink_metadata(r.join("home/dev")).unwrap();
+        assert_eq!((home.uid(), home.gid()), (1000, 1000));
+        assert_eq!(home.permissions().mode() & 0o7777, 0o2750);
+        let prof = std::fs::symlink_metadata(r.join("home/dev/.profile")).unwrap();
+        assert_eq!((prof.uid(), prof.gid()), (1000, 1001));
+        // Implicit parents are 0755.
+        let run = std::fs::symlink_metadata(r.join("run")).unwrap();
+        assert_eq!(run.permissions().mode() & 0o7777, 0o755);
+        // Directory mode and mtime applied after its children were created.
+        let ro = std::fs::symlink_metadata(r.join("ro")).unwrap();
+        assert_eq!(ro.permissions().mode() & 0o7777, 0o555);
+        assert_eq!(ro.mtime(), 1_000_000_000);
+        assert_eq!(
+            std::fs::symlink_metadata(r.join("etc")).unwrap().mtime(),
+            1_000_000_000
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(r.join("tmp"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o1777
+        );
+        // xattrs: user.* applied, trusted.* dropped, PAX mtime used.
+        let attrs = std::fs::File::open(r.join("etc/attrs")).unwrap();
+        let get = |n: &str| sys::fgetxattr(attrs.as_fd(), &CString::new(n).unwrap()).unwrap();
+        assert_eq!(get("user.test").as_deref(), Some(&b"value"[..]));
+        assert_eq!(get("trusted.overlay.redirect"), None);
+        let m = attrs.metadata().unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), (1234567890, 500_000_000));
+        // Symlink times are its own.
+        assert_eq!(
+            std::fs::symlink_metadata(r.join("bin/sh")).unwrap().mtime(),
+            1_000_000_000
+        );
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let s = sandbox();
+        let mut t = T::new();
+        t.dir("etc/", 0o755)
+            .file("etc/.wh.passwd", 0o644, b"")
+            .dir("var/cache/", 0o755)
+            .file("var/cache/.wh..wh..opq", 0o644, b"")
+            .file("var/cache/new", 0o644, b"n")
+            .dir("kept/", 0o755)
+            .file(".wh.kept", 0o644, b"")
+            .file(".wh.gone-dir", 0o644, b"")
+            .dir("gone-dir/", 0o755)
+            .file(".wh..wh.plnk", 0o644, b"");
+        s.unpack(&t.finish()).unwrap();
+        let wh = std::fs::symlink_metadata(s.root.join("etc/passwd")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert_eq!((wh.uid(), wh.gid()), (0, 0));
+        assert!(!s.root.join("etc/.wh.passwd").exists());
+        let opaque = |p: &str| {
+            let f = std::fs::File::open(s.root.join(p)).unwrap();
+            sys::fgetxattr(f.as_fd(), &CString::new(OPAQUE_XATTR).unwrap()).unwrap()
+        };
+        assert_eq!(opaque("var/cache").as_deref(), Some(&b"y"[..]));
+        assert_eq!(opaque("kept").as_deref(), Some(&b"y"[..]));
+        assert_eq!(opaque("gone-dir").as_deref(), Some(&b"y"[..]));
+        assert_eq!(opaque("etc"), None);
+        assert!(s.root.join("var/cache/new").is_file());
+        assert!(s.root.join("gone-dir").is_dir());
+        assert_eq!(
+            names(&s.root),
+            ["etc", "gone-dir", "kept", "var"]
+                .map(OsString::from)
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let s = sandbox();
+        let mut t = T::new();
+        t.file("a", 0o644, b"first")
+            .file("a", 0o600, b"second")
+            .dir("d/", 0o755)
+            .file("d/keep", 0o644, b"k")
+            .dir("d/", 0o700)
+            .dir("x/", 0o755)
+            .file("x/y", 0o644, b"y")
+            .file("x", 0o644, b"now a file")
+            .file("s", 0o644, b"file")
+            .link(EntryType::Symlink, "s", "a");
+        s.unpack(&t.finish()).unwrap();
+        let r = &s.root;
+        assert_eq!(std::fs::read(r.join("a")).unwrap(), b"second");
+        assert_eq!(
+            std::fs::metadata(r.join("a")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(r.join("d/keep").is_file());
+        assert_eq!(
+            std::fs::metadata(r.join("d")).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(std::fs::read(r.join("x")).unwrap(), b"now a file");
+        assert_eq!(std::fs::read_link(r.join("s")).unwrap(), Path::new("a"));
+    }
+
+    #[test]
+    fn dotdot_escape_is_rejected() {
+        let s = sandbox();
+        let mut t = T::new();
+        t.file("../escape", 0o644, b"x");
+        rejected(s.unpack(&t.finish()), "\"../escape\"");
+        let mut t = T::new();
+        t.file("a/../../victim/pwned", 0o644, b"x");
+        rejected(s.unpack(&t.finish()), "climbs above the layer root");
+        // `..` that stays inside is fine.
+        let mut t = T::new();
+        t.file("a/../b", 0o644, b"x");
+        s.unpack(&t.finish()).unwrap();
+        assert!(s.root.join("b").is_file());
+        s.assert_victim_intact();
+    }
+
+    #[test]
+    fn absolute_paths_stay_inside() {
+        let s = sandbox();
+        let abs = s.victim.join("pwned");
+        let mut t = T::new();
+        t.file("/etc/abs", 0o644, b"x")
+            .file(abs.to_str().unwrap(), 0o644, b"x");
+        s.unpack(&t.finish()).unwrap();
+        assert!(s.root.join("etc/abs").is_file());
+        assert!(s.root.join(abs.strip_prefix("/").unwrap()).is_file());
+        s.assert_victim_intact();
+    }
+
+    #[test]
+    fn symlinks_cannot_redirect_writes_outside() {
+        let s = sandbox();
+        let victim = s.victim.to_str().unwrap().to_string();
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "evil", "/")
+            .file("evil/etc/x", 0o644, b"x")
+            .link(EntryType::Symlink, "up", "../../../../../..")
+            .file("up/tmp/y", 0o644, b"y")
+            .link(EntryType::Symlink, "abs", &victim)
+            .file("abs/pwned", 0o644, b"z")
+            .link(EntryType::Symlink, "rel", "../victim")
+            .file("rel/pwned", 0o644, b"z");
+        s.unpack(&t.finish()).unwrap();
+        assert!(s.root.join("etc/x").is_file());
+        assert!(s.root.join("tmp/y").is_file());
+        assert!(s
+            .root
+            .join(victim.trim_start_matches('/'))
+            .join("pwned")
+            .is_file());
+        assert!(s.root.join("victim/pwned").is_file());
+        assert!(!Path::new("/etc/x").exists());
+        s.assert_victim_intact();
+    }
+
+    #[test]
+    fn dangling_and_looping_symlink_parents() {
+        // A dangling symlink parent is followed inside the layer and its target created.
+        let s = sandbox();
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "var/run", "/run")
+            .file("var/run/pid", 0o644, b"1")
+            .link(EntryType::Symlink, "a", "b/../c")
+            .file("a/f", 0o644, b"2");
+        s.unpack(&t.finish()).unwrap();
+        assert!(std::fs::symlink_metadata(s.root.join("var/run"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(s.root.join("run/pid")).unwrap(), b"1");
+        assert_eq!(std::fs::read(s.root.join("c/f")).unwrap(), b"2");
+
+        let s = sandbox();
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "l1", "l2")
+            .link(EntryType::Symlink, "l2", "l1")
+            .file("l1/x", 0o644, b"x");
+        let err = s.unpack(&t.finish()).unwrap_err();
+        assert!(matches!(err, ImageError::LayerEntry { .. }), "{err}");
+        assert!(err.to_string().contains("\"l1/x\""), "{err}");
+        s.assert_victim_intact();
+    }
+
+    #[test]
+    fn chmod_and_chown_never_follow_symlinks() {
+        // CVE-2021-32760: a symlink to a host file, then an entry of the same
+        // name with other metadata, must not change the host file.
+        let s = sandbox();
+        let target = s.victim.join("file");
+        let target = target.to_str().unwrap();
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "f", target)
+            .owned(EntryType::Regular, "f", 0o6777, 1234, 1234)
+            .link(EntryType::Symlink, "g", target)
+            .dir("g/", 0o777)
+            .link(EntryType::Symlink, "h", target)
+            .dev(EntryType::Fifo, "h", 0, 0)
+            .link(EntryType::Symlink, "dirlink", s.victim.to_str().unwrap())
+            .dir("dirlink/", 0o777);
+        s.unpack(&t.finish()).unwrap();
+        let f = std::fs::symlink_metadata(s.root.join("f")).unwrap();
+        assert!(f.is_file());
+        assert_eq!(f.permissions().mode() & 0o7777, 0o6777);
+        assert!(std::fs::symlink_metadata(s.root.join("g"))
+            .unwrap()
+            .is_dir());
+        assert!(std::fs::symlink_metadata(s.root.join("h"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert!(std::fs::symlink_metadata(s.root.join("dirlink"))
+            .unwrap()
+            .is_dir());
+        let v = std::fs::metadata(&s.victim).unwrap();
+        assert_ne!(v.permissions().mode() & 0o777, 0o777);
+        s.assert_victim_intact();
+    }
+
+    #[test]
+    fn hardlinks_stay_inside() {
+        let s = sandbox();
+        let mut t = T::new();
+        t.link(EntryType::Link, "passwd", "../../etc/passwd");
+        rejected(s.unpack(&t.finish()), "outside the layer");
+
+        // Through a symlink: resolved inside the layer, where it does not exist.
+        let s = sandbox();
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "hostdir", s.victim.to_str().unwrap())
+            .link(EntryType::Link, "stolen", "hostdir/file");
+        rejected(s.unpack(&t.finish()), "does not exist in this layer");
+        s.assert_victim_intact();
+
+        // A hardlink to a symlink links the symlink itself.
+        let s = sandbox();
+        let target = s.victim.join("file");
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "sl", target.to_str().unwrap())
+            .link(EntryType::Link, "hl", "sl")
+            .file("hl", 0o777, b"overwritten");
+        s.unpack(&t.finish()).unwrap();
+        assert!(std::fs::symlink_metadata(s.root.join("sl"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        s.assert_victim_intact();
+
+        let s = sandbox();
+        let mut t = T::new();
+        t.link(EntryType::Link, "root", ".");
+        rejected(s.unpack(&t.finish()), "layer root");
+    }
+
+    #[test]
+    fn the_root_cannot_be_replaced() {
+        for (kind, name) in [
+            (EntryType::Symlink, "."),
+            (EntryType::Symlink, "/"),
+            (EntryType::Regular, "./"),
+            (EntryType::Fifo, "a/.."),
+        ] {
+            let s = sandbox();
+            let mut t = T::new();
+            let mut h = T::header(kind, name, 0o777, 0);
+            if kind == EntryType::Symlink {
+                h.set_link_name(s.victim.to_str().unwrap()).unwrap();
+            }
+            t.raw(h, &[]).file("after", 0o644, b"x");
+            rejected(s.unpack(&t.finish()), "would replace the layer root");
+            assert!(std::fs::symlink_metadata(&s.root).unwrap().is_dir());
+            s.assert_victim_intact();
+        }
+        // A directory entry for the root just sets its metadata.
+        let s = sandbox();
+        let mut t = T::new();
+        t.dir("./", 0o711);
+        s.unpack(&t.finish()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&s.root).unwrap().permissions().mode() & 0o7777,
+            0o711
+        );
+    }
+
+    #[test]
+    fn truncated_and_corrupt_archives_fail() {
+        let mut t = T::new();
+        t.file("a", 0o644, &[7u8; 3000]).file("b", 0o644, b"b");
+        let good = t.finish();
+        // Cut inside a file's data, at an entry boundary, and mid-header.
+        for cut in [1024, 512 + 3072, 512 + 3072 + 100] {
+            let s = sandbox();
+            let err = s.unpack(&good[..cut]).unwrap_err();
+            assert!(
+                matches!(err, ImageError::CorruptArchive { .. }),
+                "cut {cut}: {err}"
+            );
+            assert!(err.to_string().contains("test-layer"), "{err}");
+        }
+        let mut bad = good.clone();
+        bad[10] ^= 0xff;
+        let s = sandbox();
+        assert!(matches!(
+            s.unpack(&bad).unwrap_err(),
+            ImageError::CorruptArchive { .. }
+        ));
+        let s = sandbox();
+        assert!(matches!(
+            s.unpack(b"this is not a tarball at all".repeat(40).as_slice())
+                .unwrap_err(),
+            ImageError::CorruptArchive { .. }
+        ));
+        let s = sandbox();
+        assert!(matches!(
+            s.unpack(b"").unwrap_err(),
+            ImageError::CorruptArchive { .. }
+        ));
+        // An empty but well-formed archive is an empty layer.
+        let s = sandbox();
+        assert_eq!(s.unpack(&[0u8; 1024]).unwrap(), UnpackStats::default());
+    }
+
+    #[test]
+    fn remove_tree_copes_with_read_only_dirs_devices_and_symlinks() {
+        let s = sandbox();
+        let mut t = T::new();
+        t.dir("a/", 0o755)
+            .dir("a/ro/", 0o500)
+            .file("a/ro/f", 0o400, b"f")
+            .dir("a/ro/deeper/", 0o000)
+            .file(".wh.lower", 0o644, b"")
+            .link(EntryType::Symlink, "a/out", s.victim.to_str().unwrap())
+            .link(EntryType::Symlink, "a/ro/out2", "/");
+        s.unpack(&t.finish()).unwrap();
+        sys::remove_path(&s.root).unwrap();
+        assert!(!s.root.exists());
+        s.victim.join("file").metadata().unwrap();
+        assert_eq!(names(&s.victim), vec![OsString::from("file")]);
+        // Missing is fine.
+        sys::remove_path(&s.root).unwrap();
+    }
+
+    #[test]
+    fn normalize_paths() {
+        let n = |s: &str| normalize(Path::new(s)).map(|p| p.to_string_lossy().into_owned());
+        assert_eq!(n("/a/./b//c/").as_deref(), Some("a/b/c"));
+        assert_eq!(n("./").as_deref(), Some(""));
+        assert_eq!(n("a/../../b"), None);
+        assert_eq!(n("../a"), None);
+        assert_eq!(n("a/b/../c").as_deref(), Some("a/c"));
+        assert_eq!(parse_pax_time("12.25"), Some((12, 250_000_000)));
+        assert_eq!(parse_pax_time("7"), Some((7, 0)));
+        assert_eq!(parse_pax_time("x"), None);
+    }
+}
