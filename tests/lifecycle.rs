@@ -12,13 +12,23 @@ use common::{stderr, stdout, Root};
 fn foreground_run_streams_both_streams_and_returns_the_exit_code() {
     require_runsc!();
     let r = Root::new();
-    let o = r.gvpod(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(stdout(&o), "out\n");
     assert_eq!(stderr(&o), "err\n");
     // --rm: nothing of the pod remains.
     assert!(r.ps_all().is_empty());
-    assert_eq!(std::fs::read_dir(r.path().join("bundles")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(r.path().join("bundles")).unwrap().count(),
+        0
+    );
     r.assert_clean();
 }
 
@@ -33,7 +43,10 @@ fn commands_that_cannot_run_exit_126_and_127_and_leave_nothing() {
     assert_eq!(o.status.code(), Some(126));
     assert!(stderr(&o).contains("/etc/passwd"));
     assert!(r.ps_all().is_empty(), "a failed run must not leave a pod");
-    assert_eq!(std::fs::read_dir(r.path().join("bundles")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(r.path().join("bundles")).unwrap().count(),
+        0
+    );
     r.assert_clean();
 }
 
@@ -44,16 +57,28 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
     r.ok(&["create", "--name", "taken", "busybox", "true"]);
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--name=-bad", "busybox", "true"], "\"-bad\""),
-        (&["run", "--pids-limit", "5", "busybox", "true"], "--pids-limit 5"),
+        (
+            &["run", "--pids-limit", "5", "busybox", "true"],
+            "--pids-limit 5",
+        ),
         (&["run", "--name", "a b", "busybox", "true"], "\"a b\""),
         (&["run", "--name", "taken", "busybox", "true"], "\"taken\""),
         (&["run", "--memory", "12x", "busybox", "true"], "\"12x\""),
         (&["run", "--cpus", "lots", "busybox", "true"], "\"lots\""),
-        (&["run", "-v", "/no/such/gvpod/dir:/data", "busybox", "true"], "/no/such/gvpod/dir"),
+        (
+            &["run", "-v", "/no/such/gvpod/dir:/data", "busybox", "true"],
+            "/no/such/gvpod/dir",
+        ),
         (&["run", "-e", "=x", "busybox", "true"], "\"=x\""),
-        (&["run", "-u", "nosuchuser", "busybox", "true"], "\"nosuchuser\""),
+        (
+            &["run", "-u", "nosuchuser", "busybox", "true"],
+            "\"nosuchuser\"",
+        ),
         (&["run", "no-such-image", "true"], "no-such-image"),
-        (&["run", "--platform", "warp", "busybox", "true"], "\"warp\""),
+        (
+            &["run", "--platform", "warp", "busybox", "true"],
+            "\"warp\"",
+        ),
         (&["stop", "ghost"], "\"ghost\""),
         (&["ps", "--format", "yaml"], "\"yaml\""),
         (&["run", "--bogus-flag", "busybox"], "--bogus-flag"),
@@ -64,17 +89,28 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
         let err = stderr(&o);
         assert!(err.contains(needle), "{args:?}: {err}");
         if !args.contains(&"--bogus-flag") {
-            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line expected, got {err}");
+            assert_eq!(
+                err.trim_end().lines().count(),
+                1,
+                "{args:?}: one line expected, got {err}"
+            );
         }
     }
     // An image without a command.
-    r.ok(&["import", common::busybox_tarball().to_str().unwrap(), "nocmd"]);
+    r.ok(&[
+        "import",
+        common::busybox_tarball().to_str().unwrap(),
+        "nocmd",
+    ]);
     let o = r.gvpod(&["run", "nocmd"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("has no command"), "{}", stderr(&o));
     let pods = r.ps_all();
     assert_eq!(pods.len(), 1, "only the first pod may exist: {pods:?}");
-    assert_eq!(std::fs::read_dir(r.path().join("bundles")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(r.path().join("bundles")).unwrap().count(),
+        1
+    );
     r.assert_clean();
 }
 
@@ -82,7 +118,16 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
 fn detached_pod_logs_exec_stop_and_rm() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "i=0; while true; do echo tick $i; echo warn $i >&2; i=$((i+1)); sleep 0.1; done"]);
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; echo warn $i >&2; i=$((i+1)); sleep 0.1; done",
+    ]);
     let id = id.trim().to_string();
     r.track(&id);
     assert_eq!(id.len(), 64);
@@ -90,7 +135,20 @@ fn detached_pod_logs_exec_stop_and_rm() {
     assert_eq!(v["status"], "running");
     assert!(v["pid"].as_i64().unwrap() > 0);
     assert!(v["ip"].is_null());
-    for k in ["id", "name", "image", "status", "pid", "exit_code", "created", "started", "finished", "ip", "ports", "bundle"] {
+    for k in [
+        "id",
+        "name",
+        "image",
+        "status",
+        "pid",
+        "exit_code",
+        "created",
+        "started",
+        "finished",
+        "ip",
+        "ports",
+        "bundle",
+    ] {
         assert!(v.get(k).is_some(), "inspect lacks {k}");
     }
     std::thread::sleep(std::time::Duration::from_millis(700));
@@ -98,13 +156,30 @@ fn detached_pod_logs_exec_stop_and_rm() {
     assert!(stdout(&o).starts_with("tick 0\ntick 1\n"), "{}", stdout(&o));
     assert!(stderr(&o).starts_with("warn 0\n"), "{}", stderr(&o));
     let o = r.gvpod(&["logs", "--tail", "2", "ticker"]);
-    assert_eq!(stdout(&o).lines().count() + stderr(&o).lines().count(), 2, "{o:?}");
+    assert_eq!(
+        stdout(&o).lines().count() + stderr(&o).lines().count(),
+        2,
+        "{o:?}"
+    );
     // The log file is JSON lines with t, stream, line.
     let raw = std::fs::read_to_string(v["log_path"].as_str().unwrap()).unwrap();
     let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
-    assert!(first["t"].is_string() && first["stream"].is_string() && first["line"].is_string(), "{first}");
+    assert!(
+        first["t"].is_string() && first["stream"].is_string() && first["line"].is_string(),
+        "{first}"
+    );
     // Exec: output, exit code, env, user, workdir; short id prefix works too.
-    let o = r.gvpod(&["exec", "-e", "X=42", "-w", "/tmp", &id[..8], "sh", "-c", "echo $X $(pwd) $(id -u); exit 7"]);
+    let o = r.gvpod(&[
+        "exec",
+        "-e",
+        "X=42",
+        "-w",
+        "/tmp",
+        &id[..8],
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u); exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7));
     assert_eq!(stdout(&o), "42 /tmp 0\n");
     let o = r.gvpod(&["exec", "-u", "65534", "ticker", "id", "-u"]);
@@ -121,7 +196,11 @@ fn detached_pod_logs_exec_stop_and_rm() {
     assert_eq!(v["exit_code"], 143);
     assert!(v["finished"].is_string());
     let o = r.gvpod(&["exec", "ticker", "true"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "exec into a stopped pod is a usage error"
+    );
     r.ok(&["rm", "ticker"]);
     assert!(r.ps_all().is_empty());
     assert!(!std::path::Path::new(v["bundle"].as_str().unwrap()).exists());
@@ -132,11 +211,25 @@ fn detached_pod_logs_exec_stop_and_rm() {
 fn stop_escalates_to_sigkill_and_kill_sends_signals() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&["run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
     r.track(id.trim());
+    // Give the shell time to install its trap.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let t = std::time::Instant::now();
     r.ok(&["stop", "-t", "1", "stubborn"]);
-    assert!(t.elapsed().as_millis() >= 900, "stop must wait the grace time");
+    assert!(
+        t.elapsed().as_millis() >= 900,
+        "stop must wait the grace time"
+    );
     assert_eq!(r.inspect("stubborn")["exit_code"], 137);
     let id = r.ok(&["run", "-d", "--name", "k", "busybox", "sleep", "100"]);
     r.track(id.trim());
@@ -144,7 +237,11 @@ fn stop_escalates_to_sigkill_and_kill_sends_signals() {
     let code = r.ok(&["wait", "k"]);
     assert_eq!(code.trim(), "143");
     let o = r.gvpod(&["kill", "k"]);
-    assert_eq!(o.status.code(), Some(2), "killing a stopped pod is a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "killing a stopped pod is a usage error"
+    );
     r.assert_clean();
 }
 
@@ -152,7 +249,15 @@ fn stop_escalates_to_sigkill_and_kill_sends_signals() {
 fn create_start_restart_and_wait() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&["create", "--name", "c1", "busybox", "sh", "-c", "echo run; exit 4"]);
+    let id = r.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 4",
+    ]);
     r.track(id.trim());
     assert_eq!(r.inspect("c1")["status"], "created");
     r.ok(&["start", "c1"]);
@@ -173,7 +278,11 @@ fn options_reach_the_pod() {
     require_runsc!();
     let r = Root::new();
     let data = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(data.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        data.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     std::fs::write(data.path().join("in.txt"), "from host").unwrap();
     let envfile = data.path().join("env");
     std::fs::write(&envfile, "# comment\nFROM_FILE=yes\n").unwrap();
@@ -183,21 +292,58 @@ fn options_reach_the_pod() {
         "busybox", "sh", "-c", "echo $A $FROM_FILE $(pwd) $(id -u):$(id -g) $(hostname) $(cat /data/in.txt); echo back > /data/out.txt",
     ]);
     assert_eq!(out, "1 yes /tmp 65534:65534 podhost from host\n");
-    assert_eq!(std::fs::read_to_string(data.path().join("out.txt")).unwrap(), "back\n");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("out.txt")).unwrap(),
+        "back\n"
+    );
     // Read-only volume and read-only rootfs.
     let rovol = format!("{}:/data:ro", data.path().display());
-    let o = r.gvpod(&["run", "--rm", "-v", &rovol, "busybox", "sh", "-c", "echo x > /data/nope"]);
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "-v",
+        &rovol,
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/nope",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(!data.path().join("nope").exists());
     let o = r.gvpod(&["run", "--rm", "--read-only", "busybox", "touch", "/newfile"]);
     assert_ne!(o.status.code(), Some(0));
     // Writes land in the pod's own layer, not in the shared image layer.
-    r.ok(&["run", "--name", "writer", "busybox", "sh", "-c", "echo mine > /etc/motd"]);
-    let o = r.ok(&["run", "--rm", "busybox", "sh", "-c", "cat /etc/motd 2>/dev/null || echo absent"]);
+    r.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "busybox",
+        "sh",
+        "-c",
+        "echo mine > /etc/motd",
+    ]);
+    let o = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/motd 2>/dev/null || echo absent",
+    ]);
     assert_eq!(o, "absent\n");
     // stdin with -i.
-    let mut child = r.cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"hello stdin\n").unwrap();
+    let mut child = r
+        .cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello stdin\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(stdout(&o), "HELLO STDIN\n");
     r.assert_clean();
@@ -208,18 +354,51 @@ fn limits_are_enforced() {
     require_runsc!();
     let r = Root::new();
     // The memory limit is what the pod sees as its RAM ...
-    let out = r.ok(&["run", "--rm", "-m", "64m", "busybox", "sh", "-c", "grep MemTotal /proc/meminfo"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "grep MemTotal /proc/meminfo",
+    ]);
     assert!(out.contains("65536 kB"), "{out}");
     // ... and a hog beyond it is killed.
-    let o = r.gvpod(&["run", "--rm", "-m", "32m", "busybox", "sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]);
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
     assert_eq!(o.status.code(), Some(137), "{}", stdout(&o));
     assert!(!stdout(&o).contains("survived"));
     // CPU and pids limits land in the pod's host cgroup.
-    let id = r.ok(&["run", "-d", "--cpus", "0.5", "--pids-limit", "100", "-m", "100m", "busybox", "sleep", "100"]);
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "100",
+        "-m",
+        "100m",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
     let id = id.trim();
     r.track(id);
     let cg = |ctrl: &str, file: &str| -> Option<String> {
-        for base in [format!("/sys/fs/cgroup/{ctrl}/gvpod/{id}/{file}"), format!("/sys/fs/cgroup/gvpod/{id}/{file}")] {
+        for base in [
+            format!("/sys/fs/cgroup/{ctrl}/gvpod/{id}/{file}"),
+            format!("/sys/fs/cgroup/gvpod/{id}/{file}"),
+        ] {
             if let Ok(s) = std::fs::read_to_string(base) {
                 return Some(s.trim().to_string());
             }
@@ -233,7 +412,10 @@ fn limits_are_enforced() {
     } else {
         assert_eq!(cg("cpu", "cpu.cfs_quota_us").as_deref(), Some("50000"));
         assert_eq!(cg("pids", "pids.max").as_deref(), Some("100"));
-        assert_eq!(cg("memory", "memory.limit_in_bytes").as_deref(), Some("104857600"));
+        assert_eq!(
+            cg("memory", "memory.limit_in_bytes").as_deref(),
+            Some("104857600")
+        );
     }
     r.assert_clean();
 }
@@ -242,11 +424,22 @@ fn limits_are_enforced() {
 fn system_info_reports_runsc() {
     require_runsc!();
     let r = Root::empty();
-    let v: serde_json::Value = serde_json::from_str(&r.ok(&["system", "info", "--format", "json"])).unwrap();
-    assert!(v["runsc_version"].as_str().unwrap().contains("runsc version"));
-    assert!(v["platforms"].as_array().unwrap().iter().any(|p| p == "ptrace"));
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["system", "info", "--format", "json"])).unwrap();
+    assert!(v["runsc_version"]
+        .as_str()
+        .unwrap()
+        .contains("runsc version"));
+    assert!(v["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "ptrace"));
     assert!(matches!(v["cgroup_version"].as_u64(), Some(1 | 2)));
-    assert_eq!(v["data_root"].as_str().unwrap(), std::fs::canonicalize(r.path()).unwrap().to_str().unwrap());
+    assert_eq!(
+        v["data_root"].as_str().unwrap(),
+        std::fs::canonicalize(r.path()).unwrap().to_str().unwrap()
+    );
     let table = r.ok(&["system", "info"]);
     assert!(table.contains("runsc version:"), "{table}");
 }

@@ -5,16 +5,18 @@
 mod options;
 mod rootfs;
 
-pub use options::{check_env, parse_cpus, parse_env_file, parse_memory, parse_volume, PodOptions, Volume};
-pub use rootfs::{check_executable, mount_overlay, resolve_user, unmount, ExecProblem, ResolvedUser, RootfsPaths};
+pub use options::{check_env, parse_cpus, parse_env_file, parse_memory, parse_volume, PodOptions};
+pub use rootfs::{
+    check_executable, mount_overlay, resolve_user, unmount, ExecProblem, RootfsPaths,
+};
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder,
-    Spec, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -111,9 +113,14 @@ pub fn resolve_process(
 
 /// Image env, then PATH/HOME/TERM defaults, then the pod's `-e` entries
 /// (a bare `KEY` takes the value from gvpod's own environment, or is dropped).
-pub fn merge_env(image_env: &[String], pod_env: &[String], tty: bool, home: Option<&str>) -> Vec<String> {
+pub fn merge_env(
+    image_env: &[String],
+    pod_env: &[String],
+    tty: bool,
+    home: Option<&str>,
+) -> Vec<String> {
     let mut out: Vec<(String, String)> = vec![];
-    let mut set = |k: &str, v: &str, out: &mut Vec<(String, String)>| {
+    let set = |k: &str, v: &str, out: &mut Vec<(String, String)>| {
         if let Some(e) = out.iter_mut().find(|(kk, _)| kk == k) {
             e.1 = v.to_string();
         } else {
@@ -125,7 +132,11 @@ pub fn merge_env(image_env: &[String], pod_env: &[String], tty: bool, home: Opti
         set(k, v, &mut out);
     }
     if !out.iter().any(|(k, _)| k == "PATH") {
-        set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", &mut out);
+        set(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            &mut out,
+        );
     }
     if !out.iter().any(|(k, _)| k == "HOME") {
         set("HOME", home.unwrap_or("/root"), &mut out);
@@ -150,8 +161,20 @@ pub fn merge_env(image_env: &[String], pod_env: &[String], tty: bool, home: Opti
 fn default_caps() -> Vec<Capability> {
     use Capability::*;
     vec![
-        Chown, DacOverride, Fsetid, Fowner, Mknod, NetRaw, Setgid, Setuid, Setfcap, Setpcap, NetBindService,
-        SysChroot, Kill, AuditWrite,
+        Chown,
+        DacOverride,
+        Fsetid,
+        Fowner,
+        Mknod,
+        NetRaw,
+        Setgid,
+        Setuid,
+        Setfcap,
+        Setpcap,
+        NetBindService,
+        SysChroot,
+        Kill,
+        AuditWrite,
     ]
 }
 
@@ -173,8 +196,16 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
     let root_user = p.uid == 0;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
-        .permitted(if root_user { caps.clone() } else { empty.clone() })
-        .effective(if root_user { caps.clone() } else { empty.clone() })
+        .permitted(if root_user {
+            caps.clone()
+        } else {
+            empty.clone()
+        })
+        .effective(if root_user {
+            caps.clone()
+        } else {
+            empty.clone()
+        })
         .inheritable(empty.clone())
         .ambient(empty)
         .build()?;
@@ -200,14 +231,7 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
         .build()?;
 
     let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
-    mounts.push(
-        MountBuilder::default()
-            .destination("/sys/fs/cgroup")
-            .typ("cgroup")
-            .source("cgroup")
-            .options(vec!["nosuid".into(), "noexec".into(), "nodev".into(), "relatime".into(), "ro".into()])
-            .build()?,
-    );
+    // oci-spec's defaults already carry /proc, /dev, /sys and /sys/fs/cgroup.
     for (src, dest) in input.etc_files {
         mounts.push(bind_mount(src, dest, false)?);
     }
@@ -221,7 +245,12 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
     }
     if let Some(c) = opts.cpus {
         let period = 100_000u64;
-        res = res.cpu(LinuxCpuBuilder::default().period(period).quota((c * period as f64).round() as i64).build()?);
+        res = res.cpu(
+            LinuxCpuBuilder::default()
+                .period(period)
+                .quota((c * period as f64).round() as i64)
+                .build()?,
+        );
     }
     if let Some(n) = opts.pids_limit {
         res = res.pids(LinuxPidsBuilder::default().limit(n).build()?);
@@ -238,7 +267,12 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
 
     let mut spec = Spec::default();
     spec.set_process(Some(process))
-        .set_root(Some(RootBuilder::default().path("rootfs").readonly(opts.read_only).build()?))
+        .set_root(Some(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(opts.read_only)
+                .build()?,
+        ))
         .set_hostname(Some(input.hostname.to_string()))
         .set_mounts(Some(mounts))
         .set_linux(Some(linux));
@@ -269,6 +303,7 @@ pub fn write_config(bundle: &Path, spec: &Spec) -> Result<(), BundleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use options::Volume;
 
     fn image(entry: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageConfiguration {
         let mut c = oci_spec::image::ConfigBuilder::default();
@@ -278,8 +313,13 @@ mod tests {
         if let Some(x) = cmd {
             c = c.cmd(x.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         }
-        c = c.env(vec!["PATH=/bin".to_string(), "A=image".to_string()]).working_dir("/srv");
-        oci_spec::image::ImageConfigurationBuilder::default().config(c.build().unwrap()).build().unwrap()
+        c = c
+            .env(vec!["PATH=/bin".to_string(), "A=image".to_string()])
+            .working_dir("/srv");
+        oci_spec::image::ImageConfigurationBuilder::default()
+            .config(c.build().unwrap())
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -287,12 +327,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let img = image(Some(&["/ep"]), Some(&["a"]));
         let mut o = PodOptions::default();
-        assert_eq!(resolve_process("i", &img, &o, d.path()).unwrap().args, ["/ep", "a"]);
+        assert_eq!(
+            resolve_process("i", &img, &o, d.path()).unwrap().args,
+            ["/ep", "a"]
+        );
         o.cmd = vec!["b".into()];
-        assert_eq!(resolve_process("i", &img, &o, d.path()).unwrap().args, ["/ep", "b"]);
+        assert_eq!(
+            resolve_process("i", &img, &o, d.path()).unwrap().args,
+            ["/ep", "b"]
+        );
         o.entrypoint = Some("/x".into());
         o.cmd = vec![];
-        assert_eq!(resolve_process("i", &img, &o, d.path()).unwrap().args, ["/x"]);
+        assert_eq!(
+            resolve_process("i", &img, &o, d.path()).unwrap().args,
+            ["/x"]
+        );
         let none = image(None, None);
         let e = resolve_process("busy:1", &none, &PodOptions::default(), d.path()).unwrap_err();
         assert!(e.to_string().contains("busy:1 has no command"), "{e}");
@@ -300,17 +349,44 @@ mod tests {
 
     #[test]
     fn env_image_then_defaults_then_pod() {
-        let env = merge_env(&["PATH=/bin".into(), "A=image".into()], &["A=pod".into(), "B=1".into()], true, None);
-        assert_eq!(env, ["PATH=/bin", "A=pod", "HOME=/root", "TERM=xterm", "B=1"]);
+        let env = merge_env(
+            &["PATH=/bin".into(), "A=image".into()],
+            &["A=pod".into(), "B=1".into()],
+            true,
+            None,
+        );
+        assert_eq!(
+            env,
+            ["PATH=/bin", "A=pod", "HOME=/root", "TERM=xterm", "B=1"]
+        );
     }
 
     #[test]
     fn spec_carries_limits_and_volumes() {
         let d = tempfile::tempdir().unwrap();
-        let mut o = PodOptions { memory: Some(256 << 20), cpus: Some(1.5), pids_limit: Some(64), read_only: true, ..Default::default() };
-        o.volumes.push(Volume { host: d.path().to_owned(), pod: "/data".into(), readonly: true });
+        let mut o = PodOptions {
+            memory: Some(256 << 20),
+            cpus: Some(1.5),
+            pids_limit: Some(64),
+            read_only: true,
+            ..Default::default()
+        };
+        o.volumes.push(Volume {
+            host: d.path().to_owned(),
+            pod: "/data".into(),
+            readonly: true,
+        });
         let p = resolve_process("i", &image(None, Some(&["sh"])), &o, d.path()).unwrap();
-        let s = build_spec(&p, &SpecInput { opts: &o, hostname: "h", cgroups_path: "gvpod/x", etc_files: &[] }).unwrap();
+        let s = build_spec(
+            &p,
+            &SpecInput {
+                opts: &o,
+                hostname: "h",
+                cgroups_path: "gvpod/x",
+                etc_files: &[],
+            },
+        )
+        .unwrap();
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["linux"]["resources"]["memory"]["limit"], 256 << 20);
         assert_eq!(j["linux"]["resources"]["cpu"]["quota"], 150000);
@@ -318,7 +394,12 @@ mod tests {
         assert_eq!(j["linux"]["cgroupsPath"], "/gvpod/x");
         assert_eq!(j["root"]["readonly"], true);
         assert_eq!(j["process"]["cwd"], "/srv");
-        let m = j["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/data").unwrap();
+        let m = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .unwrap();
         assert!(m["options"].as_array().unwrap().contains(&"ro".into()));
     }
 }

@@ -77,13 +77,19 @@ pub fn parse_memory(s: &str) -> Result<u64, BundleError> {
 
 /// Parses `--cpus`: a positive decimal number of cores, at most the host's count.
 pub fn parse_cpus(s: &str) -> Result<f64, BundleError> {
-    let max = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let max = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
     match s.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && n >= 0.01 && n <= max => Ok(n),
         _ => Err(BundleError::BadValue {
             what: "--cpus",
             value: s.to_string(),
-            hint: if max > 1.0 { "use a number of cores between 0.01 and the host's core count" } else { "use a number of cores between 0.01 and 1" },
+            hint: if max > 1.0 {
+                "use a number of cores between 0.01 and the host's core count"
+            } else {
+                "use a number of cores between 0.01 and 1"
+            },
         }),
     }
 }
@@ -192,7 +198,10 @@ mod tests {
         assert!(parse_cpus("x").is_err());
         let v = parse_volume("/tmp:/data:ro").unwrap();
         assert!(v.readonly && v.pod == "/data");
-        assert!(parse_volume("/nonexistent-gvpod-dir:/data").unwrap_err().to_string().contains("/nonexistent-gvpod-dir"));
+        assert!(parse_volume("/nonexistent-gvpod-dir:/data")
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent-gvpod-dir"));
         assert!(parse_volume("/tmp:data").is_err());
         assert!(parse_volume("/tmp:/a/../b").is_err());
         assert!(parse_volume("/tmp:/a:rx").is_err());

@@ -67,7 +67,9 @@ pub fn mount_overlay(layers: &[PathBuf], paths: &RootfsPaths) -> Result<(), Bund
 
 /// Overlayfs splits options on ',' and lower dirs on ':'; both must be escaped.
 fn escape_overlay_path(p: &str) -> String {
-    p.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
+    p.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
 }
 
 /// Lazily unmounts a rootfs; not mounted is not an error.
@@ -125,8 +127,16 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<ResolvedUser, BundleErr
         if f.len() < 7 {
             return None;
         }
-        let matches = f[0] == user || (user.parse::<u32>().ok().map(|u| u.to_string()) == Some(f[2].to_string()));
-        matches.then(|| (f[0].to_string(), f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok(), f[5].to_string()))
+        let matches = f[0] == user
+            || (user.parse::<u32>().ok().map(|u| u.to_string()) == Some(f[2].to_string()));
+        matches.then(|| {
+            (
+                f[0].to_string(),
+                f[2].parse::<u32>().ok(),
+                f[3].parse::<u32>().ok(),
+                f[5].to_string(),
+            )
+        })
     });
     let (uname, uid, mut gid, home) = match (entry, user.parse::<u32>()) {
         (Some((n, Some(u), Some(g), h)), _) => (Some(n), u, g, Some(h)),
@@ -158,7 +168,12 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<ResolvedUser, BundleErr
             }
         }
     }
-    Ok(ResolvedUser { uid, gid, additional_gids, home })
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+        home,
+    })
 }
 
 /// Why a command cannot run: maps to exit codes 127 and 126 like a shell.
@@ -169,7 +184,12 @@ pub enum ExecProblem {
 }
 
 /// Looks `cmd` up inside the rootfs like execvp would, with the pod's PATH.
-pub fn check_executable(rootfs: &Path, cmd: &str, path_env: Option<&str>, cwd: &str) -> Result<(), ExecProblem> {
+pub fn check_executable(
+    rootfs: &Path,
+    cmd: &str,
+    path_env: Option<&str>,
+    cwd: &str,
+) -> Result<(), ExecProblem> {
     let Ok(root) = open_root(rootfs) else {
         return Err(ExecProblem::NotFound);
     };
@@ -189,7 +209,9 @@ pub fn check_executable(rootfs: &Path, cmd: &str, path_env: Option<&str>, cwd: &
     };
     let mut found_not_exec = false;
     for c in candidates {
-        let Ok(f) = open_in_root(&root, &c, OFlag::O_PATH) else { continue };
+        let Ok(f) = open_in_root(&root, &c, OFlag::O_PATH) else {
+            continue;
+        };
         let Ok(meta) = f.metadata() else { continue };
         if meta.is_file() {
             if meta.permissions().mode() & 0o111 != 0 {
@@ -200,7 +222,11 @@ pub fn check_executable(rootfs: &Path, cmd: &str, path_env: Option<&str>, cwd: &
             found_not_exec = true;
         }
     }
-    Err(if found_not_exec { ExecProblem::NotExecutable } else { ExecProblem::NotFound })
+    Err(if found_not_exec {
+        ExecProblem::NotExecutable
+    } else {
+        ExecProblem::NotFound
+    })
 }
 
 #[cfg(test)]
@@ -213,10 +239,22 @@ mod tests {
         let r = d.path();
         std::fs::create_dir_all(r.join("etc")).unwrap();
         std::fs::create_dir_all(r.join("bin")).unwrap();
-        std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n").unwrap();
-        std::fs::write(r.join("etc/group"), "root:x:0:\ndev:x:1000:\nwheel:x:10:dev\n").unwrap();
+        std::fs::write(
+            r.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("etc/group"),
+            "root:x:0:\ndev:x:1000:\nwheel:x:10:dev\n",
+        )
+        .unwrap();
         std::fs::write(r.join("bin/busybox"), "#!").unwrap();
-        std::fs::set_permissions(r.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            r.join("bin/busybox"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         symlink("/bin/busybox", r.join("bin/sh")).unwrap();
         std::fs::write(r.join("bin/data"), "x").unwrap();
         d
@@ -226,7 +264,10 @@ mod tests {
     fn users_come_from_the_image() {
         let d = rootfs();
         let u = resolve_user(d.path(), "dev").unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids.clone()), (1000, 1000, vec![10]));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids.clone()),
+            (1000, 1000, vec![10])
+        );
         assert_eq!(u.home.as_deref(), Some("/home/dev"));
         assert_eq!(resolve_user(d.path(), "1000:wheel").unwrap().gid, 10);
         assert_eq!(resolve_user(d.path(), "4242").unwrap().uid, 4242);
@@ -249,8 +290,17 @@ mod tests {
         let d = rootfs();
         assert_eq!(check_executable(d.path(), "sh", None, "/"), Ok(()));
         assert_eq!(check_executable(d.path(), "/bin/sh", None, "/"), Ok(()));
-        assert_eq!(check_executable(d.path(), "nope", None, "/"), Err(ExecProblem::NotFound));
-        assert_eq!(check_executable(d.path(), "data", Some("/bin"), "/"), Err(ExecProblem::NotExecutable));
-        assert_eq!(check_executable(d.path(), "/bin", None, "/"), Err(ExecProblem::NotExecutable));
+        assert_eq!(
+            check_executable(d.path(), "nope", None, "/"),
+            Err(ExecProblem::NotFound)
+        );
+        assert_eq!(
+            check_executable(d.path(), "data", Some("/bin"), "/"),
+            Err(ExecProblem::NotExecutable)
+        );
+        assert_eq!(
+            check_executable(d.path(), "/bin", None, "/"),
+            Err(ExecProblem::NotExecutable)
+        );
     }
 }

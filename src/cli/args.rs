@@ -5,10 +5,19 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gvpod", version, about = "Run OCI containers (pods) in gVisor sandboxes, with no daemon")]
+#[command(
+    name = "gvpod",
+    version,
+    about = "Run OCI containers (pods) in gVisor sandboxes, with no daemon"
+)]
 pub struct Cli {
     /// Data root (state database, images, bundles, logs).
-    #[arg(long, global = true, env = "GVPOD_ROOT", default_value = "/var/lib/gvpod")]
+    #[arg(
+        long,
+        global = true,
+        env = "GVPOD_ROOT",
+        default_value = "/var/lib/gvpod"
+    )]
     pub root: PathBuf,
     /// Keep runsc's full debug log under each new pod's bundle.
     #[arg(long, global = true)]

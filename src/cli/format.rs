@@ -9,7 +9,10 @@ fn check_format(f: &str) -> anyhow::Result<bool> {
     match f {
         "table" => Ok(false),
         "json" => Ok(true),
-        _ => Err(crate::pod::PodError::Usage(format!("invalid --format {f:?}: use table or json")).into()),
+        _ => Err(
+            crate::pod::PodError::Usage(format!("invalid --format {f:?}: use table or json"))
+                .into(),
+        ),
     }
 }
 
@@ -45,7 +48,9 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
 
 /// "3 seconds", "5 minutes", … like docker.
 pub fn ago(t: &str) -> String {
-    let Ok(t) = DateTime::parse_from_rfc3339(t) else { return t.to_string() };
+    let Ok(t) = DateTime::parse_from_rfc3339(t) else {
+        return t.to_string();
+    };
     let s = (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0);
     let (n, unit) = match s {
         0..=1 => return "Less than a second".to_string(),
@@ -98,11 +103,18 @@ pub fn ps(pods: &[PodView], quiet: bool, format: &str) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["POD ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+    table(
+        &["POD ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+        &rows,
+    );
     Ok(())
 }
 
-pub fn images(list: &[crate::image::ImageSummary], quiet: bool, format: &str) -> anyhow::Result<()> {
+pub fn images(
+    list: &[crate::image::ImageSummary],
+    quiet: bool,
+    format: &str,
+) -> anyhow::Result<()> {
     if check_format(format)? {
         return json(list);
     }
@@ -150,7 +162,10 @@ pub fn info(i: &SystemInfo, format: &str) -> anyhow::Result<()> {
         return json(i);
     }
     let feats = i.features.as_object().map(|o| {
-        o.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        o.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     });
     let rows = vec![
         vec!["gvpod version".into(), i.gvpod_version.to_string()],

@@ -7,14 +7,13 @@ mod args;
 mod format;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
-use args::{Cli, Cmd, ImageCmd, PodArgs, SystemCmd};
 use crate::bundle::{self, PodOptions};
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
+use args::{Cli, Cmd, ImageCmd, PodArgs, SystemCmd};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -35,10 +34,13 @@ pub fn main() -> i32 {
             let code = e
                 .downcast_ref::<PodError>()
                 .map(PodError::exit_code)
-                .or_else(|| e.downcast_ref::<crate::image::ImageError>().map(image_exit_code))
+                .or_else(|| {
+                    e.downcast_ref::<crate::image::ImageError>()
+                        .map(image_exit_code)
+                })
                 .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
                 .unwrap_or(125);
-            eprintln!("gvpod: {e:#}");
+            eprintln!("gvpod: {e}");
             code
         }
     }
@@ -52,8 +54,13 @@ fn image_exit_code(e: &crate::image::ImageError) -> i32 {
 }
 
 fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -64,7 +71,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let detach = a.detach;
             let (stdin, tty) = (a.pod.interactive, a.pod.tty);
             let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug)?;
-            let attach = if detach { Attach::Detached } else { Attach::Foreground { stdin, tty } };
+            let attach = if detach {
+                Attach::Detached
+            } else {
+                Attach::Foreground { stdin, tty }
+            };
             match pod::start(&mut ctx, &pod, attach) {
                 Ok(StartOutcome::Started { .. }) => {
                     println!("{}", pod.id);
@@ -104,7 +115,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             for key in pods {
                 let pod = ctx.lookup(&key)?;
                 let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
-                let mode = if attach { Attach::Foreground { stdin: opts.interactive, tty: opts.tty } } else { Attach::Detached };
+                let mode = if attach {
+                    Attach::Foreground {
+                        stdin: opts.interactive,
+                        tty: opts.tty,
+                    }
+                } else {
+                    Attach::Detached
+                };
                 match pod::start(&mut ctx, &pod, mode)? {
                     StartOutcome::Exited { code: c } if attach => code = c.unwrap_or(125),
                     _ => println!("{key}"),
@@ -118,25 +136,74 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Inspect { pods } => {
-            let views = pods.iter().map(|k| pod::inspect(&mut ctx, k)).collect::<Result<Vec<_>, _>>()?;
-            let out = if views.len() == 1 { serde_json::to_string_pretty(&views[0])? } else { serde_json::to_string_pretty(&views)? };
+            let views = pods
+                .iter()
+                .map(|k| pod::inspect(&mut ctx, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = if views.len() == 1 {
+                serde_json::to_string_pretty(&views[0])?
+            } else {
+                serde_json::to_string_pretty(&views)?
+            };
             println!("{out}");
             Ok(0)
         }
-        Cmd::Logs { follow, tail, since, timestamps, pod: key } => {
+        Cmd::Logs {
+            follow,
+            tail,
+            since,
+            timestamps,
+            pod: key,
+        } => {
             let pod = ctx.lookup(&key)?;
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();
             let mut emit = |l: &pod::LogLine| {
-                let text = if timestamps { format!("{} {}\n", l.t, l.line) } else { format!("{}\n", l.line) };
-                let _ = if l.stream == "stderr" { stderr.lock().write_all(text.as_bytes()) } else { stdout.lock().write_all(text.as_bytes()) };
+                let text = if timestamps {
+                    format!("{} {}\n", l.t, l.line)
+                } else {
+                    format!("{}\n", l.line)
+                };
+                let _ = if l.stream == "stderr" {
+                    stderr.lock().write_all(text.as_bytes())
+                } else {
+                    stdout.lock().write_all(text.as_bytes())
+                };
             };
-            pod::logs(&mut ctx, &pod, pod::LogsRequest { follow, tail, since }, &mut emit)?;
+            pod::logs(
+                &mut ctx,
+                &pod,
+                pod::LogsRequest {
+                    follow,
+                    tail,
+                    since,
+                },
+                &mut emit,
+            )?;
             Ok(0)
         }
-        Cmd::Exec { interactive, tty, env, user, workdir, pod: key, cmd } => {
+        Cmd::Exec {
+            interactive,
+            tty,
+            env,
+            user,
+            workdir,
+            pod: key,
+            cmd,
+        } => {
             let pod = ctx.lookup(&key)?;
-            let code = pod::exec(&mut ctx, &pod, pod::ExecRequest { cmd, env, user, workdir, interactive, tty })?;
+            let code = pod::exec(
+                &mut ctx,
+                &pod,
+                pod::ExecRequest {
+                    cmd,
+                    env,
+                    user,
+                    workdir,
+                    interactive,
+                    tty,
+                },
+            )?;
             Ok(code)
         }
         Cmd::Stop { time, pods } => {
@@ -172,12 +239,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             for key in pods {
                 let pod = ctx.lookup(&key)?;
                 let row = pod::wait(&mut ctx, &pod)?;
-                println!("{}", row.exit_code.map_or("unknown".to_string(), |c| c.to_string()));
+                println!(
+                    "{}",
+                    row.exit_code
+                        .map_or("unknown".to_string(), |c| c.to_string())
+                );
             }
             Ok(0)
         }
-        Cmd::Import { change, file, reference } => {
-            let img = ctx.images.import_tarball(&mut ctx.db, &file, &reference, &change)?;
+        Cmd::Import {
+            change,
+            file,
+            reference,
+        } => {
+            let img = ctx
+                .images
+                .import_tarball(&mut ctx.db, &file, &reference, &change)?;
             println!("{}", img.id);
             Ok(0)
         }
@@ -191,7 +268,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format::images(&list, quiet, &format)?;
             Ok(0)
         }
-        Cmd::Image(ImageCmd::Rm { force, images }) | Cmd::Rmi { force, images } => rmi(&mut ctx, images, force),
+        Cmd::Image(ImageCmd::Rm { force, images }) | Cmd::Rmi { force, images } => {
+            rmi(&mut ctx, images, force)
+        }
         Cmd::System(SystemCmd::Info { format }) => {
             let info = pod::system_info(&mut ctx)?;
             format::info(&info, &format)?;
@@ -229,8 +308,11 @@ fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
         match res {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
-                eprintln!("gvpod: {e:#}");
-                code = e.downcast_ref::<PodError>().map_or(125, PodError::exit_code).max(if code == 0 { 0 } else { code });
+                eprintln!("gvpod: {e}");
+                code = e
+                    .downcast_ref::<PodError>()
+                    .map_or(125, PodError::exit_code)
+                    .max(if code == 0 { 0 } else { code });
             }
         }
     }
@@ -240,7 +322,14 @@ fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
 /// Lowest `--pids-limit` that leaves the sandbox room to start and run a few processes.
 const MIN_PIDS_LIMIT: i64 = 64;
 
-fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, debug: bool) -> anyhow::Result<crate::state::PodRow> {
+fn create(
+    ctx: &mut Ctx,
+    a: PodArgs,
+    image: String,
+    cmd: Vec<String>,
+    rm: bool,
+    debug: bool,
+) -> anyhow::Result<crate::state::PodRow> {
     let mut env = vec![];
     for f in &a.env_file {
         env.extend(bundle::parse_env_file(f)?);
@@ -251,12 +340,17 @@ fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, 
     }
     let mut runsc_flags = vec![];
     for f in &a.runsc_flag {
-        let (k, v) = f.split_once('=').ok_or_else(|| PodError::Usage(format!("invalid --runsc-flag {f:?}: use NAME=VALUE")))?;
+        let (k, v) = f.split_once('=').ok_or_else(|| {
+            PodError::Usage(format!("invalid --runsc-flag {f:?}: use NAME=VALUE"))
+        })?;
         runsc_flags.push((k.trim_start_matches('-').to_string(), v.to_string()));
     }
     if let Some(p) = &a.platform {
         if !matches!(p.as_str(), "ptrace" | "systrap" | "kvm") {
-            return Err(PodError::Usage(format!("invalid --platform {p:?}: use ptrace, systrap or kvm")).into());
+            return Err(PodError::Usage(format!(
+                "invalid --platform {p:?}: use ptrace, systrap or kvm"
+            ))
+            .into());
         }
     }
     let opts = PodOptions {
@@ -266,7 +360,11 @@ fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, 
         workdir: a.workdir,
         user: a.user,
         hostname: a.hostname,
-        volumes: a.volume.iter().map(|v| bundle::parse_volume(v)).collect::<Result<_, _>>()?,
+        volumes: a
+            .volume
+            .iter()
+            .map(|v| bundle::parse_volume(v))
+            .collect::<Result<_, _>>()?,
         memory: a.memory.as_deref().map(bundle::parse_memory).transpose()?,
         cpus: a.cpus.as_deref().map(bundle::parse_cpus).transpose()?,
         pids_limit: a.pids_limit,
@@ -288,6 +386,14 @@ fn create(ctx: &mut Ctx, a: PodArgs, image: String, cmd: Vec<String>, rm: bool, 
             .into());
         }
     }
-    Ok(pod::create(ctx, pod::CreateRequest { image, name: a.name, opts, auto_remove: rm, debug })?)
+    Ok(pod::create(
+        ctx,
+        pod::CreateRequest {
+            image,
+            name: a.name,
+            opts,
+            auto_remove: rm,
+            debug,
+        },
+    )?)
 }
-

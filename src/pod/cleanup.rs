@@ -34,7 +34,10 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if monitor_alive(pid, &pod.id) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
@@ -99,7 +102,10 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
 fn default_flags(ctx: &Ctx) -> GlobalFlags {
     GlobalFlags {
         root: ctx.run_dir.join("runsc"),
-        platform: ctx.runsc().map(|r| r.features.default_platform.clone()).unwrap_or_else(|_| "ptrace".into()),
+        platform: ctx
+            .runsc()
+            .map(|r| r.features.default_platform.clone())
+            .unwrap_or_else(|_| "ptrace".into()),
         network: "none".into(),
         overlay2: None,
         log: ctx.root.join("logs").join("gc-runsc.log"),
@@ -132,7 +138,13 @@ fn remove_cgroup(rel: &str) -> Result<()> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
-            Err(e) => return Err(PodError::Io { what: "cannot remove cgroup", path: d, source: e }),
+            Err(e) => {
+                return Err(PodError::Io {
+                    what: "cannot remove cgroup",
+                    path: d,
+                    source: e,
+                })
+            }
         }
     }
     Ok(())
@@ -160,10 +172,17 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
             rep.pods_removed.push(pod.name.clone());
         }
     }
-    let live: std::collections::HashSet<String> = ctx.db.pods()?.into_iter().map(|p| p.id).collect();
+    let live: std::collections::HashSet<String> =
+        ctx.db.pods()?.into_iter().map(|p| p.id).collect();
     // Resources recorded for pods whose rows are gone.
     let orphans: Vec<String> = {
-        let mut v: Vec<String> = ctx.db.resources(None)?.into_iter().map(|r| r.pod_id).filter(|p| !live.contains(p)).collect();
+        let mut v: Vec<String> = ctx
+            .db
+            .resources(None)?
+            .into_iter()
+            .map(|r| r.pod_id)
+            .filter(|p| !live.contains(p))
+            .collect();
         v.dedup();
         v
     };
@@ -187,11 +206,17 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
     let bundles = ctx.root.join("bundles");
     if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
         for line in mi.lines() {
-            let Some(mp) = line.split(' ').nth(4) else { continue };
+            let Some(mp) = line.split(' ').nth(4) else {
+                continue;
+            };
             let mp = unescape_mountinfo(mp);
             let p = Path::new(&mp);
             if let Ok(rest) = p.strip_prefix(&bundles) {
-                let id = rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+                let id = rest
+                    .components()
+                    .next()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if !live.contains(&id) {
                     crate::bundle::unmount(p)?;
                     rep.mounts.push(mp.clone());
@@ -218,7 +243,12 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
         if let Ok(rd) = std::fs::read_dir(&base) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) && e.path().is_dir() && !live.contains(&name) && belongs_here(ctx, &name) {
+                if name.len() == 64
+                    && name.chars().all(|c| c.is_ascii_hexdigit())
+                    && e.path().is_dir()
+                    && !live.contains(&name)
+                    && belongs_here(ctx, &name)
+                {
                     cg_ids.insert(name);
                 }
             }
@@ -234,7 +264,9 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
 /// Cgroups are shared by every data root on the host; only those whose
 /// pod id is recorded in this data root's runsc state or log dir are ours.
 fn belongs_here(ctx: &Ctx, id: &str) -> bool {
-    ctx.run_dir.join("runsc").join(id).exists() || ctx.root.join("logs").join(format!("{id}.json")).exists() || ctx.bundle_dir(id).exists()
+    ctx.run_dir.join("runsc").join(id).exists()
+        || ctx.root.join("logs").join(format!("{id}.json")).exists()
+        || ctx.bundle_dir(id).exists()
 }
 
 fn cgroup_parents() -> Vec<std::path::PathBuf> {
@@ -255,7 +287,9 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(n) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or(""), 8) {
+            if let Ok(n) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or(""), 8)
+            {
                 out.push(n);
                 i += 4;
                 continue;

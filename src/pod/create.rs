@@ -31,7 +31,11 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         )));
     }
     let runsc = ctx.runsc()?.clone();
-    let platform = req.opts.platform.clone().unwrap_or_else(|| runsc.features.default_platform.clone());
+    let platform = req
+        .opts
+        .platform
+        .clone()
+        .unwrap_or_else(|| runsc.features.default_platform.clone());
     runsc.check_platform(&platform)?;
     for (k, _) in &req.opts.runsc_flags {
         if !runsc.features.has_flag(k) {
@@ -51,7 +55,10 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         network: req.opts.network.clone(),
         // Writes go to the pod's upper directory on the host (persist across
         // restarts, visible to commit), not to a filestore or sandbox memory.
-        overlay2: runsc.features.has_flag("overlay2").then(|| "none".to_string()),
+        overlay2: runsc
+            .features
+            .has_flag("overlay2")
+            .then(|| "none".to_string()),
         log: bundle_dir.join("runsc.log"),
         debug_log: req.debug.then(|| bundle_dir.join("debug")),
         extra: req.opts.runsc_flags.clone(),
@@ -63,6 +70,7 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         image_ref: image.reference.clone(),
         status: PodStatus::Created,
         config_json: serde_json::to_string(&req.opts).expect("options serialise"),
+        process_json: "{}".to_string(),
         runsc_json: serde_json::to_string(&flags).expect("flags serialise"),
         created: crate::util::now_rfc3339(),
         started: None,
@@ -87,18 +95,30 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
     }
 }
 
-fn assemble(ctx: &mut Ctx, row: &PodRow, opts: &PodOptions, image: &crate::image::Image) -> Result<()> {
+fn assemble(
+    ctx: &mut Ctx,
+    row: &PodRow,
+    opts: &PodOptions,
+    image: &crate::image::Image,
+) -> Result<()> {
     let bundle_dir = ctx.bundle_dir(&row.id);
-    ctx.db.add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
+    ctx.db
+        .add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
     std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
     let paths = RootfsPaths::new(&bundle_dir);
-    ctx.db.add_resource(&row.id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
+    ctx.db.add_resource(
+        &row.id,
+        ResourceKind::Mount,
+        &paths.merged.to_string_lossy(),
+    )?;
     bundle::mount_overlay(&image.layers, &paths)?;
     failpoint::hit("create:mounted");
 
     let process = bundle::resolve_process(&image.reference, &image.config, opts, &paths.merged)?;
     let path_env = process.env.iter().find_map(|e| e.strip_prefix("PATH="));
-    if let Err(p) = bundle::check_executable(&paths.merged, &process.args[0], path_env, &process.cwd) {
+    if let Err(p) =
+        bundle::check_executable(&paths.merged, &process.args[0], path_env, &process.cwd)
+    {
         let (why, code) = match p {
             ExecProblem::NotFound => ("executable file not found", 127),
             ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
@@ -111,18 +131,24 @@ fn assemble(ctx: &mut Ctx, row: &PodRow, opts: &PodOptions, image: &crate::image
         });
     }
 
-    let hostname = opts.hostname.clone().unwrap_or_else(|| row.id[..12].to_string());
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| row.id[..12].to_string());
     let etc_hostname = bundle_dir.join("hostname");
     let etc_hosts = bundle_dir.join("hosts");
-    write(&etc_hostname, format!("{hostname}\n"))?;
-    write(
+    // Derived files, rebuilt from the database if lost: no fsync on the start-up path.
+    write_plain(&etc_hostname, format!("{hostname}\n"))?;
+    write_plain(
         &etc_hosts,
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname} {}\n", row.name),
     )?;
     let cgroup = format!("gvpod/{}", row.id);
-    ctx.db.add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
+    ctx.db
+        .add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
     let log = ctx.log_path(&row.id);
-    ctx.db.add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
+    ctx.db
+        .add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
     let etc = [(etc_hostname, "/etc/hostname"), (etc_hosts, "/etc/hosts")];
     let spec = bundle::build_spec(
         &process,
@@ -134,11 +160,14 @@ fn assemble(ctx: &mut Ctx, row: &PodRow, opts: &PodOptions, image: &crate::image
         },
     )?;
     bundle::write_config(&bundle_dir, &spec)?;
-    write(&bundle_dir.join("process.json"), serde_json::to_string(&process).expect("process serialises"))?;
+    ctx.db.set_pod_process(
+        &row.id,
+        &serde_json::to_string(&process).expect("process serialises"),
+    )?;
     failpoint::hit("create:configured");
     Ok(())
 }
 
-fn write(path: &std::path::Path, data: String) -> Result<()> {
-    crate::util::write_atomic(path, data.as_bytes()).map_err(super::io("cannot write", path))
+fn write_plain(path: &std::path::Path, data: String) -> Result<()> {
+    std::fs::write(path, data.as_bytes()).map_err(super::io("cannot write", path))
 }

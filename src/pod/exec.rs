@@ -29,17 +29,22 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
         });
     }
     if req.cmd.is_empty() {
-        return Err(PodError::Usage("exec needs a command after the pod name".into()));
+        return Err(PodError::Usage(
+            "exec needs a command after the pod name".into(),
+        ));
     }
-    if req.tty && req.interactive && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
-        return Err(PodError::Usage("the input device is not a TTY: drop -t, or run gvpod in a terminal".into()));
+    if req.tty
+        && req.interactive
+        && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false)
+    {
+        return Err(PodError::Usage(
+            "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
+        ));
     }
     let bundle_dir = ctx.bundle_dir(&pod.id);
     let rootfs = bundle_dir.join("rootfs");
-    let main: ProcessSpec = std::fs::read(bundle_dir.join("process.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| PodError::Monitor(format!("bundle of pod {} has no process.json", pod.name)))?;
+    let main: ProcessSpec = serde_json::from_str(&pod.process_json)
+        .map_err(|e| PodError::Monitor(format!("pod {} has no recorded process: {e}", pod.name)))?;
     for e in &req.env {
         bundle::check_env(e)?;
     }
@@ -58,7 +63,12 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
             ExecProblem::NotFound => ("executable file not found", 127),
             ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
         };
-        return Err(PodError::Command { cmd: req.cmd[0].clone(), why, image: pod.image_ref.clone(), code });
+        return Err(PodError::Command {
+            cmd: req.cmd[0].clone(),
+            why,
+            image: pod.image_ref.clone(),
+            code,
+        });
     }
     let process = serde_json::json!({
         "terminal": req.tty,
@@ -71,30 +81,51 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     let dir = ctx.pod_run_dir(&pod.id);
     std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
     let file = dir.join(format!("exec-{}.json", crate::util::random_hex(6)));
-    crate::util::write_atomic(&file, process.to_string().as_bytes()).map_err(super::io("cannot write", &file))?;
+    crate::util::write_atomic(&file, process.to_string().as_bytes())
+        .map_err(super::io("cannot write", &file))?;
     let flags = ctx.flags_of(&pod)?;
     let runsc = ctx.runsc()?.clone();
     let mut cmd = runsc.command(&flags, "exec");
-    cmd.arg(format!("--process={}", file.display())).arg(&pod.id);
+    cmd.arg(format!("--process={}", file.display()))
+        .arg(&pod.id);
     // The sentry writes a donated regular file at its own offset (clobbering
     // what the caller already wrote there), so files get a pipe in between.
     let (out_file, err_file) = (is_regular_file(1), is_regular_file(2));
-    cmd.stdin(if req.interactive { Stdio::inherit() } else { Stdio::null() })
-        .stdout(if out_file { Stdio::piped() } else { Stdio::inherit() })
-        .stderr(if err_file { Stdio::piped() } else { Stdio::inherit() });
-    let status = cmd.spawn().and_then(|mut child| {
-        let out = child.stdout.take().map(|mut r| std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stdout())));
-        let err = child.stderr.take().map(|mut r| std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stderr())));
-        let st = child.wait();
-        for t in [out, err].into_iter().flatten() {
-            let _ = t.join();
-        }
-        st
+    cmd.stdin(if req.interactive {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    })
+    .stdout(if out_file {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    })
+    .stderr(if err_file {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
     });
+    let status =
+        cmd.spawn().and_then(|mut child| {
+            let out = child.stdout.take().map(|mut r| {
+                std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stdout()))
+            });
+            let err = child.stderr.take().map(|mut r| {
+                std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stderr()))
+            });
+            let st = child.wait();
+            for t in [out, err].into_iter().flatten() {
+                let _ = t.join();
+            }
+            st
+        });
     let _ = std::fs::remove_file(&file);
     let status = status.map_err(super::io("cannot run", &runsc.bin))?;
     use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     if code == 128 {
         if let Some(msg) = crate::runsc::last_error(&flags.log) {
             return Err(PodError::Runsc(crate::runsc::RunscError::Failed {
@@ -118,8 +149,19 @@ fn is_regular_file(fd: i32) -> bool {
 
 fn caps_list() -> Vec<&'static str> {
     vec![
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
         "CAP_AUDIT_WRITE",
     ]
 }

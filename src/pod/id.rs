@@ -22,12 +22,12 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud",
-    "quick", "sharp", "tidy", "vivid", "witty", "zesty", "bold", "cosmic",
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nimble", "proud", "quick", "sharp", "tidy", "vivid", "witty", "zesty", "bold", "cosmic",
 ];
 const NOUNS: &[&str] = &[
-    "otter", "falcon", "badger", "heron", "lynx", "marmot", "newt", "osprey", "panda", "quokka", "raven", "seal",
-    "tapir", "urchin", "vole", "walrus", "yak", "zebra", "gecko", "ibis",
+    "otter", "falcon", "badger", "heron", "lynx", "marmot", "newt", "osprey", "panda", "quokka",
+    "raven", "seal", "tapir", "urchin", "vole", "walrus", "yak", "zebra", "gecko", "ibis",
 ];
 
 /// A docker-like generated name; the random suffix keeps collisions rare,

@@ -33,9 +33,8 @@ pub struct PodView {
 
 fn view(ctx: &Ctx, p: PodRow) -> PodView {
     let bundle = ctx.bundle_dir(&p.id);
-    let command = std::fs::read(bundle.join("process.json"))
+    let command = serde_json::from_str::<serde_json::Value>(&p.process_json)
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| serde_json::from_value(v["args"].clone()).ok())
         .unwrap_or_default();
     PodView {
@@ -117,7 +116,9 @@ pub fn system_info(ctx: &mut Ctx) -> Result<SystemInfo> {
             "net_disconnect_ok": f.has_flag("net-disconnect-ok"),
         }),
         cgroup_version: cgroup_version(),
-        kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
         pods: ctx.db.pods()?.len(),
         images: ctx.db.images()?.len(),
     })

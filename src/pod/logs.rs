@@ -24,7 +24,12 @@ pub struct LogLine {
 }
 
 /// Calls `emit` for each selected line; with `follow`, keeps going until the pod stops.
-pub fn logs(ctx: &mut Ctx, pod: &PodRow, req: LogsRequest, emit: &mut dyn FnMut(&LogLine)) -> Result<()> {
+pub fn logs(
+    ctx: &mut Ctx,
+    pod: &PodRow,
+    req: LogsRequest,
+    emit: &mut dyn FnMut(&LogLine),
+) -> Result<()> {
     let since = req.since.as_deref().map(parse_since).transpose()?;
     let path = ctx.log_path(&pod.id);
     let file = match std::fs::File::open(&path) {
@@ -32,17 +37,33 @@ pub fn logs(ctx: &mut Ctx, pod: &PodRow, req: LogsRequest, emit: &mut dyn FnMut(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !req.follow => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Not started yet: wait for the monitor to create it.
-            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(super::io("cannot open", &path))?
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(super::io("cannot open", &path))?
         }
-        Err(e) => return Err(PodError::Io { what: "cannot open", path, source: e }),
+        Err(e) => {
+            return Err(PodError::Io {
+                what: "cannot open",
+                path,
+                source: e,
+            })
+        }
     };
     let mut reader = BufReader::new(file);
-    let keep = |l: &LogLine| since.is_none_or(|s| DateTime::parse_from_rfc3339(&l.t).is_ok_and(|t| t >= s));
+    let keep = |l: &LogLine| {
+        since.is_none_or(|s| DateTime::parse_from_rfc3339(&l.t).is_ok_and(|t| t >= s))
+    };
     let mut lines: Vec<LogLine> = vec![];
     let mut buf = String::new();
     loop {
         buf.clear();
-        if reader.read_line(&mut buf).map_err(super::io("cannot read", &path))? == 0 {
+        if reader
+            .read_line(&mut buf)
+            .map_err(super::io("cannot read", &path))?
+            == 0
+        {
             break;
         }
         if let Ok(l) = serde_json::from_str::<LogLine>(&buf) {
@@ -58,7 +79,9 @@ pub fn logs(ctx: &mut Ctx, pod: &PodRow, req: LogsRequest, emit: &mut dyn FnMut(
     if !req.follow {
         return Ok(());
     }
-    let mut pos = reader.stream_position().map_err(super::io("cannot read", &path))?;
+    let mut pos = reader
+        .stream_position()
+        .map_err(super::io("cannot read", &path))?;
     let mut partial = String::new();
     loop {
         let row = match ctx.db.pod(&pod.id)? {
@@ -66,10 +89,14 @@ pub fn logs(ctx: &mut Ctx, pod: &PodRow, req: LogsRequest, emit: &mut dyn FnMut(
             None => return Ok(()),
         };
         let running = row.status == PodStatus::Running;
-        reader.seek(SeekFrom::Start(pos)).map_err(super::io("cannot read", &path))?;
+        reader
+            .seek(SeekFrom::Start(pos))
+            .map_err(super::io("cannot read", &path))?;
         loop {
             buf.clear();
-            let n = reader.read_line(&mut buf).map_err(super::io("cannot read", &path))?;
+            let n = reader
+                .read_line(&mut buf)
+                .map_err(super::io("cannot read", &path))?;
             if n == 0 {
                 break;
             }
@@ -97,7 +124,11 @@ pub fn parse_since(s: &str) -> Result<DateTime<chrono::FixedOffset>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }
-    let bad = || PodError::Usage(format!("invalid --since {s:?}: use an RFC 3339 time or a duration such as 10m or 1h30m"));
+    let bad = || {
+        PodError::Usage(format!(
+            "invalid --since {s:?}: use an RFC 3339 time or a duration such as 10m or 1h30m"
+        ))
+    };
     let mut total = 0i64;
     let mut num = String::new();
     for c in s.chars() {
@@ -133,7 +164,10 @@ mod tests {
         let diff = Utc::now().fixed_offset() - d;
         assert!((diff.num_seconds() - 5400).abs() <= 2);
         for bad in ["", "10", "5x", "yesterday"] {
-            assert!(parse_since(bad).unwrap_err().to_string().contains(&format!("{bad:?}")));
+            assert!(parse_since(bad)
+                .unwrap_err()
+                .to_string()
+                .contains(&format!("{bad:?}")));
         }
     }
 }

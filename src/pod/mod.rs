@@ -17,7 +17,6 @@ mod stop;
 pub use cleanup::{gc, remove, GcReport};
 pub use create::{create, CreateRequest};
 pub use exec::{exec, ExecRequest};
-pub use id::{generate_name, validate_name};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
@@ -99,7 +98,10 @@ impl PodError {
 
 pub type Result<T> = std::result::Result<T, PodError>;
 
-pub(crate) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PodError + 'a {
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> PodError + 'a {
     move |source| PodError::Io {
         what,
         path: path.to_owned(),
@@ -122,7 +124,12 @@ impl Ctx {
     /// Opens the data root, creating its directories and database as needed.
     pub fn open(root: &Path) -> Result<Ctx> {
         if !nix::unistd::geteuid().is_root()
-            || !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).unwrap_or(false)
+            || !caps::has_cap(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_SYS_ADMIN,
+            )
+            .unwrap_or(false)
         {
             return Err(PodError::NotRoot);
         }
@@ -167,8 +174,12 @@ impl Ctx {
 
     /// The flags of a pod's runsc container, as recorded at creation.
     pub fn flags_of(&self, pod: &PodRow) -> Result<GlobalFlags> {
-        serde_json::from_str(&pod.runsc_json)
-            .map_err(|e| PodError::State(StateError::Corrupt(format!("runsc flags of pod {}: {e}", pod.name))))
+        serde_json::from_str(&pod.runsc_json).map_err(|e| {
+            PodError::State(StateError::Corrupt(format!(
+                "runsc flags of pod {}: {e}",
+                pod.name
+            )))
+        })
     }
 
     /// Finds one pod by name, full id or unique id prefix.
@@ -182,7 +193,11 @@ impl Ctx {
             1 => Ok(found.pop().expect("one element")),
             _ => Err(PodError::Ambiguous(
                 key.to_string(),
-                found.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                found
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )),
         }
     }
@@ -191,12 +206,19 @@ impl Ctx {
     /// monitor is gone (SIGKILL) and whose sandbox is gone too is `exited`
     /// with an unknown exit code.
     pub fn refresh(&mut self, mut pod: PodRow) -> Result<PodRow> {
-        if pod.status != PodStatus::Running || pod.monitor_pid.is_some_and(|pid| monitor_alive(pid, &pod.id)) {
+        if pod.status != PodStatus::Running
+            || pod
+                .monitor_pid
+                .is_some_and(|pid| monitor_alive(pid, &pod.id))
+        {
             return Ok(pod);
         }
         let flags = self.flags_of(&pod)?;
         let state = self.runsc()?.state(&flags, &pod.id)?;
-        if state.as_ref().is_some_and(|s| s.status == "running" || s.status == "created") {
+        if state
+            .as_ref()
+            .is_some_and(|s| s.status == "running" || s.status == "created")
+        {
             return Ok(pod);
         }
         let now = crate::util::now_rfc3339();
@@ -215,7 +237,7 @@ pub(crate) fn monitor_alive(pid: i32, id: &str) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(c) => {
             let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"__monitor") && args.iter().any(|a| *a == id.as_bytes())
+            args.contains(&&b"__monitor"[..]) && args.contains(&id.as_bytes())
         }
         Err(_) => false,
     }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -28,7 +28,14 @@ pub fn monitor_main(root: &Path, id: &str) -> i32 {
     let mut ctx = match Ctx::open(root) {
         Ok(c) => c,
         Err(e) => {
-            let _ = proto::send(&sync, &FromMonitor::Failed { code: e.exit_code(), msg: e.to_string() }, &[]);
+            let _ = proto::send(
+                &sync,
+                &FromMonitor::Failed {
+                    code: e.exit_code(),
+                    msg: e.to_string(),
+                },
+                &[],
+            );
             return 1;
         }
     };
@@ -36,7 +43,14 @@ pub fn monitor_main(root: &Path, id: &str) -> i32 {
         Ok(()) => 0,
         Err((sync, e)) => {
             if let Some(s) = sync {
-                let _ = proto::send(&s, &FromMonitor::Failed { code: e.exit_code(), msg: e.to_string() }, &[]);
+                let _ = proto::send(
+                    &s,
+                    &FromMonitor::Failed {
+                        code: e.exit_code(),
+                        msg: e.to_string(),
+                    },
+                    &[],
+                );
             }
             // The pod did not start: record it as exited so `ps` tells the truth.
             let _ = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), None);
@@ -54,8 +68,14 @@ struct Client {
 
 /// Container-side stdio held by the monitor.
 enum Stdio3 {
-    Pipes { stdin: Option<OwnedFd>, stdout: OwnedFd, stderr: OwnedFd },
-    Pty { master: OwnedFd },
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    Pty {
+        master: OwnedFd,
+    },
 }
 
 type MonResult<T> = std::result::Result<T, (Option<OwnedFd>, PodError)>;
@@ -76,10 +96,16 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
     // is kept either way until the start is reported; an attached client
     // keeps it until the exit code is sent.
     let mut client = match proto::recv::<ToMonitor>(&sync) {
-        Ok(Some((ToMonitor::Attach { stdin }, mut fds))) if fds.len() == if stdin { 3 } else { 2 } => {
+        Ok(Some((ToMonitor::Attach { stdin }, mut fds)))
+            if fds.len() == if stdin { 3 } else { 2 } =>
+        {
             let stderr = fds.pop().expect("checked length");
             let stdout = fds.pop().expect("checked length");
-            Some(Client { stdin: fds.pop(), stdout, stderr })
+            Some(Client {
+                stdin: fds.pop(),
+                stdout,
+                stderr,
+            })
         }
         _ => None,
     };
@@ -107,25 +133,45 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
             std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
             let sock_path = dir.join("console.sock");
             let _ = std::fs::remove_file(&sock_path);
-            let listener = UnixListener::bind(&sock_path).map_err(super::io("cannot listen on", &sock_path))?;
+            let listener = UnixListener::bind(&sock_path)
+                .map_err(super::io("cannot listen on", &sock_path))?;
             cmd.arg(format!("--console-socket={}", sock_path.display()));
-            let child = cmd.arg(id).spawn().map_err(super::io("cannot run", &runsc.bin))?;
+            let child = cmd
+                .arg(id)
+                .spawn()
+                .map_err(super::io("cannot run", &runsc.bin))?;
             let master = receive_pty(&listener, &child)?;
             let _ = std::fs::remove_file(&sock_path);
             (child, Stdio3::Pty { master })
         } else {
-            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-            let (stdin_mine, stdin_theirs) = if opts.interactive && client.as_ref().is_some_and(|c| c.stdin.is_some()) {
-                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-                (Some(w), Stdio::from(r))
-            } else {
-                (None, Stdio::null())
-            };
-            cmd.stdin(stdin_theirs).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
-            let child = cmd.arg(id).spawn().map_err(super::io("cannot run", &runsc.bin))?;
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+            let (stdin_mine, stdin_theirs) =
+                if opts.interactive && client.as_ref().is_some_and(|c| c.stdin.is_some()) {
+                    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                        .map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
+                    (Some(w), Stdio::from(r))
+                } else {
+                    (None, Stdio::null())
+                };
+            cmd.stdin(stdin_theirs)
+                .stdout(Stdio::from(out_w))
+                .stderr(Stdio::from(err_w));
+            let child = cmd
+                .arg(id)
+                .spawn()
+                .map_err(super::io("cannot run", &runsc.bin))?;
             drop(cmd); // closes our copies of the write ends
-            (child, Stdio3::Pipes { stdin: stdin_mine, stdout: out_r, stderr: err_r })
+            (
+                child,
+                Stdio3::Pipes {
+                    stdin: stdin_mine,
+                    stdout: out_r,
+                    stderr: err_r,
+                },
+            )
         };
         Ok((child, stdio, log))
     })();
@@ -148,7 +194,10 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
         std::thread::sleep(Duration::from_millis(1));
     };
     let me = std::process::id() as i32;
-    if let Err(e) = ctx.db.set_pod_started(id, &crate::util::now_rfc3339(), pid, me) {
+    if let Err(e) = ctx
+        .db
+        .set_pod_started(id, &crate::util::now_rfc3339(), pid, me)
+    {
         tracing::warn!("recording start of {id}: {e}");
     }
     if let (Some(s), Some(p)) = (&sync, pid) {
@@ -165,7 +214,13 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
             copy_winsize(c.stdout.as_raw_fd(), master.as_raw_fd());
         }
     }
-    let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, ctx, &flags, id);
+    let runsc = ctx.runsc().ok().cloned();
+    let signal = |sig: i32| {
+        if let Some(r) = &runsc {
+            let _ = r.kill(&flags, id, &sig.to_string(), false);
+        }
+    };
+    let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, &signal);
     out.flush();
 
     let mut code = match status {
@@ -215,7 +270,9 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
 /// Accepts runsc's connection on the console socket and takes the pty master
 /// it sends (OCI console-socket protocol), unless runsc exits first.
 fn receive_pty(listener: &UnixListener, child: &Child) -> Result<OwnedFd> {
-    listener.set_nonblocking(true).map_err(|e| PodError::Monitor(format!("console socket: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| PodError::Monitor(format!("console socket: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let pidfd = pidfd_open(child.id() as i32)?;
     loop {
@@ -223,20 +280,30 @@ fn receive_pty(listener: &UnixListener, child: &Child) -> Result<OwnedFd> {
             Ok((conn, _)) => {
                 conn.set_nonblocking(false).ok();
                 let (_, mut fds) = recv_any(&conn)?;
-                return fds.pop().ok_or_else(|| PodError::Monitor("runsc sent no terminal on the console socket".into()));
+                return fds.pop().ok_or_else(|| {
+                    PodError::Monitor("runsc sent no terminal on the console socket".into())
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(PodError::Monitor(format!("console socket: {e}"))),
         }
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
         let _ = poll(&mut fds, PollTimeout::from(100u16));
-        if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
-            return Err(PodError::Monitor(format!(
-                "runsc exited before it opened the terminal; see its log for why"
-            )));
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            return Err(PodError::Monitor(
+                "runsc exited before it opened the terminal; see its log for why".into(),
+            ));
         }
         if Instant::now() > deadline {
-            return Err(PodError::Monitor("runsc did not open the terminal within 60s".into()));
+            return Err(PodError::Monitor(
+                "runsc did not open the terminal within 60s".into(),
+            ));
         }
     }
 }
@@ -247,10 +314,18 @@ fn recv_any(conn: &std::os::unix::net::UnixStream) -> Result<(usize, Vec<OwnedFd
     let mut buf = [0u8; 4096];
     let mut cmsg = nix::cmsg_space!([RawFd; 2]);
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| PodError::Monitor(format!("console socket: {e}")))?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| PodError::Monitor(format!("console socket: {e}")))?;
     let mut fds = vec![];
-    for c in msg.cmsgs().map_err(|e| PodError::Monitor(format!("console socket: {e}")))? {
+    for c in msg
+        .cmsgs()
+        .map_err(|e| PodError::Monitor(format!("console socket: {e}")))?
+    {
         if let ControlMessageOwned::ScmRights(v) = c {
             // SAFETY: freshly received descriptors.
             fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
@@ -263,7 +338,10 @@ pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
-        return Err(PodError::Monitor(format!("pidfd_open({pid}): {}", std::io::Error::last_os_error())));
+        return Err(PodError::Monitor(format!(
+            "pidfd_open({pid}): {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // SAFETY: see above.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -292,15 +370,17 @@ fn relay(
     client: &mut Option<Client>,
     sync: &mut Option<OwnedFd>,
     out: &mut Output,
-    ctx: &mut Ctx,
-    flags: &GlobalFlags,
-    id: &str,
+    signal: &dyn Fn(i32),
 ) -> Option<std::process::ExitStatus> {
     let Ok(pidfd) = pidfd_open(child.id() as i32) else {
         return child.wait().ok();
     };
     let (mut pod_in, mut sources): (Option<OwnedFd>, Vec<(OwnedFd, &'static str)>) = match stdio {
-        Stdio3::Pipes { stdin, stdout, stderr } => (stdin, vec![(stdout, "stdout"), (stderr, "stderr")]),
+        Stdio3::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => (stdin, vec![(stdout, "stdout"), (stderr, "stderr")]),
         Stdio3::Pty { master } => {
             let dup = master.try_clone().ok();
             (dup, vec![(master, "stdout")])
@@ -318,9 +398,15 @@ fn relay(
                 break;
             }
         }
-        let mut pfds: Vec<PollFd> = sources.iter().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        let mut pfds: Vec<PollFd> = sources
+            .iter()
+            .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
         let n_src = pfds.len();
-        let client_in = client.as_ref().and_then(|c| c.stdin.as_ref()).filter(|_| pod_in.is_some());
+        let client_in = client
+            .as_ref()
+            .and_then(|c| c.stdin.as_ref())
+            .filter(|_| pod_in.is_some());
         if let Some(fd) = client_in {
             pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
@@ -332,7 +418,11 @@ fn relay(
         if exited.is_none() {
             pfds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
-        let timeout = if exited.is_some() { PollTimeout::from(50u16) } else { PollTimeout::NONE };
+        let timeout = if exited.is_some() {
+            PollTimeout::from(50u16)
+        } else {
+            PollTimeout::NONE
+        };
         if let Err(e) = poll(&mut pfds, timeout) {
             if e == nix::errno::Errno::EINTR {
                 continue;
@@ -355,7 +445,11 @@ fn relay(
                 Ok(n) => {
                     out.write(stream, &buf[..n]);
                     if let Some(c) = client.as_ref() {
-                        let target = if *stream == "stderr" { &c.stderr } else { &c.stdout };
+                        let target = if *stream == "stderr" {
+                            &c.stderr
+                        } else {
+                            &c.stdout
+                        };
                         if write_all(target.as_raw_fd(), &buf[..n]).is_err() {
                             // The client went away; keep logging.
                             *client = None;
@@ -374,7 +468,10 @@ fn relay(
         // Client input.
         if has_in {
             if ready[idx] {
-                let fd = client.as_ref().and_then(|c| c.stdin.as_ref()).map(|f| f.as_raw_fd());
+                let fd = client
+                    .as_ref()
+                    .and_then(|c| c.stdin.as_ref())
+                    .map(|f| f.as_raw_fd());
                 if let Some(fd) = fd {
                     match nix::unistd::read(fd, &mut buf) {
                         Ok(0) | Err(_) => {
@@ -406,11 +503,7 @@ fn relay(
                             copy_winsize(c.stdout.as_raw_fd(), p.as_raw_fd());
                         }
                     }
-                    Some(Ok(Some((ToMonitor::Signal(sig), _)))) => {
-                        if let Ok(r) = ctx.runsc() {
-                            let _ = r.kill(flags, id, &sig.to_string(), false);
-                        }
-                    }
+                    Some(Ok(Some((ToMonitor::Signal(sig), _)))) => signal(sig),
                     Some(Ok(Some(_))) => {}
                     _ => {
                         *client = None;
@@ -456,7 +549,11 @@ const MAX_LINE: usize = 16 * 1024;
 
 impl Output {
     fn new(file: File, tty: bool) -> Self {
-        Output { file, tty, partial: [vec![], vec![]] }
+        Output {
+            file,
+            tty,
+            partial: [vec![], vec![]],
+        }
     }
 
     fn write(&mut self, stream: &'static str, data: &[u8]) {

@@ -7,7 +7,10 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,7 +33,12 @@ pub enum FromMonitor {
 }
 
 pub fn pair() -> nix::Result<(OwnedFd, OwnedFd)> {
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
 }
 
 pub fn send<T: Serialize>(sock: &impl AsRawFd, msg: &T, fds: &[RawFd]) -> nix::Result<()> {
@@ -42,12 +50,19 @@ pub fn send<T: Serialize>(sock: &impl AsRawFd, msg: &T, fds: &[RawFd]) -> nix::R
 }
 
 /// Receives one message and any fds sent with it; `Ok(None)` on EOF.
-pub fn recv<T: for<'de> Deserialize<'de>>(sock: &impl AsRawFd) -> nix::Result<Option<(T, Vec<OwnedFd>)>> {
+pub fn recv<T: for<'de> Deserialize<'de>>(
+    sock: &impl AsRawFd,
+) -> nix::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg_buf), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
         let mut fds = vec![];
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(v) = c {
@@ -74,7 +89,12 @@ mod tests {
     fn messages_and_fds_cross_the_pair() {
         let (a, b) = pair().unwrap();
         let devnull = std::fs::File::open("/dev/null").unwrap();
-        send(&a, &ToMonitor::Attach { stdin: true }, &[devnull.as_raw_fd()]).unwrap();
+        send(
+            &a,
+            &ToMonitor::Attach { stdin: true },
+            &[devnull.as_raw_fd()],
+        )
+        .unwrap();
         let (m, fds): (ToMonitor, _) = recv(&b).unwrap().unwrap();
         assert_eq!(m, ToMonitor::Attach { stdin: true });
         assert_eq!(fds.len(), 1);

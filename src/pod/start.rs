@@ -48,7 +48,11 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
             crate::bundle::mount_overlay(&image.layers, &paths)?;
         }
     }
-    if let Attach::Foreground { stdin: true, tty: true } = attach {
+    if let Attach::Foreground {
+        stdin: true,
+        tty: true,
+    } = attach
+    {
         if !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
             return Err(PodError::Usage(
                 "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
@@ -56,8 +60,10 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
         }
     }
 
-    let (mine, theirs) = proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
-    let exe = std::env::current_exe().map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))?;
+    let (mine, theirs) =
+        proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))?;
     let monitor_log = ctx.bundle_dir(&pod.id).join("monitor.log");
     let stderr = std::fs::OpenOptions::new()
         .create(true)
@@ -85,7 +91,9 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
     drop(theirs);
     ctx.db.set_pod_monitor(&pod.id, child.id() as i32)?;
     failpoint::hit("start:spawned");
@@ -109,7 +117,9 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
                     let _ = child.wait();
                     let row = ctx.db.pod(&pod.id)?;
                     match row {
-                        Some(r) if r.status == PodStatus::Exited => Ok(StartOutcome::Exited { code: r.exit_code }),
+                        Some(r) if r.status == PodStatus::Exited => {
+                            Ok(StartOutcome::Exited { code: r.exit_code })
+                        }
                         _ => Err(monitor_died()),
                     }
                 }
@@ -139,10 +149,17 @@ fn monitor_error(code: i32, msg: String) -> PodError {
 /// terminal resizes and signals (docker's sig-proxy).
 fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Option<FromMonitor>> {
     let fds: Vec<i32> = if stdin { vec![0, 1, 2] } else { vec![1, 2] };
-    proto::send(sock, &ToMonitor::Attach { stdin }, &fds).map_err(|e| PodError::Monitor(format!("attach: {e}")))?;
+    proto::send(sock, &ToMonitor::Attach { stdin }, &fds)
+        .map_err(|e| PodError::Monitor(format!("attach: {e}")))?;
     let _raw = if tty { RawMode::enter() } else { None };
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGWINCH] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGWINCH,
+    ] {
         mask.add(s);
     }
     let _ = mask.thread_block();
@@ -157,7 +174,10 @@ fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Opt
             Err(e) => return Err(PodError::Monitor(format!("poll: {e}"))),
             Ok(_) => {}
         }
-        let sig_ready = pfds.get(1).and_then(|p| p.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let sig_ready = pfds
+            .get(1)
+            .and_then(|p| p.revents())
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
         let sock_ready = pfds[0].revents().is_some_and(|r| !r.is_empty());
         drop(pfds);
         if sig_ready {
@@ -197,7 +217,11 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, &self.0);
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin().as_fd(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
     }
 }
 

@@ -28,7 +28,10 @@ pub fn stop(ctx: &mut Ctx, pod: &PodRow, timeout: Duration) -> Result<PodRow> {
     let _ = runsc.kill(&flags, &pod.id, "KILL", false);
     let pod = wait_exit(ctx, &pod, Some(Duration::from_secs(10)))?;
     if pod.status == PodStatus::Running {
-        return Err(PodError::Monitor(format!("pod {} did not stop after SIGKILL", pod.name)));
+        return Err(PodError::Monitor(format!(
+            "pod {} did not stop after SIGKILL",
+            pod.name
+        )));
     }
     Ok(pod)
 }
@@ -37,7 +40,12 @@ fn stop_signal(ctx: &Ctx, pod: &PodRow) -> String {
     ctx.images
         .resolve(&ctx.db, &pod.image_id)
         .ok()
-        .and_then(|i| i.config.config().as_ref().and_then(|c| c.stop_signal().clone()))
+        .and_then(|i| {
+            i.config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone())
+        })
         .map(|s| s.trim_start_matches("SIG").to_string())
         .unwrap_or_else(|| "TERM".to_string())
 }
@@ -60,13 +68,25 @@ pub fn kill(ctx: &mut Ctx, pod: &PodRow, signal: &str) -> Result<()> {
 
 /// Accepts `TERM`, `SIGTERM`, `15`; returns the name runsc understands.
 pub fn parse_signal(s: &str) -> Result<String> {
-    let bad = || PodError::Usage(format!("invalid signal {s:?}: use a name such as TERM or KILL, or a number"));
+    let bad = || {
+        PodError::Usage(format!(
+            "invalid signal {s:?}: use a name such as TERM or KILL, or a number"
+        ))
+    };
     if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).map(|_| n.to_string()).map_err(|_| bad());
+        return nix::sys::signal::Signal::try_from(n)
+            .map(|_| n.to_string())
+            .map_err(|_| bad());
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<nix::sys::signal::Signal>().map(|_| name[3..].to_string()).map_err(|_| bad())
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|_| name[3..].to_string())
+        .map_err(|_| bad())
 }
 
 /// Blocks until the pod has exited and returns its row (`wait` prints its exit code).
@@ -78,7 +98,10 @@ pub fn wait(ctx: &mut Ctx, pod: &PodRow) -> Result<PodRow> {
 fn wait_exit(ctx: &mut Ctx, pod: &PodRow, timeout: Option<Duration>) -> Result<PodRow> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let row = ctx.db.pod(&pod.id)?.ok_or_else(|| PodError::NotFound(pod.name.clone()))?;
+        let row = ctx
+            .db
+            .pod(&pod.id)?
+            .ok_or_else(|| PodError::NotFound(pod.name.clone()))?;
         let row = ctx.refresh(row)?;
         if row.status != PodStatus::Running {
             return Ok(row);
@@ -88,11 +111,19 @@ fn wait_exit(ctx: &mut Ctx, pod: &PodRow, timeout: Option<Duration>) -> Result<P
             return Ok(row);
         }
         // Sleep until the monitor exits (pidfd) or 200 ms pass, whichever is first.
-        let slice = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
-        match row.monitor_pid.and_then(|p| super::monitor::pidfd_open(p).ok()) {
+        let slice = left
+            .unwrap_or(Duration::from_millis(200))
+            .min(Duration::from_millis(200));
+        match row
+            .monitor_pid
+            .and_then(|p| super::monitor::pidfd_open(p).ok())
+        {
             Some(fd) => {
                 let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut p, PollTimeout::try_from(slice).unwrap_or(PollTimeout::NONE));
+                let _ = poll(
+                    &mut p,
+                    PollTimeout::try_from(slice).unwrap_or(PollTimeout::NONE),
+                );
             }
             None => std::thread::sleep(slice.min(Duration::from_millis(20))),
         }
@@ -108,7 +139,10 @@ mod tests {
         assert_eq!(parse_signal("TERM").unwrap(), "TERM");
         assert_eq!(parse_signal("sigkill").unwrap(), "KILL");
         assert_eq!(parse_signal("9").unwrap(), "9");
-        assert!(parse_signal("NOPE").unwrap_err().to_string().contains("\"NOPE\""));
+        assert!(parse_signal("NOPE")
+            .unwrap_err()
+            .to_string()
+            .contains("\"NOPE\""));
         assert!(parse_signal("99").is_err());
     }
 }

@@ -115,7 +115,11 @@ pub fn parse_version(text: &str) -> Version {
 fn parse_platforms(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        .filter(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
         .map(str::to_string)
         .collect()
 }
@@ -155,18 +159,36 @@ mod tests {
 
     #[test]
     fn versions_of_debian_and_upstream_builds() {
-        assert_eq!(parse_version("runsc version 0.0~20221219.0\nspec: 1.0.2-dev\n").release, 20221219);
-        assert_eq!(parse_version("runsc version release-20240807.0\n").release, 20240807);
+        assert_eq!(
+            parse_version("runsc version 0.0~20221219.0\nspec: 1.0.2-dev\n").release,
+            20221219
+        );
+        assert_eq!(
+            parse_version("runsc version release-20240807.0\n").release,
+            20240807
+        );
         assert_eq!(parse_version("runsc version VERSION_MISSING\n").release, 0);
     }
 
     #[test]
     fn features_follow_the_release() {
-        let old = derive_features(&parse_version("runsc version 0.0~20221219.0"), vec!["kvm".into(), "ptrace".into()], BTreeSet::new());
-        assert!(old.restore_creates && old.root_netns_false_positive && !old.leave_running_in_place);
+        let old = derive_features(
+            &parse_version("runsc version 0.0~20221219.0"),
+            vec!["kvm".into(), "ptrace".into()],
+            BTreeSet::new(),
+        );
+        assert!(
+            old.restore_creates && old.root_netns_false_positive && !old.leave_running_in_place
+        );
         assert_eq!(old.default_platform, "ptrace");
-        let new = derive_features(&parse_version("runsc version release-20250101.0"), vec!["kvm".into(), "ptrace".into(), "systrap".into()], BTreeSet::new());
-        assert!(!new.restore_creates && !new.root_netns_false_positive && new.leave_running_in_place);
+        let new = derive_features(
+            &parse_version("runsc version release-20250101.0"),
+            vec!["kvm".into(), "ptrace".into(), "systrap".into()],
+            BTreeSet::new(),
+        );
+        assert!(
+            !new.restore_creates && !new.root_netns_false_positive && new.leave_running_in_place
+        );
         assert_eq!(new.default_platform, "systrap");
     }
 

@@ -42,7 +42,9 @@ pub enum RunscError {
     },
     #[error("cannot parse the output of `runsc {cmd}`: {msg}")]
     Parse { cmd: String, msg: String },
-    #[error("platform {0:?} is not supported by this runsc (it offers: {1}); pick one with --platform")]
+    #[error(
+        "platform {0:?} is not supported by this runsc (it offers: {1}); pick one with --platform"
+    )]
     Platform(String, String),
 }
 
@@ -61,8 +63,6 @@ pub struct Runsc {
 pub struct ContainerState {
     pub id: String,
     pub status: String,
-    #[serde(default)]
-    pub pid: i32,
 }
 
 impl Runsc {
@@ -94,7 +94,10 @@ impl Runsc {
     /// carries runsc's own error line and the log path.
     pub fn call(&self, flags: &GlobalFlags, sub: &str, args: &[&str], id: &str) -> Result<String> {
         let mut cmd = self.command(flags, sub);
-        cmd.args(args).arg(id).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .arg(id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let out = cmd.output().map_err(|source| RunscError::Spawn {
             bin: self.bin.clone(),
             source,
@@ -104,7 +107,13 @@ impl Runsc {
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
         let msg = last_error(&flags.log)
-            .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+            .or_else(|| {
+                stderr
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| format!("exited with {}", out.status));
         Err(RunscError::Failed {
             cmd: sub.to_string(),
@@ -204,7 +213,8 @@ fn find_binary() -> Result<PathBuf> {
             Err(RunscError::NotFound(p.display().to_string()))
         };
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     for dir in std::env::split_paths(&path) {
         let cand = dir.join("runsc");
         if cand.is_file() {

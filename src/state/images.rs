@@ -39,7 +39,14 @@ impl Db {
         self.write(|tx| {
             tx.execute(
                 &format!("INSERT OR IGNORE INTO images ({IMAGE_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
-                params![img.id, img.manifest_digest, img.config_json, img.layers_json, img.size, img.created],
+                params![
+                    img.id,
+                    img.manifest_digest,
+                    img.config_json,
+                    img.layers_json,
+                    img.size,
+                    img.created
+                ],
             )
             .map_err(sql)?;
             if let Some(tag) = tag {
@@ -55,7 +62,11 @@ impl Db {
 
     pub fn image(&self, id: &str) -> Result<Option<ImageRow>> {
         self.conn()
-            .query_row(&format!("SELECT {IMAGE_COLS} FROM images WHERE id=?1"), [id], image_from_row)
+            .query_row(
+                &format!("SELECT {IMAGE_COLS} FROM images WHERE id=?1"),
+                [id],
+                image_from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -63,7 +74,9 @@ impl Db {
     pub fn images(&self) -> Result<Vec<ImageRow>> {
         let mut st = self
             .conn()
-            .prepare(&format!("SELECT {IMAGE_COLS} FROM images ORDER BY created DESC"))
+            .prepare(&format!(
+                "SELECT {IMAGE_COLS} FROM images ORDER BY created DESC"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([], image_from_row)
@@ -78,7 +91,12 @@ impl Db {
             .query_row(
                 "SELECT name, image_id FROM image_tags WHERE name=?1",
                 [name],
-                |r| Ok(TagRow { name: r.get(0)?, image_id: r.get(1)? }),
+                |r| {
+                    Ok(TagRow {
+                        name: r.get(0)?,
+                        image_id: r.get(1)?,
+                    })
+                },
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -90,7 +108,12 @@ impl Db {
             .prepare("SELECT name, image_id FROM image_tags ORDER BY name")
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([], |r| Ok(TagRow { name: r.get(0)?, image_id: r.get(1)? }))
+            .query_map([], |r| {
+                Ok(TagRow {
+                    name: r.get(0)?,
+                    image_id: r.get(1)?,
+                })
+            })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
@@ -99,10 +122,16 @@ impl Db {
 
     /// Images whose id starts with `prefix` (ids are "sha256:<hex>"; the prefix may omit "sha256:").
     pub fn images_by_id_prefix(&self, prefix: &str) -> Result<Vec<ImageRow>> {
-        let full = if prefix.starts_with("sha256:") { prefix.to_string() } else { format!("sha256:{prefix}") };
+        let full = if prefix.starts_with("sha256:") {
+            prefix.to_string()
+        } else {
+            format!("sha256:{prefix}")
+        };
         let mut st = self
             .conn()
-            .prepare(&format!("SELECT {IMAGE_COLS} FROM images WHERE substr(id, 1, length(?1)) = ?1"))
+            .prepare(&format!(
+                "SELECT {IMAGE_COLS} FROM images WHERE substr(id, 1, length(?1)) = ?1"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([full], image_from_row)
@@ -110,13 +139,6 @@ impl Db {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
-    }
-
-    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM image_tags WHERE name=?1", [name]).map_err(sql)?;
-            Ok(())
-        })
     }
 
     /// Names of the tags pointing at `image_id`, sorted.
@@ -158,15 +180,6 @@ impl Db {
                 .execute("DELETE FROM images WHERE id=?1", [image_id])
                 .map_err(sql)?;
             Ok(n > 0)
-        })
-    }
-
-    /// Removes an image row and its tags.
-    pub fn delete_image(&mut self, id: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM image_tags WHERE image_id=?1", [id]).map_err(sql)?;
-            tx.execute("DELETE FROM images WHERE id=?1", [id]).map_err(sql)?;
-            Ok(())
         })
     }
 }

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
         image_ref   TEXT NOT NULL,
         status      TEXT NOT NULL,
         config_json TEXT NOT NULL,          -- the pod's options (command, env, limits, …)
+        process_json TEXT NOT NULL DEFAULT '{}', -- the resolved main process (args, env, cwd, user)
         runsc_json  TEXT NOT NULL,          -- runsc global flags fixed at creation
         created     TEXT NOT NULL,
         started     TEXT,

@@ -9,7 +9,7 @@ mod images;
 mod migrations;
 mod pods;
 
-pub use images::{ImageRow, TagRow};
+pub use images::ImageRow;
 pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
 
 use std::path::{Path, PathBuf};

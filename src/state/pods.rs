@@ -53,6 +53,7 @@ pub struct PodRow {
     pub image_ref: String,
     pub status: PodStatus,
     pub config_json: String,
+    pub process_json: String,
     pub runsc_json: String,
     pub created: String,
     pub started: Option<String>,
@@ -103,7 +104,7 @@ pub struct Resource {
     pub value: String,
 }
 
-const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove";
+const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove, process_json";
 
 fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
     let status: String = r.get(4)?;
@@ -122,6 +123,7 @@ fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
         pid: r.get(11)?,
         monitor_pid: r.get(12)?,
         auto_remove: r.get(13)?,
+        process_json: r.get(14)?,
     })
 }
 
@@ -130,11 +132,11 @@ impl Db {
     pub fn insert_pod(&mut self, p: &PodRow) -> Result<()> {
         self.write(|tx| {
             let res = tx.execute(
-                &format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+                &format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
                 params![
                     p.id, p.name, p.image_id, p.image_ref, p.status.as_str(), p.config_json,
                     p.runsc_json, p.created, p.started, p.finished, p.exit_code, p.pid,
-                    p.monitor_pid, p.auto_remove
+                    p.monitor_pid, p.auto_remove, p.process_json
                 ],
             );
             match res {
@@ -189,7 +191,13 @@ impl Db {
         Ok(rows)
     }
 
-    pub fn set_pod_started(&mut self, id: &str, started: &str, pid: Option<i32>, monitor_pid: i32) -> Result<()> {
+    pub fn set_pod_started(
+        &mut self,
+        id: &str,
+        started: &str,
+        pid: Option<i32>,
+        monitor_pid: i32,
+    ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE pods SET status='running', started=?2, pid=?3, monitor_pid=?4, finished=NULL, exit_code=NULL WHERE id=?1",
@@ -200,7 +208,12 @@ impl Db {
         })
     }
 
-    pub fn set_pod_exited(&mut self, id: &str, finished: &str, exit_code: Option<i32>) -> Result<()> {
+    pub fn set_pod_exited(
+        &mut self,
+        id: &str,
+        finished: &str,
+        exit_code: Option<i32>,
+    ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE pods SET status='exited', finished=?2, exit_code=?3, pid=NULL, monitor_pid=NULL WHERE id=?1",
@@ -211,18 +224,25 @@ impl Db {
         })
     }
 
-    pub fn set_pod_status(&mut self, id: &str, status: PodStatus) -> Result<()> {
+    /// Records the resolved main process once the bundle is built.
+    pub fn set_pod_process(&mut self, id: &str, process_json: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute("UPDATE pods SET status=?2 WHERE id=?1", params![id, status.as_str()])
-                .map_err(sql)?;
+            tx.execute(
+                "UPDATE pods SET process_json=?2 WHERE id=?1",
+                params![id, process_json],
+            )
+            .map_err(sql)?;
             Ok(())
         })
     }
 
     pub fn set_pod_monitor(&mut self, id: &str, monitor_pid: i32) -> Result<()> {
         self.write(|tx| {
-            tx.execute("UPDATE pods SET monitor_pid=?2 WHERE id=?1", params![id, monitor_pid])
-                .map_err(sql)?;
+            tx.execute(
+                "UPDATE pods SET monitor_pid=?2 WHERE id=?1",
+                params![id, monitor_pid],
+            )
+            .map_err(sql)?;
             Ok(())
         })
     }
@@ -230,7 +250,8 @@ impl Db {
     /// Deletes the pod row; its resources must have been released first.
     pub fn delete_pod(&mut self, id: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute("DELETE FROM pods WHERE id=?1", [id]).map_err(sql)?;
+            tx.execute("DELETE FROM pods WHERE id=?1", [id])
+                .map_err(sql)?;
             Ok(())
         })
     }
@@ -270,16 +291,25 @@ impl Db {
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([pod_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         rows.into_iter()
             .map(|(pod_id, kind, value)| {
-                let kind = ResourceKind::parse(&kind)
-                    .ok_or_else(|| StateError::Corrupt(format!("unknown resource kind {kind:?}")))?;
-                Ok(Resource { pod_id, kind, value })
+                let kind = ResourceKind::parse(&kind).ok_or_else(|| {
+                    StateError::Corrupt(format!("unknown resource kind {kind:?}"))
+                })?;
+                Ok(Resource {
+                    pod_id,
+                    kind,
+                    value,
+                })
             })
             .collect()
     }

@@ -23,7 +23,13 @@ macro_rules! require_runsc {
 }
 
 pub fn can_run() -> bool {
-    nix_is_root() && Command::new("runsc").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    nix_is_root()
+        && Command::new("runsc")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 fn nix_is_root() -> bool {
@@ -38,7 +44,12 @@ pub fn busybox_tarball() -> &'static Path {
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("busybox.tar");
         let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox/build.sh");
-        let st = Command::new("bash").arg(&recipe).arg(&out).stdout(Stdio::null()).status().expect("run busybox recipe");
+        let st = Command::new("bash")
+            .arg(&recipe)
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run busybox recipe");
         assert!(st.success(), "images/busybox/build.sh failed");
         out
     })
@@ -53,13 +64,26 @@ impl Root {
     /// A fresh root with `busybox` imported (Cmd ["sh"]).
     pub fn new() -> Root {
         let r = Root::empty();
-        let out = r.gvpod(&["import", "-c", r#"CMD ["sh"]"#, busybox_tarball().to_str().unwrap(), "busybox"]);
-        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = r.gvpod(&[
+            "import",
+            "-c",
+            r#"CMD ["sh"]"#,
+            busybox_tarball().to_str().unwrap(),
+            "busybox",
+        ]);
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         r
     }
 
     pub fn empty() -> Root {
-        let dir = tempfile::Builder::new().prefix("gvpod-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("gvpod-test-")
+            .tempdir()
+            .unwrap();
         Root { dir }
     }
 
@@ -69,7 +93,10 @@ impl Root {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.env("GVPOD_ROOT", self.path()).env_remove("GVPOD_CRASH_AT").args(args).stdin(Stdio::null());
+        c.env("GVPOD_ROOT", self.path())
+            .env_remove("GVPOD_CRASH_AT")
+            .args(args)
+            .stdin(Stdio::null());
         c
     }
 
@@ -80,7 +107,13 @@ impl Root {
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.gvpod(args);
-        assert!(o.status.success(), "gvpod {args:?} failed ({:?}): {}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "gvpod {args:?} failed ({:?}): {}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -89,7 +122,8 @@ impl Root {
     }
 
     pub fn ps_all(&self) -> Vec<serde_json::Value> {
-        serde_json::from_str::<Vec<serde_json::Value>>(&self.ok(&["ps", "-a", "--format", "json"])).unwrap()
+        serde_json::from_str::<Vec<serde_json::Value>>(&self.ok(&["ps", "-a", "--format", "json"]))
+            .unwrap()
     }
 
     /// The runsc state directory of this root (as gvpod derives it).
@@ -106,7 +140,10 @@ impl Root {
         let mut v = vec![];
         let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
         let rs = root.to_string_lossy().into_owned();
-        for l in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        for l in std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+        {
             if l.split(' ').nth(4).is_some_and(|m| m.starts_with(&rs)) {
                 v.push(format!("mount: {l}"));
             }
@@ -131,7 +168,12 @@ impl Root {
             }
         }
         for id in self.known_ids() {
-            for base in ["/sys/fs/cgroup/memory/gvpod", "/sys/fs/cgroup/pids/gvpod", "/sys/fs/cgroup/cpu/gvpod", "/sys/fs/cgroup/gvpod"] {
+            for base in [
+                "/sys/fs/cgroup/memory/gvpod",
+                "/sys/fs/cgroup/pids/gvpod",
+                "/sys/fs/cgroup/cpu/gvpod",
+                "/sys/fs/cgroup/gvpod",
+            ] {
                 let p = Path::new(base).join(&id);
                 if p.exists() {
                     v.push(format!("cgroup: {}", p.display()));
@@ -170,7 +212,10 @@ impl Root {
 
     fn teardown(&self) {
         if let Ok(o) = self.cmd(&["ps", "-a", "-q"]).output() {
-            let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+            let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids.iter().map(String::as_str));
