@@ -40,9 +40,7 @@ fn nix_is_root() -> bool {
 pub fn busybox_tarball() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("gvpod-test-busybox-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("busybox.tar");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{}.tar", std::process::id()));
         let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox/build.sh");
         let st = Command::new("bash")
             .arg(&recipe)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, integration tests against the real runsc
+# (as root), then a host-wide leak check. Needs the packages that
+# `scripts/setup.sh --deps-only` installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: run as root (sudo scripts/test.sh): the integration tests start real sandboxes" >&2
+    exit 2
+fi
+for t in runsc busybox; do
+    command -v "$t" >/dev/null || { echo "test.sh: $t is missing; run: sudo scripts/setup.sh --deps-only" >&2; exit 2; }
+done
+
+# Two pods at a time per test binary keep a 2-core machine responsive.
+status=0
+cargo test --locked -- --test-threads=2 || status=$?
+scripts/leak-check.sh || status=1
+exit $status
