@@ -64,7 +64,9 @@ fn init_tracing(level: &str) {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    tracing::debug!("step cli:start");
     let mut ctx = Ctx::open(&cli.root)?;
+    tracing::debug!("step cli:opened");
     let debug = cli.debug;
     match cli.cmd {
         Cmd::Run(a) => {

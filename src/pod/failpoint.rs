@@ -1,8 +1,10 @@
 //! Crash points for the crash-safety tests: when `GVPOD_CRASH_AT` names a
 //! step, gvpod kills itself with SIGKILL there, exactly as an OOM kill or a
 //! power cut would, so the tests can prove that every step is recoverable.
+//! Each step is also a debug log event (`GVPOD_LOG=debug` times the phases).
 
 pub fn hit(step: &str) {
+    tracing::debug!("step {step}");
     if let Some(v) = std::env::var_os("GVPOD_CRASH_AT") {
         if v.to_str() == Some(step) {
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);

@@ -256,11 +256,13 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
         }
     }
     let _ = ctx.db.remove_resource(ResourceKind::Runsc, id);
+    tracing::debug!("step monitor:recorded");
     if pod.auto_remove {
         if let Err(e) = super::cleanup::remove_pod(ctx, id) {
             tracing::warn!("removing --rm pod {id}: {e}");
         }
     }
+    tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
     }

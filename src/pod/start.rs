@@ -126,8 +126,9 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
             }
         }
         Attach::Foreground { stdin, tty } => {
+            // The monitor has finished its work when it reports the exit; it
+            // is not waited for (init reaps it once we are gone).
             let out = foreground(&mine, stdin, tty);
-            let _ = child.wait();
             match out? {
                 Some(FromMonitor::Exited { code }) => Ok(StartOutcome::Exited { code }),
                 Some(FromMonitor::Failed { code, msg }) => Err(monitor_error(code, msg)),

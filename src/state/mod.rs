@@ -71,6 +71,16 @@ impl Db {
             .map_err(|e| self.err(e))?;
         self.conn
             .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| self.err(e))?;
+        // Every gvpod invocation is short-lived: a checkpoint (with fsync) on
+        // each close would cost milliseconds on the pod start path. The WAL
+        // is checkpointed by SQLite's auto-checkpoint instead.
+        self.conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map(|_| ())
             .map_err(|e| self.err(e))
     }
 

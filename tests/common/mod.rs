@@ -40,7 +40,8 @@ fn nix_is_root() -> bool {
 pub fn busybox_tarball() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{}.tar", std::process::id()));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("busybox-{}.tar", std::process::id()));
         let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox/build.sh");
         let st = Command::new("bash")
             .arg(&recipe)
