@@ -443,3 +443,99 @@ fn system_info_reports_runsc() {
     let table = r.ok(&["system", "info"]);
     assert!(table.contains("runsc version:"), "{table}");
 }
+
+#[test]
+fn missing_runsc_and_non_root_get_one_line_each() {
+    require_runsc!();
+    let r = Root::new();
+    let o = r
+        .cmd(&["run", "--rm", "busybox", "true"])
+        .env("GVPOD_RUNSC", "/nonexistent/runsc")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("/nonexistent/runsc") && e.contains("apt-get install runsc"),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    // Drop to an unprivileged user: setpriv is in util-linux, on every Debian.
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::BIN,
+            "ps",
+        ])
+        .env("GVPOD_ROOT", r.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("must run as root"), "{}", stderr(&o));
+    r.assert_clean();
+}
+
+#[test]
+fn kvm_is_used_only_after_a_probe_answers() {
+    require_runsc!();
+    let r = Root::new();
+    let o = r.gvpod(&["run", "--rm", "--platform", "kvm", "busybox", "true"]);
+    match o.status.code() {
+        Some(0) => {}
+        Some(2) => assert!(
+            stderr(&o).contains("does not work on this host"),
+            "{}",
+            stderr(&o)
+        ),
+        other => panic!("unexpected {other:?}: {}", stderr(&o)),
+    }
+    // A hung probe is killed with everything it started.
+    let leftovers = std::process::Command::new("pgrep")
+        .args(["-f", "platform=kvm"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&leftovers).trim().is_empty(),
+        "probe processes left: {}",
+        stdout(&leftovers)
+    );
+    r.assert_clean();
+}
+
+#[test]
+fn logs_follow_ends_with_the_pod_and_images_in_use_are_kept() {
+    require_runsc!();
+    let r = Root::new();
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done",
+    ]);
+    r.track(id.trim());
+    let t = std::time::Instant::now();
+    let out = r.ok(&["logs", "-f", "f"]);
+    assert_eq!(out, "line 1\nline 2\nline 3\n");
+    assert!(t.elapsed().as_secs() < 10);
+    assert_eq!(r.ok(&["logs", "--since", "1h", "f"]), out);
+    assert_eq!(r.ok(&["logs", "--since", "2099-01-01T00:00:00Z", "f"]), "");
+    // rmi refuses an image a pod uses; -f removes the pod too.
+    let o = r.gvpod(&["rmi", "busybox"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("f"), "{}", stderr(&o));
+    let imgs: Vec<serde_json::Value> =
+        serde_json::from_str(&r.ok(&["images", "--format", "json"])).unwrap();
+    assert_eq!(imgs.len(), 1);
+    r.ok(&["rmi", "-f", "busybox"]);
+    assert!(r.ps_all().is_empty());
+    let imgs: Vec<serde_json::Value> =
+        serde_json::from_str(&r.ok(&["images", "--format", "json"])).unwrap();
+    assert!(imgs.is_empty());
+    r.assert_clean();
+}

@@ -36,7 +36,7 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         .platform
         .clone()
         .unwrap_or_else(|| runsc.features.default_platform.clone());
-    runsc.check_platform(&platform)?;
+    runsc.probe_platform(&platform, &ctx.root)?;
     for (k, _) in &req.opts.runsc_flags {
         if !runsc.features.has_flag(k) {
             return Err(PodError::Usage(format!(

@@ -90,7 +90,11 @@ impl PodError {
             PodError::Image(ImageError::NotFound(_)) => 2,
             PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,
             PodError::Command { code, .. } => *code,
-            PodError::Runsc(RunscError::NotFound(_) | RunscError::Platform(..)) => 2,
+            PodError::Runsc(
+                RunscError::NotFound(_)
+                | RunscError::Platform(..)
+                | RunscError::PlatformUnusable { .. },
+            ) => 2,
             _ => 125,
         }
     }

@@ -14,6 +14,7 @@
 
 mod detect;
 mod flags;
+mod probe;
 
 pub use detect::{Features, Version};
 pub use flags::GlobalFlags;
@@ -46,6 +47,12 @@ pub enum RunscError {
         "platform {0:?} is not supported by this runsc (it offers: {1}); pick one with --platform"
     )]
     Platform(String, String),
+    #[error("platform {platform} does not work on this host: {why}; use --platform {fallback}")]
+    PlatformUnusable {
+        platform: String,
+        why: String,
+        fallback: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, RunscError>;
