@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 use super::{Ctx, PodError, Result};
-use crate::bundle::{self, ExecProblem, ProcessSpec};
+use crate::bundle::{self, ProcessSpec};
 use crate::state::PodRow;
 
 pub struct ExecRequest {
@@ -57,19 +57,7 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
         None => (main.uid, main.gid, main.additional_gids.clone()),
     };
     let cwd = req.workdir.clone().unwrap_or_else(|| main.cwd.clone());
-    let path_env = env.iter().find_map(|e| e.strip_prefix("PATH="));
-    if let Err(p) = bundle::check_executable(&rootfs, &req.cmd[0], path_env, &cwd) {
-        let (why, code) = match p {
-            ExecProblem::NotFound => ("executable file not found", 127),
-            ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
-        };
-        return Err(PodError::Command {
-            cmd: req.cmd[0].clone(),
-            why,
-            image: pod.image_ref.clone(),
-            code,
-        });
-    }
+    super::check_command(&rootfs, &req.cmd[0], &env, &cwd, &pod.image_ref)?;
     let process = serde_json::json!({
         "terminal": req.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
