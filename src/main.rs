@@ -5,6 +5,7 @@ mod cli;
 mod image;
 mod pod;
 mod runsc;
+mod snapshot;
 mod state;
 mod util;
 

@@ -8,9 +8,11 @@
 mod images;
 mod migrations;
 mod pods;
+mod snapshots;
 
 pub use images::ImageRow;
 pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
+pub use snapshots::{CheckpointRow, CheckpointState, SnapshotRow};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub enum StateError {
     },
     #[error("a pod named {0:?} already exists")]
     NameInUse(String),
+    #[error("a snapshot named {0:?} already exists (see `gvpod snapshot ls`)")]
+    SnapshotNameInUse(String),
     #[error("corrupt record in state database: {0}")]
     Corrupt(String),
 }
