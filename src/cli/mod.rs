@@ -5,6 +5,7 @@
 
 mod args;
 mod format;
+mod snapshot;
 
 use std::io::Write;
 use std::time::Duration;
@@ -25,8 +26,8 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(&cli.log_level);
-    if let Cmd::Monitor { id } = &cli.cmd {
-        return pod::monitor_main(&cli.root, id);
+    if let Cmd::Monitor { id, restore } = &cli.cmd {
+        return pod::monitor_main(&cli.root, id, restore.as_deref());
     }
     match dispatch(cli) {
         Ok(code) => code,
@@ -39,6 +40,10 @@ pub fn main() -> i32 {
                         .map(image_exit_code)
                 })
                 .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
+                .or_else(|| {
+                    e.downcast_ref::<crate::snapshot::SnapshotError>()
+                        .map(crate::snapshot::SnapshotError::exit_code)
+                })
                 .unwrap_or(125);
             eprintln!("gvpod: {e}");
             code
@@ -283,6 +288,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format::gc(&rep, &format)?;
             Ok(0)
         }
+        Cmd::Checkpoint(a) => snapshot::checkpoint(&mut ctx, a),
+        Cmd::Restore(a) => snapshot::restore(&mut ctx, a, debug),
+        Cmd::Snapshot(c) => snapshot::snapshot(&mut ctx, c),
+        Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Monitor { .. } => unreachable!("handled before the context is opened"),
     }
 }

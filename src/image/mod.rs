@@ -25,6 +25,7 @@
 //! removal never deletes a layer that an import is about to register.
 
 mod changes;
+mod commit;
 mod import;
 mod reference;
 mod sys;

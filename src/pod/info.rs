@@ -29,6 +29,8 @@ pub struct PodView {
     pub monitor_pid: Option<i32>,
     pub config: PodOptions,
     pub runsc: serde_json::Value,
+    /// The snapshot an exited pod was checkpointed to, when that is why it stopped.
+    pub checkpointed: Option<String>,
 }
 
 fn view(ctx: &Ctx, p: PodRow) -> PodView {
@@ -37,7 +39,9 @@ fn view(ctx: &Ctx, p: PodRow) -> PodView {
         .ok()
         .and_then(|v| serde_json::from_value(v["args"].clone()).ok())
         .unwrap_or_default();
+    let checkpointed = super::checkpoint::checkpointed_to(ctx, &p);
     PodView {
+        checkpointed,
         log_path: ctx.log_path(&p.id).display().to_string(),
         bundle: bundle.display().to_string(),
         command,

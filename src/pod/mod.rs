@@ -2,7 +2,9 @@
 //! process, and the rollback of half-done work. The only layer that knows
 //! about images, bundles and runsc at once; one file per lifecycle verb.
 
+mod checkpoint;
 mod cleanup;
+mod commit;
 mod create;
 mod exec;
 mod failpoint;
@@ -11,15 +13,19 @@ mod info;
 mod logs;
 mod monitor;
 mod proto;
+mod restore;
 mod start;
 mod stop;
 
+pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};
+pub use commit::commit;
 pub use create::{create, CreateRequest};
 pub use exec::{exec, ExecRequest};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
+pub use restore::{restore, RestoreRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stop::{kill, stop, wait};
 
@@ -72,6 +78,12 @@ pub enum PodError {
     },
     #[error("pod monitor: {0}")]
     Monitor(String),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("checkpoint of pod {pod} failed: {msg}")]
+    Checkpoint { pod: String, msg: String },
+    #[error("restore of snapshot {snapshot} failed: {msg}")]
+    Restore { snapshot: String, msg: String },
     #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
     NotRoot,
 }
@@ -86,7 +98,8 @@ impl PodError {
             | PodError::BadName(_)
             | PodError::Usage(_)
             | PodError::NotRoot => 2,
-            PodError::State(StateError::NameInUse(_)) => 2,
+            PodError::State(StateError::NameInUse(_) | StateError::SnapshotNameInUse(_)) => 2,
+            PodError::Snapshot(e) => e.exit_code(),
             PodError::Image(ImageError::NotFound(_)) => 2,
             PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,
             PodError::Command { code, .. } => *code,

@@ -30,6 +30,17 @@ pub enum StartOutcome {
 }
 
 pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome> {
+    start_with(ctx, pod, attach, None)
+}
+
+/// [`start`], or with `restore` the memory image directory to bring the
+/// pod back from (`runsc restore` instead of `runsc run`).
+pub(crate) fn start_with(
+    ctx: &mut Ctx,
+    pod: &PodRow,
+    attach: Attach,
+    restore: Option<&std::path::Path>,
+) -> Result<StartOutcome> {
     let pod = ctx.refresh(pod.clone())?;
     if !pod.status.can_start() {
         return Err(PodError::BadState {
@@ -76,6 +87,7 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
         .arg(&ctx.root)
         .arg("__monitor")
         .arg(&pod.id)
+        .args(restore.map(|d| format!("--restore={}", d.display())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);

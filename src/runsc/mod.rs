@@ -19,7 +19,7 @@ mod snapshot;
 
 pub use detect::{Features, Version};
 pub use flags::GlobalFlags;
-pub use snapshot::{reap_leftovers, RestoreLaunch};
+pub use snapshot::reap_leftovers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

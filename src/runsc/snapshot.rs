@@ -181,7 +181,13 @@ mod tests {
         let a = args(&old.restore);
         assert_eq!(
             &a[a.len() - 5..],
-            ["restore", "--image-path=/s", "--bundle=/b", "--pid-file=/b/pid", "ID"]
+            [
+                "restore",
+                "--image-path=/s",
+                "--bundle=/b",
+                "--pid-file=/b/pid",
+                "ID"
+            ]
         );
         // Same global flags as every other call (fact 1).
         assert_eq!(&a[..6], &flags().to_args()[..]);
@@ -194,9 +200,15 @@ mod tests {
             Path::new("/s"),
         );
         let c = args(new.create.as_ref().unwrap());
-        assert_eq!(&c[c.len() - 4..], ["create", "--bundle=/b", "--pid-file=/b/pid", "ID"]);
+        assert_eq!(
+            &c[c.len() - 4..],
+            ["create", "--bundle=/b", "--pid-file=/b/pid", "ID"]
+        );
         let r = args(&new.restore);
-        assert_eq!(&r[r.len() - 4..], ["restore", "--image-path=/s", "--bundle=/b", "ID"]);
+        assert_eq!(
+            &r[r.len() - 4..],
+            ["restore", "--image-path=/s", "--bundle=/b", "ID"]
+        );
     }
 
     #[test]

@@ -143,10 +143,8 @@ pub fn import(
     let zr = zstd::stream::read::Decoder::new(f).map_err(io("cannot read", path))?;
     let mut archive = tar::Archive::new(zr);
     let mut t = store.temp()?;
-    let _progress = super::Progress::watch(
-        format!("importing {}", path.display()),
-        t.dir.join(IMAGE),
-    );
+    let _progress =
+        super::Progress::watch(format!("importing {}", path.display()), t.dir.join(IMAGE));
     let mut hashes: Vec<(String, String)> = vec![];
     let mut sums: Option<String> = None;
     let mut meta: Option<SnapshotMeta> = None;
@@ -161,7 +159,9 @@ pub fn import(
             .to_string_lossy()
             .into_owned();
         if entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(bad(format!("unexpected member {member:?} (not a regular file)")));
+            return Err(bad(format!(
+                "unexpected member {member:?} (not a regular file)"
+            )));
         }
         if member == SUMS {
             let mut s = String::new();
@@ -244,15 +244,16 @@ pub fn import(
 /// Reads and checks `snapshot.json`.
 pub fn read_meta(path: &Path) -> std::result::Result<SnapshotMeta, String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_slice(&data)
-        .map_err(|e| format!("{META} is not valid JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|e| format!("{META} is not valid JSON: {e}"))?;
     let format = v.get("format").and_then(|f| f.as_u64()).unwrap_or(0);
     if format != FORMAT as u64 {
         return Err(format!(
             "snapshot format {format} is not supported by this gvpod (it reads format {FORMAT})"
         ));
     }
-    serde_json::from_value(v).map_err(|e| format!("{META} is not a gvpod snapshot description: {e}"))
+    serde_json::from_value(v)
+        .map_err(|e| format!("{META} is not a gvpod snapshot description: {e}"))
 }
 
 enum CopyError {

@@ -200,9 +200,7 @@ fn xattrs(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {
         // SAFETY: the buffer is valid for its length; the kernel writes at most that.
-        let n = unsafe {
-            libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len())
-        };
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
         if n >= 0 {
             break n as usize;
         }
@@ -295,7 +293,10 @@ mod tests {
         let n = names(&out);
         let has = |p: &str, t: tar::EntryType| n.iter().any(|(q, u)| q == p && *u == t);
         assert!(has("etc/.wh.gone", tar::EntryType::Regular), "{n:?}");
-        assert!(has("etc/opq/.wh..wh..opq", tar::EntryType::Regular), "{n:?}");
+        assert!(
+            has("etc/opq/.wh..wh..opq", tar::EntryType::Regular),
+            "{n:?}"
+        );
         assert!(has("etc/new2", tar::EntryType::Link), "{n:?}");
         assert!(has("link", tar::EntryType::Symlink), "{n:?}");
         assert!(!n.iter().any(|(q, _)| q == "etc/gone"));

@@ -68,6 +68,22 @@ pub enum SnapshotError {
     State(#[from] StateError),
 }
 
+impl SnapshotError {
+    /// 2 for bad input (unknown, ambiguous or clashing names, unusable
+    /// snapshots, damaged archives), 125 for gvpod's own failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SnapshotError::NotFound(_)
+            | SnapshotError::Ambiguous(..)
+            | SnapshotError::BadName(_)
+            | SnapshotError::BadArchive { .. }
+            | SnapshotError::Unusable { .. }
+            | SnapshotError::State(StateError::SnapshotNameInUse(_)) => 2,
+            _ => 125,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, SnapshotError>;
 
 pub(crate) fn io<'a>(
@@ -203,11 +219,13 @@ impl SnapshotStore {
             lock: None,
             armed: true,
         };
-        t.lock = Some(lock(&t.dir.join(LOCK), true)?.ok_or_else(|| SnapshotError::Io {
-            what: "cannot lock",
-            path: t.dir.join(LOCK),
-            source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
-        })?);
+        t.lock = Some(
+            lock(&t.dir.join(LOCK), true)?.ok_or_else(|| SnapshotError::Io {
+                what: "cannot lock",
+                path: t.dir.join(LOCK),
+                source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            })?,
+        );
         Ok(t)
     }
 
@@ -236,21 +254,38 @@ impl SnapshotStore {
     }
 
     /// Registers the snapshot in `t` (already in place) and keeps the directory.
-    pub fn register(&self, db: &mut Db, mut t: TempSnapshot, meta: &SnapshotMeta) -> Result<()> {
+    pub fn register(&self, db: &mut Db, t: TempSnapshot, meta: &SnapshotMeta) -> Result<()> {
+        self.register_checkpoint(db, t, meta, false)
+    }
+
+    /// [`SnapshotStore::register`]; with `finish_checkpoint`, also marks the
+    /// source pod's checkpoint done in the same transaction.
+    pub fn register_checkpoint(
+        &self,
+        db: &mut Db,
+        mut t: TempSnapshot,
+        meta: &SnapshotMeta,
+        finish_checkpoint: bool,
+    ) -> Result<()> {
         let size = dir_size(&t.dir);
-        db.insert_snapshot(&SnapshotRow {
-            id: meta.id.clone(),
-            name: meta.name.clone(),
-            pod_id: meta.pod.id.clone(),
-            pod_name: meta.pod.name.clone(),
-            image_id: meta.image.id.clone(),
-            image_ref: meta.image.reference.clone(),
-            runsc_version: meta.runsc.version.clone(),
-            platform: meta.runsc.platform.clone(),
-            created: meta.created.clone(),
-            size: i64::try_from(size).unwrap_or(i64::MAX),
-            meta_json: serde_json::to_string(meta).expect("snapshot metadata serialises"),
-        })?;
+        let dir = t.dir.to_string_lossy().into_owned();
+        let finishing = finish_checkpoint.then_some((meta.pod.id.as_str(), dir.as_str()));
+        db.insert_snapshot_finishing(
+            &SnapshotRow {
+                id: meta.id.clone(),
+                name: meta.name.clone(),
+                pod_id: meta.pod.id.clone(),
+                pod_name: meta.pod.name.clone(),
+                image_id: meta.image.id.clone(),
+                image_ref: meta.image.reference.clone(),
+                runsc_version: meta.runsc.version.clone(),
+                platform: meta.runsc.platform.clone(),
+                created: meta.created.clone(),
+                size: i64::try_from(size).unwrap_or(i64::MAX),
+                meta_json: serde_json::to_string(meta).expect("snapshot metadata serialises"),
+            },
+            finishing,
+        )?;
         t.armed = false;
         Ok(())
     }
@@ -443,7 +478,10 @@ mod tests {
         assert!(live.dir.exists() && !dead_dir.exists());
         let live_dir = live.dir.clone();
         drop(live);
-        assert!(!live_dir.exists(), "an uncommitted temp dir is removed on drop");
+        assert!(
+            !live_dir.exists(),
+            "an uncommitted temp dir is removed on drop"
+        );
     }
 
     #[test]
@@ -454,7 +492,10 @@ mod tests {
         assert!(store.claim(&t.dir).unwrap().is_none());
         let dir = t.dir.clone();
         t.forget();
-        let c = store.claim(&dir).unwrap().expect("abandoned dir can be claimed");
+        let c = store
+            .claim(&dir)
+            .unwrap()
+            .expect("abandoned dir can be claimed");
         drop(c);
         assert!(!dir.exists());
     }

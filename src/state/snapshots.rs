@@ -91,7 +91,25 @@ fn snap_from_row(r: &Row) -> rusqlite::Result<SnapshotRow> {
 impl Db {
     /// Registers a snapshot; a taken name is `SnapshotNameInUse`.
     pub fn insert_snapshot(&mut self, s: &SnapshotRow) -> Result<()> {
+        self.insert_snapshot_finishing(s, None)
+    }
+
+    /// Registers a snapshot and, in the same transaction, marks the
+    /// checkpoint of pod `finishing.0` done with its image now in
+    /// `finishing.1`, so no crash can leave one without the other.
+    pub fn insert_snapshot_finishing(
+        &mut self,
+        s: &SnapshotRow,
+        finishing: Option<(&str, &str)>,
+    ) -> Result<()> {
         self.write(|tx| {
+            if let Some((pod, dir)) = finishing {
+                tx.execute(
+                    "UPDATE pod_checkpoints SET state='done', dir=?2 WHERE pod_id=?1",
+                    params![pod, dir],
+                )
+                .map_err(sql)?;
+            }
             let res = tx.execute(
                 &format!("INSERT INTO snapshots ({SNAP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"),
                 params![
@@ -190,19 +208,21 @@ impl Db {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        row.map(|(pod_id, snapshot_id, snapshot_name, dir, leave_running, state, at)| {
-            Ok(CheckpointRow {
-                pod_id,
-                snapshot_id,
-                snapshot_name,
-                dir,
-                leave_running,
-                state: CheckpointState::parse(&state).ok_or_else(|| {
-                    StateError::Corrupt(format!("unknown checkpoint state {state:?}"))
-                })?,
-                at,
-            })
-        })
+        row.map(
+            |(pod_id, snapshot_id, snapshot_name, dir, leave_running, state, at)| {
+                Ok(CheckpointRow {
+                    pod_id,
+                    snapshot_id,
+                    snapshot_name,
+                    dir,
+                    leave_running,
+                    state: CheckpointState::parse(&state).ok_or_else(|| {
+                        StateError::Corrupt(format!("unknown checkpoint state {state:?}"))
+                    })?,
+                    at,
+                })
+            },
+        )
         .transpose()
     }
 
@@ -269,7 +289,10 @@ mod tests {
         let mut db = Db::open(d.path()).unwrap();
         db.insert_snapshot(&snap("abc1", "s1")).unwrap();
         let e = db.insert_snapshot(&snap("abc2", "s1")).unwrap_err();
-        assert!(matches!(e, StateError::SnapshotNameInUse(ref n) if n == "s1"), "{e}");
+        assert!(
+            matches!(e, StateError::SnapshotNameInUse(ref n) if n == "s1"),
+            "{e}"
+        );
         db.insert_snapshot(&snap("abd3", "s2")).unwrap();
         assert_eq!(db.find_snapshots("ab").unwrap().len(), 2);
         assert_eq!(db.find_snapshots("s2").unwrap()[0].id, "abd3");
@@ -296,7 +319,10 @@ mod tests {
         db.set_checkpoint_state("p", CheckpointState::Done, Some("/final"))
             .unwrap();
         let got = db.checkpoint_of("p").unwrap().unwrap();
-        assert_eq!((got.state, got.dir.as_str()), (CheckpointState::Done, "/final"));
+        assert_eq!(
+            (got.state, got.dir.as_str()),
+            (CheckpointState::Done, "/final")
+        );
         assert!(db.begin_checkpoint(&c).unwrap());
         assert_eq!(db.clear_orphan_checkpoints().unwrap(), 1);
         assert!(db.checkpoint_of("p").unwrap().is_none());
