@@ -97,6 +97,10 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     // Does the sandbox go away (20221219, or no --leave-running) or stay?
     let sandbox_stops = !(req.leave_running && runsc.features.leave_running_in_place);
     let t0 = Instant::now();
+    if failpoint::fail("checkpoint:runsc") {
+        // runsc refuses to overwrite an image: a real runsc error, before the save.
+        let _ = std::fs::write(t.dir.join(snapshot::IMAGE), b"");
+    }
     let saved = {
         let _p = snapshot::Progress::watch(
             format!("checkpointing pod {}", pod.name),
@@ -141,6 +145,13 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
             checkpoint_ms,
         )?;
         failpoint::hit("checkpoint:written");
+        if failpoint::fail("checkpoint:disk-full") {
+            return Err(PodError::Io {
+                what: "cannot write",
+                path: t.dir.join(snapshot::DIFF),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
         store.put_in_place(&mut t, &snap_id)?;
         Ok(meta)
     })();
@@ -529,10 +540,9 @@ pub(crate) fn after_restore_started(ctx: &mut Ctx, id: &str, flags: &GlobalFlags
         let r = r.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            match r.state(flags, id) {
-                Ok(Some(s)) if s.status == "running" => break,
-                Ok(None) | Err(_) => break,
-                _ => std::thread::sleep(Duration::from_millis(5)),
+            match r.status(flags, id).as_deref() {
+                Some("created") => std::thread::sleep(Duration::from_millis(2)),
+                _ => break,
             }
         }
     }

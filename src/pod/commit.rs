@@ -13,6 +13,8 @@ use crate::image::Image;
 use crate::state::PodStatus;
 
 pub fn commit(ctx: &mut Ctx, key: &str, reference: &str) -> Result<Image> {
+    // Bad references fail before any work.
+    crate::image::Reference::parse(reference)?;
     let pod = ctx.lookup(key)?;
     let pod = ctx.refresh(pod)?;
     let base = ctx.images.resolve(&ctx.db, &pod.image_id)?;

@@ -100,7 +100,7 @@ impl PodError {
             | PodError::NotRoot => 2,
             PodError::State(StateError::NameInUse(_) | StateError::SnapshotNameInUse(_)) => 2,
             PodError::Snapshot(e) => e.exit_code(),
-            PodError::Image(ImageError::NotFound(_)) => 2,
+            PodError::Image(ImageError::NotFound(_) | ImageError::InvalidReference { .. }) => 2,
             PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,
             PodError::Command { code, .. } => *code,
             PodError::Runsc(

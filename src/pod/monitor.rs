@@ -183,6 +183,23 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             }
             std::thread::sleep(Duration::from_millis(1));
         };
+        // A restore has a sandbox (and a pid file) before the memory image is
+        // loaded; it has started only once runsc records it as running.
+        let pid = match (&launch, pid) {
+            (Launch::Restore(_), Some(p)) => {
+                let r = ctx.runsc().ok().cloned();
+                loop {
+                    if r.as_ref().and_then(|r| r.status(&flags, id)).as_deref() == Some("running") {
+                        break Some(p);
+                    }
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (_, pid) => pid,
+        };
         let me = std::process::id() as i32;
         if let Err(e) = ctx
             .db
@@ -267,8 +284,15 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     if let Err(e) = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), code) {
         tracing::warn!("recording exit of {id}: {e}");
     }
-    // `runsc run` deletes its container when it returns; only a killed runsc leaves one.
-    if !matches!(status, Some(s) if s.code().is_some()) {
+    // `runsc run` deletes its container when it returns; only a killed runsc
+    // leaves one. A failed restore can leave a created container and its
+    // sandbox processes behind.
+    if matches!(launch, Launch::Restore(_)) && !matches!(status, Some(s) if s.success()) {
+        if let Ok(r) = ctx.runsc() {
+            let _ = r.delete_force(&flags, id);
+        }
+        crate::runsc::reap_leftovers(&flags, id);
+    } else if !matches!(status, Some(s) if s.code().is_some()) {
         if let Ok(r) = ctx.runsc() {
             let _ = r.delete_force(&flags, id);
         }

@@ -196,7 +196,11 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
             let flags = ctx.flags_of(&pod)?;
             Some(
                 crate::runsc::last_error(&flags.log)
-                    .map(|m| format!("runsc: {m} (runsc log: {})", flags.log.display()))
+                    .map(|m| {
+                        // runsc appends a goroutine dump to some errors: one line is enough.
+                        let first = m.lines().next().unwrap_or_default().trim_end_matches(':');
+                        format!("runsc: {first} (runsc log: {})", flags.log.display())
+                    })
                     .unwrap_or_else(|| {
                         format!(
                             "the pod exited at once (code {}); see `gvpod logs {}`",

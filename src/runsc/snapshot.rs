@@ -87,6 +87,22 @@ impl Runsc {
     }
 }
 
+impl Runsc {
+    /// The status runsc records for container `id` ("created", "running",
+    /// "stopped"), read from its state file (`<root>/<id>_sandbox:<id>.state`)
+    /// in microseconds instead of a `runsc state` call (~40 ms), falling back
+    /// to `runsc state` when the file is not where this layout puts it.
+    pub fn status(&self, flags: &GlobalFlags, id: &str) -> Option<String> {
+        let f = flags.root.join(format!("{id}_sandbox:{id}.state"));
+        match std::fs::read(&f) {
+            Ok(data) => serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string)),
+            Err(_) => self.state(flags, id).ok().flatten().map(|s| s.status),
+        }
+    }
+}
+
 /// SIGKILLs the sandbox and gofer processes of container `id` under the
 /// runsc root of `flags` that are still alive. DESIGN.md fact 5: after a
 /// checkpoint, release 20221219's sandbox and gofer can linger and hold the

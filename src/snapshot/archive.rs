@@ -70,7 +70,9 @@ pub fn export(store: &SnapshotStore, row: &SnapshotRow, out: &Path) -> Result<u6
             .mode(0o600)
             .open(&tmp)
             .map_err(io("cannot create", &tmp))?;
-        let zw = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, f), 3)
+        let mut zw = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, f), 3)
+            .map_err(io("cannot compress into", &tmp))?;
+        zw.include_checksum(true)
             .map_err(io("cannot compress into", &tmp))?;
         let mut tar = tar::Builder::new(zw);
         let mut sums = String::new();
@@ -82,6 +84,8 @@ pub fn export(store: &SnapshotStore, row: &SnapshotRow, out: &Path) -> Result<u6
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mode(0o600);
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_size(len);
             h.set_mtime(0);
             let mut r = HashRead {
@@ -95,6 +99,8 @@ pub fn export(store: &SnapshotStore, row: &SnapshotRow, out: &Path) -> Result<u6
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o600);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(sums.len() as u64);
         h.set_mtime(0);
         tar.append_data(&mut h, SUMS, sums.as_bytes())
