@@ -29,7 +29,7 @@ fn last_count(r: &Root, pod: &str) -> u64 {
     stdout(&r.gvpod(&["logs", pod]))
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 

@@ -126,7 +126,7 @@ pub fn reap_leftovers(flags: &GlobalFlags, id: &str) -> Vec<i32> {
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let prog = args.first().copied().unwrap_or_default();
         let ours = (prog.ends_with(b"runsc-sandbox") || prog.ends_with(b"runsc-gofer"))
-            && args.iter().any(|a| *a == root_arg.as_bytes())
+            && args.contains(&root_arg.as_bytes())
             && args
                 .iter()
                 .any(|a| *a == id.as_bytes() || a.windows(id.len()).any(|w| w == id.as_bytes()));

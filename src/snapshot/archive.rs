@@ -203,7 +203,7 @@ pub fn import(
         out.sync_all().map_err(io("cannot sync", &dest))?;
         hashes.push((member.clone(), hex::encode(r.hash.finalize())));
         if member == META {
-            let m = read_meta(&dest).map_err(|why| bad(why))?;
+            let m = read_meta(&dest).map_err(bad)?;
             // Fail before reading the (large) memory image when the name is taken.
             let wanted = name.unwrap_or(&m.name);
             if db.snapshot_name_taken(wanted)? {

@@ -89,12 +89,8 @@ fn snap_from_row(r: &Row) -> rusqlite::Result<SnapshotRow> {
 }
 
 impl Db {
-    /// Registers a snapshot; a taken name is `SnapshotNameInUse`.
-    pub fn insert_snapshot(&mut self, s: &SnapshotRow) -> Result<()> {
-        self.insert_snapshot_finishing(s, None)
-    }
-
-    /// Registers a snapshot and, in the same transaction, marks the
+    /// Registers a snapshot (a taken name is `SnapshotNameInUse`) and,
+    /// with `finishing`, in the same transaction marks the
     /// checkpoint of pod `finishing.0` done with its image now in
     /// `finishing.1`, so no crash can leave one without the other.
     pub fn insert_snapshot_finishing(
@@ -287,13 +283,17 @@ mod tests {
     fn snapshot_names_are_unique_and_prefixes_resolve() {
         let d = tempfile::tempdir().unwrap();
         let mut db = Db::open(d.path()).unwrap();
-        db.insert_snapshot(&snap("abc1", "s1")).unwrap();
-        let e = db.insert_snapshot(&snap("abc2", "s1")).unwrap_err();
+        db.insert_snapshot_finishing(&snap("abc1", "s1"), None)
+            .unwrap();
+        let e = db
+            .insert_snapshot_finishing(&snap("abc2", "s1"), None)
+            .unwrap_err();
         assert!(
             matches!(e, StateError::SnapshotNameInUse(ref n) if n == "s1"),
             "{e}"
         );
-        db.insert_snapshot(&snap("abd3", "s2")).unwrap();
+        db.insert_snapshot_finishing(&snap("abd3", "s2"), None)
+            .unwrap();
         assert_eq!(db.find_snapshots("ab").unwrap().len(), 2);
         assert_eq!(db.find_snapshots("s2").unwrap()[0].id, "abd3");
         assert!(db.snapshot_name_taken("s1").unwrap());
