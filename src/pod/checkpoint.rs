@@ -507,6 +507,13 @@ pub(crate) fn after_sandbox_exit(
                 }
                 for d in &dirs {
                     if let Ok(Some(t)) = store.claim(d) {
+                        // The lock is also free once gvpod has registered the
+                        // snapshot (it marks the checkpoint done first): look again.
+                        let now = ctx.db.checkpoint_of(id).ok().flatten().map(|c| c.state);
+                        if !matches!(now, Some(CheckpointState::Saving | CheckpointState::Saved)) {
+                            t.forget();
+                            break;
+                        }
                         let dir = t.dir.clone();
                         if let Ok(mut g) = CLAIMED.lock() {
                             *g = Some(t);

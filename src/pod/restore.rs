@@ -329,7 +329,10 @@ fn prepare_in_place(
             pod.name, meta.name
         )));
     }
-    ctx.runsc()?.delete_force(&flags, &pod.id)?;
+    let runsc = ctx.runsc()?.clone();
+    if runsc.has_state(&flags, &pod.id) {
+        runsc.delete_force(&flags, &pod.id)?;
+    }
     crate::runsc::reap_leftovers(&flags, &pod.id);
     let bundle = ctx.bundle_dir(&pod.id);
     let paths = RootfsPaths::new(&bundle);
