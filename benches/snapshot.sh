@@ -92,7 +92,7 @@ gcc -O2 -static -o "$WORK/add/memfill" "$REPO/benches/memfill.c"
 tar --append -f "$WORK/bench.tar" -C "$WORK/add" --owner=0 --group=0 memfill
 "$GVPOD" import "$WORK/bench.tar" bench >/dev/null
 
-ms() { date +%s%N; }
+us() { echo $(( $(date +%s%N) / 1000 )); }
 # wait_line POD PATTERN: waits (10 ms steps, 600 s at most) for PATTERN in the pod's log
 wait_line() {
     local log i
@@ -124,10 +124,10 @@ print("--log='"$WORK"'/bare-runsc.log"); print("--log-format=json")
 if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
     g_cp=(); g_rs=(); b_cp=(); b_rs=(); img=0
     for i in $(seq "$RUNS"); do
-        t0=$(ms); "$GVPOD" checkpoint --name "s$size-$i" "$pod" >/dev/null
-        t1=$(ms); "$GVPOD" restore "s$size-$i" >/dev/null
-        t2=$(ms)
-        g_cp+=($(( (t1 - t0) / 1000 ))); g_rs+=($(( (t2 - t1) / 1000 )))
+        t0=$(us); "$GVPOD" checkpoint --name "s$size-$i" "$pod" >/dev/null
+        t1=$(us); "$GVPOD" restore "s$size-$i" >/dev/null
+        t2=$(us)
+        g_cp+=($(( t1 - t0 ))); g_rs+=($(( t2 - t1 )))
         img=$("$GVPOD" snapshot inspect "s$size-$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_image_bytes"])')
         "$GVPOD" snapshot rm "s$size-$i" >/dev/null
     done
@@ -137,13 +137,13 @@ if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
     for i in $(seq "$RUNS"); do
         d="$GVPOD_ROOT/snapshots/bare-$size-$i"
         mkdir -p "$d"
-        t0=$(ms); "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d" "$id"
-        t1=$(ms)
+        t0=$(us); "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d" "$id"
+        t1=$(us)
         # 20221219 can leave the sandbox's processes holding its socket for a moment (fact 5).
         while "$RUNSC" "${BARE_FLAGS[@]}" state "$id" >/dev/null 2>&1; do "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || sleep 0.01; done
-        t2=$(ms); "$RUNSC" "${BARE_FLAGS[@]}" restore --detach --image-path="$d" --bundle="$bundle" "$id" </dev/null >/dev/null 2>&1
-        t3=$(ms)
-        b_cp+=($(( (t1 - t0) / 1000 ))); b_rs+=($(( (t3 - t2) / 1000 )))
+        t2=$(us); "$RUNSC" "${BARE_FLAGS[@]}" restore --detach --image-path="$d" --bundle="$bundle" "$id" </dev/null >/dev/null 2>&1
+        t3=$(us)
+        b_cp+=($(( t1 - t0 ))); b_rs+=($(( t3 - t2 )))
         rm -rf "$d"
     done
     "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || true
@@ -159,13 +159,13 @@ wait_line srv "tick 1 "
 "$GVPOD" checkpoint --leave-running --name warm srv >/dev/null
 "$GVPOD" rm -f srv >/dev/null
 for i in $(seq "$RUNS"); do
-    t0=$(ms); "$GVPOD" run -d --name "cold$i" bench /memfill 64 "$WARMUP_MS" >/dev/null
-    wait_line "cold$i" "tick 1 "; t1=$(ms)
-    cold+=($(( (t1 - t0) / 1000 )))
+    t0=$(us); "$GVPOD" run -d --name "cold$i" bench /memfill 64 "$WARMUP_MS" >/dev/null
+    wait_line "cold$i" "tick 1 "; t1=$(us)
+    cold+=($(( t1 - t0 )))
     "$GVPOD" rm -f "cold$i" >/dev/null
-    t0=$(ms); "$GVPOD" restore --name "warm$i" warm >/dev/null
-    wait_line "warm$i" "tick"; t1=$(ms)
-    warm+=($(( (t1 - t0) / 1000 )))
+    t0=$(us); "$GVPOD" restore --name "warm$i" warm >/dev/null
+    wait_line "warm$i" "tick"; t1=$(us)
+    warm+=($(( t1 - t0 )))
     "$GVPOD" rm -f "warm$i" >/dev/null
 done
 echo "answer $(median "${cold[@]}") $(median "${warm[@]}")" >>"$RESULTS"
@@ -173,7 +173,8 @@ echo "answer $(median "${cold[@]}") $(median "${warm[@]}")" >>"$RESULTS"
 python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | head -1)" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
-print(f"\nsnapshot benchmark: median of {sys.argv[2]} runs, {sys.argv[3]}, ptrace, --network none\n")
+import os
+print(f"\nsnapshot benchmark: median of {sys.argv[2]} runs, {sys.argv[3]}, ptrace, --network none, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
 print("| pod memory | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio |")
 print("|---|---|---|---|---|---|---|---|")
 worst = 0.0
@@ -181,7 +182,7 @@ for r in rows:
     if r[0] == "answer":
         continue
     mib, img = int(r[0]), int(r[1]) / 1e6
-    gc, bc, gr, br = (float(x) for x in r[2:6])
+    gc, bc, gr, br = (float(x) / 1000 for x in r[2:6])
     rc, rr = gc / bc, gr / br
     worst = max(worst, rc, rr)
     mbs = lambda t: mib * 1.048576 / (t / 1000)
@@ -189,7 +190,7 @@ for r in rows:
           f"| {gr:.0f} ms ({mbs(gr):.0f} MB/s) | {br:.0f} ms ({mbs(br):.0f} MB/s) | {rr:.2f}x |")
 for r in rows:
     if r[0] == "answer":
-        cold, warm = float(r[1]), float(r[2])
+        cold, warm = float(r[1]) / 1000, float(r[2]) / 1000
         print(f"\nfirst answer (first output line of a server-like process, no networking yet):"
               f" cold `gvpod run -d` {cold:.0f} ms, `gvpod restore` of a warmed-up snapshot {warm:.0f} ms"
               f" ({cold / warm:.1f}x faster)")

@@ -183,6 +183,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             }
             std::thread::sleep(Duration::from_millis(1));
         };
+        tracing::debug!("step monitor:pid-file");
         // A restore has a sandbox (and a pid file) before the memory image is
         // loaded; it has started only once runsc records it as running.
         let pid = match (&launch, pid) {

@@ -126,6 +126,7 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
         }
     }
 
+    tracing::debug!("step restore:checked");
     let source = ctx.db.pod(&meta.pod.id)?;
     let source = match source {
         Some(p) => Some(ctx.refresh(p)?),

@@ -52,7 +52,10 @@ pub(crate) fn start_with(
     if pod.status == PodStatus::Exited {
         // A restart: clear what a killed runsc may have left, remount after a reboot.
         let flags = ctx.flags_of(&pod)?;
-        ctx.runsc()?.delete_force(&flags, &pod.id)?;
+        let runsc = ctx.runsc()?;
+        if runsc.has_state(&flags, &pod.id) {
+            runsc.delete_force(&flags, &pod.id)?;
+        }
         let paths = RootfsPaths::new(&ctx.bundle_dir(&pod.id));
         if !is_mountpoint(&paths.merged) {
             let image = ctx.images.resolve(&ctx.db, &pod.image_id)?;
