@@ -5,19 +5,25 @@
 //! ```text
 //! oci-layout                 {"imageLayoutVersion":"1.0.0"}
 //! lock                       flock(2) serialising registration and removal
-//! blobs/sha256/<hex>         content-addressed blobs: layer tars (uncompressed,
-//!                            so digest == diff id), image configs, manifests
+//! blobs/sha256/<hex>         content-addressed blobs: layer tars (as pulled or
+//!                            loaded: plain, gzip or zstd; imports store them
+//!                            uncompressed), image configs, manifests
 //! blobs/sha256/.tmp-<rand>   a blob being written (temp file, fsync, rename)
-//! layers/<diff-id hex>/      one unpacked, read-only layer per diff id, shared
-//!                            by every image and pod using it; overlay whiteouts
-//!                            (see `unpack`)
-//! layers/.tmp-<rand>/        a layer being unpacked (renamed into place when done)
+//! layers/<chain-id hex>/     one unpacked, read-only layer per chain id: the
+//!                            layer applied on top of its parents, in overlayfs
+//!                            upper-dir form (see `unpack`); shared by every
+//!                            image and pod using the same layer stack
+//! layers/.tmp-<rand>/        a layer being unpacked (`upper/` is renamed into
+//!                            place when done; the rest is overlay scratch)
 //! layers/.rm-<rand>/         a layer being removed
 //! ```
 //!
-//! The state database is the index: an image row (id = `sha256:<config
-//! digest>`, diff ids lowest first, unpacked size) plus tags
-//! (`registry/repository:tag`). There is no `index.json`.
+//! The chain id of a bottom layer is its diff id, so one-layer images keep
+//! `layers/<diff-id hex>`. The state database is the index: an image row
+//! (id = `sha256:<config digest>`, manifest digest, diff ids lowest first —
+//! from which the chain ids and so the layer dirs follow —, layer blob
+//! digests, unpacked size) plus tags (`registry/repository:tag`). There is
+//! no `index.json`.
 //!
 //! Concurrency: unpacking happens outside any lock into a private temp dir;
 //! moving a layer into place, writing blobs, registering the image and

@@ -16,6 +16,7 @@
 //! whatever this call put in place, and registers nothing.
 
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -67,7 +68,7 @@ impl Compression {
     }
 
     /// Wraps `r` in the matching decompressor.
-    pub fn reader<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+    pub fn reader<'a, R: Read + Send + 'a>(self, r: R) -> io::Result<Box<dyn Read + Send + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
@@ -220,6 +221,9 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
+/// The layer itself inside a layer temp dir (the rest is overlay scratch space).
+const UPPER: &str = "upper";
+
 /// A layer this call unpacked, waiting to be moved into place.
 struct Unpacked {
     tmp: TempPath,
@@ -320,7 +324,7 @@ impl ImageStore {
                         unpacked
                             .iter()
                             .find(|u| Some(u.hex.as_str()) == sha256_hex(&chains[j]))
-                            .map(|u| u.tmp.path.clone())
+                            .map(|u| u.tmp.path.join(UPPER))
                             .unwrap_or_else(|| d.clone())
                     })
                     .collect();
@@ -358,10 +362,10 @@ impl ImageStore {
             }
             let mut created: Vec<PathBuf> = Vec::new();
             let res = (|| -> Result<ImageRow> {
-                for u in unpacked {
+                for u in &unpacked {
                     let dest = layers_dir.join(&u.hex);
-                    if rename_into_place(&u.tmp.path, &dest)? {
-                        u.tmp.keep();
+                    // Else another process put the same layer in place first.
+                    if rename_into_place(&u.tmp.path.join(UPPER), &dest)? {
                         created.push(dest);
                     }
                 }
@@ -419,9 +423,9 @@ impl ImageStore {
         )))
     }
 
-    /// Unpacks one layer blob into a fresh `layers/.tmp-*` directory on top
-    /// of `parents` (lowest first), verifying its diff id. Returns the temp
-    /// dir and the bytes of file content written.
+    /// Unpacks one layer blob on top of `parents` (lowest first) into
+    /// `<tmp>/upper` of a fresh `layers/.tmp-*` directory, verifying its diff
+    /// id. Returns the temp dir and the bytes of file content written.
     fn unpack_layer_blob(
         &self,
         desc: &Descriptor,
@@ -430,9 +434,12 @@ impl ImageStore {
         parents: &[PathBuf],
         name: &str,
     ) -> Result<(TempPath, u64)> {
-        let _ = parents; // applied on top of its parents in `unpack` (next step)
         let blob = self.open_blob(&desc.digest, Some(desc.size))?;
         let tmp = self.new_layer_tmp()?;
+        let dest = tmp.path.join(UPPER);
+        std::fs::create_dir(&dest).map_err(io_err(&dest))?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err(&dest))?;
         let corrupt = |source: io::Error| ImageError::CorruptArchive {
             what: format!("layer {name}"),
             source,
@@ -444,7 +451,7 @@ impl ImageStore {
             inner: reader,
             hasher: Sha256::new(),
         };
-        let stats = unpack::unpack_layer(&mut hr, &tmp.path, name)?;
+        let stats = unpack::apply_layer(&mut hr, &dest, parents, &tmp.path, name)?;
         io::copy(&mut hr, &mut io::sink()).map_err(corrupt)?;
         let actual = format!("sha256:{}", hex::encode(hr.hasher.finalize()));
         if actual != diff_id {
@@ -460,7 +467,7 @@ impl ImageStore {
 
     /// A fresh, empty `layers/.tmp-*` directory (mode 0755), removed on drop.
     pub(super) fn new_layer_tmp(&self) -> Result<TempPath> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         let tmp = TempPath::new(self.layers_dir().join(temp_name(TMP_PREFIX)));
         std::fs::DirBuilder::new()
             .mode(0o755)
