@@ -30,14 +30,18 @@
 //! removing images all happen under the store's exclusive `flock`, so a
 //! removal never deletes a layer that an import is about to register.
 
+mod archive;
 mod blob;
 mod changes;
 mod import;
+mod info;
 mod reference;
 mod register;
 mod sys;
 mod unpack;
 
+pub use archive::ArchiveFormat;
+pub use info::PruneReport;
 pub use reference::Reference;
 #[allow(unused_imports)] // for the registry pull path and the bundle builder
 pub use unpack::{unpack_layer, UnpackStats};
@@ -140,6 +144,14 @@ pub enum ImageError {
     UnsupportedMediaType { digest: String, media_type: String },
     #[error("{0}")]
     Busy(String),
+    #[error("{source_name}: not an image archive or layout: {reason}")]
+    InvalidArchive { source_name: String, reason: String },
+    #[error("invalid {what} {value:?}: {reason}")]
+    BadInput {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -159,6 +171,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
 pub struct Image {
     /// "sha256:<hex>" digest of the image config.
     pub id: String,
+    /// "sha256:<hex>" digest of its manifest.
+    pub digest: String,
     /// The normalised reference it was resolved from, or the id.
     pub reference: String,
     pub config: oci_spec::image::ImageConfiguration,
@@ -177,8 +191,10 @@ pub struct ImageSummary {
     /// `registry/repository`; `None` when untagged.
     pub repository: Option<String>,
     pub tag: Option<String>,
-    /// "sha256:<hex>".
+    /// "sha256:<hex>" of the image config.
     pub id: String,
+    /// "sha256:<hex>" of the image manifest.
+    pub digest: String,
     /// RFC 3339.
     pub created: String,
     /// Unpacked bytes.
@@ -468,6 +484,7 @@ impl ImageStore {
         }
         Ok(Image {
             id: row.id.clone(),
+            digest: row.manifest_digest.clone(),
             reference,
             config,
             layers,
@@ -496,6 +513,7 @@ impl ImageStore {
                     reference: None,
                     repository: None,
                     tag: None,
+                    digest: row.manifest_digest,
                     id: row.id,
                     created: row.created,
                     size,
@@ -512,6 +530,7 @@ impl ImageStore {
                     repository: Some(repository),
                     tag,
                     id: row.id.clone(),
+                    digest: row.manifest_digest.clone(),
                     created: row.created.clone(),
                     size,
                 });
@@ -618,6 +637,15 @@ impl ImageStore {
     /// temp files older than `min_temp_age` (younger ones may belong to an
     /// import in progress). Returns what was removed.
     pub fn gc(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .collect_garbage(db, min_temp_age)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// [`ImageStore::gc`], with the bytes each removed path held.
+    fn collect_garbage(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<(PathBuf, u64)>> {
         let _lock = self.lock()?;
         let (used_layers, used_blobs) = self.referenced(db)?;
         let mut removed = Vec::new();
@@ -642,13 +670,27 @@ impl ImageStore {
                     name.starts_with(RM_PREFIX) || !used.contains(&name)
                 };
                 if stale {
+                    let bytes = disk_usage(&path);
                     sys::remove_path(&path).map_err(io_err(&path))?;
-                    removed.push(path);
+                    removed.push((path, bytes));
                 }
             }
         }
         Ok(removed)
     }
+}
+
+/// Bytes of the files at or below `path`, symlinks not followed.
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

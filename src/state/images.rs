@@ -95,6 +95,15 @@ impl Db {
         Ok(rows)
     }
 
+    /// Deletes the tag `name` (the image row stays).
+    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM image_tags WHERE name=?1", [name])
+                .map_err(sql)?;
+            Ok(())
+        })
+    }
+
     pub fn tag(&self, name: &str) -> Result<Option<TagRow>> {
         self.conn()
             .query_row(
