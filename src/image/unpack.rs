@@ -13,10 +13,16 @@
 //!   O_NOFOLLOW)`, `symlinkat`, `linkat`, `mknodat`; owner, mode and times are
 //!   set on the file descriptor or with `AT_SYMLINK_NOFOLLOW`, so nothing is
 //!   ever chmod-ed or chown-ed through a symlink (CVE-2021-32760);
-//! * archive paths are normalised lexically first: a leading `/` is dropped,
-//!   `..` that would climb above the root rejects the entry, an entry that
-//!   would replace the root with anything but a directory is rejected
-//!   (CVE-2021-29136), a hardlink whose target climbs out is rejected;
+//! * hostile names are rejected with an error naming the layer and the
+//!   entry: absolute names and hardlink targets, any `..` component, an
+//!   entry that would replace the root with anything but a directory
+//!   (CVE-2021-29136), a hardlink to something that does not exist in the
+//!   image;
+//! * a parent path (of an entry, a whiteout or a hardlink target) that goes
+//!   through a symlink is checked lexically whenever resolution actually
+//!   followed one or failed: a symlink whose target climbs above the root,
+//!   or points at nothing in the image (e.g. at a host path), rejects the
+//!   entry; symlinks that stay inside (`var/run -> /run`) are followed;
 //! * an existing entry of the same name is replaced, except that a directory
 //!   over a directory keeps the directory;
 //! * PAX `SCHILY.xattr.*` attributes are applied to files and directories,
@@ -287,6 +293,28 @@ pub(crate) fn normalize(p: &Path) -> Option<PathBuf> {
     Some(out.iter().collect())
 }
 
+/// Where a symlink in the directory `dir` (relative to the root) with
+/// target `target` points, relative to the root, resolved lexically;
+/// `None` if it climbs above the root.
+fn resolve_lexically(dir: &Path, target: &Path) -> Option<PathBuf> {
+    let mut out: Vec<&OsStr> = if target.has_root() {
+        Vec::new()
+    } else {
+        dir.iter().collect()
+    };
+    for c in target.components() {
+        match c {
+            Component::Prefix(_) => return None,
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Some(out.iter().collect())
+}
+
 /// Owner, mode, time and xattrs of an entry.
 struct Meta {
     /// Content size (regular files).
@@ -375,8 +403,7 @@ impl Unpacker<'_> {
         }
         let raw = entry.path().map_err(|e| self.corrupt(e))?.into_owned();
         let shown = raw.to_string_lossy().into_owned();
-        let rel = normalize(&raw)
-            .ok_or_else(|| self.reject(&shown, "path climbs above the layer root with `..`"))?;
+        let rel = self.checked_name(&raw, &shown, "path")?;
         let meta = self.meta(entry, &shown)?;
         self.stats.entries += 1;
 
@@ -545,12 +572,7 @@ impl Unpacker<'_> {
     /// target that climbs out of the layer or does not exist is rejected.
     fn hardlink(&mut self, at: &At<'_>, target_raw: &Path) -> Result<(), ImageError> {
         let shown = at.shown;
-        let target = normalize(target_raw).ok_or_else(|| {
-            self.reject(
-                shown,
-                format!("hardlink target {target_raw:?} is outside the layer"),
-            )
-        })?;
+        let target = self.checked_name(target_raw, shown, "hardlink target")?;
         let Some(tname) = target.file_name() else {
             return Err(self.reject(shown, "hardlink to the layer root"));
         };
@@ -564,16 +586,8 @@ impl Unpacker<'_> {
             )
         };
         let tparent_rel = target.parent().unwrap_or(Path::new(""));
-        let tparent = match sys::open_in_root(
-            self.root.as_fd(),
-            tparent_rel,
-            libc::O_PATH | libc::O_DIRECTORY,
-        ) {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                return Err(missing())
-            }
-            Err(e) => return Err(self.io(shown, "open hardlink target directory", e)),
+        let Some(tparent) = self.existing_dir(tparent_rel, shown, libc::O_PATH)? else {
+            return Err(missing());
         };
         if sys::lstatat(tparent.as_fd(), tname)
             .map_err(|e| self.io(shown, "stat hardlink target", e))?
@@ -663,28 +677,131 @@ impl Unpacker<'_> {
         })
     }
 
-    /// Opens (creating missing directories 0755 root:root, like tar) the
-    /// parent directory `rel` inside the layer root, as an `O_PATH` fd.
-    fn parent(&self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
-        self.parent_at_depth(rel, shown, 0)
+    /// Checks an archive path (an entry name or a hardlink target): no
+    /// absolute path, no `..` component. Returns it relative to the root.
+    fn checked_name(&self, raw: &Path, shown: &str, what: &str) -> Result<PathBuf, ImageError> {
+        if raw.has_root() {
+            return Err(self.reject(shown, format!("{what} {raw:?} is absolute")));
+        }
+        if raw.components().any(|c| c == Component::ParentDir) {
+            return Err(self.reject(shown, format!("{what} {raw:?} contains `..`")));
+        }
+        normalize(raw).ok_or_else(|| self.reject(shown, format!("{what} {raw:?} is invalid")))
     }
 
-    /// See [`Unpacker::parent`]. A missing component that is a dangling
-    /// symlink is followed the way `RESOLVE_IN_ROOT` would (absolute targets
-    /// start at the layer root) and its target is created instead; `depth`
-    /// bounds symlink chains like the kernel's ELOOP limit.
-    fn parent_at_depth(&self, rel: &Path, shown: &str, depth: u32) -> Result<OwnedFd, ImageError> {
-        let flags = libc::O_PATH | libc::O_DIRECTORY;
-        match sys::open_in_root(self.root.as_fd(), rel, flags) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(self.io(shown, "open parent directory", e)),
+    /// Opens the existing directory `rel` inside the root (`flags` plus
+    /// `O_DIRECTORY`), or `None` if it does not exist. A symlink on the way
+    /// that leaves the root or points at nothing rejects the entry.
+    fn existing_dir(
+        &self,
+        rel: &Path,
+        shown: &str,
+        flags: libc::c_int,
+    ) -> Result<Option<OwnedFd>, ImageError> {
+        match sys::open_in_root(self.root.as_fd(), rel, flags | libc::O_DIRECTORY) {
+            Ok(fd) => {
+                if self.real_rel(fd.as_fd(), shown)? != rel {
+                    self.check_symlinks(rel, shown)?;
+                }
+                Ok(Some(fd))
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                self.check_symlinks(rel, shown)?;
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    return Err(self.io(shown, "open directory", e));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.io(shown, "open directory", e)),
         }
+    }
+
+    /// Walks `rel` from the root the way the kernel resolves it, lexically,
+    /// and rejects the entry if a symlink on the way points outside the
+    /// root (`..` above it) or at something that does not exist. Called only
+    /// when resolution went through a symlink or failed, so the common case
+    /// costs nothing; the actual opening is always `RESOLVE_IN_ROOT`.
+    fn check_symlinks(&self, rel: &Path, shown: &str) -> Result<(), ImageError> {
+        let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+            rel.iter().map(OsStr::to_os_string).collect();
+        let mut cur = PathBuf::new();
+        // The symlink being followed and how many of `todo`'s first
+        // components come from its target.
+        let mut link: Option<(PathBuf, PathBuf)> = None;
+        let mut pending = 0usize;
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            let from_link = pending > 0;
+            pending = pending.saturating_sub(1);
+            if !from_link {
+                link = None;
+            }
+            let dir = sys::open_in_root(self.root.as_fd(), &cur, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| self.io(shown, "resolve parent directory", e))?;
+            match sys::lstatat(dir.as_fd(), &c).map_err(|e| self.io(shown, "stat", e))? {
+                None => {
+                    if let (true, Some((l, t))) = (from_link, link) {
+                        return Err(self.reject(
+                            shown,
+                            format!(
+                                "parent {l:?} is a symlink to {t:?}, which does not exist in the image"
+                            ),
+                        ));
+                    }
+                    // Plain missing directories: created like tar does.
+                    return Ok(());
+                }
+                Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                    hops += 1;
+                    let l = cur.join(&c);
+                    if hops > 40 {
+                        return Err(
+                            self.reject(shown, format!("too many levels of symlinks at {l:?}"))
+                        );
+                    }
+                    let t = sys::readlinkat(dir.as_fd(), &c)
+                        .map_err(|e| self.io(shown, &format!("read symlink {l:?}"), e))?;
+                    let target = resolve_lexically(&cur, &t).ok_or_else(|| {
+                        self.reject(
+                            shown,
+                            format!("parent {l:?} is a symlink to {t:?}, outside the image root"),
+                        )
+                    })?;
+                    let n = target.iter().count();
+                    for part in target.iter().rev() {
+                        todo.push_front(part.to_os_string());
+                    }
+                    pending += n;
+                    cur = PathBuf::new();
+                    link = Some((l, t));
+                }
+                Some(st) if sys::is_dir(&st) => cur.push(&c),
+                // Not a directory: the operation fails on its own (ENOTDIR).
+                Some(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (creating missing directories 0755 root:root, like tar) the
+    /// parent directory `rel` inside the layer root, as an `O_PATH` fd. A
+    /// symlink on the way that leaves the root or points at nothing rejects
+    /// the entry (see [`Unpacker::check_symlinks`]).
+    fn parent(&self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
+        let flags = libc::O_PATH | libc::O_DIRECTORY;
+        if let Some(fd) = self.existing_dir(rel, shown, libc::O_PATH)? {
+            return Ok(fd);
+        }
+        // Missing plain directories (symlinks were checked): create them.
         let mut cur = sys::open_in_root(self.root.as_fd(), Path::new(""), flags)
             .map_err(|e| self.io(shown, "open layer root", e))?;
-        let comps: Vec<Component<'_>> = rel.components().collect();
         let mut prefix = PathBuf::new();
-        for (i, c) in comps.iter().enumerate() {
+        for c in rel.components() {
             prefix.push(c);
             match sys::open_in_root(self.root.as_fd(), &prefix, flags) {
                 Ok(fd) => {
@@ -695,27 +812,8 @@ impl Unpacker<'_> {
                 Err(e) => return Err(self.io(shown, "open parent directory", e)),
             }
             let name = c.as_os_str();
-            match sys::mkdirat(cur.as_fd(), name, 0o755) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    // Exists but does not resolve: a dangling symlink.
-                    if depth >= 40 {
-                        return Err(self.io(
-                            shown,
-                            "resolve parent directory",
-                            io::Error::from_raw_os_error(libc::ELOOP),
-                        ));
-                    }
-                    let target = sys::readlinkat(cur.as_fd(), name)
-                        .map_err(|e| self.io(shown, &format!("read symlink {prefix:?}"), e))?;
-                    let mut next = prefix.parent().unwrap_or(Path::new("")).join(target);
-                    next.extend(&comps[i + 1..]);
-                    return self.parent_at_depth(&next, shown, depth + 1);
-                }
-                Err(e) => {
-                    return Err(self.io(shown, &format!("create parent directory {prefix:?}"), e))
-                }
-            }
+            sys::mkdirat(cur.as_fd(), name, 0o755)
+                .map_err(|e| self.io(shown, &format!("create parent directory {prefix:?}"), e))?;
             let fd = sys::openat(cur.as_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                 .map_err(|e| self.io(shown, "open parent directory", e))?;
             sys::fchmod(fd.as_fd(), 0o755)
@@ -767,16 +865,8 @@ impl Unpacker<'_> {
             return Err(self.reject(shown, "whiteout of an invalid name"));
         }
         // A whiteout never creates anything: a missing directory hides nothing.
-        let parent = match sys::open_in_root(
-            self.root.as_fd(),
-            parent_rel,
-            libc::O_RDONLY | libc::O_DIRECTORY,
-        ) {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                return Ok(())
-            }
-            Err(e) => return Err(self.io(shown, "open whiteout directory", e)),
+        let Some(parent) = self.existing_dir(parent_rel, shown, libc::O_RDONLY)? else {
+            return Ok(());
         };
         let real_parent = self.real_rel(parent.as_fd(), shown)?;
         if opaque {
@@ -1265,87 +1355,126 @@ mod tests {
     }
 
     #[test]
-    fn dotdot_escape_is_rejected() {
-        let s = sandbox();
-        let mut t = T::new();
-        t.file("../escape", 0o644, b"x");
-        rejected(s.unpack(&t.finish()), "\"../escape\"");
-        let mut t = T::new();
-        t.file("a/../../victim/pwned", 0o644, b"x");
-        rejected(s.unpack(&t.finish()), "climbs above the layer root");
-        // `..` that stays inside is fine.
-        let mut t = T::new();
-        t.file("a/../b", 0o644, b"x");
-        s.unpack(&t.finish()).unwrap();
-        assert!(s.root.join("b").is_file());
-        s.assert_victim_intact();
+    fn dotdot_names_are_rejected() {
+        for name in ["../escape", "a/../../victim/pwned", "a/../b", "a/.."] {
+            let s = sandbox();
+            let mut t = T::new();
+            t.file(name, 0o644, b"x");
+            rejected(s.unpack(&t.finish()), "contains `..`");
+            assert_eq!(names(&s.root), Vec::<OsString>::new());
+            s.assert_victim_intact();
+        }
     }
 
     #[test]
-    fn absolute_paths_stay_inside() {
+    fn absolute_names_are_rejected() {
         let s = sandbox();
         let abs = s.victim.join("pwned");
-        let mut t = T::new();
-        t.file("/etc/abs", 0o644, b"x")
-            .file(abs.to_str().unwrap(), 0o644, b"x");
-        s.unpack(&t.finish()).unwrap();
-        assert!(s.root.join("etc/abs").is_file());
-        assert!(s.root.join(abs.strip_prefix("/").unwrap()).is_file());
+        for name in ["/etc/abs", abs.to_str().unwrap(), "/"] {
+            let mut t = T::new();
+            t.file(name, 0o644, b"x");
+            rejected(s.unpack(&t.finish()), "is absolute");
+        }
+        assert_eq!(names(&s.root), Vec::<OsString>::new());
         s.assert_victim_intact();
     }
 
     #[test]
-    fn symlinks_cannot_redirect_writes_outside() {
+    fn parents_through_symlinks_that_leave_the_root_are_rejected() {
+        let victim = |s: &Sandbox| s.victim.to_str().unwrap().to_string();
+        type Case = fn(&mut T, &str) -> &'static str;
+        let cases: &[Case] = &[
+            |t, _| {
+                t.link(EntryType::Symlink, "up", "../../../../../..")
+                    .file("up/tmp/y", 0o644, b"y");
+                "outside the image root"
+            },
+            |t, _| {
+                t.link(EntryType::Symlink, "rel", "../victim")
+                    .file("rel/pwned", 0o644, b"z");
+                "outside the image root"
+            },
+            |t, v| {
+                t.link(EntryType::Symlink, "abs", v)
+                    .file("abs/pwned", 0o644, b"z");
+                "does not exist in the image"
+            },
+            |t, _| {
+                t.dir("d/", 0o755)
+                    .link(EntryType::Symlink, "d/deep", "../../outside")
+                    .file("d/deep/x", 0o644, b"x");
+                "outside the image root"
+            },
+            |t, _| {
+                // Absolute targets with `..` above the root are refused too.
+                t.link(EntryType::Symlink, "a", "/../../tmp")
+                    .file("a/x", 0o644, b"x");
+                "outside the image root"
+            },
+            |t, v| {
+                // A whiteout through a symlink to the host.
+                t.link(EntryType::Symlink, "w", v)
+                    .file("w/.wh.file", 0o644, b"");
+                "does not exist in the image"
+            },
+            |t, _| {
+                t.link(EntryType::Symlink, "w2", "../../..")
+                    .file("w2/.wh..wh..opq", 0o644, b"");
+                "outside the image root"
+            },
+        ];
+        for case in cases {
+            let s = sandbox();
+            let mut t = T::new();
+            let needle = case(&mut t, &victim(&s));
+            rejected(s.unpack(&t.finish()), needle);
+            s.assert_victim_intact();
+        }
+        // A symlink to `/` is the image's own root: contained, accepted.
         let s = sandbox();
-        let victim = s.victim.to_str().unwrap().to_string();
         let mut t = T::new();
         t.link(EntryType::Symlink, "evil", "/")
-            .file("evil/etc/x", 0o644, b"x")
-            .link(EntryType::Symlink, "up", "../../../../../..")
-            .file("up/tmp/y", 0o644, b"y")
-            .link(EntryType::Symlink, "abs", &victim)
-            .file("abs/pwned", 0o644, b"z")
-            .link(EntryType::Symlink, "rel", "../victim")
-            .file("rel/pwned", 0o644, b"z");
+            .file("evil/etc/x", 0o644, b"x");
         s.unpack(&t.finish()).unwrap();
         assert!(s.root.join("etc/x").is_file());
-        assert!(s.root.join("tmp/y").is_file());
-        assert!(s
-            .root
-            .join(victim.trim_start_matches('/'))
-            .join("pwned")
-            .is_file());
-        assert!(s.root.join("victim/pwned").is_file());
         assert!(!Path::new("/etc/x").exists());
         s.assert_victim_intact();
     }
 
     #[test]
     fn dangling_and_looping_symlink_parents() {
-        // A dangling symlink parent is followed inside the layer and its target created.
+        for (tricks, needle) in [
+            (
+                &[("var/run", "/run"), ("", "var/run/pid")][..],
+                "does not exist in the image",
+            ),
+            (&[("a", "b/../c"), ("", "a/f")][..], "does not exist"),
+            (&[("l1", "l2"), ("l2", "l1"), ("", "l1/x")][..], "symlink"),
+        ] {
+            let s = sandbox();
+            let mut t = T::new();
+            for (link, target) in tricks {
+                if link.is_empty() {
+                    t.file(target, 0o644, b"x");
+                } else {
+                    t.link(EntryType::Symlink, link, target);
+                }
+            }
+            let err = s.unpack(&t.finish()).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("test-layer") && msg.contains(needle), "{msg}");
+            s.assert_victim_intact();
+        }
+        // A symlink to an existing directory is followed.
         let s = sandbox();
         let mut t = T::new();
-        t.link(EntryType::Symlink, "var/run", "/run")
+        t.dir("run/", 0o755)
+            .link(EntryType::Symlink, "var/run", "/run")
             .file("var/run/pid", 0o644, b"1")
-            .link(EntryType::Symlink, "a", "b/../c")
-            .file("a/f", 0o644, b"2");
+            .file("var/run/sub/deeper", 0o644, b"2");
         s.unpack(&t.finish()).unwrap();
-        assert!(std::fs::symlink_metadata(s.root.join("var/run"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
         assert_eq!(std::fs::read(s.root.join("run/pid")).unwrap(), b"1");
-        assert_eq!(std::fs::read(s.root.join("c/f")).unwrap(), b"2");
-
-        let s = sandbox();
-        let mut t = T::new();
-        t.link(EntryType::Symlink, "l1", "l2")
-            .link(EntryType::Symlink, "l2", "l1")
-            .file("l1/x", 0o644, b"x");
-        let err = s.unpack(&t.finish()).unwrap_err();
-        assert!(matches!(err, ImageError::LayerEntry { .. }), "{err}");
-        assert!(err.to_string().contains("\"l1/x\""), "{err}");
-        s.assert_victim_intact();
+        assert_eq!(std::fs::read(s.root.join("run/sub/deeper")).unwrap(), b"2");
     }
 
     #[test]
@@ -1388,7 +1517,10 @@ mod tests {
         let s = sandbox();
         let mut t = T::new();
         t.link(EntryType::Link, "passwd", "../../etc/passwd");
-        rejected(s.unpack(&t.finish()), "outside the layer");
+        rejected(s.unpack(&t.finish()), "contains `..`");
+        let mut t = T::new();
+        t.link(EntryType::Link, "passwd", "/etc/passwd");
+        rejected(s.unpack(&t.finish()), "is absolute");
 
         // Through a symlink: resolved inside the layer, where it does not exist.
         let s = sandbox();
@@ -1420,11 +1552,11 @@ mod tests {
 
     #[test]
     fn the_root_cannot_be_replaced() {
-        for (kind, name) in [
-            (EntryType::Symlink, "."),
-            (EntryType::Symlink, "/"),
-            (EntryType::Regular, "./"),
-            (EntryType::Fifo, "a/.."),
+        for (kind, name, needle) in [
+            (EntryType::Symlink, ".", "would replace the layer root"),
+            (EntryType::Symlink, "/", "is absolute"),
+            (EntryType::Regular, "./", "would replace the layer root"),
+            (EntryType::Fifo, "a/..", "contains `..`"),
         ] {
             let s = sandbox();
             let mut t = T::new();
@@ -1433,7 +1565,7 @@ mod tests {
                 h.set_link_name(s.victim.to_str().unwrap()).unwrap();
             }
             t.raw(h, &[]).file("after", 0o644, b"x");
-            rejected(s.unpack(&t.finish()), "would replace the layer root");
+            rejected(s.unpack(&t.finish()), needle);
             assert!(std::fs::symlink_metadata(&s.root).unwrap().is_dir());
             s.assert_victim_intact();
         }
@@ -1663,6 +1795,7 @@ mod tests {
         let mut t = T::new();
         t.dir("var/", 0o755)
             .dir("run/", 0o755)
+            .dir("run/lock/", 0o755)
             .link(EntryType::Symlink, "var/run", "/run")
             .link(EntryType::Symlink, "var/lock", "../run/lock");
         st.push(&t.finish()).unwrap();
@@ -1767,40 +1900,69 @@ mod tests {
     }
 
     #[test]
-    fn tricks_spread_over_two_layers_stay_inside() {
+    fn tricks_spread_over_two_layers_are_rejected() {
+        type Case = fn(&mut T, &mut T, &str) -> &'static str;
+        let cases: &[Case] = &[
+            |l0, l1, _| {
+                l0.link(EntryType::Symlink, "up", "../../../../../../..");
+                l1.file("up/tmp/y", 0o644, b"y");
+                "outside the image root"
+            },
+            |l0, l1, v| {
+                l0.link(EntryType::Symlink, "abs", v);
+                l1.file("abs/pwned", 0o644, b"z");
+                "does not exist in the image"
+            },
+            |l0, l1, _| {
+                l0.link(EntryType::Symlink, "rel", "../victim");
+                l1.file("rel/.wh.file", 0o644, b"");
+                "outside the image root"
+            },
+            |l0, l1, v| {
+                l0.link(EntryType::Symlink, "hostdir", v);
+                l1.link(EntryType::Link, "stolen", "hostdir/file");
+                "does not exist in the image"
+            },
+            |l0, l1, _| {
+                l0.dir("d/", 0o755)
+                    .link(EntryType::Symlink, "d/out", "../..");
+                l1.file("d/out/.wh..wh..opq", 0o644, b"");
+                "outside the image root"
+            },
+        ];
+        for case in cases {
+            let mut st = Stack::new();
+            let victim = st.sb.victim.to_str().unwrap().to_string();
+            let (mut l0, mut l1) = (T::new(), T::new());
+            let needle = case(&mut l0, &mut l1, &victim);
+            st.push(&l0.finish()).unwrap();
+            match st.push(&l1.finish()) {
+                Err(e @ ImageError::UnsafeEntry { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("test-layer-L1") && msg.contains(needle),
+                        "{msg}"
+                    );
+                }
+                other => panic!("expected a rejection ({needle}), got {other:?}"),
+            }
+            st.assert_host_intact();
+        }
+        // Symlink then a same-name file with other metadata: replaced, the
+        // host file keeps its mode.
         let mut st = Stack::new();
-        let victim = st.sb.victim.to_str().unwrap().to_string();
+        let target = format!("{}/file", st.sb.victim.display());
         let mut t = T::new();
-        t.link(EntryType::Symlink, "evil", "/")
-            .link(EntryType::Symlink, "up", "../../../../../../..")
-            .link(EntryType::Symlink, "abs", &victim)
-            .link(EntryType::Symlink, "rel", "../victim")
-            .link(EntryType::Symlink, "file", &format!("{victim}/file"));
+        t.link(EntryType::Symlink, "file", &target);
         st.push(&t.finish()).unwrap();
         let mut t = T::new();
-        t.file("evil/etc/x", 0o644, b"x")
-            .file("up/tmp/y", 0o644, b"y")
-            .file("abs/pwned", 0o644, b"z")
-            .file("rel/pwned", 0o644, b"z")
-            .file("abs/.wh.file", 0o644, b"")
-            .file("rel/.wh.file", 0o644, b"")
-            .owned(EntryType::Regular, "file", 0o6777, 1234, 1234)
-            .dir("abs/", 0o777);
+        t.owned(EntryType::Regular, "file", 0o6777, 1234, 1234)
+            .link(EntryType::Symlink, "evil", "/")
+            .file("evil/etc/x", 0o644, b"x");
         st.push(&t.finish()).unwrap();
         let m = st.merged();
-        assert!(m.contains(&"etc/x file x".to_string()), "{m:?}");
-        assert!(m.contains(&"tmp/y file y".to_string()), "{m:?}");
-        assert!(m.contains(&"victim/pwned file z".to_string()), "{m:?}");
         assert!(m.contains(&"file file ".to_string()), "{m:?}");
-        st.assert_host_intact();
-
-        // A hardlink to a host file through a lower symlink is not found inside.
-        let mut t = T::new();
-        t.link(EntryType::Link, "stolen", "abs/file");
-        // `abs` is now a directory of the layer; through `rel` it is the
-        // layer's own `victim` dir, which has no `file`.
-        t.link(EntryType::Link, "stolen2", "rel/file");
-        rejected(st.push(&t.finish()), "does not exist");
+        assert!(m.contains(&"etc/x file x".to_string()), "{m:?}");
         st.assert_host_intact();
     }
 }
