@@ -40,7 +40,17 @@ pub fn main() -> i32 {
                 })
                 .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
                 .unwrap_or(125);
-            eprintln!("gvpod: {e}");
+            if e.downcast_ref::<crate::image::ImageError>().is_some() {
+                // Archive errors can quote raw header bytes: keep it one clean line.
+                let msg: String = e
+                    .to_string()
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                eprintln!("gvpod: {msg}");
+            } else {
+                eprintln!("gvpod: {e}");
+            }
             code
         }
     }

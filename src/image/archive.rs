@@ -45,7 +45,7 @@ use super::register::{
     self, check_manifest, Compression, Descriptor, MAX_JSON_BLOB, MT_DOCKER_LIST, MT_OCI_CONFIG,
     MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD, MT_OCI_MANIFEST,
 };
-use super::unpack::{self, EofGuard};
+use super::unpack;
 use super::{
     io_err, sha256_hex, sys, temp_name, Found, ImageError, ImageStore, Reference, Result, TempPath,
     TMP_PREFIX,
@@ -82,6 +82,24 @@ fn bad_archive(source: &str, reason: impl Into<String>) -> ImageError {
     ImageError::InvalidArchive {
         source_name: source.to_string(),
         reason: reason.into(),
+    }
+}
+
+/// Records, where the reader can see it during iteration, whether the
+/// stream hit EOF (a well-formed archive is parsed up to its end blocks
+/// before EOF is ever seen).
+struct EofFlag<R> {
+    inner: R,
+    eof: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for EofFlag<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof.set(true);
+        }
+        Ok(n)
     }
 }
 
@@ -197,11 +215,31 @@ impl<'a> Staged<'a> {
             what: format!("archive {source}"),
             source: e,
         };
-        let mut guard = EofGuard::new(reader);
+        let not_tar = |e: io::Error| {
+            bad_archive(
+                &source,
+                format!("not a tar archive (plain, gzip or zstd): {e}"),
+            )
+        };
+        let eof = std::rc::Rc::new(std::cell::Cell::new(false));
+        let mut guard = EofFlag {
+            inner: reader,
+            eof: eof.clone(),
+        };
         {
             let mut archive = tar::Archive::new(&mut guard);
+            let mut first = true;
             for entry in archive.entries().map_err(corrupt)? {
-                let mut entry = entry.map_err(corrupt)?;
+                // A stream whose very first header is garbage (and not just
+                // cut short) is not an archive at all.
+                let mut entry = entry.map_err(|e| {
+                    if first && !eof.get() {
+                        not_tar(e)
+                    } else {
+                        corrupt(e)
+                    }
+                })?;
+                first = false;
                 let raw = entry
                     .path()
                     .map_err(corrupt)?
@@ -231,12 +269,25 @@ impl<'a> Staged<'a> {
                     continue;
                 }
                 let size = entry.size();
+                // The header declares the size: fewer bytes means the stream was cut;
+                // a read error is the archive's (decompression, I/O).
+                let cut = |e: ImageError| match e {
+                    ImageError::BlobMismatch { what: "size", .. } => corrupt(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{path} is cut short (truncated?)"),
+                    )),
+                    ImageError::BlobRead { source, .. } => {
+                        corrupt(io::Error::new(source.kind(), format!("{path}: {source}")))
+                    }
+                    e => e,
+                };
                 if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                     let digest = format!("sha256:{hex}");
                     if sha256_hex(&digest).is_some() {
-                        let ing =
-                            self.store
-                                .ingest(&mut entry, Some(&digest), Some(size), &digest)?;
+                        let ing = self
+                            .store
+                            .ingest(&mut entry, Some(&digest), Some(size), &digest)
+                            .map_err(cut)?;
                         let d = self.note(ing);
                         self.blobs.insert(path, d);
                         continue;
@@ -255,13 +306,16 @@ impl<'a> Staged<'a> {
                     self.files.insert(path, data);
                 } else {
                     let what = format!("{path} in {}", self.source);
-                    let ing = self.store.ingest(&mut entry, None, Some(size), &what)?;
+                    let ing = self
+                        .store
+                        .ingest(&mut entry, None, Some(size), &what)
+                        .map_err(cut)?;
                     let d = self.note(ing);
                     self.blobs.insert(path, d);
                 }
             }
         }
-        if guard.eof {
+        if eof.get() {
             return Err(corrupt(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "archive ends without an end-of-archive block (truncated?)",
