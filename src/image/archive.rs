@@ -763,8 +763,9 @@ impl ImageStore {
             }
             for id in &undo.new_images {
                 if let Some(row) = db.image(id)? {
+                    let manifests = super::manifests_of(db, id)?;
                     if db.untag_image(None, id)? {
-                        self.remove_unused_files(db, &row)?;
+                        self.remove_unused_files(db, &row, &manifests)?;
                     }
                 }
             }

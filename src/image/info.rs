@@ -18,7 +18,8 @@ pub struct ImageInspect {
     pub digest: String,
     /// Tags pointing at it (normalised references), sorted.
     pub references: Vec<String>,
-    /// `repository@digest` for each tagged repository.
+    /// `repository@digest` for each tagged repository and each manifest the
+    /// image was registered through.
     pub repo_digests: Vec<String>,
     /// Media type of the manifest.
     pub manifest_media_type: String,
@@ -100,11 +101,16 @@ impl ImageStore {
             })
             .collect();
         let references = db.tags_of(&row.id)?;
+        let digests: Vec<String> = super::manifests_of(db, &row.id)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         let mut repo_digests: Vec<String> = references
             .iter()
             .filter_map(|t| Reference::parse(t).ok())
-            .map(|r| format!("{}@{}", r.name(), row.manifest_digest))
+            .flat_map(|r| digests.iter().map(move |d| format!("{}@{d}", r.name())))
             .collect();
+        repo_digests.sort();
         repo_digests.dedup();
         Ok(ImageInspect {
             id: row.id.clone(),

@@ -283,6 +283,27 @@ fn row_files(row: &ImageRow) -> Result<(Vec<String>, Vec<String>)> {
     Ok((layers, blobs))
 }
 
+/// The blob hexes of one manifest row: the manifest and its layer blobs.
+fn manifest_files(digest: &str, blobs_json: &str) -> Vec<String> {
+    let layer_blobs: Vec<String> = serde_json::from_str(blobs_json).unwrap_or_default();
+    layer_blobs
+        .iter()
+        .map(String::as_str)
+        .chain([digest])
+        .filter_map(|d| sha256_hex(d).map(str::to_string))
+        .collect()
+}
+
+/// The manifests (digest, layer blobs JSON) an image was registered through.
+fn manifests_of(db: &Db, image_id: &str) -> Result<Vec<(String, String)>> {
+    Ok(db
+        .manifests()?
+        .into_iter()
+        .filter(|(_, id, _)| id == image_id)
+        .map(|(d, _, b)| (d, b))
+        .collect())
+}
+
 /// What a name resolved to.
 struct Found {
     row: ImageRow,
@@ -399,11 +420,11 @@ impl ImageStore {
         let parsed = Reference::parse(name);
         if let Ok(r) = &parsed {
             if let Some(d) = &r.digest {
-                if let Some(row) = db
-                    .images()?
-                    .into_iter()
-                    .find(|row| &row.manifest_digest == d || &row.id == d)
-                {
+                let row = match db.image_by_manifest(d)? {
+                    Some(row) => Some(row),
+                    None => db.images()?.into_iter().find(|row| &row.id == d),
+                };
+                if let Some(row) = row {
                     return Ok(Found {
                         row,
                         reference: r.to_string(),
@@ -579,13 +600,14 @@ impl ImageStore {
                 }
             }
         };
+        let manifests = manifests_of(db, &id)?;
         let deleted = db.untag_image(untag.as_deref(), &id)?;
         let mut out = Vec::new();
         if let Some(t) = untag {
             out.push(format!("Untagged: {t}"));
         }
         if deleted {
-            self.remove_unused_files(db, &found.row)?;
+            self.remove_unused_files(db, &found.row, &manifests)?;
             out.push(format!("Deleted: {id}"));
         }
         Ok(out)
@@ -593,9 +615,19 @@ impl ImageStore {
 
     /// Deletes the blobs and layer dirs of a just-unregistered image that no
     /// remaining image references. Caller holds the lock.
-    fn remove_unused_files(&self, db: &Db, row: &ImageRow) -> Result<()> {
+    /// `manifests` are the image's manifests (digest, layer blobs JSON) as
+    /// they were before its row went.
+    fn remove_unused_files(
+        &self,
+        db: &Db,
+        row: &ImageRow,
+        manifests: &[(String, String)],
+    ) -> Result<()> {
         let (used_layers, used_blobs) = self.referenced(db)?;
-        let (layers, blobs) = row_files(row).unwrap_or_default();
+        let (layers, mut blobs) = row_files(row).unwrap_or_default();
+        for (digest, blobs_json) in manifests {
+            blobs.extend(manifest_files(digest, blobs_json));
+        }
         let mut first_err = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
@@ -628,6 +660,9 @@ impl ImageStore {
             let (l, b) = row_files(&row)?;
             layers.extend(l);
             blobs.extend(b);
+        }
+        for (digest, _, blobs_json) in db.manifests()? {
+            blobs.extend(manifest_files(&digest, &blobs_json));
         }
         Ok((layers, blobs))
     }

@@ -414,7 +414,11 @@ impl ImageStore {
             drop(lock);
             let row = res?;
             let image_row = db.image(&row.id)?.unwrap_or(row);
-            return self.image_from_row(&image_row, tag.unwrap_or_else(|| image_row.id.clone()));
+            let mut img =
+                self.image_from_row(&image_row, tag.unwrap_or_else(|| image_row.id.clone()))?;
+            // The image may have been registered before through another manifest.
+            img.digest = manifest_digest.to_string();
+            return Ok(img);
         }
         Err(ImageError::Busy(format!(
             "layers of image {manifest_digest} kept being removed while it was registered; try again"
