@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{stderr, stdout, Root};
 
-/// Counts in memory (never re-reads its state) and writes a file first.
+/// Counts in memory (never re-reads its state); writes a file and deletes
+/// one of the image's first.
 const COUNTER: &str =
-    "echo before > /written; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
+    "echo before > /written; rm /bin/vi; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
 
 fn start_counter(r: &Root, name: &str) -> String {
     let id = r
@@ -184,6 +185,14 @@ fn leave_running_and_two_clones_side_by_side() {
         let hosts = r.ok(&["exec", pod, "cat", "/etc/hosts"]);
         assert!(hosts.contains(pod), "{pod}: {hosts}");
         assert_eq!(r.ok(&["exec", pod, "cat", "/written"]), "before\n");
+        // The deletion came along too (a whiteout in the snapshot's diff).
+        assert_eq!(
+            r.gvpod(&["exec", pod, "test", "-e", "/bin/vi"])
+                .status
+                .code(),
+            Some(1),
+            "{pod}"
+        );
     }
     // A clone's first number continues the source's count at the snapshot.
     let first = counts(&r, "clone-a")[0];
@@ -223,6 +232,12 @@ fn export_rm_import_restore() {
     let c = counts(&r, "trip");
     assert!(c[0] > 1 && c[0] <= n + 1, "restarted: {c:?} (was at {n})");
     assert_eq!(r.ok(&["exec", "trip", "cat", "/written"]), "before\n");
+    assert_eq!(
+        r.gvpod(&["exec", "trip", "test", "-e", "/bin/vi"])
+            .status
+            .code(),
+        Some(1)
+    );
     // Imported twice under another name, restored as a clone next to it.
     r.ok(&[
         "snapshot",

@@ -1,29 +1,19 @@
 //! `gvpod commit`: register a new image made of an existing image plus one
-//! layer (a pod's filesystem changes as an OCI layer tarball).
+//! layer (a pod's filesystem changes as an uncompressed OCI layer tarball).
 //!
-//! Like `import`: the layer is stored uncompressed as a blob (its digest is
-//! its diff id), unpacked once into the layer cache with the secure
-//! unpacker (OCI whiteouts become overlay whiteouts), and the config and
-//! manifest are the base image's with the layer appended. Blobs and layer
-//! are moved into place and the image registered under the store lock; a
-//! failure removes what this call created and registers nothing.
+//! Built only on the store's own registration path: the layer, the new
+//! config (the base config with the layer's diff id and a history entry
+//! appended) and an OCI manifest (the base manifest's layers plus the new
+//! one) are ingested as blobs, then [`ImageStore::register_manifest`]
+//! verifies and unpacks them like any pulled or loaded image, all or
+//! nothing. Blobs ingested before a failure are unreferenced and go with
+//! `image prune` / `system gc`.
 
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
-use std::str::FromStr;
+use std::io::Read;
 
-use oci_spec::image::{
-    DescriptorBuilder, Digest as OciDigest, HistoryBuilder, ImageManifest, ImageManifestBuilder,
-    MediaType,
-};
-use sha2::{Digest, Sha256};
-
-use super::{
-    io_err, sys, temp_name, unpack, Image, ImageError, ImageStore, Reference, Result, TempPath,
-    TMP_PREFIX,
-};
-use crate::state::{Db, ImageRow};
+use super::register::{Descriptor, MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST};
+use super::{Image, ImageError, ImageStore, Reference, Result};
+use crate::state::Db;
 
 fn encode(e: impl std::fmt::Display) -> ImageError {
     ImageError::Encode {
@@ -52,152 +42,67 @@ impl ImageStore {
                 reason: "a committed image gets a tag, not a digest".into(),
             }
         })?;
-        let base_row = db
-            .image(&base.id)?
-            .ok_or_else(|| ImageError::NotFound(base.id.clone()))?;
+        let mut counted = Counted { inner: layer, n: 0 };
+        let layer_blob = self.ingest(&mut counted, None, None, created_by)?;
+        let layer_size = counted.n;
 
-        // The layer blob, hashed while written.
-        let tmp_blob = TempPath::new(self.blobs_dir().join(temp_name(TMP_PREFIX)));
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp_blob.path)
-            .map_err(io_err(&tmp_blob.path))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        let mut hash = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = layer.read(&mut buf).map_err(io_err(&tmp_blob.path))?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            w.write_all(&buf[..n]).map_err(io_err(&tmp_blob.path))?;
-            size += n as u64;
+        let now = crate::util::now_rfc3339();
+        let mut config = serde_json::to_value(&base.config).map_err(encode)?;
+        config["created"] = now.clone().into();
+        let diff_ids = config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .ok_or_else(|| encode("the base config has no rootfs.diff_ids"))?;
+        diff_ids.push(layer_blob.digest.clone().into());
+        let entry = serde_json::json!({
+            "created": now,
+            "created_by": created_by,
+            "comment": "gvpod commit",
+        });
+        match config.get_mut("history").and_then(|h| h.as_array_mut()) {
+            Some(h) => h.push(entry),
+            None => config["history"] = serde_json::json!([entry]),
         }
-        let f = w
-            .into_inner()
-            .map_err(|e| io_err(&tmp_blob.path)(e.into_error()))?;
-        f.sync_all().map_err(io_err(&tmp_blob.path))?;
-        let hex = hex::encode(hash.finalize());
-        let diff_id = format!("sha256:{hex}");
+        let config_json = serde_json::to_vec(&config).map_err(encode)?;
+        let config_blob = self.ingest(&mut config_json.as_slice(), None, None, "config")?;
 
-        // The unpacked layer, outside the lock.
-        let layer_dir = self.layers_dir().join(&hex);
-        let tmp_layer = TempPath::new(self.layers_dir().join(temp_name(TMP_PREFIX)));
-        let stats = {
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&tmp_layer.path)
-                .map_err(io_err(&tmp_layer.path))?;
-            std::fs::set_permissions(&tmp_layer.path, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_err(&tmp_layer.path))?;
-            let f = std::fs::File::open(&tmp_blob.path).map_err(io_err(&tmp_blob.path))?;
-            unpack::unpack_layer(
-                BufReader::with_capacity(1 << 20, f),
-                &tmp_layer.path,
-                &format!("{diff_id} ({created_by})"),
-            )?
-        };
+        let base_manifest = self.read_small_blob(&base.digest, None, 8 << 20)?;
+        let base_manifest: serde_json::Value =
+            serde_json::from_slice(&base_manifest).map_err(encode)?;
+        let mut layers: Vec<Descriptor> =
+            serde_json::from_value(base_manifest["layers"].clone()).map_err(encode)?;
+        layers.push(Descriptor {
+            media_type: MT_OCI_LAYER.into(),
+            digest: layer_blob.digest,
+            size: layer_size,
+            annotations: None,
+        });
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": Descriptor {
+                media_type: MT_OCI_CONFIG.into(),
+                digest: config_blob.digest,
+                size: config_json.len() as u64,
+                annotations: None,
+            },
+            "layers": layers,
+        });
+        let manifest_json = serde_json::to_vec(&manifest).map_err(encode)?;
+        let manifest_blob = self.ingest(&mut manifest_json.as_slice(), None, None, "manifest")?;
+        self.register_manifest(db, &manifest_blob.digest, Some(&tag))
+    }
+}
 
-        let _lock = self.lock()?;
-        let mut created: Vec<PathBuf> = vec![];
-        let res = (|| -> Result<ImageRow> {
-            if !layer_dir.exists() {
-                std::fs::rename(&tmp_layer.path, &layer_dir).map_err(io_err(&layer_dir))?;
-                created.push(layer_dir.clone());
-            }
-            let blob = self.blobs_dir().join(&hex);
-            if !blob.exists() {
-                std::fs::rename(&tmp_blob.path, &blob).map_err(io_err(&blob))?;
-                created.push(blob);
-            }
-            self.sync_dir(&self.layers_dir())?;
-            self.sync_dir(&self.blobs_dir())?;
+/// Counts the bytes read through it.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    n: u64,
+}
 
-            let now = crate::util::now_rfc3339();
-            let mut config = base.config.clone();
-            let mut rootfs = config.rootfs().clone();
-            let mut diff_ids = rootfs.diff_ids().clone();
-            diff_ids.push(diff_id.clone());
-            rootfs.set_diff_ids(diff_ids.clone());
-            config.set_rootfs(rootfs);
-            let mut history = config.history().clone();
-            history.push(
-                HistoryBuilder::default()
-                    .created(now.clone())
-                    .created_by(created_by.to_string())
-                    .comment("gvpod commit")
-                    .build()
-                    .map_err(encode)?,
-            );
-            config.set_history(history);
-            config.set_created(Some(now.clone()));
-            let config_json = serde_json::to_vec(&config).map_err(encode)?;
-            let (config_digest, new) = self.put_blob(&config_json)?;
-            if new {
-                created.push(self.blobs_dir().join(&config_digest["sha256:".len()..]));
-            }
-
-            let layer_desc = DescriptorBuilder::default()
-                .media_type(MediaType::ImageLayer)
-                .digest(OciDigest::from_str(&diff_id).map_err(encode)?)
-                .size(size)
-                .build()
-                .map_err(encode)?;
-            let config_desc = DescriptorBuilder::default()
-                .media_type(MediaType::ImageConfig)
-                .digest(OciDigest::from_str(&config_digest).map_err(encode)?)
-                .size(config_json.len() as u64)
-                .build()
-                .map_err(encode)?;
-            let mut layers = self
-                .blob_path(&base_row.manifest_digest)
-                .and_then(|p| std::fs::read(p).ok())
-                .and_then(|m| serde_json::from_slice::<ImageManifest>(&m).ok())
-                .map(|m| m.layers().clone())
-                .ok_or_else(|| ImageError::CorruptRecord {
-                    id: base.id.clone(),
-                    reason: "its manifest blob is missing or unreadable".into(),
-                })?;
-            layers.push(layer_desc);
-            let manifest = ImageManifestBuilder::default()
-                .schema_version(2u32)
-                .media_type(MediaType::ImageManifest)
-                .config(config_desc)
-                .layers(layers)
-                .build()
-                .map_err(encode)?;
-            let manifest_json = serde_json::to_vec(&manifest).map_err(encode)?;
-            let (manifest_digest, new) = self.put_blob(&manifest_json)?;
-            if new {
-                created.push(self.blobs_dir().join(&manifest_digest["sha256:".len()..]));
-            }
-            let row = ImageRow {
-                id: config_digest,
-                manifest_digest,
-                config_json: String::from_utf8(config_json).map_err(encode)?,
-                layers_json: serde_json::to_string(&diff_ids).map_err(encode)?,
-                size: base_row.size.saturating_add(stats.bytes as i64),
-                created: now,
-            };
-            db.put_image(&row, Some(&tag))?;
-            Ok(row)
-        })();
-        let row = match res {
-            Ok(r) => r,
-            Err(e) => {
-                for p in created.iter().rev() {
-                    if let Err(e2) = sys::remove_path(p) {
-                        tracing::warn!(path = %p.display(), error = %e2, "cannot roll back commit");
-                    }
-                }
-                return Err(e);
-            }
-        };
-        drop(_lock);
-        self.image_from_row(&row, tag)
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
     }
 }

@@ -288,13 +288,13 @@ fn make_pod(
             .add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
         std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
         let paths = RootfsPaths::new(&bundle_dir);
-        unpack_diff(dir, &paths.upper, &meta.name)?;
         ctx.db.add_resource(
             &row.id,
             ResourceKind::Mount,
             &paths.merged.to_string_lossy(),
         )?;
         crate::bundle::mount_overlay(&image.layers, &paths)?;
+        unpack_diff(dir, &paths.merged, &meta.name)?;
         let cgroup = format!("gvpod/{}", row.id);
         ctx.db
             .add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
@@ -354,23 +354,24 @@ fn prepare_in_place(
                 pod.name, meta.name
             )));
         }
-        unpack_diff(dir, &paths.upper, &meta.name)?;
         crate::bundle::mount_overlay(&image.layers, &paths)?;
+        unpack_diff(dir, &paths.merged, &meta.name)?;
     }
     let cgroup = format!("gvpod/{}", pod.id);
     write_bundle(&bundle, dir, meta, pod, &cgroup)
 }
 
-/// Unpacks the snapshot's diff (an OCI layer) into an empty upper dir with
-/// the image store's secure layer unpacker, which turns OCI whiteouts into
-/// overlay whiteouts.
-fn unpack_diff(dir: &Path, upper: &Path, snap: &str) -> Result<()> {
-    std::fs::create_dir_all(upper).map_err(super::io("cannot create", upper))?;
+/// Applies the snapshot's diff (an OCI layer) on the pod's freshly mounted
+/// rootfs (image layers + empty upper dir) with the image store's secure
+/// layer unpacker: entries land in the upper dir, and whiteouts delete in
+/// the merged view, which overlayfs records as whiteouts in the upper dir.
+/// The diff may come from an imported archive, so it is treated as untrusted.
+fn unpack_diff(dir: &Path, merged: &Path, snap: &str) -> Result<()> {
     let diff = dir.join(snapshot::DIFF);
     let f = std::fs::File::open(&diff).map_err(super::io("cannot open", &diff))?;
     crate::image::unpack_layer(
         std::io::BufReader::with_capacity(1 << 20, f),
-        upper,
+        merged,
         &format!("rootfs diff of snapshot {snap}"),
     )?;
     Ok(())
