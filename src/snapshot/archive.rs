@@ -282,3 +282,113 @@ fn copy(r: &mut impl Read, w: &mut impl Write) -> std::result::Result<u64, CopyE
         n += k as u64;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{ImageInfo, NetworkInfo, PodInfo, RunscInfo};
+
+    fn meta(id: &str, name: &str) -> SnapshotMeta {
+        SnapshotMeta {
+            format: FORMAT,
+            id: id.into(),
+            name: name.into(),
+            created: "2026-01-01T00:00:00.000000000Z".into(),
+            pod: PodInfo {
+                id: "p".repeat(64),
+                name: "web".into(),
+                hostname: "web".into(),
+                auto_remove: false,
+            },
+            image: ImageInfo {
+                id: "sha256:00".into(),
+                reference: "busybox".into(),
+            },
+            runsc: RunscInfo {
+                version: "runsc version test".into(),
+                release: 20221219,
+                platform: "ptrace".into(),
+                network: "none".into(),
+                overlay2: Some("none".into()),
+                extra: vec![],
+            },
+            network: NetworkInfo {
+                mode: "none".into(),
+                ports: vec![],
+            },
+            options: Default::default(),
+            process: serde_json::json!({"args": ["sh"]}),
+            leave_running: false,
+            memory_image_bytes: 3,
+            rootfs_diff_bytes: 0,
+            checkpoint_ms: 1,
+        }
+    }
+
+    /// A registered snapshot with small stand-in files.
+    fn registered(store: &SnapshotStore, db: &mut Db, name: &str) -> SnapshotMeta {
+        let mut t = store.temp().unwrap();
+        let m = meta(&crate::util::random_hex(32), name);
+        std::fs::write(t.dir.join(META), serde_json::to_vec(&m).unwrap()).unwrap();
+        std::fs::write(t.dir.join(SPEC), b"{}").unwrap();
+        std::fs::write(t.dir.join(DIFF), vec![0u8; 1024]).unwrap();
+        std::fs::write(
+            t.dir.join(IMAGE),
+            (0..200_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        store.put_in_place(&mut t, &m.id).unwrap();
+        store.register(db, t, &m).unwrap();
+        m
+    }
+
+    #[test]
+    fn export_import_round_trip_and_damage() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        let store = SnapshotStore::new(d.path()).unwrap();
+        let m = registered(&store, &mut db, "s");
+        let row = store.lookup(&db, "s").unwrap();
+        let out = d.path().join("s.snap");
+        export(&store, &row, &out).unwrap();
+
+        // A name clash is refused; another name is imported with a new id.
+        let e = import(&store, &mut db, &out, None).unwrap_err();
+        assert!(e.to_string().contains("\"s\" already exists"), "{e}");
+        let got = import(&store, &mut db, &out, Some("t")).unwrap();
+        assert_ne!(got.id, m.id);
+        assert_eq!(got.name, "t");
+        for f in [SPEC, DIFF, IMAGE] {
+            assert_eq!(
+                std::fs::read(store.path(&got.id).join(f)).unwrap(),
+                std::fs::read(store.path(&m.id).join(f)).unwrap(),
+                "{f}"
+            );
+        }
+
+        // Truncated or flipped bytes: one error naming the archive, nothing left.
+        let bytes = std::fs::read(&out).unwrap();
+        let bad = d.path().join("bad.snap");
+        for (i, damaged) in [
+            bytes[..bytes.len() / 2].to_vec(),
+            bytes[..bytes.len() - 20].to_vec(),
+            {
+                let mut b = bytes.clone();
+                let k = b.len() / 2;
+                b[k] ^= 0x55;
+                b
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            std::fs::write(&bad, damaged).unwrap();
+            let e = import(&store, &mut db, &bad, Some(&format!("bad{i}"))).unwrap_err();
+            assert!(matches!(e, SnapshotError::BadArchive { .. }), "{i}: {e}");
+            assert!(e.to_string().contains("bad.snap"), "{e}");
+        }
+        assert_eq!(db.snapshots().unwrap().len(), 2);
+        let entries = std::fs::read_dir(store.dir()).unwrap().count();
+        assert_eq!(entries, 2, "partial import left behind");
+    }
+}
