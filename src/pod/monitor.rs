@@ -228,6 +228,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             }
         }
         let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, &signal);
+        tracing::debug!("step monitor:relayed");
         out.flush();
         if !matches!(status, Some(s) if s.success()) {
             break status;
@@ -656,6 +657,7 @@ fn relay(
         }
         if exited.is_none() && ready.get(idx).copied().unwrap_or(false) {
             exited = child.wait().ok();
+            tracing::debug!("step monitor:runsc-exited");
             // The sandbox is gone; what is still in the pipes arrives promptly.
             drain_deadline = Some(Instant::now() + Duration::from_millis(500));
             pod_in = None;

@@ -129,7 +129,10 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
     tracing::debug!("step restore:checked");
     let source = ctx.db.pod(&meta.pod.id)?;
     let source = match source {
-        Some(p) => Some(ctx.refresh(p)?),
+        Some(p) => {
+            let p = ctx.refresh(p)?;
+            Some(super::checkpoint::settle(ctx, p)?)
+        }
         None => None,
     };
     let (pod, kind) = match (&req.name, source) {
