@@ -103,6 +103,21 @@ wait_line() {
     done
     die "pod $1 never printed $2"
 }
+# stopped POD ID: waits until gvpod has recorded the pod stopped and runsc has no container ID
+stopped() {
+    local i
+    for i in $(seq 3000); do
+        if "$GVPOD" inspect "$1" | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["monitor_pid"] is not None)'; then
+            # A detached bare restore leaves a stopped container to delete.
+            case "$("$RUNSC" "${BARE_FLAGS[@]}" state "$2" 2>/dev/null)" in
+                '') return 0 ;;
+                *'"stopped"'*) "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$2" >/dev/null 2>&1 ;;
+            esac
+        fi
+        sleep 0.01
+    done
+    die "pod $1 did not stop"
+}
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 RESULTS="$WORK/results"
@@ -123,28 +138,34 @@ print("--root="+r["root"]); print("--platform="+r["platform"]); print("--network
 print("--log='"$WORK"'/bare-runsc.log"); print("--log-format=json")
 if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
     g_cp=(); g_rs=(); b_cp=(); b_rs=(); img=0
+    BARE_IDS=("$id")
+    # Interleaved, so both tools see the same machine load. Each restore
+    # starts from a stopped pod whose old sandbox is gone (waited for outside
+    # the timings: runsc tears a checkpointed sandbox down after `checkpoint`
+    # returns, and no restore under the same id can start before that).
     for i in $(seq "$RUNS"); do
         t0=$(us); "$GVPOD" checkpoint --name "s$size-$i" "$pod" >/dev/null
-        t1=$(us); "$GVPOD" restore "s$size-$i" >/dev/null
-        t2=$(us)
-        g_cp+=($(( t1 - t0 ))); g_rs+=($(( t2 - t1 )))
+        t1=$(us)
+        stopped "$pod" "$id"
+        t2=$(us); "$GVPOD" restore "s$size-$i" >/dev/null
+        t3=$(us)
+        g_cp+=($(( t1 - t0 ))); g_rs+=($(( t3 - t2 )))
         img=$("$GVPOD" snapshot inspect "s$size-$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_image_bytes"])')
-        "$GVPOD" snapshot rm "s$size-$i" >/dev/null
-    done
-    # Bare runsc on the same pod: its monitor records an ordinary exit at
-    # the first bare checkpoint; the bare restores run detached.
-    BARE_IDS=("$id")
-    for i in $(seq "$RUNS"); do
-        d="$GVPOD_ROOT/snapshots/bare-$size-$i"
-        mkdir -p "$d"
+        # Bare runsc on the same pod (its monitor records an ordinary exit).
+        d="$WORK/bare-$size-$i" # same filesystem as the gvpod snapshots
+        mkdir -p "$d" "$d.2"
         t0=$(us); "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d" "$id"
         t1=$(us)
-        # 20221219 can leave the sandbox's processes holding its socket for a moment (fact 5).
-        while "$RUNSC" "${BARE_FLAGS[@]}" state "$id" >/dev/null 2>&1; do "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || sleep 0.01; done
+        stopped "$pod" "$id"
         t2=$(us); "$RUNSC" "${BARE_FLAGS[@]}" restore --detach --image-path="$d" --bundle="$bundle" "$id" </dev/null >/dev/null 2>&1
         t3=$(us)
         b_cp+=($(( t1 - t0 ))); b_rs+=($(( t3 - t2 )))
-        rm -rf "$d"
+        # Back under gvpod for the next round (untimed).
+        "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d.2" "$id"
+        stopped "$pod" "$id"
+        "$GVPOD" restore "s$size-$i" >/dev/null
+        "$GVPOD" snapshot rm "s$size-$i" >/dev/null
+        rm -rf "$d" "$d.2"
     done
     "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || true
     BARE_IDS=()
