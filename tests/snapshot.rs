@@ -533,6 +533,18 @@ fn a_failed_restore_releases_what_it_made() {
     let r = Root::new();
     start_counter(&r, "src");
     r.ok(&["checkpoint", "--leave-running", "--name", "s", "src"]);
+    // gvpod killed once the clone is prepared: `rm -f` + gc undo all of it.
+    let o = r
+        .cmd(&["restore", "--name", "crashed", "s"])
+        .env("GVPOD_CRASH_AT", "restore:prepared")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let p = r.inspect("crashed");
+    r.track(p["id"].as_str().unwrap());
+    assert_eq!(p["status"], "created");
+    r.ok(&["rm", "-f", "crashed"]);
+    r.ok(&["system", "gc"]);
     let v: serde_json::Value = serde_json::from_str(&r.ok(&["snapshot", "inspect", "s"])).unwrap();
     let img = Path::new(v["path"].as_str().unwrap()).join("checkpoint.img");
     let len = std::fs::metadata(&img).unwrap().len();
