@@ -27,6 +27,8 @@
 mod changes;
 mod import;
 mod reference;
+pub mod registry;
+mod store_stub;
 mod sys;
 mod unpack;
 
