@@ -24,11 +24,12 @@
 //! removing images all happen under the store's exclusive `flock`, so a
 //! removal never deletes a layer that an import is about to register.
 
+mod blob;
 mod changes;
 mod import;
 mod reference;
+mod register;
 pub mod registry;
-mod store_stub;
 mod sys;
 mod unpack;
 
@@ -111,6 +112,29 @@ pub enum ImageError {
         image: String,
         reason: String,
     },
+    #[error("invalid digest {0:?}: expected sha256: followed by 64 lower-case hex digits")]
+    InvalidDigest(String),
+    #[error("blob {digest}: {what} mismatch: expected {expected}, got {actual}")]
+    BlobMismatch {
+        digest: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("blob {digest}: read failed: {source}")]
+    BlobRead {
+        digest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob {0} is not in the image store")]
+    BlobMissing(String),
+    #[error("manifest or config {digest}: {reason}")]
+    InvalidManifest { digest: String, reason: String },
+    #[error("{digest}: unsupported media type {media_type:?}")]
+    UnsupportedMediaType { digest: String, media_type: String },
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -211,6 +235,33 @@ fn sha256_hex(digest: &str) -> Option<&str> {
         .filter(|h| h.len() == 64 && is_hex(h))
 }
 
+/// The layer dirs (chain id hexes) and blobs (hexes: manifest, config,
+/// layer blobs) an image row references.
+fn row_files(row: &ImageRow) -> Result<(Vec<String>, Vec<String>)> {
+    let corrupt = |reason: String| ImageError::CorruptRecord {
+        id: row.id.clone(),
+        reason,
+    };
+    let diff_ids: Vec<String> =
+        serde_json::from_str(&row.layers_json).map_err(|e| corrupt(format!("layer list: {e}")))?;
+    let mut layer_blobs: Vec<String> =
+        serde_json::from_str(&row.blobs_json).map_err(|e| corrupt(format!("blob list: {e}")))?;
+    if layer_blobs.is_empty() {
+        // Rows from before migration 2: layer blobs are the uncompressed tars.
+        layer_blobs = diff_ids.clone();
+    }
+    let layers = register::chain_ids(&diff_ids)
+        .iter()
+        .filter_map(|c| sha256_hex(c).map(str::to_string))
+        .collect();
+    let blobs = layer_blobs
+        .iter()
+        .chain([&row.id, &row.manifest_digest])
+        .filter_map(|d| sha256_hex(d).map(str::to_string))
+        .collect();
+    Ok((layers, blobs))
+}
+
 /// What a name resolved to.
 struct Found {
     row: ImageRow,
@@ -253,10 +304,11 @@ impl ImageStore {
         self.dir.join("layers")
     }
 
-    /// The directory of the unpacked layer with diff id `sha256:<hex>`
-    /// (whether or not it exists); `None` for a malformed diff id.
-    pub fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
-        sha256_hex(diff_id).map(|h| self.layers_dir().join(h))
+    /// The directory of the unpacked layer with chain id `sha256:<hex>`
+    /// (whether or not it exists); `None` for a malformed chain id. For a
+    /// bottom layer the chain id is its diff id.
+    pub fn layer_dir(&self, chain_id: &str) -> Option<PathBuf> {
+        sha256_hex(chain_id).map(|h| self.layers_dir().join(h))
     }
 
     /// The path of the blob `sha256:<hex>`; `None` for a malformed digest.
@@ -386,15 +438,18 @@ impl ImageStore {
             id: row.id.clone(),
             reason,
         };
-        let config = serde_json::from_str(&row.config_json)
+        let config = register::parse_config(row.config_json.as_bytes())
             .map_err(|e| corrupt(format!("image config: {e}")))?;
         let diff_ids: Vec<String> = serde_json::from_str(&row.layers_json)
             .map_err(|e| corrupt(format!("layer list: {e}")))?;
+        if let Some(d) = diff_ids.iter().find(|d| sha256_hex(d).is_none()) {
+            return Err(corrupt(format!("malformed diff id {d:?}")));
+        }
         let mut layers = Vec::with_capacity(diff_ids.len());
-        for d in diff_ids {
+        for d in register::chain_ids(&diff_ids) {
             let path = self
                 .layer_dir(&d)
-                .ok_or_else(|| corrupt(format!("malformed diff id {d:?}")))?;
+                .ok_or_else(|| corrupt(format!("malformed chain id {d:?}")))?;
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => layers.push(path),
                 _ => {
@@ -516,7 +571,7 @@ impl ImageStore {
     /// remaining image references. Caller holds the lock.
     fn remove_unused_files(&self, db: &Db, row: &ImageRow) -> Result<()> {
         let (used_layers, used_blobs) = self.referenced(db)?;
-        let diff_ids: Vec<String> = serde_json::from_str(&row.layers_json).unwrap_or_default();
+        let (layers, blobs) = row_files(row).unwrap_or_default();
         let mut first_err = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
@@ -524,14 +579,12 @@ impl ImageStore {
                 first_err.get_or_insert(e);
             }
         };
-        for d in &diff_ids {
-            let Some(hex) = sha256_hex(d) else { continue };
+        for hex in &layers {
             if !used_layers.contains(hex) {
                 note(self.remove_layer_dir(hex));
             }
         }
-        for d in diff_ids.iter().chain([&row.id, &row.manifest_digest]) {
-            let Some(hex) = sha256_hex(d) else { continue };
+        for hex in &blobs {
             if !used_blobs.contains(hex) {
                 let p = self.blobs_dir().join(hex);
                 note(sys::remove_path(&p).map_err(io_err(&p)));
@@ -543,26 +596,14 @@ impl ImageStore {
         }
     }
 
-    /// Layer hexes and blob hexes referenced by registered images.
+    /// Layer hexes (chain ids) and blob hexes referenced by registered images.
     fn referenced(&self, db: &Db) -> Result<(HashSet<String>, HashSet<String>)> {
         let mut layers = HashSet::new();
         let mut blobs = HashSet::new();
         for row in db.images()? {
-            let diff_ids: Vec<String> =
-                serde_json::from_str(&row.layers_json).map_err(|e| ImageError::CorruptRecord {
-                    id: row.id.clone(),
-                    reason: format!("layer list: {e}"),
-                })?;
-            for d in diff_ids.iter().chain([&row.id, &row.manifest_digest]) {
-                if let Some(h) = sha256_hex(d) {
-                    blobs.insert(h.to_string());
-                }
-            }
-            for d in &diff_ids {
-                if let Some(h) = sha256_hex(d) {
-                    layers.insert(h.to_string());
-                }
-            }
+            let (l, b) = row_files(&row)?;
+            layers.extend(l);
+            blobs.extend(b);
         }
         Ok((layers, blobs))
     }

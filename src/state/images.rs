@@ -9,7 +9,12 @@ pub struct ImageRow {
     pub id: String,
     pub manifest_digest: String,
     pub config_json: String,
+    /// Diff ids, lowest first (JSON array).
     pub layers_json: String,
+    /// Digests of the layer blobs as stored (possibly compressed), lowest
+    /// first (JSON array); `[]` for rows written before migration 2, whose
+    /// layer blobs are the uncompressed tars (digest = diff id).
+    pub blobs_json: String,
     pub size: i64,
     pub created: String,
 }
@@ -20,7 +25,7 @@ pub struct TagRow {
     pub image_id: String,
 }
 
-const IMAGE_COLS: &str = "id, manifest_digest, config_json, layers_json, size, created";
+const IMAGE_COLS: &str = "id, manifest_digest, config_json, layers_json, size, created, blobs_json";
 
 fn image_from_row(r: &Row) -> rusqlite::Result<ImageRow> {
     Ok(ImageRow {
@@ -30,6 +35,7 @@ fn image_from_row(r: &Row) -> rusqlite::Result<ImageRow> {
         layers_json: r.get(3)?,
         size: r.get(4)?,
         created: r.get(5)?,
+        blobs_json: r.get(6)?,
     })
 }
 
@@ -38,14 +44,17 @@ impl Db {
     pub fn put_image(&mut self, img: &ImageRow, tag: Option<&str>) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT OR IGNORE INTO images ({IMAGE_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
+                &format!(
+                    "INSERT OR IGNORE INTO images ({IMAGE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                ),
                 params![
                     img.id,
                     img.manifest_digest,
                     img.config_json,
                     img.layers_json,
                     img.size,
-                    img.created
+                    img.created,
+                    img.blobs_json
                 ],
             )
             .map_err(sql)?;

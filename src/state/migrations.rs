@@ -43,6 +43,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX pod_resources_pod ON pod_resources(pod_id);
     "#,
+    // 2: the layer blobs of an image as stored (compressed digests differ from diff ids).
+    r#"
+    ALTER TABLE images ADD COLUMN blobs_json TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
