@@ -245,6 +245,7 @@ fn pull_damaged(damage: impl FnOnce(&Path)) {
     let o = r.gvpod(&["pull", &image]);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     let e = stderr(&o);
+    eprintln!("damaged blob: {}", e.lines().last().unwrap_or(""));
     assert!(e.contains(&reg.addr()) && e.contains(&image), "{e}");
     assert!(e.contains(&layer), "names the blob: {e}");
     assert!(!image_names(&r).contains(&image));
@@ -337,6 +338,7 @@ fn run_pulls_a_missing_image() {
         let o = r.gvpod(&["run", "--rm", &missing, "true"]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         let e = stderr(&o);
+        eprintln!("missing: {e}");
         assert!(e.contains(&missing), "{e}");
         assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     }
