@@ -140,7 +140,13 @@ impl Registry {
     /// Copies the OCI layout `layout:tag` to `repo:tag` here (all platforms).
     pub fn push_layout(&self, layout: &Path, tag: &str, repo_tag: &str) {
         let out = Command::new("skopeo")
-            .args(["copy", "--all", "--quiet", "--preserve-digests", "--dest-tls-verify=false"])
+            .args([
+                "copy",
+                "--all",
+                "--quiet",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{repo_tag}", self.addr()))
             .output()

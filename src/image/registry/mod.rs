@@ -106,11 +106,11 @@ impl RegistryError {
             | RegistryError::NoPlatform { .. }
             | RegistryError::InvalidPlatform(_)
             | RegistryError::NotLoggedIn(_)
-            | RegistryError::Usage(_) => 2,
-            RegistryError::Store { source, .. } => match source {
-                ImageError::NotFound(_) | ImageError::InvalidReference { .. } => 2,
-                _ => 125,
-            },
+            | RegistryError::Usage(_)
+            | RegistryError::Store {
+                source: ImageError::NotFound(_) | ImageError::InvalidReference { .. },
+                ..
+            } => 2,
             _ => 125,
         }
     }

@@ -180,9 +180,10 @@ fn available(index: &OciImageIndex) -> String {
     }
 }
 
+#[derive(Debug)]
 enum Manifest {
     Index(OciImageIndex),
-    Image(OciImageManifest),
+    Image(Box<OciImageManifest>),
 }
 
 /// Tells an index from an image manifest by `mediaType`, or by shape when absent.
@@ -219,7 +220,9 @@ fn parse_manifest(target: &Target, data: &[u8]) -> Result<Manifest> {
     if is_index {
         serde_json::from_value(v).map(Manifest::Index).map_err(bad)
     } else {
-        serde_json::from_value(v).map(Manifest::Image).map_err(bad)
+        serde_json::from_value(v)
+            .map(|m| Manifest::Image(Box::new(m)))
+            .map_err(bad)
     }
 }
 
@@ -284,7 +287,7 @@ impl<'a> Puller<'a> {
         let (top, top_digest) = self.manifest(&client, &self.target.oci, pinned).await?;
         let mut manifests = vec![(top.clone(), top_digest.clone())];
         let (image, digest) = match parse_manifest(self.target, &top)? {
-            Manifest::Image(m) => (m, top_digest),
+            Manifest::Image(m) => (*m, top_digest),
             Manifest::Index(index) => {
                 let entry = choose(&index, platform).ok_or_else(|| RegistryError::NoPlatform {
                     registry: self.target.registry.clone(),
@@ -303,7 +306,7 @@ impl<'a> Puller<'a> {
                     )));
                 };
                 manifests.push((data, d.clone()));
-                (m, d)
+                (*m, d)
             }
         };
         for l in &image.layers {
