@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 use common::registry::{layer_tar, Compression, Entry, Layout, Registry};
 use common::{stderr, stdout, Root};
 
+/// A temp dir for an OCI layout (removed on drop; the leak check looks for the prefix).
+fn layout_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gvpod-layout-")
+        .tempdir()
+        .unwrap()
+}
+
 fn busybox_layer() -> Vec<u8> {
     std::fs::read(common::busybox_tarball()).unwrap()
 }
@@ -41,7 +49,7 @@ fn app_layers() -> Vec<(Vec<u8>, Compression)> {
 
 /// Pushes the app image as `repo:tag`; returns its manifest digest.
 fn push_app(reg: &Registry, repo_tag: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = layout_dir();
     let l = Layout::new(dir.path());
     let desc = l.image("amd64", &app_layers());
     let digest = desc["digest"].as_str().unwrap().to_string();
@@ -135,7 +143,7 @@ fn index_resolves_to_the_host_platform_and_digests_pin() {
     require_registry!();
     let reg = Registry::start();
     let r = Root::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = layout_dir();
     let l = Layout::new(dir.path());
     let mk = |arch: &str| {
         l.image(
@@ -214,7 +222,7 @@ fn index_resolves_to_the_host_platform_and_digests_pin() {
 fn pull_damaged(damage: impl FnOnce(&Path)) {
     let reg = Registry::start();
     let r = Root::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = layout_dir();
     let l = Layout::new(dir.path());
     let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
     let desc = l.image(
@@ -377,7 +385,7 @@ fn login_logout_and_docker_config() {
     let reg = Registry::start_with(Some(("tester", "s3cret")));
     let r = Root::new();
     let image = format!("{}/private/busybox:v1", reg.addr());
-    let docker_cfg = tempfile::tempdir().unwrap();
+    let docker_cfg = layout_dir();
     let cmd = |args: &[&str], stdin: Option<&str>| {
         use std::io::Write;
         let mut c = r.cmd(args);

@@ -79,6 +79,9 @@ pub enum RegistryError {
         reference: String,
         reason: String,
     },
+    /// A reference that does not parse (the message names it).
+    #[error(transparent)]
+    BadReference(ImageError),
     #[error("invalid platform {0:?}: expected OS/ARCH[/VARIANT], e.g. linux/arm64")]
     InvalidPlatform(String),
     #[error("{reference}: {source}")]
@@ -105,6 +108,7 @@ impl RegistryError {
             RegistryError::NotFound { .. }
             | RegistryError::NoPlatform { .. }
             | RegistryError::InvalidPlatform(_)
+            | RegistryError::BadReference(_)
             | RegistryError::NotLoggedIn(_)
             | RegistryError::Usage(_)
             | RegistryError::Store {

@@ -235,10 +235,7 @@ pub fn pull(
     name: &str,
     opts: &PullOptions,
 ) -> Result<Image> {
-    let r = Reference::parse(name).map_err(|source| RegistryError::Store {
-        reference: name.to_string(),
-        source,
-    })?;
+    let r = Reference::parse(name).map_err(RegistryError::BadReference)?;
     let platform = match &opts.platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
@@ -262,6 +259,7 @@ pub fn pull(
     let image = store
         .register_manifest(db, &manifest_digest, tag.as_deref())
         .map_err(|e| target.store(e))?;
+    tracing::debug!(id = %image.id, "step pull:registered");
     progress.line(&format!("Digest: {manifest_digest}"));
     Ok(image)
 }
@@ -284,6 +282,7 @@ impl<'a> Puller<'a> {
         pinned: Option<&str>,
     ) -> Result<String> {
         let client = connect(self.target, self.auth, tls_verify, RegistryOperation::Pull).await?;
+        tracing::debug!(registry = %self.target.registry, "step pull:connected");
         let (top, top_digest) = self.manifest(&client, &self.target.oci, pinned).await?;
         let mut manifests = vec![(top.clone(), top_digest.clone())];
         let (image, digest) = match parse_manifest(self.target, &top)? {
@@ -333,6 +332,7 @@ impl<'a> Puller<'a> {
                 todo.push(d);
             }
         }
+        tracing::debug!(manifest = %digest, missing = todo.len(), "step pull:manifest");
         self.progress.add_total(
             todo.iter()
                 .map(|d| u64::try_from(d.size).unwrap_or(0))
@@ -342,6 +342,7 @@ impl<'a> Puller<'a> {
             .buffer_unordered(PARALLEL_BLOBS)
             .try_collect::<Vec<()>>()
             .await?;
+        tracing::debug!("step pull:blobs");
 
         // Manifests last (index first), so an interrupted pull leaves no
         // manifest whose blobs are missing.

@@ -50,10 +50,7 @@ pub fn push(
         .map_err(|e| store_err(e.into()))?
         .ok_or_else(|| store_err(ImageError::NotFound(name.to_string())))?;
     let dest_name = dest.unwrap_or(name);
-    let dest_ref = Reference::parse(dest_name).map_err(|source| RegistryError::Store {
-        reference: dest_name.to_string(),
-        source,
-    })?;
+    let dest_ref = Reference::parse(dest_name).map_err(RegistryError::BadReference)?;
     if dest_ref.digest.is_some() {
         return Err(RegistryError::Usage(format!(
             "push destination {dest_name:?} carries a digest; give a tag"
