@@ -103,10 +103,39 @@ impl Progress {
         }
     }
 
-    /// Removes the bars (the total stays, finished).
+    /// Removes the bars (the total stays, finished, when anything was transferred).
     pub fn finish(&self) {
         if let Mode::Bars { total, .. } = &self.mode {
-            total.finish();
+            if total.length().unwrap_or(0) == 0 {
+                total.finish_and_clear();
+            } else {
+                total.finish();
+            }
+        }
+    }
+
+    /// A spinner with `msg` on a terminal while a step without byte counts
+    /// runs (unpacking); it goes away when the returned guard is dropped.
+    pub fn busy(&self, msg: &str) -> Busy {
+        match &self.mode {
+            Mode::Bars { multi, .. } => {
+                let sp = multi.add(ProgressBar::new_spinner());
+                sp.set_message(msg.to_string());
+                sp.enable_steady_tick(std::time::Duration::from_millis(120));
+                Busy(Some(sp))
+            }
+            _ => Busy(None),
+        }
+    }
+}
+
+/// See [`Progress::busy`].
+pub struct Busy(Option<ProgressBar>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(sp) = &self.0 {
+            sp.finish_and_clear();
         }
     }
 }

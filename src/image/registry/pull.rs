@@ -256,9 +256,11 @@ pub fn pull(
     drop(rt);
     progress.finish();
     let tag = if r.digest.is_none() { r.tagged() } else { None };
+    let busy = progress.busy("unpacking layers and registering the image");
     let image = store
         .register_manifest(db, &manifest_digest, tag.as_deref())
         .map_err(|e| target.store(e))?;
+    drop(busy);
     tracing::debug!(id = %image.id, "step pull:registered");
     progress.line(&format!("Digest: {manifest_digest}"));
     Ok(image)
