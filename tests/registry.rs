@@ -129,6 +129,12 @@ fn multi_layer_pull_merges_layers_and_a_second_pull_downloads_nothing() {
     let gets = reg.blob_gets_since(mark);
     assert!(gets.is_empty(), "blob requests on re-pull: {gets:#?}");
 
+    // Pushed elsewhere, the stored manifest goes out unchanged (same digest).
+    let mirror = format!("{}/mirror/app:v1", reg.addr());
+    let o = r.gvpod(&["push", "-q", &image, &mirror]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), manifest);
+
     // -q: only the id.
     let o = r.gvpod(&["pull", "-q", &image]);
     assert!(o.status.success());

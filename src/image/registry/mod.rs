@@ -456,6 +456,81 @@ mod tests {
     }
 
     #[test]
+    fn registry_errors_are_sorted_by_what_the_user_can_do() {
+        use oci_client::errors::{OciEnvelope, OciError};
+        let t = Target::new(&Reference::parse("127.0.0.1:5000/app:v1").unwrap());
+        let envelope = |code: OciErrorCode| OciDistributionError::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: "manifest unknown".into(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: "http://127.0.0.1:5000/v2/app/manifests/v1".into(),
+        };
+        let server = |code: u16| OciDistributionError::ServerError {
+            code,
+            url: "u".into(),
+            message: "m".into(),
+        };
+        let cases: Vec<(&str, OciDistributionError, &str, i32)> = vec![
+            (
+                "manifest",
+                envelope(OciErrorCode::ManifestUnknown),
+                "not found",
+                2,
+            ),
+            (
+                "manifest",
+                envelope(OciErrorCode::NameUnknown),
+                "not found",
+                2,
+            ),
+            ("manifest", server(404), "not found", 2),
+            (
+                "blob sha256:x",
+                envelope(OciErrorCode::BlobUnknown),
+                "blob sha256:x",
+                125,
+            ),
+            (
+                "manifest",
+                envelope(OciErrorCode::Denied),
+                "authentication failed",
+                125,
+            ),
+            ("manifest", server(401), "authentication failed", 125),
+            (
+                "manifest",
+                OciDistributionError::UnauthorizedError { url: "u".into() },
+                "authentication failed",
+                125,
+            ),
+            (
+                "blob sha256:x",
+                oci_client::errors::DigestError::VerificationError {
+                    expected: "a".into(),
+                    actual: "b".into(),
+                }
+                .into(),
+                "does not match its digest",
+                125,
+            ),
+            ("manifest", server(500), "manifest", 125),
+        ];
+        for (what, e, needle, code) in cases {
+            let r = t.classify(what, e);
+            let msg = r.to_string();
+            assert!(msg.contains(needle), "{msg}");
+            assert!(msg.contains("127.0.0.1:5000"), "{msg}");
+            assert!(msg.contains("127.0.0.1:5000/app:v1"), "{msg}");
+            assert_eq!(r.exit_code(), code, "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
     fn short_digests() {
         assert_eq!(
             short_digest(&format!("sha256:{}", "ab".repeat(32))),
