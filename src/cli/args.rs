@@ -238,6 +238,28 @@ pub enum Cmd {
     },
     /// Forget the stored credentials of a registry.
     Logout { registry: String },
+    /// Load images from an OCI layout directory, an oci-archive or a docker-archive (gzip/zstd too).
+    Load {
+        /// Archive file or OCI layout directory; `-` (default) reads stdin.
+        #[arg(short = 'i', long = "input", default_value = "-")]
+        input: PathBuf,
+        /// Print nothing.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Save images to an archive.
+    Save {
+        /// Output file.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Archive format.
+        #[arg(long, value_enum, default_value = "oci-archive")]
+        format: SaveFormat,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Give an image another name: gvpod tag SOURCE TARGET.
+    Tag { source: String, target: String },
     /// List images.
     Images {
         #[arg(short = 'q', long)]
@@ -264,8 +286,25 @@ pub enum Cmd {
     Monitor { id: String },
 }
 
+/// `gvpod save --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SaveFormat {
+    OciArchive,
+    DockerArchive,
+}
+
 #[derive(Subcommand)]
 pub enum ImageCmd {
+    /// Show images as JSON (id, digest, references, config, layers, size, created).
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove blobs and cached layers that no image uses.
+    Prune {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// List images.
     Ls {
         #[arg(short = 'q', long)]

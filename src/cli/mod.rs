@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::bundle::{self, PodOptions};
 use crate::image::registry::{self, RegistryError};
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
-use args::{Cli, Cmd, ImageCmd, PodArgs, SystemCmd};
+use args::{Cli, Cmd, ImageCmd, PodArgs, SaveFormat, SystemCmd};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -45,15 +45,38 @@ pub fn main() -> i32 {
                         .map(RegistryError::exit_code)
                 })
                 .unwrap_or(125);
-            eprintln!("gvpod: {e}");
+            if e.downcast_ref::<crate::image::ImageError>().is_some()
+                || e.downcast_ref::<RegistryError>().is_some()
+            {
+                // Archive errors can quote raw header bytes: keep it one clean line.
+                let msg: String = e
+                    .to_string()
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                eprintln!("gvpod: {msg}");
+            } else {
+                eprintln!("gvpod: {e}");
+            }
             code
         }
     }
 }
 
+/// 2 for what the user got wrong (names, values, inputs that are not
+/// images), 125 when gvpod failed.
 fn image_exit_code(e: &crate::image::ImageError) -> i32 {
+    use crate::image::ImageError as E;
     match e {
-        crate::image::ImageError::NotFound(_) => 2,
+        E::NotFound(_)
+        | E::InvalidReference { .. }
+        | E::InvalidId(_)
+        | E::InvalidChange { .. }
+        | E::AmbiguousId { .. }
+        | E::MultipleTags { .. }
+        | E::InvalidDigest(_)
+        | E::InvalidArchive { .. }
+        | E::BadInput { .. } => 2,
         _ => 125,
     }
 }
@@ -319,6 +342,47 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Logout { registry: reg } => {
             let key = registry::logout(&ctx.root, &reg)?;
             println!("Removed login credentials for {key}");
+            Ok(0)
+        }
+        Cmd::Load { input, quiet } => {
+            let names = ctx.images.load(&mut ctx.db, &input)?;
+            if !quiet {
+                names.iter().for_each(|n| println!("Loaded image: {n}"));
+            }
+            Ok(0)
+        }
+        Cmd::Save {
+            output,
+            format,
+            images,
+        } => {
+            let format = match format {
+                SaveFormat::OciArchive => crate::image::ArchiveFormat::OciArchive,
+                SaveFormat::DockerArchive => crate::image::ArchiveFormat::DockerArchive,
+            };
+            ctx.images.save(&ctx.db, &images, &output, format)?;
+            Ok(0)
+        }
+        Cmd::Tag { source, target } => {
+            ctx.images.tag(&mut ctx.db, &source, &target)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Inspect { images }) => {
+            let views = images
+                .iter()
+                .map(|n| ctx.images.inspect(&ctx.db, n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = if views.len() == 1 {
+                serde_json::to_string_pretty(&views[0])?
+            } else {
+                serde_json::to_string_pretty(&views)?
+            };
+            println!("{out}");
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Prune { format }) => {
+            let rep = ctx.images.prune(&ctx.db)?;
+            format::prune(&rep, &format)?;
             Ok(0)
         }
         Cmd::Images { quiet, format } => {

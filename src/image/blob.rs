@@ -16,6 +16,14 @@ use super::{
     io_err, sha256_hex, sys, temp_name, ImageError, ImageStore, Result, TempPath, TMP_PREFIX,
 };
 
+/// A blob now in the store.
+#[derive(Debug, Clone)]
+pub(super) struct Ingested {
+    pub digest: String,
+    /// Whether this call wrote it (false: it was already there).
+    pub created: bool,
+}
+
 /// Read buffer for blob copies.
 const BUF: usize = 256 * 1024;
 
@@ -39,10 +47,29 @@ impl ImageStore {
         digest: &str,
         size: Option<u64>,
     ) -> Result<()> {
-        let hex =
-            sha256_hex(digest).ok_or_else(|| ImageError::InvalidDigest(digest.to_string()))?;
-        if self.has_blob(digest) {
-            return Ok(());
+        self.ingest(reader, Some(digest), size, digest).map(|_| ())
+    }
+
+    /// The ingestion core: `expected` digest (checked, and the blob skipped
+    /// when present) or `None` (computed); `size` checked when given.
+    pub(super) fn ingest(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&str>,
+        size: Option<u64>,
+        what: &str,
+    ) -> Result<Ingested> {
+        let want_hex = match expected {
+            Some(d) => Some(sha256_hex(d).ok_or_else(|| ImageError::InvalidDigest(d.to_string()))?),
+            None => None,
+        };
+        if let (Some(d), Some(_)) = (expected, want_hex) {
+            if self.has_blob(d) {
+                return Ok(Ingested {
+                    digest: d.to_string(),
+                    created: false,
+                });
+            }
         }
         let blobs = self.blobs_dir();
         let tmp = TempPath::new(blobs.join(temp_name(TMP_PREFIX)));
@@ -74,7 +101,7 @@ impl ImageStore {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(ImageError::BlobRead {
-                        digest: digest.to_string(),
+                        digest: what.to_string(),
                         source,
                     })
                 }
@@ -91,7 +118,7 @@ impl ImageStore {
                     format!("{total} bytes")
                 };
                 return Err(ImageError::BlobMismatch {
-                    digest: digest.to_string(),
+                    digest: what.to_string(),
                     what: "size",
                     expected: format!("{expected} bytes"),
                     actual,
@@ -99,25 +126,35 @@ impl ImageStore {
             }
         }
         let actual = hex::encode(hasher.finalize());
-        if actual != hex {
-            return Err(ImageError::BlobMismatch {
-                digest: digest.to_string(),
-                what: "digest",
-                expected: digest.to_string(),
-                actual: format!("sha256:{actual}"),
-            });
+        if let Some(want) = want_hex {
+            if actual != want {
+                return Err(ImageError::BlobMismatch {
+                    digest: what.to_string(),
+                    what: "digest",
+                    expected: format!("sha256:{want}"),
+                    actual: format!("sha256:{actual}"),
+                });
+            }
         }
         file.sync_all().map_err(io_err(&tmp.path))?;
         drop(file);
         let dir = sys::open_dir(&blobs).map_err(io_err(&blobs))?;
         let tmp_name = tmp.path.file_name().unwrap_or_default().to_os_string();
-        match sys::rename_noreplace(dir.as_fd(), &tmp_name, dir.as_fd(), hex.as_ref()) {
-            Ok(()) => tmp.keep(),
-            // Another writer put the same (verified) content in place first.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(io_err(&blobs.join(hex))(e)),
-        }
-        sys::fsync(dir.as_fd()).map_err(io_err(&blobs))
+        let created =
+            match sys::rename_noreplace(dir.as_fd(), &tmp_name, dir.as_fd(), actual.as_ref()) {
+                Ok(()) => {
+                    tmp.keep();
+                    true
+                }
+                // Another writer put the same (verified) content in place first.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+                Err(e) => return Err(io_err(&blobs.join(&actual))(e)),
+            };
+        sys::fsync(dir.as_fd()).map_err(io_err(&blobs))?;
+        Ok(Ingested {
+            digest: format!("sha256:{actual}"),
+            created,
+        })
     }
 
     /// Opens a blob for reading, checking that its size is `size` when given.

@@ -125,6 +125,7 @@ impl ImageStore {
             let (row, image_config) = res?;
             return Ok(Image {
                 reference: tag.unwrap_or_else(|| row.id.clone()),
+                digest: row.manifest_digest,
                 id: row.id,
                 config: image_config,
                 layers: vec![layer_dir],
@@ -255,7 +256,7 @@ pub(super) fn rename_into_place(from: &Path, to: &Path) -> Result<bool> {
 }
 
 /// Wraps the source in the right decompressor, chosen by magic bytes.
-fn decompress<'a, R: Read + 'a>(mut r: R, source: &str) -> Result<Box<dyn Read + 'a>> {
+pub(super) fn decompress<'a, R: Read + 'a>(mut r: R, source: &str) -> Result<Box<dyn Read + 'a>> {
     let mut head = [0u8; 6];
     let mut n = 0;
     while n < head.len() {

@@ -16,12 +16,13 @@
 //! whatever this call put in place, and registers nothing.
 
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::import::{exists, rename_into_place};
+use super::import::rename_into_place;
 use super::{
     io_err, sha256_hex, sys, temp_name, unpack, Image, ImageError, ImageStore, Reference, Result,
     TempPath, TMP_PREFIX,
@@ -67,7 +68,7 @@ impl Compression {
     }
 
     /// Wraps `r` in the matching decompressor.
-    pub fn reader<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+    pub fn reader<'a, R: Read + Send + 'a>(self, r: R) -> io::Result<Box<dyn Read + Send + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
@@ -220,6 +221,9 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
+/// The layer itself inside a layer temp dir (the rest is overlay scratch space).
+const UPPER: &str = "upper";
+
 /// A layer this call unpacked, waiting to be moved into place.
 struct Unpacked {
     tmp: TempPath,
@@ -306,11 +310,16 @@ impl ImageStore {
         // lock: then unpack again. Bounded, since each retry follows a removal.
         for _attempt in 0..8 {
             let mut unpacked: Vec<Unpacked> = Vec::new();
+            // Cached layers used, with the identity of their dir: layer dirs
+            // are immutable and only ever removed after being renamed away,
+            // so the same inode at the same path later means untouched.
+            let mut cached: Vec<(PathBuf, (u64, u64))> = Vec::new();
             let mut size = 0u64;
             for (i, (desc, compression)) in checked.layers.iter().enumerate() {
                 let dir = &chain_dirs[i];
-                if exists(dir)? {
+                if let Some(id) = dir_identity(dir)? {
                     size += dir_content_size(dir);
+                    cached.push((dir.clone(), id));
                     continue;
                 }
                 let parents: Vec<PathBuf> = chain_dirs[..i]
@@ -320,7 +329,7 @@ impl ImageStore {
                         unpacked
                             .iter()
                             .find(|u| Some(u.hex.as_str()) == sha256_hex(&chains[j]))
-                            .map(|u| u.tmp.path.clone())
+                            .map(|u| u.tmp.path.join(UPPER))
                             .unwrap_or_else(|| d.clone())
                     })
                     .collect();
@@ -330,38 +339,31 @@ impl ImageStore {
                     i + 1,
                     manifest_digest
                 );
-                let (tmp, bytes) =
+                let tmp =
                     self.unpack_layer_blob(desc, *compression, &diff_ids[i], &parents, &name)?;
-                size += bytes;
+                size += dir_content_size(&tmp.path.join(UPPER));
                 unpacked.push(Unpacked {
                     tmp,
                     hex: sha256_hex(&chains[i]).unwrap_or_default().to_string(),
                 });
             }
             let lock = self.lock()?;
-            // Every layer we did not unpack must still be there.
-            let cached_ok = chain_dirs
-                .iter()
-                .zip(&chains)
-                .filter(|(_, c)| {
-                    !unpacked
-                        .iter()
-                        .any(|u| Some(u.hex.as_str()) == sha256_hex(c))
-                })
-                .map(|(d, _)| exists(d))
-                .collect::<Result<Vec<bool>>>()?
-                .into_iter()
-                .all(|b| b);
+            // Every cached layer we used (directly or as a parent of what we
+            // unpacked) must still be the same dir.
+            let mut cached_ok = true;
+            for (dir, id) in &cached {
+                cached_ok &= dir_identity(dir)? == Some(*id);
+            }
             if !cached_ok {
                 drop(lock);
                 continue;
             }
             let mut created: Vec<PathBuf> = Vec::new();
             let res = (|| -> Result<ImageRow> {
-                for u in unpacked {
+                for u in &unpacked {
                     let dest = layers_dir.join(&u.hex);
-                    if rename_into_place(&u.tmp.path, &dest)? {
-                        u.tmp.keep();
+                    // Else another process put the same layer in place first.
+                    if rename_into_place(&u.tmp.path.join(UPPER), &dest)? {
                         created.push(dest);
                     }
                 }
@@ -412,16 +414,20 @@ impl ImageStore {
             drop(lock);
             let row = res?;
             let image_row = db.image(&row.id)?.unwrap_or(row);
-            return self.image_from_row(&image_row, tag.unwrap_or_else(|| image_row.id.clone()));
+            let mut img =
+                self.image_from_row(&image_row, tag.unwrap_or_else(|| image_row.id.clone()))?;
+            // The image may have been registered before through another manifest.
+            img.digest = manifest_digest.to_string();
+            return Ok(img);
         }
         Err(ImageError::Busy(format!(
             "layers of image {manifest_digest} kept being removed while it was registered; try again"
         )))
     }
 
-    /// Unpacks one layer blob into a fresh `layers/.tmp-*` directory on top
-    /// of `parents` (lowest first), verifying its diff id. Returns the temp
-    /// dir and the bytes of file content written.
+    /// Unpacks one layer blob on top of `parents` (lowest first) into
+    /// `<tmp>/upper` of a fresh `layers/.tmp-*` directory, verifying its diff
+    /// id. Returns the temp dir.
     fn unpack_layer_blob(
         &self,
         desc: &Descriptor,
@@ -429,10 +435,13 @@ impl ImageStore {
         diff_id: &str,
         parents: &[PathBuf],
         name: &str,
-    ) -> Result<(TempPath, u64)> {
-        let _ = parents; // applied on top of its parents in `unpack` (next step)
+    ) -> Result<TempPath> {
         let blob = self.open_blob(&desc.digest, Some(desc.size))?;
         let tmp = self.new_layer_tmp()?;
+        let dest = tmp.path.join(UPPER);
+        std::fs::create_dir(&dest).map_err(io_err(&dest))?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err(&dest))?;
         let corrupt = |source: io::Error| ImageError::CorruptArchive {
             what: format!("layer {name}"),
             source,
@@ -444,7 +453,7 @@ impl ImageStore {
             inner: reader,
             hasher: Sha256::new(),
         };
-        let stats = unpack::unpack_layer(&mut hr, &tmp.path, name)?;
+        unpack::apply_layer(&mut hr, &dest, parents, &tmp.path, name)?;
         io::copy(&mut hr, &mut io::sink()).map_err(corrupt)?;
         let actual = format!("sha256:{}", hex::encode(hr.hasher.finalize()));
         if actual != diff_id {
@@ -455,12 +464,12 @@ impl ImageStore {
                 actual,
             });
         }
-        Ok((tmp, stats.bytes))
+        Ok(tmp)
     }
 
     /// A fresh, empty `layers/.tmp-*` directory (mode 0755), removed on drop.
     pub(super) fn new_layer_tmp(&self) -> Result<TempPath> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         let tmp = TempPath::new(self.layers_dir().join(temp_name(TMP_PREFIX)));
         std::fs::DirBuilder::new()
             .mode(0o755)
@@ -472,19 +481,40 @@ impl ImageStore {
     }
 }
 
-/// Bytes of regular-file content under `dir` (no symlinks followed); 0 on error.
-fn dir_content_size(dir: &Path) -> u64 {
-    fn walk(p: &Path) -> u64 {
+/// Device and inode of the directory at `p`, `None` if absent.
+fn dir_identity(p: &Path) -> Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(p)(e)),
+    }
+}
+
+/// Bytes of regular-file content under `dir`, each inode counted once,
+/// no symlink followed; 0 for what cannot be read. This is an image's
+/// "size": the sum over its layer dirs.
+pub(crate) fn dir_content_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
         let Ok(rd) = std::fs::read_dir(p) else {
             return 0;
         };
-        rd.flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => walk(&e.path()),
-                Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => 0,
-            })
-            .sum()
+        let mut n = 0;
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => n += walk(&e.path(), seen),
+                Ok(t) if t.is_file() => {
+                    if let Ok(m) = e.metadata() {
+                        if m.nlink() < 2 || seen.insert((m.dev(), m.ino())) {
+                            n += m.len();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        n
     }
-    walk(dir)
+    walk(dir, &mut std::collections::HashSet::new())
 }

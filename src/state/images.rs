@@ -58,6 +58,11 @@ impl Db {
                 ],
             )
             .map_err(sql)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO image_manifests (digest, image_id, blobs_json) VALUES (?1, ?2, ?3)",
+                params![img.manifest_digest, img.id, img.blobs_json],
+            )
+            .map_err(sql)?;
             if let Some(tag) = tag {
                 tx.execute(
                     "INSERT OR REPLACE INTO image_tags (name, image_id) VALUES (?1, ?2)",
@@ -93,6 +98,45 @@ impl Db {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// The image registered through the manifest `digest` (any of its manifests).
+    pub fn image_by_manifest(&self, digest: &str) -> Result<Option<ImageRow>> {
+        let cols: Vec<String> = IMAGE_COLS.split(", ").map(|c| format!("i.{c}")).collect();
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {} FROM images i JOIN image_manifests m ON m.image_id = i.id WHERE m.digest=?1",
+                    cols.join(", ")
+                ),
+                [digest],
+                image_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every registered manifest: (digest, image id, layer blobs JSON).
+    pub fn manifests(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT digest, image_id, blobs_json FROM image_manifests ORDER BY digest")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Deletes the tag `name` (the image row stays).
+    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM image_tags WHERE name=?1", [name])
+                .map_err(sql)?;
+            Ok(())
+        })
     }
 
     pub fn tag(&self, name: &str) -> Result<Option<TagRow>> {

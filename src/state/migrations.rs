@@ -47,6 +47,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE images ADD COLUMN blobs_json TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 3: every manifest an image was registered through (the same config can
+    // come through several: another compression, a pull after a load), so a
+    // digest reference finds it and its blobs stay referenced.
+    r#"
+    CREATE TABLE image_manifests (
+        digest     TEXT PRIMARY KEY,        -- "sha256:…" of the manifest
+        image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        blobs_json TEXT NOT NULL            -- its layer blob digests, lowest first
+    );
+    CREATE INDEX image_manifests_image ON image_manifests(image_id);
+    INSERT OR IGNORE INTO image_manifests (digest, image_id, blobs_json)
+        SELECT manifest_digest, id, blobs_json FROM images;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod oci;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_gvpod");
 
 /// Skips (by returning early) when the host cannot run sandboxes: not root or no runsc.
