@@ -224,6 +224,46 @@ fn index_resolves_to_the_host_platform_and_digests_pin() {
     r.assert_clean();
 }
 
+#[test]
+fn docker_schema2_manifest_list_is_pulled() {
+    require_registry!();
+    let reg = Registry::start();
+    let r = Root::new();
+    let dir = layout_dir();
+    let l = Layout::new(dir.path());
+    let mk = |arch: &str| {
+        l.image(
+            arch,
+            &[
+                (busybox_layer(), Compression::Gzip),
+                (
+                    layer_tar(&[Entry::File("platform", format!("{arch}\n").as_bytes())]),
+                    Compression::Gzip,
+                ),
+            ],
+        )
+    };
+    let entries = [mk("amd64"), mk("arm64")];
+    let index = l.index(&entries);
+    l.tag("d", index);
+    reg.push_layout_as(dir.path(), "d", "docker:2", Some("v2s2"));
+    // The registry now holds a Docker manifest list over Docker manifests.
+    let head = reg.get("/v2/docker/manifests/2");
+    assert!(
+        head.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
+        "{head}"
+    );
+    let image = format!("{}/docker:2", reg.addr());
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let out = r.ok(&["run", "--rm", &image, "cat", "/platform"]);
+    assert_eq!(out, format!("{arch}\n"));
+    r.assert_clean();
+}
+
 /// Pulls an image whose layer blob was damaged in the registry's storage.
 fn pull_damaged(damage: impl FnOnce(&Path)) {
     let reg = Registry::start();

@@ -137,16 +137,22 @@ impl Registry {
             .join("data")
     }
 
-    /// Copies the OCI layout `layout:tag` to `repo:tag` here (all platforms).
+    /// Copies the OCI layout `layout:tag` to `repo:tag` here (all platforms),
+    /// byte for byte (same digests).
     pub fn push_layout(&self, layout: &Path, tag: &str, repo_tag: &str) {
-        let out = Command::new("skopeo")
-            .args([
-                "copy",
-                "--all",
-                "--quiet",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-            ])
+        self.push_layout_as(layout, tag, repo_tag, None)
+    }
+
+    /// Like [`Registry::push_layout`]; with `Some("v2s2")` skopeo converts to
+    /// Docker schema 2 manifests and manifest lists (new digests).
+    pub fn push_layout_as(&self, layout: &Path, tag: &str, repo_tag: &str, format: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]);
+        match format {
+            Some(f) => cmd.args(["--format", f]),
+            None => cmd.arg("--preserve-digests"),
+        };
+        let out = cmd
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{repo_tag}", self.addr()))
             .output()
@@ -163,7 +169,7 @@ impl Registry {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+            "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json\r\n\r\n",
             self.addr()
         )
         .unwrap();
