@@ -62,15 +62,17 @@ pub(crate) fn release(ctx: &mut Ctx, id: &str) -> Result<()> {
         None => None,
     };
     let mut first_err = None;
+    let mut done = vec![];
     for r in ctx.db.resources(Some(id))? {
         match undo(ctx, &r, flags.as_ref()) {
-            Ok(()) => ctx.db.remove_resource(r.kind, &r.value)?,
+            Ok(()) => done.push(r),
             Err(e) => {
                 tracing::warn!("releasing {} {}: {e}", r.kind.as_str(), r.value);
                 first_err.get_or_insert(e);
             }
         }
     }
+    ctx.db.remove_resources(&done)?;
     let _ = std::fs::remove_dir_all(ctx.pod_run_dir(id));
     match first_err {
         Some(e) => Err(e),

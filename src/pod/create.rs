@@ -2,7 +2,7 @@
 //! resource is recorded before it is made; any failure undoes them all.
 
 use super::{failpoint, id, Ctx, PodError, Result};
-use crate::bundle::{self, ExecProblem, PodOptions, RootfsPaths, SpecInput};
+use crate::bundle::{self, PodOptions, RootfsPaths, SpecInput};
 use crate::runsc::GlobalFlags;
 use crate::state::{PodRow, PodStatus, ResourceKind};
 
@@ -115,21 +115,13 @@ fn assemble(
     failpoint::hit("create:mounted");
 
     let process = bundle::resolve_process(&image.reference, &image.config, opts, &paths.merged)?;
-    let path_env = process.env.iter().find_map(|e| e.strip_prefix("PATH="));
-    if let Err(p) =
-        bundle::check_executable(&paths.merged, &process.args[0], path_env, &process.cwd)
-    {
-        let (why, code) = match p {
-            ExecProblem::NotFound => ("executable file not found", 127),
-            ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
-        };
-        return Err(PodError::Command {
-            cmd: process.args[0].clone(),
-            why,
-            image: image.reference.clone(),
-            code,
-        });
-    }
+    super::check_command(
+        &paths.merged,
+        &process.args[0],
+        &process.env,
+        &process.cwd,
+        &image.reference,
+    )?;
 
     let hostname = opts
         .hostname

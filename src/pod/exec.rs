@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 use super::{Ctx, PodError, Result};
-use crate::bundle::{self, ExecProblem, ProcessSpec};
+use crate::bundle::{self, ProcessSpec};
 use crate::state::PodRow;
 
 pub struct ExecRequest {
@@ -33,10 +33,9 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
             "exec needs a command after the pod name".into(),
         ));
     }
-    if req.tty
-        && req.interactive
-        && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false)
-    {
+    // With a terminal, the sentry drives the caller's stdin as the pod's tty,
+    // so stdin must be that terminal (with or without -i).
+    if req.tty && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
         return Err(PodError::Usage(
             "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
         ));
@@ -57,19 +56,7 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
         None => (main.uid, main.gid, main.additional_gids.clone()),
     };
     let cwd = req.workdir.clone().unwrap_or_else(|| main.cwd.clone());
-    let path_env = env.iter().find_map(|e| e.strip_prefix("PATH="));
-    if let Err(p) = bundle::check_executable(&rootfs, &req.cmd[0], path_env, &cwd) {
-        let (why, code) = match p {
-            ExecProblem::NotFound => ("executable file not found", 127),
-            ExecProblem::NotExecutable => ("permission denied (not an executable file)", 126),
-        };
-        return Err(PodError::Command {
-            cmd: req.cmd[0].clone(),
-            why,
-            image: pod.image_ref.clone(),
-            code,
-        });
-    }
+    super::check_command(&rootfs, &req.cmd[0], &env, &cwd, &pod.image_ref)?;
     let process = serde_json::json!({
         "terminal": req.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
@@ -91,7 +78,7 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     // The sentry writes a donated regular file at its own offset (clobbering
     // what the caller already wrote there), so files get a pipe in between.
     let (out_file, err_file) = (is_regular_file(1), is_regular_file(2));
-    cmd.stdin(if req.interactive {
+    cmd.stdin(if req.interactive || req.tty {
         Stdio::inherit()
     } else {
         Stdio::null()

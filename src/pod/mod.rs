@@ -236,6 +236,32 @@ impl Ctx {
     }
 }
 
+/// Fails like a shell would (127 not found, 126 not executable) when `cmd`
+/// cannot be run inside `rootfs` with the PATH of `env`.
+pub(crate) fn check_command(
+    rootfs: &Path,
+    cmd: &str,
+    env: &[String],
+    cwd: &str,
+    image: &str,
+) -> Result<()> {
+    let path_env = env.iter().find_map(|e| e.strip_prefix("PATH="));
+    crate::bundle::check_executable(rootfs, cmd, path_env, cwd).map_err(|p| {
+        let (why, code) = match p {
+            crate::bundle::ExecProblem::NotFound => ("executable file not found", 127),
+            crate::bundle::ExecProblem::NotExecutable => {
+                ("permission denied (not an executable file)", 126)
+            }
+        };
+        PodError::Command {
+            cmd: cmd.to_string(),
+            why,
+            image: image.to_string(),
+            code,
+        }
+    })
+}
+
 /// Whether `pid` is the monitor of pod `id` (guards against pid reuse).
 pub(crate) fn monitor_alive(pid: i32, id: &str) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {

@@ -115,6 +115,19 @@ impl Db {
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
+
+    /// Runs a query and collects every row through `map`.
+    pub(crate) fn query_all<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = st.query_map(params, map).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<T>>>()
+            .map_err(|e| self.err(e))
+    }
 }
 
 /// Maps a rusqlite error inside a transaction closure (no path at hand there).

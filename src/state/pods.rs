@@ -152,16 +152,11 @@ impl Db {
     }
 
     pub fn pods(&self) -> Result<Vec<PodRow>> {
-        let mut st = self
-            .conn()
-            .prepare(&format!("SELECT {POD_COLS} FROM pods ORDER BY created"))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], pod_from_row)
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        self.query_all(
+            &format!("SELECT {POD_COLS} FROM pods ORDER BY created"),
+            [],
+            pod_from_row,
+        )
     }
 
     pub fn pod(&self, id: &str) -> Result<Option<PodRow>> {
@@ -177,18 +172,13 @@ impl Db {
 
     /// Finds pods whose name equals `key` or whose id starts with `key`.
     pub fn find_pods(&self, key: &str) -> Result<Vec<PodRow>> {
-        let mut st = self
-            .conn()
-            .prepare(&format!(
+        self.query_all(
+            &format!(
                 "SELECT {POD_COLS} FROM pods WHERE name = ?1 OR substr(id, 1, length(?1)) = ?1"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([key], pod_from_row)
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+            ),
+            [key],
+            pod_from_row,
+        )
     }
 
     pub fn set_pod_started(
@@ -280,26 +270,28 @@ impl Db {
         })
     }
 
+    /// Forgets several undone resources in one transaction.
+    pub fn remove_resources(&mut self, rs: &[Resource]) -> Result<()> {
+        self.write(|tx| {
+            for r in rs {
+                tx.execute(
+                    "DELETE FROM pod_resources WHERE kind=?1 AND value=?2",
+                    params![r.kind.as_str(), r.value],
+                )
+                .map_err(sql)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Resources of one pod (or of every pod when `pod_id` is None), newest first
     /// so that they are undone in reverse order of creation.
     pub fn resources(&self, pod_id: Option<&str>) -> Result<Vec<Resource>> {
-        let mut st = self
-            .conn()
-            .prepare(
-                "SELECT pod_id, kind, value FROM pod_resources WHERE ?1 IS NULL OR pod_id = ?1 ORDER BY rowid DESC",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([pod_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+        let rows = self.query_all(
+            "SELECT pod_id, kind, value FROM pod_resources WHERE ?1 IS NULL OR pod_id = ?1 ORDER BY rowid DESC",
+            [pod_id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+        )?;
         rows.into_iter()
             .map(|(pod_id, kind, value)| {
                 let kind = ResourceKind::parse(&kind).ok_or_else(|| {
@@ -316,15 +308,8 @@ impl Db {
 
     /// Number of pods that use an image (`rmi` refuses to remove those).
     pub fn pods_using_image(&self, image_id: &str) -> Result<Vec<String>> {
-        let mut st = self
-            .conn()
-            .prepare("SELECT name FROM pods WHERE image_id=?1")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([image_id], |r| r.get(0))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(|e| self.err(e))?;
-        Ok(rows)
+        self.query_all("SELECT name FROM pods WHERE image_id=?1", [image_id], |r| {
+            r.get(0)
+        })
     }
 }
