@@ -19,6 +19,10 @@ for cg in /sys/fs/cgroup/gvpod /sys/fs/cgroup/*/gvpod; do
     n=$(find "$cg" -mindepth 1 -maxdepth 1 -type d | wc -l)
     [ "$n" -gt 0 ] && report "cgroups left in $cg: $(find "$cg" -mindepth 1 -maxdepth 1 -type d | head -3)"
 done
+r=$(pgrep -af 'docker-registry serve' | grep -E 'gvpod-registry-' || true)
+[ -n "$r" ] && report "test registries left running: $r"
+d=$(ls -d /tmp/gvpod-registry-* /tmp/gvpod-layout-* 2>/dev/null || true)
+[ -n "$d" ] && report "test registry dirs left: $d"
 d=$(ls -d /tmp/gvpod-test-* 2>/dev/null || true)
 [ -n "$d" ] && report "test data roots left: $d"
 if [ "$leaks" = 0 ]; then echo "leak-check: clean"; fi

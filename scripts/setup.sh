@@ -19,7 +19,7 @@ fi
 
 # runsc: gVisor's runtime. busybox-static: the built-in default image.
 # The rest: what the test suite and the benchmarks use.
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine podman skopeo umoci tmux python3 ca-certificates gcc pkg-config"
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine podman skopeo umoci tmux python3 ca-certificates gcc pkg-config docker-registry apache2-utils debootstrap"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -28,6 +28,13 @@ if [ -n "$missing" ]; then
     echo "setup.sh: installing$missing"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # docker-registry is only for the tests, which run their own on 127.0.0.1;
+    # the package's system service (all interfaces, port 5000) is not wanted.
+    case " $missing " in *" docker-registry "*)
+        if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+            systemctl disable --now docker-registry >/dev/null 2>&1 || true
+        fi ;;
+    esac
 fi
 [ "$DEPS_ONLY" = 1 ] && exit 0
 

@@ -74,7 +74,11 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
             &["run", "-u", "nosuchuser", "busybox", "true"],
             "\"nosuchuser\"",
         ),
-        (&["run", "no-such-image", "true"], "no-such-image"),
+        // An id prefix is never pulled (a name would be: see tests/registry.rs).
+        (
+            &["run", "sha256:0000deadbeef", "true"],
+            "sha256:0000deadbeef",
+        ),
         (
             &["run", "--platform", "warp", "busybox", "true"],
             "\"warp\"",

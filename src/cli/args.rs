@@ -200,6 +200,44 @@ pub enum Cmd {
         file: PathBuf,
         reference: String,
     },
+    /// Pull an image from a registry.
+    Pull {
+        /// No progress output.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Require HTTPS with a valid certificate (registries on loopback always use plain HTTP).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        tls_verify: bool,
+        /// OS/ARCH[/VARIANT] to pick from a multi-platform image (default: the host's).
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
+        image: String,
+    },
+    /// Push an image to a registry.
+    Push {
+        /// No progress output.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Require HTTPS with a valid certificate (registries on loopback always use plain HTTP).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        tls_verify: bool,
+        image: String,
+        /// Destination reference (default: IMAGE).
+        dest: Option<String>,
+    },
+    /// Store credentials for a registry (checked against it first).
+    Login {
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        tls_verify: bool,
+        registry: String,
+    },
+    /// Forget the stored credentials of a registry.
+    Logout { registry: String },
     /// Load images from an OCI layout directory, an oci-archive or a docker-archive (gzip/zstd too).
     Load {
         /// Archive file or OCI layout directory; `-` (default) reads stdin.

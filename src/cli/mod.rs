@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::bundle::{self, PodOptions};
+use crate::image::registry::{self, RegistryError};
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
 use args::{Cli, Cmd, ImageCmd, PodArgs, SaveFormat, SystemCmd};
 
@@ -41,11 +42,17 @@ pub fn main() -> i32 {
                 })
                 .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
                 .or_else(|| {
+                    e.downcast_ref::<RegistryError>()
+                        .map(RegistryError::exit_code)
+                })
+                .or_else(|| {
                     e.downcast_ref::<crate::snapshot::SnapshotError>()
                         .map(crate::snapshot::SnapshotError::exit_code)
                 })
                 .unwrap_or(125);
-            if e.downcast_ref::<crate::image::ImageError>().is_some() {
+            if e.downcast_ref::<crate::image::ImageError>().is_some()
+                || e.downcast_ref::<RegistryError>().is_some()
+            {
                 // Archive errors can quote raw header bytes: keep it one clean line.
                 let msg: String = e
                     .to_string()
@@ -286,6 +293,62 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", img.id);
             Ok(0)
         }
+        Cmd::Pull {
+            quiet,
+            tls_verify,
+            platform,
+            image,
+        } => {
+            let opts = registry::PullOptions {
+                tls_verify,
+                platform,
+                quiet,
+            };
+            let img = registry::pull(&ctx.images, &mut ctx.db, &ctx.root, &image, &opts)?;
+            println!("{}", img.id);
+            Ok(0)
+        }
+        Cmd::Push {
+            quiet,
+            tls_verify,
+            image,
+            dest,
+        } => {
+            let opts = registry::PushOptions { tls_verify, quiet };
+            let digest = registry::push(
+                &ctx.images,
+                &ctx.db,
+                &ctx.root,
+                &image,
+                dest.as_deref(),
+                &opts,
+            )?;
+            println!("{digest}");
+            Ok(0)
+        }
+        Cmd::Login {
+            username,
+            password_stdin,
+            tls_verify,
+            registry: reg,
+        } => {
+            let key = registry::login(
+                &ctx.root,
+                registry::LoginRequest {
+                    registry: reg,
+                    username,
+                    password_stdin,
+                    tls_verify,
+                },
+            )?;
+            println!("Login Succeeded: {key}");
+            Ok(0)
+        }
+        Cmd::Logout { registry: reg } => {
+            let key = registry::logout(&ctx.root, &reg)?;
+            println!("Removed login credentials for {key}");
+            Ok(0)
+        }
         Cmd::Load { input, quiet } => {
             let names = ctx.images.load(&mut ctx.db, &input)?;
             if !quiet {
@@ -459,6 +522,7 @@ fn create(
             .into());
         }
     }
+    pull_if_missing(ctx, &image)?;
     Ok(pod::create(
         ctx,
         pod::CreateRequest {
@@ -469,4 +533,22 @@ fn create(
             debug,
         },
     )?)
+}
+
+/// `run`/`create` of an image that is not in the store pulls it first, like
+/// docker (a name that is an image id or id prefix is never pulled).
+fn pull_if_missing(ctx: &mut Ctx, image: &str) -> anyhow::Result<()> {
+    match ctx.images.resolve(&ctx.db, image) {
+        Err(crate::image::ImageError::NotFound(_)) if !image.starts_with("sha256:") => {
+            let opts = registry::PullOptions {
+                tls_verify: true,
+                platform: None,
+                quiet: false,
+            };
+            registry::pull(&ctx.images, &mut ctx.db, &ctx.root, image, &opts)?;
+            Ok(())
+        }
+        // Found, or an error that pod::create reports the usual way.
+        _ => Ok(()),
+    }
 }

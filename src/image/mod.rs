@@ -38,6 +38,7 @@ mod import;
 mod info;
 mod reference;
 mod register;
+pub mod registry;
 mod sys;
 mod unpack;
 
