@@ -289,6 +289,21 @@ fn commit_then_run_sees_the_change() {
     // The new image is the base plus one layer.
     let base = r.ok(&["images", "--format", "json"]);
     assert!(base.contains("dev-image"), "{base}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "dev-image:v1"])).unwrap();
+    let layers = inspect
+        .get("layers")
+        .or_else(|| inspect[0].get("layers"))
+        .and_then(|l| l.as_array())
+        .map(Vec::len);
+    assert_eq!(layers, Some(2), "{inspect}");
+    // Like any image: saved, loaded into another data root, run there.
+    let archive = r.path().join("dev.tar");
+    r.ok(&["save", "-o", archive.to_str().unwrap(), "dev-image:v1"]);
+    let other = Root::empty();
+    other.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let o = other.gvpod(&["run", "--rm", "dev-image:v1", "cat", "/hello"]);
+    assert_eq!(stdout(&o), "hello\n", "{}", stderr(&o));
     // Committing an exited pod works too, on top of the committed image.
     r.ok(&["rm", "-f", "dev"]);
     let id = r
@@ -316,6 +331,9 @@ fn commit_then_run_sees_the_change() {
     assert_eq!(stdout(&o), "2\nhello-gone\n", "{}", stderr(&o));
     fails(&r, &["commit", "dev2", "Bad:Ref:"], 2, "Bad:Ref:");
     r.assert_clean();
+    // (The leak check looks at every pod this thread tracked, so the
+    // other root is checked once the first one is clean.)
+    other.assert_clean();
 }
 
 #[test]
