@@ -211,7 +211,7 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
             let Some(mp) = line.split(' ').nth(4) else {
                 continue;
             };
-            let mp = unescape_mountinfo(mp);
+            let mp = crate::util::unescape_mountinfo(mp);
             let p = Path::new(&mp);
             if let Ok(rest) = p.strip_prefix(&bundles) {
                 let id = rest
@@ -282,30 +282,9 @@ fn cgroup_parents() -> Vec<std::path::PathBuf> {
     v
 }
 
-/// /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(n) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or(""), 8)
-            {
-                out.push(n);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::unescape_mountinfo;
+    use crate::util::unescape_mountinfo;
 
     #[test]
     fn mountinfo_escapes() {

@@ -1,0 +1,105 @@
+//! Named network namespaces: `<data root>/netns/<pod id>`, an empty file with
+//! the namespace bind-mounted over it (what `ip netns add` does under
+//! /run/netns, kept per data root so that roots never see each other's).
+//!
+//! The directory is bind-mounted on itself and made a *shared* mount, the way
+//! iproute2 and CNI treat /run/netns: mount namespaces copied from the host
+//! (runsc's sandbox and gofer, the private namespace of the fact-3
+//! workaround) then receive our unmounts, so a removed pod's namespace is not
+//! kept alive by a stale copy of its bind mount in another pod's sandbox.
+
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::{NetError, Result};
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NetError + 'a {
+    move |source| NetError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Makes `dir` exist as a shared mount point of its own (idempotent).
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    if !is_mount_point(dir) {
+        mount(
+            Some(dir),
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| io("cannot bind-mount", dir)(e.into()))?;
+    }
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| io("cannot make shared", dir)(e.into()))
+}
+
+/// Whether `path` is the mount point of something (per /proc/self/mountinfo).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    mi.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| crate::util::unescape_mountinfo(m) == want)
+}
+
+/// Moves the calling thread into a new network namespace and pins it at
+/// `path` (created empty first). Only for a thread that is discarded after.
+pub fn unshare_and_pin(path: &Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io("cannot create", path))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io("cannot create network namespace", path)(e.into()))?;
+    // /proc/thread-self: the namespace of this thread, not of the process.
+    mount(
+        Some("/proc/thread-self/ns/net"),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| io("cannot pin network namespace at", path)(e.into()))
+}
+
+/// Whether a live namespace is pinned at `path`.
+pub fn exists(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .unwrap_or(false)
+}
+
+/// NSFS_MAGIC from linux/magic.h.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Unpins and removes a namespace file; a missing one is not an error.
+pub fn remove(path: &Path) -> Result<()> {
+    loop {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => continue, // stacked pins from an interrupted retry
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => break,
+            Err(e) => return Err(io("cannot unmount", path)(e.into())),
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("cannot remove", path)(e)),
+    }
+}
