@@ -2,11 +2,11 @@
 //! the namespace bind-mounted over it (what `ip netns add` does under
 //! /run/netns, kept per data root so that roots never see each other's).
 //!
-//! The directory is bind-mounted on itself and made a *shared* mount, the way
-//! iproute2 and CNI treat /run/netns: mount namespaces copied from the host
-//! (runsc's sandbox and gofer, the private namespace of the fact-3
-//! workaround) then receive our unmounts, so a removed pod's namespace is not
-//! kept alive by a stale copy of its bind mount in another pod's sandbox.
+//! Other mount namespaces copied from the host (runsc's sandbox and gofer,
+//! the private namespace of the fact-3 workaround) hold copies of these bind
+//! mounts; unlinking the file after the unmount detaches those copies too
+//! (Linux >= 3.18 lazily removes mounts on unlinked files in every
+//! namespace), so a removed pod's namespace is not kept alive by them.
 
 use std::path::Path;
 
@@ -22,38 +22,9 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// Makes `dir` exist as a shared mount point of its own (idempotent).
+/// Makes the namespace directory exist.
 pub fn ensure_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-    if !is_mount_point(dir) {
-        mount(
-            Some(dir),
-            dir,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| io("cannot bind-mount", dir)(e.into()))?;
-    }
-    mount(
-        None::<&str>,
-        dir,
-        None::<&str>,
-        MsFlags::MS_SHARED | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| io("cannot make shared", dir)(e.into()))
-}
-
-/// Whether `path` is the mount point of something (per /proc/self/mountinfo).
-pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    mi.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| crate::util::unescape_mountinfo(m) == want)
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))
 }
 
 /// Moves the calling thread into a new network namespace and pins it at

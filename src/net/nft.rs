@@ -25,7 +25,8 @@
 //! - `forward` (filter): established and DNATed traffic accepted, then
 //!   traffic between two gvpod bridges dropped (networks are isolated in
 //!   both directions), then an internal network's traffic dropped;
-//! - `input` (filter): packets from a gvpod bridge to 127.0.0.0/8 dropped,
+//! - `input` (filter): packets from a gvpod bridge to 127.0.0.0/8 (in the
+//!   original direction, so replies of published ports still pass) dropped,
 //!   since route_localnet on the bridges would otherwise let a pod reach the
 //!   host's loopback services (the CVE-2020-8558 class of bug).
 
@@ -171,6 +172,10 @@ impl Firewall {
                         "==",
                         json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
                     ),
+                    // Replies to 127.0.0.1-originated, DNATed connections
+                    // arrive here too (un-NATed to 127.0.0.1): only new
+                    // traffic from a pod is refused.
+                    m(json!({"ct": {"key": "direction"}}), "==", json!("original")),
                     json!({"drop": null}),
                 ],
             ),
@@ -359,8 +364,13 @@ impl Firewall {
         let out = Command::new("nft")
             .args(["-j", "list", "table", FAMILY, &self.table])
             .stdin(Stdio::null())
-            .output()
-            .map_err(|e| NetError::Nft(format!("cannot run nft: {e}")))?;
+            .output();
+        let out = match out {
+            // Without nft no table of ours can exist.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(NetError::Nft(format!("cannot run nft: {e}"))),
+            Ok(o) => o,
+        };
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             if err.contains("No such file or directory") {
@@ -413,7 +423,9 @@ fn apply(cmds: &[Value]) -> Result<()> {
 }
 
 /// An exclusive flock on a host-wide lock file, released on drop.
-pub struct HostLock(std::fs::File);
+pub struct HostLock {
+    _file: std::fs::File,
+}
 
 impl HostLock {
     pub fn take(path: &Path) -> Result<HostLock> {
@@ -434,7 +446,7 @@ impl HostLock {
             // SAFETY: flock on a descriptor we own.
             let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
             if r == 0 {
-                return Ok(HostLock(f));
+                return Ok(HostLock { _file: f });
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {

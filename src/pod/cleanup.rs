@@ -51,7 +51,12 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
 /// Releases every resource of a pod and deletes its row.
 pub(crate) fn remove_pod(ctx: &mut Ctx, id: &str) -> Result<()> {
     release(ctx, id)?;
+    let lease = ctx.db.lease_of(id)?;
+    // The lease and published ports go with the row (same transaction).
     ctx.db.delete_pod(id)?;
+    if let Some((net, _)) = lease {
+        let _ = super::network::refresh_peer_hosts(ctx, &net);
+    }
     Ok(())
 }
 
@@ -96,6 +101,14 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
         ResourceKind::Mount => crate::bundle::unmount(Path::new(&r.value))?,
         ResourceKind::Path => remove_path(Path::new(&r.value))?,
         ResourceKind::Cgroup => remove_cgroup(&r.value)?,
+        ResourceKind::Netns => crate::net::netns::remove(Path::new(&r.value))?,
+        ResourceKind::Veth => {
+            crate::net::delete_link(&r.value)?;
+        }
+        ResourceKind::Firewall => {
+            crate::net::Firewall::new(crate::net::table_name(&ctx.root))
+                .remove_tag(&r.value, None)?;
+        }
     }
     Ok(())
 }
@@ -160,6 +173,8 @@ pub struct GcReport {
     pub mounts: Vec<String>,
     pub paths: Vec<String>,
     pub cgroups: Vec<String>,
+    /// Network namespaces, veths, bridges and firewall rules with no owner.
+    pub network: Vec<String>,
 }
 
 /// Finds and removes everything of this data root that no live pod owns.
@@ -260,7 +275,62 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
         remove_cgroup(&format!("gvpod/{id}"))?;
         rep.cgroups.push(format!("gvpod/{id}"));
     }
+    gc_network(ctx, &live, &mut rep)?;
     Ok(rep)
+}
+
+/// The network part of `gc`: claims of vanished pods, and host objects that
+/// carry this data root's mark but belong to no pod or network. Links are
+/// found by their alias, namespaces by their directory, rules by comment.
+fn gc_network(
+    ctx: &mut Ctx,
+    live: &std::collections::HashSet<String>,
+    rep: &mut GcReport,
+) -> Result<()> {
+    use crate::net;
+    rep.resources_released += ctx.db.drop_orphan_claims()?;
+    let networks: std::collections::HashSet<String> =
+        ctx.db.networks()?.into_iter().map(|n| n.name).collect();
+    let Ok(links) = net::host_links() else {
+        return Ok(()); // no netlink (no CAP_NET_ADMIN): nothing of ours can exist
+    };
+    for (name, alias) in links {
+        let orphan = match alias.as_deref().and_then(|a| net::parse_alias(&ctx.root, a)) {
+            Some(("pod", id)) => !live.contains(id),
+            Some(("net", n)) => !networks.contains(n),
+            _ => false,
+        };
+        if orphan {
+            net::delete_link(&name)?;
+            rep.network.push(format!("link {name}"));
+        }
+    }
+    let dir = ctx.root.join("netns");
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !live.contains(&id) {
+                net::netns::remove(&e.path())?;
+                rep.network.push(format!("netns {}", e.path().display()));
+            }
+        }
+    }
+    let fw = net::Firewall::new(net::table_name(&ctx.root));
+    for tag in fw.tags()? {
+        let orphan = match tag.split_once(':') {
+            Some(("pod", id)) => !live.contains(id),
+            Some(("net", n)) => !networks.contains(n),
+            _ => false,
+        };
+        if orphan {
+            fw.remove_tag(&tag, None)?;
+            rep.network.push(format!("firewall rules {tag}"));
+        }
+    }
+    if networks.is_empty() {
+        fw.delete_table()?;
+    }
+    Ok(())
 }
 
 /// Cgroups are shared by every data root on the host; only those whose
