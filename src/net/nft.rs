@@ -23,8 +23,9 @@
 //!   masquerade of DNATed connections that come from the same network
 //!   (hairpin) or from 127.0.0.1, so the pod answers through the host;
 //! - `forward` (filter): established and DNATed traffic accepted, then
-//!   traffic between two gvpod bridges dropped (networks are isolated in
-//!   both directions), then an internal network's traffic dropped;
+//!   traffic from a network's bridge to another gvpod bridge dropped (each
+//!   network has that rule, so isolation holds in both directions), then an
+//!   internal network's traffic to or from anything but its own bridge;
 //! - `input` (filter): packets from a gvpod bridge to 127.0.0.0/8 (in the
 //!   original direction, so replies of published ports still pass) dropped,
 //!   since route_localnet on the bridges would otherwise let a pod reach the
@@ -154,15 +155,6 @@ impl Firewall {
                 ],
             ),
             self.rule(
-                "forward",
-                "base",
-                vec![
-                    m(meta("iifname"), "==", json!("@bridges")),
-                    m(meta("oifname"), "==", json!("@bridges")),
-                    json!({"drop": null}),
-                ],
-            ),
-            self.rule(
                 "input",
                 "base",
                 vec![
@@ -214,12 +206,29 @@ impl Firewall {
                 ],
             ),
         ];
+        // Isolation. With br_netfilter (bridge-nf-call-iptables=1) traffic
+        // between two pods of one bridge also passes the forward hook, with
+        // the bridge as both input and output: only other interfaces count.
+        v.push(self.rule(
+            "forward",
+            &tag,
+            vec![
+                m(meta("iifname"), "==", br.clone()),
+                m(meta("oifname"), "!=", br.clone()),
+                m(meta("oifname"), "==", json!("@bridges")),
+                json!({"drop": null}),
+            ],
+        ));
         if n.internal {
-            for dir in ["iifname", "oifname"] {
+            for (a, b) in [("iifname", "oifname"), ("oifname", "iifname")] {
                 v.push(self.rule(
                     "forward",
                     &tag,
-                    vec![m(meta(dir), "==", br.clone()), json!({"drop": null})],
+                    vec![
+                        m(meta(a), "==", br.clone()),
+                        m(meta(b), "!=", br.clone()),
+                        json!({"drop": null}),
+                    ],
                 ));
             }
         } else {

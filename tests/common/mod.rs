@@ -166,6 +166,7 @@ impl Root {
                 }
             }
         }
+        v.extend(self.network_leaks());
         for id in self.known_ids() {
             for base in [
                 "/sys/fs/cgroup/memory/gvpod",
@@ -177,6 +178,47 @@ impl Root {
                 if p.exists() {
                     v.push(format!("cgroup: {}", p.display()));
                 }
+            }
+        }
+        v
+    }
+
+    /// Host network objects of this root: links carrying its alias (bridges,
+    /// veths), namespace files, its nftables table, leases in its database.
+    pub fn network_leaks(&self) -> Vec<String> {
+        let mut v = vec![];
+        let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
+        let mark = format!("gvpod root={} ", root.display());
+        if let Ok(o) = Command::new("ip").args(["-d", "-j", "link", "show"]).output() {
+            let links: Vec<serde_json::Value> =
+                serde_json::from_slice(&o.stdout).unwrap_or_default();
+            for l in links {
+                if l["ifalias"].as_str().is_some_and(|a| a.starts_with(&mark)) {
+                    v.push(format!("link: {} ({})", l["ifname"], l["ifalias"]));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(root.join("netns")) {
+            for e in rd.flatten() {
+                v.push(format!("netns: {}", e.path().display()));
+            }
+        }
+        let table = table_name(&root);
+        if Command::new("nft")
+            .args(["list", "table", "inet", &table])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            v.push(format!("nftables table inet {table}"));
+        }
+        if let Ok(db) = rusqlite::Connection::open(root.join("gvpod.db")) {
+            let n: i64 = db
+                .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
+                .unwrap_or(0);
+            if n > 0 {
+                v.push(format!("{n} lease(s) in the database"));
             }
         }
         v
@@ -221,8 +263,38 @@ impl Root {
                 let _ = self.gvpod(&args);
             }
         }
+        if let Ok(o) = self.cmd(&["network", "ls", "-q"]).output() {
+            let nets: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if !nets.is_empty() {
+                let mut args = vec!["network", "rm"];
+                args.extend(nets.iter().map(String::as_str));
+                let _ = self.gvpod(&args);
+            }
+        }
         let _ = self.gvpod(&["system", "gc"]);
     }
+
+    /// Creates a network on a free /24 of 198.18.0.0/16 picked by gvpod.
+    pub fn network(&self, name: &str, internal: bool) -> serde_json::Value {
+        let mut args = vec!["network", "create", name];
+        if internal {
+            args.push("--internal");
+        }
+        self.ok(&args);
+        serde_json::from_str(&self.ok(&["network", "inspect", name])).unwrap()
+    }
+}
+
+/// The nftables table gvpod uses for a (non-default) data root.
+pub fn table_name(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(root.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    format!("gvpod-{}", &hex::encode(h.finalize())[..10])
 }
 
 thread_local! {
