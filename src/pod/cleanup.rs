@@ -68,8 +68,17 @@ pub(crate) fn release(ctx: &mut Ctx, id: &str) -> Result<()> {
     };
     let mut first_err = None;
     let mut done = vec![];
+    let mut net_time = std::time::Duration::ZERO;
     for r in ctx.db.resources(Some(id))? {
-        match undo(ctx, &r, flags.as_ref()) {
+        let t0 = std::time::Instant::now();
+        let res = undo(ctx, &r, flags.as_ref());
+        if matches!(
+            r.kind,
+            ResourceKind::Netns | ResourceKind::Veth | ResourceKind::Firewall
+        ) {
+            net_time += t0.elapsed();
+        }
+        match res {
             Ok(()) => done.push(r),
             Err(e) => {
                 tracing::warn!("releasing {} {}: {e}", r.kind.as_str(), r.value);
@@ -78,6 +87,10 @@ pub(crate) fn release(ctx: &mut Ctx, id: &str) -> Result<()> {
         }
     }
     ctx.db.remove_resources(&done)?;
+    if !net_time.is_zero() {
+        // Read by benches/network.sh (GVPOD_LOG=debug).
+        tracing::debug!("step net:released teardown_us={}", net_time.as_micros());
+    }
     let _ = std::fs::remove_dir_all(ctx.pod_run_dir(id));
     match first_err {
         Some(e) => Err(e),

@@ -198,7 +198,7 @@ pub fn create_network(
     };
     // Recorded first: a crash before the bridge exists leaves a row that
     // `network rm` (or the next pod, which re-ensures it) completes.
-    ctx.db.insert_network(&row, false)?;
+    ctx.db.insert_network(&row)?;
     let n = to_network(&row)?;
     if let Err(e) = net::ensure_network(&ctx.root, &n) {
         let _ = net::remove_network(&ctx.root, &n);
@@ -396,6 +396,7 @@ pub fn netns_path(ctx: &Ctx, pod_id: &str) -> PathBuf {
 
 /// Creates the pod's namespace, veth and port rules, each recorded first.
 pub fn setup_pod(ctx: &mut Ctx, pod_id: &str, n: &Network, ip: Ipv4Addr) -> Result<()> {
+    let t0 = std::time::Instant::now();
     let ns = netns_path(ctx, pod_id);
     ctx.db
         .add_resource(pod_id, ResourceKind::Netns, &ns.to_string_lossy())?;
@@ -426,7 +427,8 @@ pub fn setup_pod(ctx: &mut Ctx, pod_id: &str, n: &Network, ip: Ipv4Addr) -> Resu
             .collect();
         net::Firewall::new(net::table_name(&ctx.root)).add_ports(pod_id, &rules)?;
     }
-    tracing::debug!("step net:ready");
+    // Read by benches/network.sh (GVPOD_LOG=debug).
+    tracing::debug!("step net:ready setup_us={}", t0.elapsed().as_micros());
     Ok(())
 }
 

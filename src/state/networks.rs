@@ -70,8 +70,8 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
-    /// Records a network; `exists_ok` makes an existing one with that name a success.
-    pub fn insert_network(&mut self, n: &NetworkRow, exists_ok: bool) -> Result<()> {
+    /// Records a network; a taken name or subnet is refused.
+    pub fn insert_network(&mut self, n: &NetworkRow) -> Result<()> {
         self.write(|tx| {
             let res = tx.execute(
                 &format!("INSERT INTO networks ({NET_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
@@ -82,14 +82,13 @@ impl Db {
                 Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    if msg.contains("networks.name") {
-                        if exists_ok {
-                            Ok(())
-                        } else {
-                            Err(StateError::NetworkExists(n.name.clone()))
-                        }
-                    } else {
+                    // The bridge name derives from the network name, so a
+                    // clash on either (whichever SQLite checks first) is a
+                    // clash on the name.
+                    if msg.contains("networks.subnet") {
                         Err(StateError::SubnetInUse(n.subnet.clone()))
+                    } else {
+                        Err(StateError::NetworkExists(n.name.clone()))
                     }
                 }
                 Err(e) => Err(sql(e)),
