@@ -18,8 +18,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # runsc: gVisor's runtime. busybox-static: the built-in default image.
-# The rest: what the test suite and the benchmarks use.
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine podman skopeo umoci tmux python3 ca-certificates gcc pkg-config"
+# nftables: gvpod's firewall (NAT, isolation, published ports) goes through `nft -j`.
+# The rest: what the test suite and the benchmarks use (iproute2 and wrk for
+# the network tests and benches/network.sh).
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc pkg-config"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -13,6 +13,8 @@ use common::{stderr, Root};
 const STEPS: &[(&str, &[&str])] = &[
     ("create:inserted", &["created"]),
     ("create:mounted", &["created"]),
+    ("net:recorded", &["created"]),
+    ("net:attached", &["created"]),
     ("create:configured", &["created"]),
     ("start:spawned", &["running"]),
     ("monitor:before-runsc", &["created", "exited"]),

@@ -304,13 +304,21 @@ fn gc_network(
     rep.resources_released += ctx.db.drop_orphan_claims()?;
     let networks: std::collections::HashSet<String> =
         ctx.db.networks()?.into_iter().map(|n| n.name).collect();
+    // `live` was read before the scan: a pod or network created since then
+    // is not an orphan, so each candidate is checked again just before.
+    let gone_pod = |ctx: &Ctx, id: &str| -> Result<bool> {
+        Ok(!live.contains(id) && ctx.db.pod(id)?.is_none())
+    };
+    let gone_net = |ctx: &Ctx, n: &str| -> Result<bool> {
+        Ok(!networks.contains(n) && ctx.db.network(n)?.is_none())
+    };
     let Ok(links) = net::host_links() else {
         return Ok(()); // no netlink (no CAP_NET_ADMIN): nothing of ours can exist
     };
     for (name, alias) in links {
         let orphan = match alias.as_deref().and_then(|a| net::parse_alias(&ctx.root, a)) {
-            Some(("pod", id)) => !live.contains(id),
-            Some(("net", n)) => !networks.contains(n),
+            Some(("pod", id)) => gone_pod(ctx, id)?,
+            Some(("net", n)) => gone_net(ctx, n)?,
             _ => false,
         };
         if orphan {
@@ -322,7 +330,7 @@ fn gc_network(
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
-            if !live.contains(&id) {
+            if gone_pod(ctx, &id)? {
                 net::netns::remove(&e.path())?;
                 rep.network.push(format!("netns {}", e.path().display()));
             }
@@ -331,8 +339,8 @@ fn gc_network(
     let fw = net::Firewall::new(net::table_name(&ctx.root));
     for tag in fw.tags()? {
         let orphan = match tag.split_once(':') {
-            Some(("pod", id)) => !live.contains(id),
-            Some(("net", n)) => !networks.contains(n),
+            Some(("pod", id)) => gone_pod(ctx, id)?,
+            Some(("net", n)) => gone_net(ctx, n)?,
             _ => false,
         };
         if orphan {
@@ -340,7 +348,7 @@ fn gc_network(
             rep.network.push(format!("firewall rules {tag}"));
         }
     }
-    if networks.is_empty() {
+    if ctx.db.networks()?.is_empty() {
         fw.delete_table()?;
     }
     Ok(())

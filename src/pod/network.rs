@@ -439,6 +439,11 @@ pub fn prepare_start(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
     let Some((net_name, ip)) = ctx.db.lease_of(&pod.id)? else {
         return Ok(());
     };
+    if pod.status == crate::state::PodStatus::Created
+        && net::netns::exists(&netns_path(ctx, &pod.id))
+    {
+        return Ok(()); // just configured by `create`: nothing stripped yet
+    }
     let n = resolve(ctx, &net_name)?
         .ok_or_else(|| PodError::NoNetwork(net_name.clone()))?;
     setup_pod(ctx, &pod.id, &n, ip)

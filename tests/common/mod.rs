@@ -185,41 +185,78 @@ impl Root {
 
     /// Host network objects of this root: links carrying its alias (bridges,
     /// veths), namespace files, its nftables table, leases in its database.
+    ///
+    /// Networks may outlive pods: while the root still has network rows,
+    /// their bridges and the table are expected, and only pod-level objects
+    /// (veths, rules tagged with a pod that is gone) count.
     pub fn network_leaks(&self) -> Vec<String> {
         let mut v = vec![];
         let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
+        let (networks, pods, leases) = match rusqlite::Connection::open(root.join("gvpod.db")) {
+            Ok(db) => {
+                let col = |q: &str| -> Vec<String> {
+                    db.prepare(q)
+                        .and_then(|mut st| {
+                            st.query_map([], |r| r.get::<_, String>(0))?
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .unwrap_or_default()
+                };
+                (
+                    col("SELECT name FROM networks"),
+                    col("SELECT id FROM pods"),
+                    col("SELECT ip FROM leases"),
+                )
+            }
+            Err(_) => (vec![], vec![], vec![]),
+        };
         let mark = format!("gvpod root={} ", root.display());
         if let Ok(o) = Command::new("ip").args(["-d", "-j", "link", "show"]).output() {
             let links: Vec<serde_json::Value> =
                 serde_json::from_slice(&o.stdout).unwrap_or_default();
             for l in links {
-                if l["ifalias"].as_str().is_some_and(|a| a.starts_with(&mark)) {
-                    v.push(format!("link: {} ({})", l["ifname"], l["ifalias"]));
+                let Some(alias) = l["ifalias"].as_str() else {
+                    continue;
+                };
+                let Some(kv) = alias.strip_prefix(&mark) else {
+                    continue;
+                };
+                let owned = match kv.split_once('=') {
+                    Some(("net", n)) => networks.iter().any(|x| x == n),
+                    Some(("pod", id)) => pods.iter().any(|x| x == id),
+                    _ => false,
+                };
+                if !owned {
+                    v.push(format!("link: {} ({alias})", l["ifname"]));
                 }
             }
         }
         if let Ok(rd) = std::fs::read_dir(root.join("netns")) {
             for e in rd.flatten() {
-                v.push(format!("netns: {}", e.path().display()));
+                if !pods.iter().any(|p| *p == e.file_name().to_string_lossy()) {
+                    v.push(format!("netns: {}", e.path().display()));
+                }
             }
         }
         let table = table_name(&root);
-        if Command::new("nft")
-            .args(["list", "table", "inet", &table])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            v.push(format!("nftables table inet {table}"));
-        }
-        if let Ok(db) = rusqlite::Connection::open(root.join("gvpod.db")) {
-            let n: i64 = db
-                .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
-                .unwrap_or(0);
-            if n > 0 {
-                v.push(format!("{n} lease(s) in the database"));
+        if let Ok(o) = Command::new("nft").args(["-j", "list", "table", "inet", &table]).output() {
+            if o.status.success() {
+                if networks.is_empty() {
+                    v.push(format!("nftables table inet {table}"));
+                }
+                let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+                for item in doc["nftables"].as_array().into_iter().flatten() {
+                    let c = item["rule"]["comment"].as_str().unwrap_or("");
+                    if let Some(id) = c.strip_prefix("pod:") {
+                        if !pods.iter().any(|p| p == id) {
+                            v.push(format!("nftables rule {c}"));
+                        }
+                    }
+                }
             }
+        }
+        if pods.is_empty() && !leases.is_empty() {
+            v.push(format!("leases in the database: {leases:?}"));
         }
         v
     }
