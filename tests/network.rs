@@ -396,7 +396,7 @@ fn sigkill_during_network_setup_is_recoverable() {
         r.track(r.inspect("c")["id"].as_str().unwrap());
         r.ok(&["rm", "-f", "c"]);
         r.ok(&["system", "gc"]);
-        let leaks = r.leaks();
+        let leaks = r.leaks_settled();
         assert!(leaks.is_empty(), "{step}: {leaks:#?}");
     }
     // Orphans whose pod row vanished are found on the host by gc.

@@ -2,6 +2,9 @@
 //! default root, `inet gvpod-<hash>` for others), fed to `nft -j -f -` as
 //! JSON built with serde_json.
 //!
+//! (Only the two DNAT maps are declared in nft's text syntax, which 1.0.6's
+//! JSON parser cannot express; see [`Firewall::ensure_network`].)
+//!
 //! Why `nft -j` and not a crate: the only netlink-level nftables crate
 //! (rustables) is GPL-3.0, which this Apache-2.0 binary cannot link; the
 //! `nftables` crate is itself a typed wrapper that spawns the same
@@ -9,16 +12,19 @@
 //! schema is stable (libnftables-json(5)) and nftables is installed wherever
 //! gvpod networking is used.
 //!
-//! Traceability: every rule carries a comment, `base` (the table's own
-//! rules), `net:<network>` or `pod:<pod id>`; removing a network or a pod
-//! deletes exactly the rules with its comment, by handle. Additions first
+//! Traceability: every rule and map element carries a comment, `base` (the
+//! table's own rules), `net:<network>` or `pod:<pod id>`; removing a network
+//! or a pod deletes exactly what has its comment (rules by handle, elements
+//! by key). Additions first
 //! list the table and skip rules that are already there (idempotent); a
 //! host-wide lock serialises gvpod processes so two never race on that.
 //!
 //! Layout (hooks at netavark's priorities: DNAT -100, filter 0, SNAT 100):
-//! - `prerouting`/`output` (nat): `fib daddr type local` → `ports`, where
-//!   each published port is a DNAT to the pod (from any local address,
-//!   127.0.0.1 included);
+//! - `prerouting`/`output` (nat): `fib daddr type local` → `ports`, which
+//!   DNATs through two maps, `ports_ip` (host address, proto, port) and
+//!   `ports_any` (proto, port), whose elements are the published ports,
+//!   each commented with its pod (from any local address, 127.0.0.1
+//!   included);
 //! - `postrouting` (nat): masquerade of each non-internal network's egress;
 //!   masquerade of DNATed connections that come from the same network
 //!   (hairpin) or from 127.0.0.1, so the pod answers through the host;
@@ -66,6 +72,9 @@ pub struct PortRule {
 }
 
 const FAMILY: &str = "inet";
+/// DNAT maps of published ports: (address, proto, port) and (proto, port).
+const MAP_IP: &str = "ports_ip";
+const MAP_ANY: &str = "ports_any";
 const LOCK: &str = "/run/gvpod/nft.lock";
 
 pub fn net_tag(name: &str) -> String {
@@ -131,9 +140,32 @@ impl Firewall {
             )
         };
         let jump = json!({"jump": {"target": "ports"}});
+        let l4 = || json!({"meta": {"key": "l4proto"}});
+        let dport = || json!({"payload": {"protocol": "th", "field": "dport"}});
+        let dnat_map = |key: Vec<Value>, map: &str| {
+            json!({"dnat": {"family": "ip", "addr": {"map": {
+                "key": {"concat": key}, "data": format!("@{map}")}}}})
+        };
         vec![
             self.rule("prerouting", "base", vec![local(), jump.clone()]),
             self.rule("output", "base", vec![local(), jump]),
+            // Published ports are map elements (one per port, commented
+            // with the pod), so a pod's set-up and tear-down are one small
+            // nft transaction each, with no listing. Address-specific
+            // bindings first, then those on every local address.
+            self.rule(
+                "ports",
+                "base",
+                vec![dnat_map(
+                    vec![
+                        json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+                        l4(),
+                        dport(),
+                    ],
+                    MAP_IP,
+                )],
+            ),
+            self.rule("ports", "base", vec![dnat_map(vec![l4(), dport()], MAP_ANY)]),
             self.rule(
                 "forward",
                 "base",
@@ -245,22 +277,29 @@ impl Firewall {
         v
     }
 
-    fn port_rule(&self, tag: &str, p: &PortRule) -> Value {
-        let mut e = vec![];
-        if let Some(ip) = p.host_ip {
-            e.push(m(
-                json!({"payload": {"protocol": "ip", "field": "daddr"}}),
-                "==",
-                json!(ip.to_string()),
-            ));
+    /// The map and key of a published port's DNAT element.
+    fn port_key(p: &PortRule) -> (&'static str, Value) {
+        match p.host_ip {
+            Some(ip) => (
+                MAP_IP,
+                json!({"concat": [ip.to_string(), p.proto.as_str(), p.host_port]}),
+            ),
+            None => (MAP_ANY, json!({"concat": [p.proto.as_str(), p.host_port]})),
         }
-        e.push(m(
-            json!({"payload": {"protocol": p.proto.as_str(), "field": "dport"}}),
-            "==",
-            json!(p.host_port),
-        ));
-        e.push(json!({"dnat": {"family": "ip", "addr": p.pod_ip.to_string(), "port": p.pod_port}}));
-        self.rule("ports", tag, e)
+    }
+
+    fn element(&self, verb: &str, map: &str, elem: Value) -> Value {
+        json!({verb: {"element": {"family": FAMILY, "table": self.table, "name": map, "elem": [elem]}}})
+    }
+
+    fn port_element(&self, tag: &str, p: &PortRule) -> Value {
+        let (map, key) = Self::port_key(p);
+        self.element(
+            "add",
+            map,
+            json!([{"elem": {"val": key, "comment": tag}},
+                   {"concat": [p.pod_ip.to_string(), p.pod_port]}]),
+        )
     }
 
     /// Creates the table if needed and adds the network's rules (idempotent).
@@ -272,7 +311,17 @@ impl Firewall {
                                              "name": "bridges", "elem": [n.bridge]}}}));
         let has = |tag: &str| have.iter().any(|(c, _, _)| c == tag);
         if !has("base") {
-            cmds.extend(self.base_rules().into_iter().map(|r| json!({"add": r})));
+            // nft 1.0.6's JSON parser cannot declare a map whose data is a
+            // concatenation (address . port), nor type a rule that uses a
+            // map declared in the same batch: the two DNAT maps are
+            // declared in nft's own syntax first, then used from JSON.
+            apply(&cmds)?;
+            apply_text(&format!(
+                "add map {FAMILY} {t} {MAP_IP} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
+                 add map {FAMILY} {t} {MAP_ANY} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n",
+                t = self.table
+            ))?;
+            cmds = self.base_rules().into_iter().map(|r| json!({"add": r})).collect();
         }
         if !has(&net_tag(n.name)) {
             cmds.extend(self.network_rules(n).into_iter().map(|r| json!({"add": r})));
@@ -280,22 +329,70 @@ impl Firewall {
         apply(&cmds)
     }
 
-    /// Adds a pod's DNAT rules unless it already has some.
+    /// Publishes a pod's ports: one transaction adding its map elements.
+    /// Adding an element that is already there is a no-op, so a retry is
+    /// safe; an element left by a vanished pod with other data is replaced.
     pub fn add_ports(&self, pod_id: &str, ports: &[PortRule]) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
-        let _lock = HostLock::take(Path::new(LOCK))?;
         let tag = pod_tag(pod_id);
-        let have = self.list_rules()?;
-        if have.iter().any(|(c, _, _)| *c == tag) {
+        let adds: Vec<Value> = ports.iter().map(|p| self.port_element(&tag, p)).collect();
+        if apply(&adds).is_ok() {
             return Ok(());
         }
-        let cmds: Vec<Value> = ports
-            .iter()
-            .map(|p| json!({"add": self.port_rule(&tag, p)}))
-            .collect();
+        let mut cmds = vec![];
+        for p in ports {
+            let (map, key) = Self::port_key(p);
+            if self.map_keys(map)?.contains(&key) {
+                cmds.push(self.element("delete", map, key));
+            }
+        }
+        cmds.extend(adds);
         apply(&cmds)
+    }
+
+    /// Unpublishes a pod's ports: one transaction deleting its elements by
+    /// key; if some are missing (an interrupted earlier removal), every
+    /// element still commented with the pod is deleted instead.
+    pub fn remove_ports(&self, pod_id: &str, ports: &[PortRule]) -> Result<()> {
+        let dels: Vec<Value> = ports
+            .iter()
+            .map(|p| {
+                let (map, key) = Self::port_key(p);
+                self.element("delete", map, key)
+            })
+            .collect();
+        if !dels.is_empty() && apply(&dels).is_ok() {
+            return Ok(());
+        }
+        self.remove_tag(&pod_tag(pod_id), None).map(|_| ())
+    }
+
+    /// Keys of a map's elements with their comments.
+    fn map_elements(&self, doc: &Value, map: &str) -> Vec<(Value, Option<String>)> {
+        items(doc)
+            .filter_map(|o| o.get("map"))
+            .filter(|m| m["name"] == map)
+            .flat_map(|m| m["elem"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| {
+                let k = e.get(0)?;
+                Some(match k.get("elem") {
+                    Some(inner) => (
+                        inner["val"].clone(),
+                        inner["comment"].as_str().map(str::to_string),
+                    ),
+                    None => (k.clone(), None),
+                })
+            })
+            .collect()
+    }
+
+    fn map_keys(&self, map: &str) -> Result<Vec<Value>> {
+        let Some(doc) = self.list_raw()? else {
+            return Ok(vec![]);
+        };
+        Ok(self.map_elements(&doc, map).into_iter().map(|(k, _)| k).collect())
     }
 
     /// Deletes every rule with comment `tag` (and a network's set element). Idempotent.
@@ -310,6 +407,15 @@ impl Firewall {
                                            "chain": chain, "handle": handle}}})
             })
             .collect();
+        if let Some(doc) = self.list_raw()? {
+            for map in [MAP_IP, MAP_ANY] {
+                for (key, c) in self.map_elements(&doc, map) {
+                    if c.as_deref() == Some(tag) {
+                        cmds.push(self.element("delete", map, key));
+                    }
+                }
+            }
+        }
         let n = cmds.len();
         if let Some(b) = bridge {
             if self.bridges()?.iter().any(|x| x == b) {
@@ -335,6 +441,11 @@ impl Firewall {
     /// Comments of all rules in the table (for `gc`).
     pub fn tags(&self) -> Result<Vec<String>> {
         let mut v: Vec<String> = self.list_rules()?.into_iter().map(|r| r.0).collect();
+        if let Some(doc) = self.list_raw()? {
+            for map in [MAP_IP, MAP_ANY] {
+                v.extend(self.map_elements(&doc, map).into_iter().filter_map(|(_, c)| c));
+            }
+        }
         v.sort();
         v.dedup();
         Ok(v)
@@ -407,9 +518,17 @@ fn items(doc: &Value) -> impl Iterator<Item = &serde_json::Map<String, Value>> {
 
 /// Feeds one batch (one atomic transaction) to `nft -j -f -`.
 fn apply(cmds: &[Value]) -> Result<()> {
-    let doc = json!({"nftables": cmds}).to_string();
+    feed(&["-j", "-f", "-"], json!({"nftables": cmds}).to_string())
+}
+
+/// Feeds nft's own syntax to `nft -f -` (only for what 1.0.6's JSON lacks).
+fn apply_text(text: &str) -> Result<()> {
+    feed(&["-f", "-"], text.to_string())
+}
+
+fn feed(args: &[&str], doc: String) -> Result<()> {
     let mut child = Command::new("nft")
-        .args(["-j", "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -424,6 +543,7 @@ fn apply(cmds: &[Value]) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
+        tracing::debug!("nft -j -f - rejected: {doc}");
         Err(NetError::Nft(format!(
             "nft rejected the ruleset: {}",
             String::from_utf8_lossy(&out.stderr).trim()
@@ -490,7 +610,7 @@ mod tests {
         assert!(!internal
             .iter()
             .any(|r| r["rule"]["chain"] == "postrouting" && r.to_string().contains("\"!=\"")));
-        let p = fw.port_rule(
+        let p = fw.port_element(
             "pod:x",
             &PortRule {
                 proto: Proto::Udp,
@@ -502,5 +622,6 @@ mod tests {
         );
         let s = p.to_string();
         assert!(s.contains("\"udp\"") && s.contains("5353") && s.contains("198.18.7.2"), "{s}");
+        assert!(s.contains("ports_ip") && s.contains("pod:x"), "{s}");
     }
 }

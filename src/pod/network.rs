@@ -411,20 +411,10 @@ pub fn setup_pod(ctx: &mut Ctx, pod_id: &str, n: &Network, ip: Ipv4Addr) -> Resu
         ip,
     })?;
     super::failpoint::hit("net:attached");
-    let ports = mappings(&ctx.db.ports_of(pod_id)?);
-    if !ports.is_empty() {
+    let rules = port_rules(ctx, pod_id)?;
+    if !rules.is_empty() {
         ctx.db
             .add_resource(pod_id, ResourceKind::Firewall, &net::nft::pod_tag(pod_id))?;
-        let rules: Vec<net::nft::PortRule> = ports
-            .iter()
-            .map(|p| net::nft::PortRule {
-                proto: p.proto,
-                host_ip: Some(p.host_ip).filter(|i| !i.is_unspecified()),
-                host_port: p.host_port,
-                pod_ip: ip,
-                pod_port: p.pod_port,
-            })
-            .collect();
         net::Firewall::new(net::table_name(&ctx.root)).add_ports(pod_id, &rules)?;
     }
     // Read by benches/network.sh (GVPOD_LOG=debug).
@@ -521,4 +511,21 @@ pub fn hold_ports(ctx: &Ctx, pod_id: &str) -> Result<Vec<std::os::fd::OwnedFd>> 
         }
     }
     Ok(held)
+}
+
+/// The DNAT entries of a pod's published ports (empty without a lease).
+pub fn port_rules(ctx: &Ctx, pod_id: &str) -> Result<Vec<net::nft::PortRule>> {
+    let Some((_, ip)) = ctx.db.lease_of(pod_id)? else {
+        return Ok(vec![]);
+    };
+    Ok(mappings(&ctx.db.ports_of(pod_id)?)
+        .iter()
+        .map(|p| net::nft::PortRule {
+            proto: p.proto,
+            host_ip: Some(p.host_ip).filter(|i| !i.is_unspecified()),
+            host_port: p.host_port,
+            pod_ip: ip,
+            pod_port: p.pod_port,
+        })
+        .collect())
 }

@@ -284,8 +284,21 @@ impl Root {
     /// Removes every pod, runs gc, and asserts that nothing is left on the host.
     pub fn assert_clean(&self) {
         self.teardown();
-        let l = self.leaks();
+        let l = self.leaks_settled();
         assert!(l.is_empty(), "leaked: {l:#?}");
+    }
+
+    /// `leaks()`, given the kernel up to 3 s to finish destroying removed
+    /// network namespaces (their veth pairs go with them, asynchronously).
+    pub fn leaks_settled(&self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let l = self.leaks();
+            if l.is_empty() || std::time::Instant::now() > deadline {
+                return l;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn teardown(&self) {
