@@ -55,13 +55,38 @@ impl Outside {
                 ip: Ipv4Addr::new(198, 19, n as u8, 2),
             };
             let peer = format!("{}p", o.veth);
-            let ok = sh(&["ip", "link", "add", &o.veth, "type", "veth", "peer", "name", &peer, "netns", &o.ns])
-                && sh(&["ip", "addr", "add", &format!("{}/24", o.host_ip), "dev", &o.veth])
-                && sh(&["ip", "link", "set", &o.veth, "up"])
-                && sh(&["ip", "-n", &o.ns, "addr", "add", &format!("{}/24", o.ip), "dev", &peer])
+            let ok = sh(&[
+                "ip", "link", "add", &o.veth, "type", "veth", "peer", "name", &peer, "netns", &o.ns,
+            ]) && sh(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", o.host_ip),
+                "dev",
+                &o.veth,
+            ]) && sh(&["ip", "link", "set", &o.veth, "up"])
+                && sh(&[
+                    "ip",
+                    "-n",
+                    &o.ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", o.ip),
+                    "dev",
+                    &peer,
+                ])
                 && sh(&["ip", "-n", &o.ns, "link", "set", &peer, "up"])
                 && sh(&["ip", "-n", &o.ns, "link", "set", "lo", "up"])
-                && sh(&["ip", "-n", &o.ns, "route", "add", "default", "via", &o.host_ip.to_string()]);
+                && sh(&[
+                    "ip",
+                    "-n",
+                    &o.ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &o.host_ip.to_string(),
+                ]);
             if ok {
                 return o;
             }
@@ -70,7 +95,10 @@ impl Outside {
     }
 
     /// Runs `f` on a thread inside the outside namespace.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.ns);
         std::thread::spawn(move || {
             let ns = std::fs::File::open(path).unwrap();
@@ -125,7 +153,18 @@ fn httpd(r: &Root, name: &str, extra: &[&str]) -> String {
 /// wget's own -T crashes under gVisor 20221219, hence `timeout`.)
 fn wget_from_pod(r: &Root, network: &str, url: &str) -> (Option<i32>, String) {
     let o = r.gvpod(&[
-        "run", "--rm", "--network", network, "busybox", "timeout", "5", "wget", "-q", "-O", "-", url,
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "busybox",
+        "timeout",
+        "5",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        url,
     ]);
     (o.status.code(), format!("{}{}", stdout(&o), stderr(&o)))
 }
@@ -138,7 +177,10 @@ fn eventually(what: &str, mut f: impl FnMut() -> (Option<i32>, String)) -> Strin
         if code == Some(0) {
             return out;
         }
-        assert!(std::time::Instant::now() < deadline, "{what}: {code:?} {out}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {code:?} {out}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -153,7 +195,11 @@ fn published_port_from_loopback_other_namespaces_and_other_pods() {
     let r = Root::new();
     let net = r.network("pub", false);
     let gw: Ipv4Addr = net["gateway"].as_str().unwrap().parse().unwrap();
-    httpd(&r, "web", &["--network", "pub", "-p", "80", "--hostname", "webhost"]);
+    httpd(
+        &r,
+        "web",
+        &["--network", "pub", "-p", "80", "--hostname", "webhost"],
+    );
     let port_line = r.ok(&["port", "web"]);
     let host_port: u16 = port_line
         .trim()
@@ -203,7 +249,9 @@ fn pods_reach_each_other_by_name_and_networks_are_isolated() {
     httpd(&r, "b1", &["--network", "netb"]);
     let (a1, b1) = (ip_of(&r, "a1"), ip_of(&r, "b1"));
     // Same network: by name and by address.
-    eventually("a1 by name", || wget_from_pod(&r, "neta", "http://a1/hostname"));
+    eventually("a1 by name", || {
+        wget_from_pod(&r, "neta", "http://a1/hostname")
+    });
     eventually("a1 by address", || {
         wget_from_pod(&r, "neta", &format!("http://{a1}/hostname"))
     });
@@ -213,7 +261,17 @@ fn pods_reach_each_other_by_name_and_networks_are_isolated() {
     // A pod created earlier learns the names of later ones.
     httpd(&r, "a2", &["--network", "neta"]);
     eventually("a2 by name from a1", || {
-        let o = r.gvpod(&["exec", "a1", "timeout", "5", "wget", "-q", "-O", "-", "http://a2/hostname"]);
+        let o = r.gvpod(&[
+            "exec",
+            "a1",
+            "timeout",
+            "5",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://a2/hostname",
+        ]);
         (o.status.code(), stderr(&o))
     });
     // Across networks: nothing, in both directions.
@@ -221,7 +279,17 @@ fn pods_reach_each_other_by_name_and_networks_are_isolated() {
     assert_ne!(code, Some(0), "neta reached netb: {body}");
     let (code, body) = wget_from_pod(&r, "netb", &format!("http://{a1}/hostname"));
     assert_ne!(code, Some(0), "netb reached neta: {body}");
-    let o = r.gvpod(&["exec", "b1", "timeout", "5", "wget", "-q", "-O", "-", &format!("http://{a1}/")]);
+    let o = r.gvpod(&[
+        "exec",
+        "b1",
+        "timeout",
+        "5",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{a1}/"),
+    ]);
     assert_ne!(o.status.code(), Some(0));
     // A network in use cannot be removed.
     let o = r.gvpod(&["network", "rm", "neta"]);
@@ -245,14 +313,24 @@ fn egress_is_masqueraded_and_internal_networks_have_none() {
         let _ = c.read(&mut buf);
         let body = format!("{}", peer.ip());
         let _ = c.write_all(
-            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
         );
         peer.ip()
     });
     r.network("egress", false);
-    let body = eventually("egress", || wget_from_pod(&r, "egress", &format!("http://{listen}/")));
+    let body = eventually("egress", || {
+        wget_from_pod(&r, "egress", &format!("http://{listen}/"))
+    });
     let seen = server.join().unwrap();
-    assert_eq!(seen.to_string(), out.host_ip.to_string(), "the outside host sees the host, not the pod");
+    assert_eq!(
+        seen.to_string(),
+        out.host_ip.to_string(),
+        "the outside host sees the host, not the pod"
+    );
     assert_eq!(body.trim(), out.host_ip.to_string());
 
     // --internal: no way out.
@@ -272,7 +350,10 @@ fn no_pod_reaches_host_loopback_services() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     l.set_nonblocking(true).unwrap();
-    for url in [format!("http://{gw}:{port}/"), format!("http://127.0.0.1:{port}/")] {
+    for url in [
+        format!("http://{gw}:{port}/"),
+        format!("http://127.0.0.1:{port}/"),
+    ] {
         let (code, body) = wget_from_pod(&r, "lo", &url);
         assert_ne!(code, Some(0), "{url}: {body}");
     }
@@ -288,26 +369,102 @@ fn port_conflicts_are_refused_before_the_pod_starts() {
     // Taken by another program on the host.
     let l = TcpListener::bind("0.0.0.0:0").unwrap();
     let taken = l.local_addr().unwrap().port();
-    let o = r.gvpod(&["run", "-d", "--network", "ports", "--name", "x", "-p", &format!("{taken}:80"), "busybox", "true"]);
+    let o = r.gvpod(&[
+        "run",
+        "-d",
+        "--network",
+        "ports",
+        "--name",
+        "x",
+        "-p",
+        &format!("{taken}:80"),
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&format!("{taken}/tcp")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{taken}/tcp")),
+        "{}",
+        stderr(&o)
+    );
     assert!(r.ps_all().is_empty(), "no pod was left behind");
     drop(l);
     // Taken by another pod (created, not even started).
-    let free = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
-    r.ok(&["create", "--network", "ports", "--name", "first", "-p", &format!("127.0.0.1:{free}:80"), "busybox", "true"]);
-    let o = r.gvpod(&["run", "-d", "--network", "ports", "--name", "second", "-p", &format!("{free}:80"), "busybox", "true"]);
+    let free = TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    r.ok(&[
+        "create",
+        "--network",
+        "ports",
+        "--name",
+        "first",
+        "-p",
+        &format!("127.0.0.1:{free}:80"),
+        "busybox",
+        "true",
+    ]);
+    let o = r.gvpod(&[
+        "run",
+        "-d",
+        "--network",
+        "ports",
+        "--name",
+        "second",
+        "-p",
+        &format!("{free}:80"),
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("first"), "{}", stderr(&o));
     // UDP on the same number is another port.
-    r.ok(&["create", "--network", "ports", "--name", "udp", "-p", &format!("{free}:53/udp"), "busybox", "true"]);
+    r.ok(&[
+        "create",
+        "--network",
+        "ports",
+        "--name",
+        "udp",
+        "-p",
+        &format!("{free}:53/udp"),
+        "busybox",
+        "true",
+    ]);
     // Twice in one command; bad specs.
-    let o = r.gvpod(&["create", "--network", "ports", "-p", "7000:80", "-p", "7000:81", "busybox", "true"]);
+    let o = r.gvpod(&[
+        "create",
+        "--network",
+        "ports",
+        "-p",
+        "7000:80",
+        "-p",
+        "7000:81",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = r.gvpod(&["create", "--network", "ports", "-p", "99999:80", "busybox", "true"]);
+    let o = r.gvpod(&[
+        "create",
+        "--network",
+        "ports",
+        "-p",
+        "99999:80",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("\"99999:80\""), "{}", stderr(&o));
-    let o = r.gvpod(&["create", "--network", "none", "-p", "8080:80", "busybox", "true"]);
+    let o = r.gvpod(&[
+        "create",
+        "--network",
+        "none",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     r.assert_clean();
 }
@@ -330,18 +487,64 @@ fn subnet_exhaustion_fixed_addresses_and_bad_networks() {
     }
     assert!(!subnet.is_empty(), "no free /30 found");
     let base = subnet.trim_end_matches(".0/30");
-    r.ok(&["create", "--network", "tiny", "--name", "t1", "busybox", "true"]);
+    r.ok(&[
+        "create",
+        "--network",
+        "tiny",
+        "--name",
+        "t1",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(r.inspect("t1")["ip"], format!("{base}.2"));
-    let o = r.gvpod(&["create", "--network", "tiny", "--name", "t2", "busybox", "true"]);
+    let o = r.gvpod(&[
+        "create",
+        "--network",
+        "tiny",
+        "--name",
+        "t2",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("network tiny is full"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("network tiny is full"),
+        "{}",
+        stderr(&o)
+    );
     r.ok(&["rm", "t1"]);
     // --ip: a fixed address, refused when taken or outside.
-    r.ok(&["create", "--network", "tiny", "--ip", &format!("{base}.2"), "--name", "t3", "busybox", "true"]);
-    let o = r.gvpod(&["create", "--network", "tiny", "--ip", &format!("{base}.2"), "busybox", "true"]);
+    r.ok(&[
+        "create",
+        "--network",
+        "tiny",
+        "--ip",
+        &format!("{base}.2"),
+        "--name",
+        "t3",
+        "busybox",
+        "true",
+    ]);
+    let o = r.gvpod(&[
+        "create",
+        "--network",
+        "tiny",
+        "--ip",
+        &format!("{base}.2"),
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("taken by pod t3"), "{}", stderr(&o));
-    let o = r.gvpod(&["create", "--network", "tiny", "--ip", "198.19.0.5", "busybox", "true"]);
+    let o = r.gvpod(&[
+        "create",
+        "--network",
+        "tiny",
+        "--ip",
+        "198.19.0.5",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     // Networks: overlap, bad subnet, unknown.
     let o = r.gvpod(&["network", "create", "--subnet", &subnet, "again"]);
@@ -352,8 +555,13 @@ fn subnet_exhaustion_fixed_addresses_and_bad_networks() {
     let o = r.gvpod(&["run", "--rm", "--network", "nosuch", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nosuch"));
-    let ls: Vec<serde_json::Value> = serde_json::from_str(&r.ok(&["network", "ls", "--format", "json"])).unwrap();
-    assert!(ls.iter().any(|n| n["name"] == "tiny" && n["pods"][0]["name"] == "t3"), "{ls:?}");
+    let ls: Vec<serde_json::Value> =
+        serde_json::from_str(&r.ok(&["network", "ls", "--format", "json"])).unwrap();
+    assert!(
+        ls.iter()
+            .any(|n| n["name"] == "tiny" && n["pods"][0]["name"] == "t3"),
+        "{ls:?}"
+    );
     r.assert_clean();
 }
 
@@ -362,20 +570,44 @@ fn restart_readdresses_the_pod_and_files_are_set() {
     require_runsc!();
     let r = Root::new();
     r.network("rs", false);
-    httpd(&r, "srv", &["--network", "rs", "--dns", "198.18.255.53", "--add-host", "db.example:198.18.255.7"]);
+    httpd(
+        &r,
+        "srv",
+        &[
+            "--network",
+            "rs",
+            "--dns",
+            "198.18.255.53",
+            "--add-host",
+            "db.example:198.18.255.7",
+        ],
+    );
     let ip = ip_of(&r, "srv");
-    eventually("before restart", || wget_from_pod(&r, "rs", &format!("http://{ip}/hostname")));
+    eventually("before restart", || {
+        wget_from_pod(&r, "rs", &format!("http://{ip}/hostname"))
+    });
     r.ok(&["stop", "-t", "1", "srv"]);
     r.ok(&["start", "srv"]);
     assert_eq!(ip_of(&r, "srv"), ip, "the lease is kept across restarts");
-    eventually("after restart", || wget_from_pod(&r, "rs", &format!("http://{ip}/hostname")));
+    eventually("after restart", || {
+        wget_from_pod(&r, "rs", &format!("http://{ip}/hostname"))
+    });
     let o = r.gvpod(&["exec", "srv", "cat", "/etc/resolv.conf", "/etc/hosts"]);
     let files = stdout(&o);
     assert!(files.contains("nameserver 198.18.255.53"), "{files}");
     assert!(files.contains("198.18.255.7\tdb.example"), "{files}");
     assert!(files.contains(&format!("{ip}\t")), "{files}");
     // --network none still means loopback only.
-    let o = r.gvpod(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "ls /sys/class/net 2>/dev/null; ip addr"]);
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net 2>/dev/null; ip addr",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stdout(&o).contains("eth0"), "{}", stdout(&o));
     r.assert_clean();
@@ -388,7 +620,18 @@ fn sigkill_during_network_setup_is_recoverable() {
     r.network("crash", false);
     for step in ["net:recorded", "net:attached"] {
         let o = r
-            .cmd(&["run", "-d", "--network", "crash", "-p", "80", "--name", "c", "busybox", "true"])
+            .cmd(&[
+                "run",
+                "-d",
+                "--network",
+                "crash",
+                "-p",
+                "80",
+                "--name",
+                "c",
+                "busybox",
+                "true",
+            ])
             .env("GVPOD_CRASH_AT", step)
             .output()
             .unwrap();
@@ -401,14 +644,24 @@ fn sigkill_during_network_setup_is_recoverable() {
     }
     // Orphans whose pod row vanished are found on the host by gc.
     let _ = r
-        .cmd(&["run", "-d", "--network", "crash", "--name", "lost", "busybox", "true"])
+        .cmd(&[
+            "run",
+            "-d",
+            "--network",
+            "crash",
+            "--name",
+            "lost",
+            "busybox",
+            "true",
+        ])
         .env("GVPOD_CRASH_AT", "net:attached")
         .output()
         .unwrap();
     let id = r.inspect("lost")["id"].as_str().unwrap().to_string();
     r.track(&id);
     let db = rusqlite::Connection::open(r.path().join("gvpod.db")).unwrap();
-    db.execute("DELETE FROM pod_resources WHERE pod_id=?1", [&id]).unwrap();
+    db.execute("DELETE FROM pod_resources WHERE pod_id=?1", [&id])
+        .unwrap();
     db.execute("DELETE FROM pods WHERE id=?1", [&id]).unwrap();
     let rep: serde_json::Value =
         serde_json::from_str(&r.ok(&["system", "gc", "--format", "json"])).unwrap();

@@ -148,7 +148,10 @@ mod tests {
         let c: Cidr = "198.18.3.0/30".parse().unwrap();
         let gw: Ipv4Addr = "198.18.3.1".parse().unwrap();
         let mut taken = std::collections::HashSet::new();
-        assert_eq!(pick_free(&c, gw, &taken), Some("198.18.3.2".parse().unwrap()));
+        assert_eq!(
+            pick_free(&c, gw, &taken),
+            Some("198.18.3.2".parse().unwrap())
+        );
         taken.insert("198.18.3.2".parse().unwrap());
         assert_eq!(pick_free(&c, gw, &taken), None);
     }

@@ -64,9 +64,8 @@ pub fn hosts(
     extra: &[(String, IpAddr)],
 ) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    match own {
-        Some((ip, names)) => out.push_str(&format!("{ip}\t{}\n", names.join(" "))),
-        None => {}
+    if let Some((ip, names)) = own {
+        out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
     }
     for (ip, name) in peers {
         out.push_str(&format!("{ip}\t{name}\n"));
@@ -93,7 +92,10 @@ pub fn parse_add_host(s: &str) -> Result<(String, IpAddr), super::NetError> {
     if !ok_name {
         return Err(bad());
     }
-    let ip: IpAddr = ip.trim_matches(|c| c == '[' || c == ']').parse().map_err(|_| bad())?;
+    let ip: IpAddr = ip
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| bad())?;
     Ok((name.to_string(), ip))
 }
 
@@ -127,7 +129,10 @@ mod tests {
             &[parse_add_host("cache:198.18.0.9").unwrap()],
         );
         assert!(h.contains("198.18.0.2\tweb abc\n"), "{h}");
-        assert!(h.contains("198.18.0.3\tdb\n") && h.contains("198.18.0.9\tcache\n"), "{h}");
+        assert!(
+            h.contains("198.18.0.3\tdb\n") && h.contains("198.18.0.9\tcache\n"),
+            "{h}"
+        );
         assert!(parse_add_host("nocolon").is_err());
         assert!(parse_add_host("a b:1.2.3.4").is_err());
         assert!(parse_add_host("x:999.1.1.1").is_err());

@@ -19,7 +19,9 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::{Cidr, NetError, Result};
 
@@ -74,8 +76,8 @@ fn block_on<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
 
 /// A handle whose connection task runs on the current runtime.
 fn connect() -> Result<Handle> {
-    let (conn, handle, _) = rtnetlink::new_connection()
-        .map_err(|e| NetError::Other(format!("netlink socket: {e}")))?;
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| NetError::Other(format!("netlink socket: {e}")))?;
     tokio::spawn(conn);
     Ok(handle)
 }
@@ -87,12 +89,10 @@ fn enter(path: &Path) -> Result<()> {
         path: path.to_owned(),
         source,
     })?;
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-        NetError::Io {
-            what: "cannot enter network namespace",
-            path: path.to_owned(),
-            source: e.into(),
-        }
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Io {
+        what: "cannot enter network namespace",
+        path: path.to_owned(),
+        source: e.into(),
     })
 }
 
@@ -290,9 +290,9 @@ pub fn create_pod_if(p: &PodIf) -> Result<()> {
                     path: p.netns.to_owned(),
                     source,
                 })?;
-                let bridge = link_by_name(&host, p.bridge)
-                    .await?
-                    .ok_or_else(|| NetError::Other(format!("bridge {} does not exist", p.bridge)))?;
+                let bridge = link_by_name(&host, p.bridge).await?.ok_or_else(|| {
+                    NetError::Other(format!("bridge {} does not exist", p.bridge))
+                })?;
                 let peer = LinkMessageBuilder::<LinkUnspec>::new()
                     .name(POD_IF.to_string())
                     .setns_by_fd(nsfile.as_raw_fd())
@@ -347,5 +347,8 @@ pub async fn configure_inside(h: &Handle, p: &PodIf<'_>) -> Result<()> {
 
 /// Re-adds what runsc stripped (fact 4) in an existing pod namespace.
 pub fn reconfigure(p: &PodIf) -> Result<()> {
-    run(Some(p.netns), |h| async move { configure_inside(&h, p).await })
+    run(
+        Some(p.netns),
+        |h| async move { configure_inside(&h, p).await },
+    )
 }

@@ -21,6 +21,7 @@ pub mod dns;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod nftnl;
 pub mod ports;
 
 pub use cidr::Cidr;
@@ -378,15 +379,29 @@ mod tests {
     #[test]
     fn port_specs() {
         let p = parse_port("8080:80").unwrap();
-        assert_eq!((p.host_ip, p.host_port, p.pod_port, p.proto), (None, Some(8080), 80, Proto::Tcp));
+        assert_eq!(
+            (p.host_ip, p.host_port, p.pod_port, p.proto),
+            (None, Some(8080), 80, Proto::Tcp)
+        );
         let p = parse_port("127.0.0.1:5353:53/udp").unwrap();
         assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
-        assert_eq!((p.host_port, p.pod_port, p.proto), (Some(5353), 53, Proto::Udp));
+        assert_eq!(
+            (p.host_port, p.pod_port, p.proto),
+            (Some(5353), 53, Proto::Udp)
+        );
         let p = parse_port("80").unwrap();
         assert_eq!((p.host_port, p.pod_port), (None, 80));
         let p = parse_port("0.0.0.0::80").unwrap();
         assert_eq!((p.host_ip, p.host_port), (None, None));
-        for bad in ["", "x", "0:80", "70000:80", "80/sctp", "1.2.3:80:80", "a:b:c:d"] {
+        for bad in [
+            "",
+            "x",
+            "0:80",
+            "70000:80",
+            "80/sctp",
+            "1.2.3:80:80",
+            "a:b:c:d",
+        ] {
             let e = parse_port(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
@@ -398,14 +413,14 @@ mod tests {
         let b = bridge_name(root, "frontend");
         assert!(b.len() <= 15 && b.starts_with("gvbr-"), "{b}");
         assert_ne!(b, bridge_name(root, "backend"));
-        assert_eq!(bridge_name(Path::new(DEFAULT_ROOT), DEFAULT_NETWORK), "gvpod0");
+        assert_eq!(
+            bridge_name(Path::new(DEFAULT_ROOT), DEFAULT_NETWORK),
+            "gvpod0"
+        );
         assert_eq!(veth_name(&"ab".repeat(32)).len(), 15);
         let a = pod_alias(root, "f00");
         assert_eq!(parse_alias(root, &a), Some(("pod", "f00")));
         assert_eq!(parse_alias(Path::new("/other"), &a), None);
-        assert_eq!(
-            parse_alias(root, &net_alias(root, "x")),
-            Some(("net", "x"))
-        );
+        assert_eq!(parse_alias(root, &net_alias(root, "x")), Some(("net", "x")));
     }
 }

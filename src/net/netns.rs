@@ -52,12 +52,9 @@ pub fn unshare_and_pin(path: &Path) -> Result<()> {
 /// Whether a live namespace is pinned at `path`.
 pub fn exists(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
         .unwrap_or(false)
 }
-
-/// NSFS_MAGIC from linux/magic.h.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Unpins and removes a namespace file; a missing one is not an error.
 pub fn remove(path: &Path) -> Result<()> {

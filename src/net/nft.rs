@@ -165,7 +165,11 @@ impl Firewall {
                     MAP_IP,
                 )],
             ),
-            self.rule("ports", "base", vec![dnat_map(vec![l4(), dport()], MAP_ANY)]),
+            self.rule(
+                "ports",
+                "base",
+                vec![dnat_map(vec![l4(), dport()], MAP_ANY)],
+            ),
             self.rule(
                 "forward",
                 "base",
@@ -288,6 +292,31 @@ impl Firewall {
         }
     }
 
+    /// The same elements as [`Self::port_element`], encoded for netlink.
+    fn nl_elems(&self, tag: &str, ports: &[PortRule]) -> Vec<super::nftnl::Elem> {
+        use super::nftnl::{concat, Elem};
+        ports
+            .iter()
+            .map(|p| {
+                let proto = [match p.proto {
+                    Proto::Tcp => libc::IPPROTO_TCP as u8,
+                    Proto::Udp => libc::IPPROTO_UDP as u8,
+                }];
+                let port = p.host_port.to_be_bytes();
+                let (map, key) = match p.host_ip {
+                    Some(ip) => (MAP_IP, concat(&[&ip.octets(), &proto, &port])),
+                    None => (MAP_ANY, concat(&[&proto, &port])),
+                };
+                Elem {
+                    map,
+                    key,
+                    data: concat(&[&p.pod_ip.octets(), &p.pod_port.to_be_bytes()]),
+                    comment: tag.to_string(),
+                }
+            })
+            .collect()
+    }
+
     fn element(&self, verb: &str, map: &str, elem: Value) -> Value {
         json!({verb: {"element": {"family": FAMILY, "table": self.table, "name": map, "elem": [elem]}}})
     }
@@ -307,8 +336,10 @@ impl Firewall {
         let _lock = HostLock::take(Path::new(LOCK))?;
         let have = self.list_rules()?;
         let mut cmds = self.skeleton();
-        cmds.push(json!({"add": {"element": {"family": FAMILY, "table": self.table,
-                                             "name": "bridges", "elem": [n.bridge]}}}));
+        cmds.push(
+            json!({"add": {"element": {"family": FAMILY, "table": self.table,
+                                             "name": "bridges", "elem": [n.bridge]}}}),
+        );
         let has = |tag: &str| have.iter().any(|(c, _, _)| c == tag);
         if !has("base") {
             // nft 1.0.6's JSON parser cannot declare a map whose data is a
@@ -321,7 +352,11 @@ impl Firewall {
                  add map {FAMILY} {t} {MAP_ANY} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n",
                 t = self.table
             ))?;
-            cmds = self.base_rules().into_iter().map(|r| json!({"add": r})).collect();
+            cmds = self
+                .base_rules()
+                .into_iter()
+                .map(|r| json!({"add": r}))
+                .collect();
         }
         if !has(&net_tag(n.name)) {
             cmds.extend(self.network_rules(n).into_iter().map(|r| json!({"add": r})));
@@ -337,6 +372,10 @@ impl Firewall {
             return Ok(());
         }
         let tag = pod_tag(pod_id);
+        match super::nftnl::apply(&self.table, true, &self.nl_elems(&tag, ports)) {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!("{e}; retrying through nft"),
+        }
         let adds: Vec<Value> = ports.iter().map(|p| self.port_element(&tag, p)).collect();
         if apply(&adds).is_ok() {
             return Ok(());
@@ -356,6 +395,13 @@ impl Firewall {
     /// key; if some are missing (an interrupted earlier removal), every
     /// element still commented with the pod is deleted instead.
     pub fn remove_ports(&self, pod_id: &str, ports: &[PortRule]) -> Result<()> {
+        let tag = pod_tag(pod_id);
+        if !ports.is_empty() {
+            match super::nftnl::apply(&self.table, false, &self.nl_elems(&tag, ports)) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::debug!("{e}; retrying through nft"),
+            }
+        }
         let dels: Vec<Value> = ports
             .iter()
             .map(|p| {
@@ -392,7 +438,11 @@ impl Firewall {
         let Some(doc) = self.list_raw()? else {
             return Ok(vec![]);
         };
-        Ok(self.map_elements(&doc, map).into_iter().map(|(k, _)| k).collect())
+        Ok(self
+            .map_elements(&doc, map)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Deletes every rule with comment `tag` (and a network's set element). Idempotent.
@@ -419,8 +469,10 @@ impl Firewall {
         let n = cmds.len();
         if let Some(b) = bridge {
             if self.bridges()?.iter().any(|x| x == b) {
-                cmds.push(json!({"delete": {"element": {"family": FAMILY, "table": self.table,
-                                                        "name": "bridges", "elem": [b]}}}));
+                cmds.push(
+                    json!({"delete": {"element": {"family": FAMILY, "table": self.table,
+                                                        "name": "bridges", "elem": [b]}}}),
+                );
             }
         }
         if !cmds.is_empty() {
@@ -443,7 +495,11 @@ impl Firewall {
         let mut v: Vec<String> = self.list_rules()?.into_iter().map(|r| r.0).collect();
         if let Some(doc) = self.list_raw()? {
             for map in [MAP_IP, MAP_ANY] {
-                v.extend(self.map_elements(&doc, map).into_iter().filter_map(|(_, c)| c));
+                v.extend(
+                    self.map_elements(&doc, map)
+                        .into_iter()
+                        .filter_map(|(_, c)| c),
+                );
             }
         }
         v.sort();
@@ -605,8 +661,14 @@ mod tests {
         let rules = fw.network_rules(&n);
         assert!(rules.iter().all(|r| r["rule"]["comment"] == "net:a"));
         let egress = rules.last().unwrap().to_string();
-        assert!(egress.contains("masquerade") && egress.contains("198.18.7.0"), "{egress}");
-        let internal = fw.network_rules(&NetRules { internal: true, ..n });
+        assert!(
+            egress.contains("masquerade") && egress.contains("198.18.7.0"),
+            "{egress}"
+        );
+        let internal = fw.network_rules(&NetRules {
+            internal: true,
+            ..n
+        });
         assert!(!internal
             .iter()
             .any(|r| r["rule"]["chain"] == "postrouting" && r.to_string().contains("\"!=\"")));
@@ -621,7 +683,10 @@ mod tests {
             },
         );
         let s = p.to_string();
-        assert!(s.contains("\"udp\"") && s.contains("5353") && s.contains("198.18.7.2"), "{s}");
+        assert!(
+            s.contains("\"udp\"") && s.contains("5353") && s.contains("198.18.7.2"),
+            "{s}"
+        );
         assert!(s.contains("ports_ip") && s.contains("pod:x"), "{s}");
     }
 }

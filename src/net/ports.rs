@@ -130,6 +130,12 @@ mod tests {
             ..m
         };
         assert!(conflicts(&m, &any));
-        assert!(!conflicts(&m, &PortMapping { proto: Proto::Udp, ..m }));
+        assert!(!conflicts(
+            &m,
+            &PortMapping {
+                proto: Proto::Udp,
+                ..m
+            }
+        ));
     }
 }

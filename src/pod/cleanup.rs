@@ -77,6 +77,7 @@ pub(crate) fn release(ctx: &mut Ctx, id: &str) -> Result<()> {
             ResourceKind::Netns | ResourceKind::Veth | ResourceKind::Firewall
         ) {
             net_time += t0.elapsed();
+            tracing::trace!("undo {} {:?}", r.kind.as_str(), t0.elapsed());
         }
         match res {
             Ok(()) => done.push(r),
@@ -326,7 +327,10 @@ fn gc_network(
         return Ok(()); // no netlink (no CAP_NET_ADMIN): nothing of ours can exist
     };
     for (name, alias) in links {
-        let orphan = match alias.as_deref().and_then(|a| net::parse_alias(&ctx.root, a)) {
+        let orphan = match alias
+            .as_deref()
+            .and_then(|a| net::parse_alias(&ctx.root, a))
+        {
             Some(("pod", id)) => gone_pod(ctx, id)?,
             Some(("net", n)) => gone_net(ctx, n)?,
             _ => false,

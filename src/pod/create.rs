@@ -153,7 +153,11 @@ fn assemble(
     // Derived files, rebuilt from the database if lost: no fsync on the start-up path.
     write_plain(&etc_hostname, format!("{hostname}\n"))?;
     let names = [hostname.as_str(), row.name.as_str()];
-    let names: &[&str] = if names[0] == names[1] { &names[..1] } else { &names };
+    let names: &[&str] = if names[0] == names[1] {
+        &names[..1]
+    } else {
+        &names
+    };
     let hosts = match attach {
         Some((n, ip)) => network::hosts_file(
             Some((ip, names)),

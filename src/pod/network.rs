@@ -95,7 +95,10 @@ pub fn inspect_network(ctx: &Ctx, name: &str) -> Result<NetworkView> {
 fn check_network_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -308,9 +311,9 @@ pub fn parse_opts(
             )))
         }
         (Some(s), Some(n)) => {
-            let ip: Ipv4Addr = s.parse().map_err(|_| {
-                PodError::Usage(format!("invalid --ip {s:?}: use an IPv4 address"))
-            })?;
+            let ip: Ipv4Addr = s
+                .parse()
+                .map_err(|_| PodError::Usage(format!("invalid --ip {s:?}: use an IPv4 address")))?;
             if !n.subnet.is_host(ip) || ip == n.gateway {
                 return Err(PodError::Usage(format!(
                     "invalid --ip {ip}: not a free host address of network {} ({}, gateway {})",
@@ -434,8 +437,7 @@ pub fn prepare_start(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
     {
         return Ok(()); // just configured by `create`: nothing stripped yet
     }
-    let n = resolve(ctx, &net_name)?
-        .ok_or_else(|| PodError::NoNetwork(net_name.clone()))?;
+    let n = resolve(ctx, &net_name)?.ok_or_else(|| PodError::NoNetwork(net_name.clone()))?;
     setup_pod(ctx, &pod.id, &n, ip)
 }
 

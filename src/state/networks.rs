@@ -100,7 +100,9 @@ impl Db {
     pub fn delete_network(&mut self, name: &str) -> Result<()> {
         self.write(|tx| {
             let mut st = tx
-                .prepare("SELECT p.name FROM leases l JOIN pods p ON p.id=l.pod_id WHERE l.network=?1")
+                .prepare(
+                    "SELECT p.name FROM leases l JOIN pods p ON p.id=l.pod_id WHERE l.network=?1",
+                )
                 .map_err(sql)?;
             let users: Vec<String> = st
                 .query_map([name], |r| r.get(0))
@@ -242,7 +244,10 @@ impl Db {
     pub fn drop_orphan_claims(&mut self) -> Result<usize> {
         self.write(|tx| {
             let a = tx
-                .execute("DELETE FROM leases WHERE pod_id NOT IN (SELECT id FROM pods)", [])
+                .execute(
+                    "DELETE FROM leases WHERE pod_id NOT IN (SELECT id FROM pods)",
+                    [],
+                )
                 .map_err(sql)?;
             let b = tx
                 .execute(

@@ -211,7 +211,10 @@ impl Root {
             Err(_) => (vec![], vec![], vec![]),
         };
         let mark = format!("gvpod root={} ", root.display());
-        if let Ok(o) = Command::new("ip").args(["-d", "-j", "link", "show"]).output() {
+        if let Ok(o) = Command::new("ip")
+            .args(["-d", "-j", "link", "show"])
+            .output()
+        {
             let links: Vec<serde_json::Value> =
                 serde_json::from_slice(&o.stdout).unwrap_or_default();
             for l in links {
@@ -239,7 +242,10 @@ impl Root {
             }
         }
         let table = table_name(&root);
-        if let Ok(o) = Command::new("nft").args(["-j", "list", "table", "inet", &table]).output() {
+        if let Ok(o) = Command::new("nft")
+            .args(["-j", "list", "table", "inet", &table])
+            .output()
+        {
             if o.status.success() {
                 if networks.is_empty() {
                     v.push(format!("nftables table inet {table}"));
