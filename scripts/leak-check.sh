@@ -23,6 +23,28 @@ r=$(pgrep -af 'docker-registry serve' | grep -E 'gvpod-registry-' || true)
 [ -n "$r" ] && report "test registries left running: $r"
 d=$(ls -d /tmp/gvpod-registry-* /tmp/gvpod-layout-* 2>/dev/null || true)
 [ -n "$d" ] && report "test registry dirs left: $d"
+# Network: links made for test roots (gvpod marks each with an alias naming
+# its data root), the tests' "outside" namespaces and veths, and gvpod
+# firewall tables whose bridges are all gone.
+l=$(ip -d -j link show 2>/dev/null | python3 -c '
+import json, sys
+for l in json.load(sys.stdin):
+    a = l.get("ifalias", "")
+    if a.startswith("gvpod root=/tmp/gvpod-test-") or l["ifname"].startswith("gvto"):
+        print(l["ifname"], a)' || true)
+[ -n "$l" ] && report "links left: $l"
+n=$(ip netns list 2>/dev/null | grep -E '^gvt-' || true)
+[ -n "$n" ] && report "network namespaces left: $n"
+links=$(ip -j link show 2>/dev/null || echo '[]')
+for t in $(nft list tables 2>/dev/null | awk '$2 == "inet" && $3 ~ /^gvpod-/ {print $3}'); do
+    alive=$(nft -j list set inet "$t" bridges 2>/dev/null | LINKS="$links" python3 -c '
+import json, os, sys
+names = {l["ifname"] for l in json.loads(os.environ["LINKS"])}
+doc = json.load(sys.stdin)
+elems = [e for o in doc["nftables"] if "set" in o for e in o["set"].get("elem", [])]
+print(sum(1 for e in elems if e in names))' 2>/dev/null || echo 0)
+    [ "$alive" = 0 ] && report "nftables table inet $t left with no bridge"
+done
 d=$(ls -d /tmp/gvpod-test-* 2>/dev/null || true)
 [ -n "$d" ] && report "test data roots left: $d"
 if [ "$leaks" = 0 ]; then echo "leak-check: clean"; fi

@@ -9,9 +9,15 @@ if [ "$(id -u)" != 0 ]; then
     echo "test.sh: run as root (sudo scripts/test.sh): the integration tests start real sandboxes" >&2
     exit 2
 fi
-for t in runsc busybox; do
+for t in runsc busybox nft ip; do
     command -v "$t" >/dev/null || { echo "test.sh: $t is missing; run: sudo scripts/setup.sh --deps-only" >&2; exit 2; }
 done
+
+# gvpod turns on IPv4 forwarding for networks with egress (as docker and
+# podman do); the suite puts the host's setting back afterwards.
+fwd_before=$(cat /proc/sys/net/ipv4/ip_forward)
+restore_fwd() { echo "$fwd_before" > /proc/sys/net/ipv4/ip_forward; }
+trap restore_fwd EXIT
 
 # Two pods at a time per test binary keep a 2-core machine responsive.
 status=0

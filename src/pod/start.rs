@@ -48,6 +48,9 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
             crate::bundle::mount_overlay(&image.layers, &paths)?;
         }
     }
+    // DESIGN.md fact 4: a previous sandbox stripped the addresses; after a
+    // reboot the namespace itself is gone.
+    super::network::prepare_start(ctx, &pod)?;
     if let Attach::Foreground {
         stdin: true,
         tty: true,

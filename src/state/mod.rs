@@ -7,9 +7,11 @@
 
 mod images;
 mod migrations;
+mod networks;
 mod pods;
 
 pub use images::ImageRow;
+pub use networks::{Lease, NetworkRow, PortRow};
 pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,18 @@ pub enum StateError {
     },
     #[error("a pod named {0:?} already exists")]
     NameInUse(String),
+    #[error("a network named {0:?} already exists")]
+    NetworkExists(String),
+    #[error("subnet {0} is already used by another network")]
+    SubnetInUse(String),
+    #[error("network {name} is in use by pod(s) {pods}; remove them first")]
+    NetworkInUse { name: String, pods: String },
+    #[error("network {name} is full ({used} addresses leased); remove pods or create a network with a larger --subnet")]
+    NetworkFull { name: String, used: usize },
+    #[error("address {ip} is already taken by pod {by}")]
+    AddressTaken { ip: String, by: String },
+    #[error("host port {port} is already published by pod {by}")]
+    PortTaken { port: String, by: String },
     #[error("corrupt record in state database: {0}")]
     Corrupt(String),
 }
