@@ -58,6 +58,7 @@ mkdir -p "$GVPOD_ROOT"
 GVPOD=""
 PODMAN=()
 NFT_BEFORE="$(nft list tables 2>/dev/null || true)"
+FWD_BEFORE="$(cat /proc/sys/net/ipv4/ip_forward)"
 
 cleanup() {
     local rc=$?
@@ -86,6 +87,7 @@ cleanup() {
         }
     done < <(nft list tables 2>/dev/null)
     findmnt -rn -o TARGET | grep "^$WORK" | sort -r | while read -r m; do umount -l "$m"; done
+    echo "$FWD_BEFORE" >/proc/sys/net/ipv4/ip_forward # gvpod turned it on for the pods' egress
     rm -rf "$WORK" "/run/gvpod/$(printf '%s' "$GVPOD_ROOT" | sha256sum | cut -c1-12)"
     exit "$rc"
 }

@@ -173,10 +173,13 @@ fn assemble(
     write_plain(&etc_hosts, hosts)?;
     let mut etc = vec![(etc_hostname, "/etc/hostname"), (etc_hosts, "/etc/hosts")];
     if opts.network != "none" {
-        write_plain(
-            &etc_resolv,
-            crate::net::dns::resolv_conf(&netopts.dns, crate::net::dns::HOST_RESOLV),
-        )?;
+        let text = if opts.network == "host" && netopts.dns.is_empty() {
+            // The host's own stack: its stub resolver on 127.0.0.53 works too.
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        } else {
+            crate::net::dns::resolv_conf(&netopts.dns, crate::net::dns::HOST_RESOLV)
+        };
+        write_plain(&etc_resolv, text)?;
         etc.push((etc_resolv, "/etc/resolv.conf"));
     }
     let cgroup = format!("gvpod/{}", row.id);
