@@ -18,8 +18,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # runsc: gVisor's runtime. busybox-static: the built-in default image.
-# The rest: what the test suite and the benchmarks use.
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine podman skopeo umoci tmux python3 ca-certificates gcc pkg-config docker-registry apache2-utils debootstrap"
+# nftables: gvpod's firewall (NAT, isolation, published ports).
+# The rest: what the test suite and the benchmarks use (iproute2 and wrk for
+# the network tests and benches/network.sh; docker-registry, apache2-utils and
+# debootstrap for the image tests and benches/pull.sh).
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc pkg-config docker-registry apache2-utils debootstrap"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -3,6 +3,7 @@
 mod bundle;
 mod cli;
 mod image;
+mod net;
 mod pod;
 mod runsc;
 mod snapshot;

@@ -39,6 +39,17 @@ fn ten_detached_runs_at_once() {
     let pods = r.ps_all();
     assert_eq!(pods.len(), 10);
     assert!(pods.iter().all(|p| p["status"] == "running"), "{pods:?}");
+    // IPAM under contention: ten leases, ten different addresses.
+    let ips: std::collections::BTreeSet<String> = pods
+        .iter()
+        .map(|p| {
+            p["ip"]
+                .as_str()
+                .expect("every pod has an address")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ips.len(), 10, "addresses must be distinct: {ips:?}");
     // Removing them all at once is just as safe.
     let rms: Vec<_> = pods
         .iter()

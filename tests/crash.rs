@@ -13,6 +13,8 @@ use common::{stderr, Root};
 const STEPS: &[(&str, &[&str])] = &[
     ("create:inserted", &["created"]),
     ("create:mounted", &["created"]),
+    ("net:recorded", &["created"]),
+    ("net:attached", &["created"]),
     ("create:configured", &["created"]),
     ("start:spawned", &["running"]),
     ("monitor:before-runsc", &["created", "exited"]),
@@ -63,7 +65,7 @@ fn sigkill_at_every_step_of_run_is_recoverable() {
         let o = r.gvpod(&["rm", "-f", &name]);
         assert!(o.status.success(), "{step}: rm -f: {}", stderr(&o));
         r.ok(&["system", "gc"]);
-        let leaks = r.leaks();
+        let leaks = r.leaks_settled();
         assert!(leaks.is_empty(), "{step}: leaked {leaks:#?}");
     }
     // The monitor killed after the pod exited but before it recorded the exit.

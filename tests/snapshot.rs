@@ -368,12 +368,13 @@ fn bad_input_is_one_clear_line() {
         .to_string();
     r.track(&id);
     fails(&r, &["checkpoint", "tty"], 2, "terminal");
-    // Ports and networks need networking this gvpod does not have.
+    // Bad ports, unknown networks, another kind of network, a pod that
+    // still exists asked for other ports: refused before anything is made.
     fails(
         &r,
-        &["restore", "-p", "8080:80", "--name", "x", "s"],
+        &["restore", "-p", "99999:80", "--name", "x", "s"],
         2,
-        "8080:80",
+        "99999",
     );
     fails(
         &r,
@@ -381,6 +382,13 @@ fn bad_input_is_one_clear_line() {
         2,
         "\"other\"",
     );
+    fails(
+        &r,
+        &["restore", "--network", "none", "--name", "x", "s"],
+        2,
+        "\"none\"",
+    );
+    assert!(r.ps_all().iter().all(|p| p["name"] != "x"));
 
     // Archives: truncated, corrupt, not an archive; nothing registered.
     let good = r.path().join("s.snap");
@@ -594,4 +602,161 @@ fn a_failed_restore_releases_what_it_made() {
     let l = r.leaks();
     assert!(l.is_empty(), "leaked: {l:#?}");
     r.assert_clean();
+}
+
+/// A one-shot HTTP GET of /hostname; the whole answer.
+fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn http_ok(addr: &str) -> String {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match http_get(addr) {
+            Ok(s) if s.contains("200 OK") => return s,
+            r => {
+                assert!(Instant::now() < deadline, "GET {addr}: {r:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// A free TCP port on loopback (the kernel picks it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Checkpoints `pod`, retrying while runsc 20221219 cannot save it because
+/// of connections in TIME_WAIT after recent requests (refused, pod intact).
+fn checkpoint_when_quiet(r: &Root, pod: &str, snap: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = r.gvpod(&["checkpoint", "--name", snap, pod]);
+        if o.status.success() {
+            return;
+        }
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("open TCP connection"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert_eq!(
+            status(r, pod),
+            "running",
+            "a refused checkpoint stopped the pod"
+        );
+        assert!(Instant::now() < deadline, "{pod} never became quiet: {err}");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_ports() {
+    require_runsc!();
+    let r = Root::new();
+    r.network("snapnet", false);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    // httpd serves /etc; a counter in the same pod proves memory survives.
+    let id = r
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "snapnet",
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    r.track(&id);
+    http_ok(&format!("127.0.0.1:{port}"));
+    let ip = r.inspect("web")["ip"].as_str().unwrap().to_string();
+    wait_count(&r, "web", 3);
+
+    checkpoint_when_quiet(&r, "web", "websnap");
+    let n = last_count(&r, "web");
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["snapshot", "inspect", "websnap"])).unwrap();
+    assert_eq!(v["network"]["mode"], "snapnet");
+    assert_eq!(v["network"]["ip"], ip.as_str());
+    // Restored in place: same address, same port, serving again (fact 4:
+    // the address runsc stripped is re-added before the restore).
+    r.ok(&["restore", "websnap"]);
+    http_ok(&format!("127.0.0.1:{port}"));
+    assert_eq!(r.inspect("web")["ip"], ip.as_str());
+    let c = counts(&r, "web");
+    assert_eq!(c.iter().filter(|x| **x == 1).count(), 1, "restarted: {c:?}");
+    assert!(wait_count(&r, "web", n + 2) > n);
+
+    // Two clones at once next to it: own addresses, own ports.
+    let (pa, pb) = (free_port(), free_port());
+    for (name, p) in [("web-a", pa), ("web-b", pb)] {
+        let id = r
+            .ok(&[
+                "restore",
+                "--name",
+                name,
+                "-p",
+                &format!("127.0.0.1:{p}:80"),
+                "websnap",
+            ])
+            .trim()
+            .to_string();
+        r.track(&id);
+    }
+    let ips: Vec<String> = ["web", "web-a", "web-b"]
+        .iter()
+        .map(|p| r.inspect(p)["ip"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ips[0] != ips[1] && ips[1] != ips[2] && ips[0] != ips[2],
+        "{ips:?}"
+    );
+    for p in [port, pa, pb] {
+        http_ok(&format!("127.0.0.1:{p}"));
+    }
+    // Straight to each pod's own address too.
+    for ip in &ips {
+        http_ok(&format!("{ip}:80"));
+    }
+    // A port already published is refused, and nothing of that clone stays.
+    let o = r.gvpod(&[
+        "restore",
+        "--name",
+        "web-c",
+        "-p",
+        &format!("127.0.0.1:{pa}:80"),
+        "websnap",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(r.ps_all().iter().all(|p| p["name"] != "web-c"));
+
+    // The original gone: re-created with its address and port.
+    r.ok(&["rm", "-f", "web", "web-a", "web-b"]);
+    let id = r.ok(&["restore", "websnap"]).trim().to_string();
+    assert_eq!(id, r.inspect("web")["id"].as_str().unwrap());
+    http_ok(&format!("127.0.0.1:{port}"));
+    assert_eq!(r.inspect("web")["ip"], ip.as_str());
+    r.ok(&["rm", "-f", "web"]);
+    r.ok(&["network", "rm", "snapnet"]);
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
 }

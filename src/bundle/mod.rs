@@ -184,8 +184,10 @@ pub struct SpecInput<'a> {
     pub hostname: &'a str,
     /// cgroup path (relative, e.g. "gvpod/<id>"), applied by runsc.
     pub cgroups_path: &'a str,
-    /// Files in the bundle bound over /etc/hostname and /etc/hosts.
+    /// Files in the bundle bound over /etc/hostname, /etc/hosts, /etc/resolv.conf.
     pub etc_files: &'a [(PathBuf, &'static str)],
+    /// The pod's network namespace (a pinned file), joined by the sandbox.
+    pub netns: Option<&'a Path>,
 }
 
 /// Builds the OCI runtime spec of a pod.
@@ -256,8 +258,18 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
         res = res.pids(LinuxPidsBuilder::default().limit(n).build()?);
     }
     let mut linux = oci_spec::runtime::Linux::default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    if let Some(path) = input.netns {
+        namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::Network)
+                .path(path)
+                .build()?,
+        );
+    }
     let base = LinuxBuilder::default()
-        .namespaces(linux.namespaces().clone().unwrap_or_default())
+        .namespaces(namespaces)
         .masked_paths(linux.masked_paths().clone().unwrap_or_default())
         .readonly_paths(linux.readonly_paths().clone().unwrap_or_default())
         .resources(res.build()?)
@@ -384,6 +396,7 @@ mod tests {
                 hostname: "h",
                 cgroups_path: "gvpod/x",
                 etc_files: &[],
+                netns: Some(Path::new("/var/lib/gvpod/netns/x")),
             },
         )
         .unwrap();
@@ -392,6 +405,10 @@ mod tests {
         assert_eq!(j["linux"]["resources"]["cpu"]["quota"], 150000);
         assert_eq!(j["linux"]["resources"]["pids"]["limit"], 64);
         assert_eq!(j["linux"]["cgroupsPath"], "/gvpod/x");
+        let ns = j["linux"]["namespaces"].as_array().unwrap();
+        let net: Vec<_> = ns.iter().filter(|n| n["type"] == "network").collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0]["path"], "/var/lib/gvpod/netns/x");
         assert_eq!(j["root"]["readonly"], true);
         assert_eq!(j["process"]["cwd"], "/srv");
         let m = j["mounts"]

@@ -35,7 +35,20 @@ pub struct PodOptions {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub read_only: bool,
+    /// `none`, `host`, or the name of a gvpod network.
     pub network: String,
+    /// `-p` specs as given (validated by the network layer).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `--ip`: a fixed address on the pod's network.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `--dns` servers (default: the host's upstream servers).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--add-host NAME:IP` entries for /etc/hosts.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
     pub platform: Option<String>,
     pub runsc_flags: Vec<(String, String)>,
     pub tty: bool,

@@ -65,9 +65,22 @@ pub struct PodArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// Network: none or host.
-    #[arg(long, default_value = "none")]
+    /// Network: the name of a gvpod network (default: gvpod, created on first
+    /// use), none (loopback only) or host (the host's network stack).
+    #[arg(long, default_value = "gvpod")]
     pub network: String,
+    /// Publish a port: [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp], or PODPORT for a free host port.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Fixed IPv4 address on the pod's network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// DNS server for the pod's /etc/resolv.conf (default: the host's upstream servers).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Add NAME:IP to the pod's /etc/hosts.
+    #[arg(long)]
+    pub add_host: Vec<String>,
     /// gVisor platform (ptrace, systrap, kvm); default: runsc's own.
     #[arg(long)]
     pub platform: Option<String>,
@@ -278,6 +291,11 @@ pub enum Cmd {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// List a pod's published ports.
+    Port { pod: String },
     /// Host-wide information and maintenance.
     #[command(subcommand)]
     System(SystemCmd),
@@ -332,6 +350,40 @@ pub enum ImageCmd {
         force: bool,
         #[arg(required = true)]
         images: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network (a bridge with its own subnet, isolated from other networks).
+    Create {
+        /// IPv4 subnet, e.g. 198.18.5.0/24 (default: the first free /24 of 198.18.0.0/16).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway address (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// No traffic to or from outside the network (no egress).
+        #[arg(long)]
+        internal: bool,
+        name: String,
+    },
+    /// List networks.
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while pods use them).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 

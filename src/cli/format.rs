@@ -215,13 +215,42 @@ pub fn gc(r: &GcReport, format: &str) -> anyhow::Result<()> {
         return json(r);
     }
     println!(
-        "removed {} pod(s), {} orphaned resource(s), {} runsc container(s), {} mount(s), {} path(s), {} cgroup(s)",
+        "removed {} pod(s), {} orphaned resource(s), {} runsc container(s), {} mount(s), {} path(s), {} cgroup(s), {} network object(s)",
         r.pods_removed.len(),
         r.resources_released,
         r.runsc_containers.len(),
         r.mounts.len(),
         r.paths.len(),
-        r.cgroups.len()
+        r.cgroups.len(),
+        r.network.len()
+    );
+    Ok(())
+}
+
+pub fn networks(list: &[crate::pod::NetworkView], quiet: bool, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(list);
+    }
+    if quiet {
+        list.iter().for_each(|n| println!("{}", n.name));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.subnet.clone(),
+                n.gateway.clone(),
+                n.bridge.clone(),
+                if n.internal { "yes" } else { "no" }.to_string(),
+                n.pods.len().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL", "PODS"],
+        &rows,
     );
     Ok(())
 }

@@ -15,7 +15,7 @@ use clap::Parser;
 use crate::bundle::{self, PodOptions};
 use crate::image::registry::{self, RegistryError};
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
-use args::{Cli, Cmd, ImageCmd, PodArgs, SaveFormat, SystemCmd};
+use args::{Cli, Cmd, ImageCmd, NetworkCmd, PodArgs, SaveFormat, SystemCmd};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -403,6 +403,59 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Image(ImageCmd::Rm { force, images }) | Cmd::Rmi { force, images } => {
             rmi(&mut ctx, images, force)
         }
+        Cmd::Network(NetworkCmd::Create {
+            subnet,
+            gateway,
+            internal,
+            name,
+        }) => {
+            let n = pod::create_network(
+                &mut ctx,
+                &name,
+                subnet.as_deref(),
+                gateway.as_deref(),
+                internal,
+            )?;
+            println!("{}", n.name);
+            Ok(0)
+        }
+        Cmd::Network(NetworkCmd::Ls { quiet, format }) => {
+            format::networks(&pod::list_networks(&ctx)?, quiet, &format)?;
+            Ok(0)
+        }
+        Cmd::Network(NetworkCmd::Inspect { names }) => {
+            let views = names
+                .iter()
+                .map(|n| pod::inspect_network(&ctx, n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = if views.len() == 1 {
+                serde_json::to_string_pretty(&views[0])?
+            } else {
+                serde_json::to_string_pretty(&views)?
+            };
+            println!("{out}");
+            Ok(0)
+        }
+        Cmd::Network(NetworkCmd::Rm { names }) => {
+            let mut failed = None;
+            for n in names {
+                match pod::remove_network(&mut ctx, &n) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("gvpod: {e}");
+                        failed.get_or_insert(e.exit_code());
+                    }
+                }
+            }
+            Ok(failed.unwrap_or(0))
+        }
+        Cmd::Port { pod: key } => {
+            let v = pod::inspect(&mut ctx, &key)?;
+            for p in &v.ports {
+                println!("{p}");
+            }
+            Ok(0)
+        }
         Cmd::System(SystemCmd::Info { format }) => {
             let info = pod::system_info(&mut ctx)?;
             format::info(&info, &format)?;
@@ -506,6 +559,10 @@ fn create(
         pids_limit: a.pids_limit,
         read_only: a.read_only,
         network: a.network,
+        publish: a.publish,
+        ip: a.ip,
+        dns: a.dns,
+        add_hosts: a.add_host,
         platform: a.platform,
         runsc_flags,
         tty: a.tty,

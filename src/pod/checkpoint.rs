@@ -82,6 +82,29 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     let bundle = ctx.bundle_dir(&pod.id);
     check_space(&store, &pod, &RootfsPaths::new(&bundle).upper)?;
 
+    if flags.network == "sandbox" && runsc.saves_refuse_tcp() {
+        // Fact 10: this runsc refuses to save open TCP connections, and a
+        // refused save ends the sandbox: refuse first, with the pod running.
+        // Sockets the pod holds (its own /proc/net/tcp), and connections it
+        // closed that its netstack keeps in TIME_WAIT (the host's conntrack).
+        let mut open = runsc.open_tcp(&flags, &pod.id).unwrap_or_default();
+        if let Some((_, ip)) = ctx.db.lease_of(&pod.id)? {
+            open.extend(crate::net::conntrack::busy(ip).unwrap_or_default());
+        }
+        open.sort();
+        open.dedup();
+        {
+            if !open.is_empty() {
+                return Err(PodError::Usage(format!(
+                    "pod {} has {} open TCP connection(s) that runsc {} cannot save ({}); retry once they are closed (a closed one lingers in TIME_WAIT for 60 s)",
+                    pod.name,
+                    open.len(),
+                    runsc.version.release,
+                    open.join(", ")
+                )));
+            }
+        }
+    }
     let mut t = store.temp()?;
     let snap_id = crate::util::random_hex(32);
     begin(
@@ -126,7 +149,7 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
         };
         return Err(PodError::Checkpoint {
             pod: pod.name.clone(),
-            msg: format!("{e}{note}"),
+            msg: format!("{}{note}", one_line(&e.to_string())),
         });
     }
     ctx.db
@@ -174,6 +197,20 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     // pod as checkpointed. Nothing waits for that: whoever needs the pod
     // stopped calls [`settle`] (restore in place does).
     Ok(meta)
+}
+
+/// runsc's save errors can carry a goroutine dump and a whole endpoint
+/// structure: the first line, with a known cause put plainly.
+fn one_line(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or_default();
+    if let Some(i) = first.find("save rejected due to ") {
+        return format!("runsc: {}", first[i..].trim_end_matches(':'));
+    }
+    let mut s: String = first.chars().take(400).collect();
+    if s.len() < first.len() {
+        s.push('…');
+    }
+    s
 }
 
 /// Registers the checkpoint row, taking over one left by a killed gvpod.
@@ -298,7 +335,13 @@ fn write_snapshot(
         },
         network: NetworkInfo {
             mode: opts.network.clone(),
-            ports: vec![],
+            ports: ctx
+                .db
+                .ports_of(&pod.id)?
+                .iter()
+                .map(|p| format!("{}:{}:{}/{}", p.host_ip, p.host_port, p.pod_port, p.proto))
+                .collect(),
+            ip: ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip.to_string()),
         },
         options: opts.clone(),
         process: serde_json::from_str(&pod.process_json).unwrap_or_default(),

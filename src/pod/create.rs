@@ -1,7 +1,7 @@
 //! `create`: validate, register the pod, assemble its bundle. Every host
 //! resource is recorded before it is made; any failure undoes them all.
 
-use super::{failpoint, id, Ctx, PodError, Result};
+use super::{failpoint, id, network, Ctx, PodError, Result};
 use crate::bundle::{self, PodOptions, RootfsPaths, SpecInput};
 use crate::runsc::GlobalFlags;
 use crate::state::{PodRow, PodStatus, ResourceKind};
@@ -24,12 +24,6 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         }
         None => id::generate_name(),
     };
-    if !matches!(req.opts.network.as_str(), "none" | "host") {
-        return Err(PodError::Usage(format!(
-            "invalid --network {:?}: this gvpod supports none and host",
-            req.opts.network
-        )));
-    }
     let runsc = ctx.runsc()?.clone();
     let platform = req
         .opts
@@ -46,13 +40,22 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         }
     }
     let image = ctx.images.resolve(&ctx.db, &req.image)?;
+    let network = network::resolve(ctx, &req.opts.network)?;
+    // Ports are checked (and picked) here, before the pod exists.
+    let netopts = network::parse_opts(&req.opts, network.as_ref())?;
 
     let pod_id = id::new_id();
     let bundle_dir = ctx.bundle_dir(&pod_id);
     let flags = GlobalFlags {
         root: ctx.run_dir.join("runsc"),
         platform,
-        network: req.opts.network.clone(),
+        // A pod network is a namespace the sandbox joins (spec path) and
+        // takes over with its own netstack: runsc's "sandbox" mode.
+        network: match (&network, req.opts.network.as_str()) {
+            (Some(_), _) => "sandbox".to_string(),
+            (None, "host") => "host".to_string(),
+            (None, _) => "none".to_string(),
+        },
         // Writes go to the pod's upper directory on the host (persist across
         // restarts, visible to commit), not to a filestore or sandbox memory.
         overlay2: runsc
@@ -80,10 +83,18 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         monitor_pid: None,
         auto_remove: req.auto_remove,
     };
-    ctx.db.insert_pod(&row)?;
+    // The pod, its address and its host ports in one transaction.
+    let ip = network::insert_pod(ctx, &row, network.as_ref(), &netopts)?;
     failpoint::hit("create:inserted");
-    match assemble(ctx, &row, &req.opts, &image) {
-        Ok(()) => Ok(row),
+    let attach = network.as_ref().zip(ip);
+    match assemble(ctx, &row, &req.opts, &image, attach, &netopts) {
+        Ok(()) => {
+            if let Some(n) = &network {
+                // Older pods on the network learn the new name.
+                let _ = network::refresh_peer_hosts(ctx, &n.name);
+            }
+            Ok(row)
+        }
         Err(e) => {
             // Undo whatever was made; the original error is what the user needs.
             if let Err(e2) = super::cleanup::release(ctx, &row.id) {
@@ -100,6 +111,8 @@ fn assemble(
     row: &PodRow,
     opts: &PodOptions,
     image: &crate::image::Image,
+    attach: Option<(&crate::net::Network, std::net::Ipv4Addr)>,
+    netopts: &network::PodNetOpts,
 ) -> Result<()> {
     let bundle_dir = ctx.bundle_dir(&row.id);
     ctx.db
@@ -127,21 +140,54 @@ fn assemble(
         .hostname
         .clone()
         .unwrap_or_else(|| row.id[..12].to_string());
+    let netns = match attach {
+        Some((n, ip)) => {
+            network::setup_pod(ctx, &row.id, n, ip)?;
+            Some(network::netns_path(ctx, &row.id))
+        }
+        None => None,
+    };
     let etc_hostname = bundle_dir.join("hostname");
     let etc_hosts = bundle_dir.join("hosts");
+    let etc_resolv = bundle_dir.join("resolv.conf");
     // Derived files, rebuilt from the database if lost: no fsync on the start-up path.
     write_plain(&etc_hostname, format!("{hostname}\n"))?;
-    write_plain(
-        &etc_hosts,
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname} {}\n", row.name),
-    )?;
+    let names = [hostname.as_str(), row.name.as_str()];
+    let names: &[&str] = if names[0] == names[1] {
+        &names[..1]
+    } else {
+        &names
+    };
+    let hosts = match attach {
+        Some((n, ip)) => network::hosts_file(
+            Some((ip, names)),
+            &network::peers(ctx, &n.name, &row.id)?,
+            &netopts.add_hosts,
+        ),
+        None => network::hosts_file(
+            Some((std::net::Ipv4Addr::new(127, 0, 1, 1), names)),
+            &[],
+            &netopts.add_hosts,
+        ),
+    };
+    write_plain(&etc_hosts, hosts)?;
+    let mut etc = vec![(etc_hostname, "/etc/hostname"), (etc_hosts, "/etc/hosts")];
+    if opts.network != "none" {
+        let text = if opts.network == "host" && netopts.dns.is_empty() {
+            // The host's own stack: its stub resolver on 127.0.0.53 works too.
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        } else {
+            crate::net::dns::resolv_conf(&netopts.dns, crate::net::dns::HOST_RESOLV)
+        };
+        write_plain(&etc_resolv, text)?;
+        etc.push((etc_resolv, "/etc/resolv.conf"));
+    }
     let cgroup = format!("gvpod/{}", row.id);
     ctx.db
         .add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
     let log = ctx.log_path(&row.id);
     ctx.db
         .add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
-    let etc = [(etc_hostname, "/etc/hostname"), (etc_hosts, "/etc/hosts")];
     let spec = bundle::build_spec(
         &process,
         &SpecInput {
@@ -149,6 +195,7 @@ fn assemble(
             hostname: &hostname,
             cgroups_path: &cgroup,
             etc_files: &etc,
+            netns: netns.as_deref(),
         },
     )?;
     bundle::write_config(&bundle_dir, &spec)?;

@@ -20,8 +20,11 @@ pub struct PodView {
     pub created: String,
     pub started: Option<String>,
     pub finished: Option<String>,
-    /// Null until the pod has a network.
+    /// The pod's address on its network (null for --network none/host).
     pub ip: Option<String>,
+    /// The gvpod network the pod is attached to.
+    pub network: Option<String>,
+    /// Published ports, "PODPORT/PROTO -> HOSTIP:HOSTPORT".
     pub ports: Vec<String>,
     pub bundle: String,
     pub log_path: String,
@@ -57,8 +60,17 @@ fn view(ctx: &Ctx, p: PodRow) -> PodView {
         created: p.created,
         started: p.started,
         finished: p.finished,
-        ip: None,
-        ports: vec![],
+        ip: ctx
+            .db
+            .lease_of(&p.id)
+            .ok()
+            .flatten()
+            .map(|(_, ip)| ip.to_string()),
+        network: ctx.db.lease_of(&p.id).ok().flatten().map(|(n, _)| n),
+        ports: super::network::mappings(&ctx.db.ports_of(&p.id).unwrap_or_default())
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
         auto_remove: p.auto_remove,
         monitor_pid: p.monitor_pid,
         config: serde_json::from_str(&p.config_json).unwrap_or_default(),

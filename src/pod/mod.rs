@@ -12,6 +12,7 @@ mod id;
 mod info;
 mod logs;
 mod monitor;
+mod network;
 mod proto;
 mod restore;
 mod start;
@@ -25,6 +26,7 @@ pub use exec::{exec, ExecRequest};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
+pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};
 pub use restore::{restore, RestoreRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stop::{kill, stop, wait};
@@ -84,6 +86,10 @@ pub enum PodError {
     Checkpoint { pod: String, msg: String },
     #[error("restore of snapshot {snapshot} failed: {msg}")]
     Restore { snapshot: String, msg: String },
+    #[error(transparent)]
+    Net(crate::net::NetError),
+    #[error("no such network: {0:?} (see `gvpod network ls`)")]
+    NoNetwork(String),
     #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
     NotRoot,
 }
@@ -98,7 +104,22 @@ impl PodError {
             | PodError::BadName(_)
             | PodError::Usage(_)
             | PodError::NotRoot => 2,
-            PodError::State(StateError::NameInUse(_) | StateError::SnapshotNameInUse(_)) => 2,
+            PodError::State(
+                StateError::NameInUse(_)
+                | StateError::SnapshotNameInUse(_)
+                | StateError::NetworkExists(_)
+                | StateError::SubnetInUse(_)
+                | StateError::NetworkInUse { .. }
+                | StateError::NetworkFull { .. }
+                | StateError::AddressTaken { .. }
+                | StateError::PortTaken { .. },
+            ) => 2,
+            PodError::NoNetwork(_) => 2,
+            PodError::Net(
+                crate::net::NetError::BadValue { .. }
+                | crate::net::NetError::PortInUse { .. }
+                | crate::net::NetError::Overlap { .. },
+            ) => 2,
             PodError::Snapshot(e) => e.exit_code(),
             PodError::Image(ImageError::NotFound(_) | ImageError::InvalidReference { .. }) => 2,
             PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,

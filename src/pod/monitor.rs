@@ -128,6 +128,13 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         _ => None,
     };
     let mut sync = Some(sync);
+    // Published ports: real listening sockets, held for the pod's life
+    // (dropped when this process exits). Taken before runsc starts, so a
+    // port grabbed since `create` fails the start with a clear error.
+    let _held_ports = match super::network::hold_ports(ctx, id) {
+        Ok(h) => h,
+        Err(e) => return Err((sync.take(), e)),
+    };
 
     let bundle = ctx.bundle_dir(id);
     let log = match std::fs::OpenOptions::new()

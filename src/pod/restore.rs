@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use super::start::{start_with, Attach, StartOutcome};
 use super::{failpoint, id, Ctx, PodError, Result};
-use crate::bundle::RootfsPaths;
+use crate::bundle::{PodOptions, RootfsPaths};
 use crate::runsc::GlobalFlags;
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SnapshotStore};
 use crate::state::{CheckpointState, PodRow, PodStatus, ResourceKind};
@@ -64,19 +64,20 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
             why,
         })
     };
-    if !req.ports.is_empty() {
+    // The sandbox's network mode (none, host, a pod network) is part of
+    // the saved kernel; a clone may move to another pod network.
+    let pod_net = |n: &str| !matches!(n, "none" | "host" | "");
+    let target_net = req
+        .network
+        .clone()
+        .unwrap_or_else(|| meta.options.network.clone());
+    if pod_net(&target_net) != pod_net(&meta.options.network)
+        || (!pod_net(&target_net) && target_net != meta.options.network)
+    {
         return Err(PodError::Usage(format!(
-            "invalid -p {:?}: publishing ports needs pod networking, which this gvpod does not have yet",
-            req.ports[0]
+            "invalid --network {target_net:?}: snapshot {} was taken with --network {}; a restored pod keeps that kind of network",
+            meta.name, meta.options.network
         )));
-    }
-    if let Some(n) = &req.network {
-        if *n != meta.network.mode {
-            return Err(PodError::Usage(format!(
-                "invalid --network {n:?}: snapshot {} was taken with --network {}, and this gvpod cannot move a pod to another network",
-                meta.name, meta.network.mode
-            )));
-        }
     }
     // Fact 10: only the same runsc release restores its snapshots.
     let runsc = ctx.runsc()?.clone();
@@ -135,37 +136,35 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
         }
         None => None,
     };
+    // A clone gets its own address and only the ports asked for here; the
+    // original gets its address back when it is free, and its ports.
+    let clone_opts = {
+        let mut o = meta.options.clone();
+        o.network = target_net.clone();
+        o.publish = req.ports.clone();
+        o.ip = None;
+        o
+    };
     let (pod, kind) = match (&req.name, source) {
         (None, Some(p)) if p.status != PodStatus::Running => {
+            if !req.ports.is_empty() || target_net != meta.options.network {
+                return Err(PodError::Usage(format!(
+                    "pod {} still exists and keeps its network and ports; restore snapshot {} under a new name (--name) to publish other ports or join another network",
+                    p.name, meta.name
+                )));
+            }
             prepare_in_place(ctx, &p, &meta, &dir, &image)?;
             (p, RestoreKind::InPlace)
         }
         (None, Some(p)) => {
-            let name = clone_name(ctx, &p.name)?;
-            let pod = make_pod(
-                ctx,
-                &meta,
-                &dir,
-                &image,
-                id::new_id(),
-                name,
-                false,
-                req.debug,
-            )?;
+            let who = (id::new_id(), clone_name(ctx, &p.name)?, false);
+            let pod = make_pod(ctx, &meta, &dir, &image, who, &clone_opts, req.debug)?;
             (pod, RestoreKind::Clone)
         }
         (Some(n), _) => {
             id::validate_name(n)?;
-            let pod = make_pod(
-                ctx,
-                &meta,
-                &dir,
-                &image,
-                id::new_id(),
-                n.clone(),
-                false,
-                req.debug,
-            )?;
+            let who = (id::new_id(), n.clone(), false);
+            let pod = make_pod(ctx, &meta, &dir, &image, who, &clone_opts, req.debug)?;
             (pod, RestoreKind::Clone)
         }
         (None, None) => {
@@ -178,16 +177,29 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
                     meta.pod.name, meta.name
                 )));
             }
-            let pod = make_pod(
-                ctx,
-                &meta,
-                &dir,
-                &image,
+            let mut opts = meta.options.clone();
+            opts.network = target_net.clone();
+            if !req.ports.is_empty() {
+                opts.publish = req.ports.clone();
+            }
+            // Its old address, if it is still free on the same network.
+            opts.ip = meta
+                .network
+                .ip
+                .clone()
+                .filter(|_| target_net == meta.options.network);
+            let who = (
                 meta.pod.id.clone(),
                 meta.pod.name.clone(),
                 meta.pod.auto_remove,
-                req.debug,
-            )?;
+            );
+            let pod = match make_pod(ctx, &meta, &dir, &image, who.clone(), &opts, req.debug) {
+                Err(PodError::State(crate::state::StateError::AddressTaken { .. })) => {
+                    opts.ip = None;
+                    make_pod(ctx, &meta, &dir, &image, who, &opts, req.debug)?
+                }
+                r => r?,
+            };
             (pod, RestoreKind::Original)
         }
     };
@@ -245,19 +257,21 @@ fn clone_name(ctx: &Ctx, source: &str) -> Result<String> {
     )))
 }
 
-/// A new pod (clone or original) from the snapshot: row, bundle, rootfs
-/// with the snapshot's diff, spec. Undone entirely on failure.
-#[allow(clippy::too_many_arguments)]
+/// A new pod (clone or original) from the snapshot: row with its address
+/// and ports (one transaction, as `create` does), bundle, rootfs with the
+/// snapshot's diff, network namespace, spec. Undone entirely on failure:
+/// address, ports and namespace included.
 fn make_pod(
     ctx: &mut Ctx,
     meta: &SnapshotMeta,
     dir: &Path,
     image: &crate::image::Image,
-    pod_id: String,
-    name: String,
-    auto_remove: bool,
+    (pod_id, name, auto_remove): (String, String, bool),
+    opts: &PodOptions,
     debug: bool,
 ) -> Result<PodRow> {
+    let network = super::network::resolve(ctx, &opts.network)?;
+    let netopts = super::network::parse_opts(opts, network.as_ref())?;
     let bundle_dir = ctx.bundle_dir(&pod_id);
     let flags = GlobalFlags {
         root: ctx.run_dir.join("runsc"),
@@ -274,7 +288,7 @@ fn make_pod(
         image_id: image.id.clone(),
         image_ref: meta.image.reference.clone(),
         status: PodStatus::Created,
-        config_json: serde_json::to_string(&meta.options).expect("options serialise"),
+        config_json: serde_json::to_string(opts).expect("options serialise"),
         process_json: meta.process.to_string(),
         runsc_json: serde_json::to_string(&flags).expect("flags serialise"),
         created: crate::util::now_rfc3339(),
@@ -285,7 +299,7 @@ fn make_pod(
         monitor_pid: None,
         auto_remove,
     };
-    ctx.db.insert_pod(&row)?;
+    let ip = super::network::insert_pod(ctx, &row, network.as_ref(), &netopts)?;
     let made = (|| -> Result<()> {
         ctx.db
             .add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
@@ -298,16 +312,30 @@ fn make_pod(
         )?;
         crate::bundle::mount_overlay(&image.layers, &paths)?;
         unpack_diff(dir, &paths.merged, &meta.name)?;
+        let netns = match (&network, ip) {
+            (Some(n), Some(ip)) => {
+                super::network::setup_pod(ctx, &row.id, n, ip)?;
+                Some(super::network::netns_path(ctx, &row.id))
+            }
+            _ => None,
+        };
         let cgroup = format!("gvpod/{}", row.id);
         ctx.db
             .add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
         let log = ctx.log_path(&row.id);
         ctx.db
             .add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
-        write_bundle(&bundle_dir, dir, meta, &row, &cgroup)
+        let hosts = hosts_for(ctx, &row, network.as_ref().zip(ip), &netopts, meta)?;
+        let files = BundleFiles::new(&bundle_dir, netns.as_deref());
+        write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
     })();
     match made {
-        Ok(()) => Ok(row),
+        Ok(()) => {
+            if let Some(n) = &network {
+                let _ = super::network::refresh_peer_hosts(ctx, &n.name);
+            }
+            Ok(row)
+        }
         Err(e) => {
             if let Err(e2) = super::cleanup::release(ctx, &row.id) {
                 tracing::warn!("rollback of pod {}: {e2}", row.name);
@@ -316,6 +344,35 @@ fn make_pod(
             Err(e)
         }
     }
+}
+
+/// The hosts file of a restored pod, as `create` writes it.
+fn hosts_for(
+    ctx: &Ctx,
+    row: &PodRow,
+    attach: Option<(&crate::net::Network, std::net::Ipv4Addr)>,
+    netopts: &super::network::PodNetOpts,
+    meta: &SnapshotMeta,
+) -> Result<String> {
+    let hostname = meta.pod.hostname.as_str();
+    let names = [hostname, row.name.as_str()];
+    let names: &[&str] = if names[0] == names[1] {
+        &names[..1]
+    } else {
+        &names
+    };
+    Ok(match attach {
+        Some((n, ip)) => super::network::hosts_file(
+            Some((ip, names)),
+            &super::network::peers(ctx, &n.name, &row.id)?,
+            &netopts.add_hosts,
+        ),
+        None => super::network::hosts_file(
+            Some((std::net::Ipv4Addr::new(127, 0, 1, 1), names)),
+            &[],
+            &netopts.add_hosts,
+        ),
+    })
 }
 
 /// Makes a stopped pod's bundle match the snapshot again.
@@ -361,7 +418,23 @@ fn prepare_in_place(
         unpack_diff(dir, &paths.merged, &meta.name)?;
     }
     let cgroup = format!("gvpod/{}", pod.id);
-    write_bundle(&bundle, dir, meta, pod, &cgroup)
+    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let network = super::network::resolve(ctx, &opts.network)?;
+    let netopts = super::network::PodNetOpts {
+        ports: vec![],
+        ip: None,
+        dns: opts.dns.iter().filter_map(|d| d.parse().ok()).collect(),
+        add_hosts: opts
+            .add_hosts
+            .iter()
+            .filter_map(|h| crate::net::dns::parse_add_host(h).ok())
+            .collect(),
+    };
+    let lease = ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip);
+    let hosts = hosts_for(ctx, pod, network.as_ref().zip(lease), &netopts, meta)?;
+    let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
+    let files = BundleFiles::new(&bundle, netns.as_deref());
+    write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
 }
 
 /// Applies the snapshot's diff (an OCI layer) on the pod's freshly mounted
@@ -380,53 +453,73 @@ fn unpack_diff(dir: &Path, merged: &Path, snap: &str) -> Result<()> {
     Ok(())
 }
 
-/// hostname, hosts and config.json of a restored pod's bundle.
+/// The restored pod's own files its spec points at.
+struct BundleFiles<'a> {
+    bundle: PathBuf,
+    hostname: PathBuf,
+    hosts: PathBuf,
+    resolv: PathBuf,
+    netns: Option<&'a Path>,
+}
+
+impl<'a> BundleFiles<'a> {
+    fn new(bundle: &Path, netns: Option<&'a Path>) -> Self {
+        BundleFiles {
+            bundle: bundle.to_owned(),
+            hostname: bundle.join("hostname"),
+            hosts: bundle.join("hosts"),
+            resolv: bundle.join("resolv.conf"),
+            netns,
+        }
+    }
+}
+
+/// hostname, hosts, resolv.conf and config.json of a restored pod's bundle.
 fn write_bundle(
-    bundle: &Path,
     dir: &Path,
     meta: &SnapshotMeta,
-    pod: &PodRow,
+    f: &BundleFiles,
     cgroup: &str,
+    hosts: &str,
+    netopts: &super::network::PodNetOpts,
 ) -> Result<()> {
-    let hostname = &meta.pod.hostname;
-    let etc_hostname = bundle.join("hostname");
-    let etc_hosts = bundle.join("hosts");
-    std::fs::write(&etc_hostname, format!("{hostname}\n"))
-        .map_err(super::io("cannot write", &etc_hostname))?;
-    std::fs::write(
-        &etc_hosts,
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname} {}\n", pod.name),
-    )
-    .map_err(super::io("cannot write", &etc_hosts))?;
+    std::fs::write(&f.hostname, format!("{}\n", meta.pod.hostname))
+        .map_err(super::io("cannot write", &f.hostname))?;
+    std::fs::write(&f.hosts, hosts).map_err(super::io("cannot write", &f.hosts))?;
+    if meta.options.network != "none" {
+        let text = if meta.options.network == "host" && netopts.dns.is_empty() {
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        } else {
+            crate::net::dns::resolv_conf(&netopts.dns, crate::net::dns::HOST_RESOLV)
+        };
+        std::fs::write(&f.resolv, text).map_err(super::io("cannot write", &f.resolv))?;
+    }
     let spec_path = dir.join(snapshot::SPEC);
     let data = std::fs::read(&spec_path).map_err(super::io("cannot read", &spec_path))?;
-    let spec = adapt_spec(&data, &etc_hostname, &etc_hosts, cgroup).map_err(|why| {
+    let spec = adapt_spec(&data, f, cgroup).map_err(|why| {
         PodError::Snapshot(SnapshotError::Unusable {
             name: meta.name.clone(),
             why: format!("its config.json: {why}"),
         })
     })?;
-    let out = bundle.join("config.json");
+    let out = f.bundle.join("config.json");
     crate::util::write_atomic(&out, &spec).map_err(super::io("cannot write", &out))
 }
 
-/// The snapshot's spec with the mount sources of /etc/hostname and
-/// /etc/hosts and the cgroups path replaced (fact 10: those may differ).
-fn adapt_spec(
-    data: &[u8],
-    hostname: &Path,
-    hosts: &Path,
-    cgroup: &str,
-) -> std::result::Result<Vec<u8>, String> {
+/// The snapshot's spec with what fact 10 lets differ replaced: the mount
+/// sources of /etc/hostname, /etc/hosts and /etc/resolv.conf, the network
+/// namespace path, the cgroups path.
+fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result<Vec<u8>, String> {
     let mut v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
     let mounts = v
         .get_mut("mounts")
         .and_then(|m| m.as_array_mut())
         .ok_or("no mounts")?;
     for m in mounts {
-        let src: Option<PathBuf> = match m.get("destination").and_then(|d| d.as_str()) {
-            Some("/etc/hostname") => Some(hostname.to_owned()),
-            Some("/etc/hosts") => Some(hosts.to_owned()),
+        let src: Option<&Path> = match m.get("destination").and_then(|d| d.as_str()) {
+            Some("/etc/hostname") => Some(&f.hostname),
+            Some("/etc/hosts") => Some(&f.hosts),
+            Some("/etc/resolv.conf") => Some(&f.resolv),
             _ => None,
         };
         if let Some(s) = src {
@@ -441,12 +534,23 @@ fn adapt_spec(
         "cgroupsPath".into(),
         serde_json::Value::String(format!("/{cgroup}")),
     );
+    if let Some(ns) = f.netns {
+        let namespaces = linux
+            .get_mut("namespaces")
+            .and_then(|n| n.as_array_mut())
+            .ok_or("no namespaces")?;
+        for n in namespaces {
+            if n.get("type").and_then(|t| t.as_str()) == Some("network") {
+                n["path"] = serde_json::Value::String(ns.to_string_lossy().into_owned());
+            }
+        }
+    }
     serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::adapt_spec;
+    use super::{adapt_spec, BundleFiles};
     use std::path::Path;
 
     #[test]
@@ -455,22 +559,19 @@ mod tests {
             "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
                       {"destination":"/etc/hostname","type":"bind","source":"/old/hostname","options":["rbind"]},
                       {"destination":"/etc/hosts","type":"bind","source":"/old/hosts"}],
-            "linux":{"cgroupsPath":"/gvpod/old"}}"#;
-        let out = adapt_spec(
-            spec,
-            Path::new("/new/hostname"),
-            Path::new("/new/hosts"),
-            "gvpod/new",
-        )
-        .unwrap();
+            "linux":{"cgroupsPath":"/gvpod/old","namespaces":[{"type":"pid"},{"type":"network","path":"/old/netns"}]}}"#;
+        let files = BundleFiles::new(Path::new("/new"), Some(Path::new("/new/netns")));
+        let out = adapt_spec(spec, &files, "gvpod/new").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["mounts"][1]["source"], "/new/hostname");
         assert_eq!(v["mounts"][1]["options"][0], "rbind");
         assert_eq!(v["mounts"][2]["source"], "/new/hosts");
         assert_eq!(v["mounts"][0]["source"], "proc");
         assert_eq!(v["linux"]["cgroupsPath"], "/gvpod/new");
+        assert_eq!(v["linux"]["namespaces"][1]["path"], "/new/netns");
+        assert!(v["linux"]["namespaces"][0].get("path").is_none());
         assert_eq!(v["root"]["readonly"], true);
         assert_eq!(v["process"]["args"][0], "sh");
-        assert!(adapt_spec(b"{}", Path::new("/a"), Path::new("/b"), "c").is_err());
+        assert!(adapt_spec(b"{}", &files, "c").is_err());
     }
 }

@@ -62,6 +62,9 @@ pub(crate) fn start_with(
             crate::bundle::mount_overlay(&image.layers, &paths)?;
         }
     }
+    // DESIGN.md fact 4: a previous sandbox stripped the addresses; after a
+    // reboot the namespace itself is gone.
+    super::network::prepare_start(ctx, &pod)?;
     if let Attach::Foreground {
         stdin: true,
         tty: true,

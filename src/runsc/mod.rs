@@ -5,6 +5,9 @@
 //! 1. every call on a container repeats the exact global flags it was created
 //!    with ([`GlobalFlags`] is stored per pod and replayed);
 //! 2. ids are prefix-matched by runsc, so callers pass fixed-length ids;
+//! 3. old releases see every network namespace as the root one on new
+//!    kernels; networked `run`/`start`/`restore` get the workaround in
+//!    [`Runsc::command`];
 //! 5. the restore style depends on the release ([`Features::restore_creates`]);
 //! 6. runsc's stdio is inherited by the sandbox: callers that pipe it must not
 //!    wait for EOF ([`Runsc::command`] hands out a plain `Command`, the pod
@@ -90,12 +93,27 @@ impl Runsc {
 
     /// A `runsc` command with the container's global flags and `sub` appended;
     /// stdio is null until the caller sets it.
+    ///
+    /// DESIGN.md fact 3: runsc before 20240807 decides "this is the root
+    /// network namespace" from access("/proc/sys/net/core/rmem_default"),
+    /// which kernels >= 6.11 show in every namespace, and then refuses
+    /// sandbox networking. The subcommands that set up the sandbox's network
+    /// (`run`, `start`, `restore`) of such a release therefore run in a
+    /// private mount namespace with an empty tmpfs over /proc/sys/net (the
+    /// check then sees no file). Newer releases check
+    /// /proc/sys/net/core/dev_weight and get the plain command.
     pub fn command(&self, flags: &GlobalFlags, sub: &str) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(flags.to_args()).arg(sub);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if self.features.root_netns_false_positive
+            && flags.network == "sandbox"
+            && matches!(sub, "run" | "start" | "restore")
+        {
+            hide_proc_sys_net(&mut cmd);
+        }
         cmd
     }
 
@@ -210,6 +228,41 @@ impl Runsc {
                 self.features.platforms.join(", "),
             ))
         }
+    }
+}
+
+/// Runs the command in a new mount namespace (a slave of the host's, so
+/// later host mounts and unmounts still reach it, and nothing it mounts
+/// leaks back) with an empty tmpfs over /proc/sys/net. See [`Runsc::command`].
+fn hide_proc_sys_net(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe syscalls run
+    // (unshare, mount), on C strings built before the fork.
+    unsafe {
+        cmd.pre_exec(|| {
+            let root = c"/";
+            let target = c"/proc/sys/net";
+            let tmpfs = c"tmpfs";
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    tmpfs.as_ptr(),
+                    target.as_ptr(),
+                    tmpfs.as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -113,6 +113,72 @@ impl Runsc {
     }
 }
 
+impl Runsc {
+    /// Whether a save of a sandbox with open TCP connections fails (and, on
+    /// these releases, ends the sandbox): before 20240520, which resets them
+    /// instead (`--net-disconnect-ok`). DESIGN.md fact 10.
+    pub fn saves_refuse_tcp(&self) -> bool {
+        self.version.release != 0 && self.version.release < 20240520
+    }
+
+    /// The pod's TCP endpoints that a save would refuse (any state but
+    /// LISTEN and CLOSE, TIME_WAIT included), read from its own
+    /// /proc/net/tcp{,6} with `runsc exec ID cat`. `None` when that cannot
+    /// be read (no `cat` in the image): the caller goes on without the check.
+    pub fn open_tcp(&self, flags: &GlobalFlags, id: &str) -> Option<Vec<String>> {
+        let out = self
+            .command(flags, "exec")
+            .args([id, "cat", "/proc/net/tcp", "/proc/net/tcp6"])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        Some(parse_open_tcp(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// Entries of /proc/net/tcp(6) text in a state other than LISTEN (0A) or
+/// CLOSE (07), as "STATE local -> remote".
+pub fn parse_open_tcp(text: &str) -> Vec<String> {
+    const STATES: [&str; 12] = [
+        "",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
+    let addr = |a: &str| -> String {
+        let (ip, port) = a.split_once(':').unwrap_or((a, "0"));
+        let port = u16::from_str_radix(port, 16).unwrap_or(0);
+        match u32::from_str_radix(ip, 16) {
+            Ok(v) if ip.len() == 8 => {
+                format!("{}:{port}", std::net::Ipv4Addr::from(v.swap_bytes()))
+            }
+            _ => format!("[{ip}]:{port}"),
+        }
+    };
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let st = u8::from_str_radix(f.get(3)?, 16).ok()?;
+            if !f.first()?.ends_with(':') || st == 0x0a || st == 0x07 {
+                return None;
+            }
+            let name = STATES.get(st as usize).copied().unwrap_or("?");
+            Some(format!("{name} {} -> {}", addr(f[1]), addr(f[2])))
+        })
+        .collect()
+}
+
 /// SIGKILLs the sandbox and gofer processes of container `id` under the
 /// runsc root of `flags` that are still alive. DESIGN.md fact 5: after a
 /// checkpoint, release 20221219's sandbox and gofer can linger and hold the
@@ -235,6 +301,19 @@ mod tests {
             &r[r.len() - 4..],
             ["restore", "--image-path=/s", "--bundle=/b", "ID"]
         );
+    }
+
+    #[test]
+    fn open_tcp_connections_are_found() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n\
+   1: 020012C6:0050 010012C6:DFBA 06 00000000:00000000 00:00000000 00000000     0        0 2\n\
+   2: 020012C6:0050 010012C6:DFBB 07 00000000:00000000 00:00000000 00000000     0        0 3\n";
+        assert_eq!(
+            parse_open_tcp(text),
+            ["TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:57274"]
+        );
+        assert!(parse_open_tcp("").is_empty());
     }
 
     #[test]

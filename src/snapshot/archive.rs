@@ -315,6 +315,7 @@ mod tests {
             network: NetworkInfo {
                 mode: "none".into(),
                 ports: vec![],
+                ip: None,
             },
             options: Default::default(),
             process: serde_json::json!({"args": ["sh"]}),

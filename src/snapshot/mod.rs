@@ -130,11 +130,14 @@ pub struct RunscInfo {
 /// Network settings of the source pod.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInfo {
-    /// `none` or `host` (per-pod networks are not part of this gvpod yet).
+    /// `none`, `host` or the name of the pod's gvpod network.
     pub mode: String,
     /// Published ports (`-p` specs), re-provisioned on restore.
     #[serde(default)]
     pub ports: Vec<String>,
+    /// The pod's address on its network when it was checkpointed.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 /// `snapshot.json`: everything needed to bring the pod back on this host.

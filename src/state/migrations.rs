@@ -60,7 +60,34 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO image_manifests (digest, image_id, blobs_json)
         SELECT manifest_digest, id, blobs_json FROM images;
     "#,
-    // 4: snapshots (issue 5): registered snapshots, and the checkpoint a pod is
+    // 4: networks, IP leases and published ports (IPAM lives here so that an
+    // address is claimed in the same transaction as the pod that holds it).
+    r#"
+    CREATE TABLE networks (
+        name     TEXT PRIMARY KEY,
+        bridge   TEXT NOT NULL UNIQUE,
+        subnet   TEXT NOT NULL UNIQUE,          -- "198.18.0.0/24"
+        gateway  TEXT NOT NULL,
+        internal INTEGER NOT NULL DEFAULT 0,
+        created  TEXT NOT NULL
+    );
+    CREATE TABLE leases (
+        network TEXT NOT NULL REFERENCES networks(name),
+        ip      TEXT NOT NULL,
+        pod_id  TEXT NOT NULL UNIQUE REFERENCES pods(id) ON DELETE CASCADE,
+        PRIMARY KEY (network, ip)               -- never one address to two pods
+    );
+    CREATE TABLE port_bindings (
+        pod_id    TEXT NOT NULL REFERENCES pods(id) ON DELETE CASCADE,
+        proto     TEXT NOT NULL,
+        host_ip   TEXT NOT NULL,                -- "0.0.0.0" for every address
+        host_port INTEGER NOT NULL,
+        pod_port  INTEGER NOT NULL,
+        PRIMARY KEY (proto, host_ip, host_port)
+    );
+    CREATE INDEX port_bindings_pod ON port_bindings(pod_id);
+    "#,
+    // 5: snapshots (issue 5): registered snapshots, and the checkpoint a pod is
     // going through or last went through (its monitor reads it to tell a
     // checkpoint from an exit).
     r#"

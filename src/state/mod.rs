@@ -7,10 +7,12 @@
 
 mod images;
 mod migrations;
+mod networks;
 mod pods;
 mod snapshots;
 
 pub use images::ImageRow;
+pub use networks::{Lease, NetworkRow, PortRow};
 pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
 pub use snapshots::{CheckpointRow, CheckpointState, SnapshotRow};
 
@@ -38,6 +40,18 @@ pub enum StateError {
     NameInUse(String),
     #[error("a snapshot named {0:?} already exists (see `gvpod snapshot ls`)")]
     SnapshotNameInUse(String),
+    #[error("a network named {0:?} already exists")]
+    NetworkExists(String),
+    #[error("subnet {0} is already used by another network")]
+    SubnetInUse(String),
+    #[error("network {name} is in use by pod(s) {pods}; remove them first")]
+    NetworkInUse { name: String, pods: String },
+    #[error("network {name} is full ({used} addresses leased); remove pods or create a network with a larger --subnet")]
+    NetworkFull { name: String, used: usize },
+    #[error("address {ip} is already taken by pod {by}")]
+    AddressTaken { ip: String, by: String },
+    #[error("host port {port} is already published by pod {by}")]
+    PortTaken { port: String, by: String },
     #[error("corrupt record in state database: {0}")]
     Corrupt(String),
 }

@@ -75,6 +75,12 @@ pub enum ResourceKind {
     Runsc,
     /// A cgroup path relative to each controller's mount.
     Cgroup,
+    /// A pinned network namespace file (`<root>/netns/<id>`); unmounted and removed.
+    Netns,
+    /// The host end of a pod's veth pair (deleting it deletes both ends).
+    Veth,
+    /// The pod's nftables rules, by comment (`pod:<id>`) in the data root's table.
+    Firewall,
 }
 
 impl ResourceKind {
@@ -84,6 +90,9 @@ impl ResourceKind {
             ResourceKind::Mount => "mount",
             ResourceKind::Runsc => "runsc",
             ResourceKind::Cgroup => "cgroup",
+            ResourceKind::Netns => "netns",
+            ResourceKind::Veth => "veth",
+            ResourceKind::Firewall => "firewall",
         }
     }
     fn parse(s: &str) -> Option<Self> {
@@ -92,6 +101,9 @@ impl ResourceKind {
             "mount" => ResourceKind::Mount,
             "runsc" => ResourceKind::Runsc,
             "cgroup" => ResourceKind::Cgroup,
+            "netns" => ResourceKind::Netns,
+            "veth" => ResourceKind::Veth,
+            "firewall" => ResourceKind::Firewall,
             _ => return None,
         })
     }
@@ -127,30 +139,48 @@ fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
     })
 }
 
-impl Db {
-    /// Inserts a new pod; a taken name is reported as `NameInUse`.
-    pub fn insert_pod(&mut self, p: &PodRow) -> Result<()> {
-        self.write(|tx| {
-            let res = tx.execute(
-                &format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
-                params![
-                    p.id, p.name, p.image_id, p.image_ref, p.status.as_str(), p.config_json,
-                    p.runsc_json, p.created, p.started, p.finished, p.exit_code, p.pid,
-                    p.monitor_pid, p.auto_remove, p.process_json
-                ],
-            );
-            match res {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("pods.name") =>
-                {
-                    Err(StateError::NameInUse(p.name.clone()))
-                }
-                Err(e) => Err(sql(e)),
-            }
-        })
-    }
+/// The INSERT of a pod row and its parameters (shared by the plain and the
+/// networked insert, which adds the lease and ports in the same transaction).
+pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let opt_i = |v: Option<i32>| v.map_or(Value::Null, |x| Value::Integer(x.into()));
+    let opt_s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+    (
+        format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
+        vec![
+            Value::Text(p.id.clone()),
+            Value::Text(p.name.clone()),
+            Value::Text(p.image_id.clone()),
+            Value::Text(p.image_ref.clone()),
+            Value::Text(p.status.as_str().into()),
+            Value::Text(p.config_json.clone()),
+            Value::Text(p.runsc_json.clone()),
+            Value::Text(p.created.clone()),
+            opt_s(&p.started),
+            opt_s(&p.finished),
+            opt_i(p.exit_code),
+            opt_i(p.pid),
+            opt_i(p.monitor_pid),
+            Value::Integer(p.auto_remove.into()),
+            Value::Text(p.process_json.clone()),
+        ],
+    )
+}
 
+/// Maps the result of the pod INSERT: a taken name is `NameInUse`.
+pub(super) fn map_insert(res: rusqlite::Result<usize>, p: &PodRow) -> Result<()> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("pods.name") =>
+        {
+            Err(StateError::NameInUse(p.name.clone()))
+        }
+        Err(e) => Err(sql(e)),
+    }
+}
+
+impl Db {
     pub fn pods(&self) -> Result<Vec<PodRow>> {
         self.query_all(
             &format!("SELECT {POD_COLS} FROM pods ORDER BY created"),

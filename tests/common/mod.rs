@@ -170,6 +170,7 @@ impl Root {
                 }
             }
         }
+        v.extend(self.network_leaks());
         for id in self.known_ids() {
             for base in [
                 "/sys/fs/cgroup/memory/gvpod",
@@ -182,6 +183,90 @@ impl Root {
                     v.push(format!("cgroup: {}", p.display()));
                 }
             }
+        }
+        v
+    }
+
+    /// Host network objects of this root: links carrying its alias (bridges,
+    /// veths), namespace files, its nftables table, leases in its database.
+    ///
+    /// Networks may outlive pods: while the root still has network rows,
+    /// their bridges and the table are expected, and only pod-level objects
+    /// (veths, rules tagged with a pod that is gone) count.
+    pub fn network_leaks(&self) -> Vec<String> {
+        let mut v = vec![];
+        let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
+        let (networks, pods, leases) = match rusqlite::Connection::open(root.join("gvpod.db")) {
+            Ok(db) => {
+                let col = |q: &str| -> Vec<String> {
+                    db.prepare(q)
+                        .and_then(|mut st| {
+                            st.query_map([], |r| r.get::<_, String>(0))?
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .unwrap_or_default()
+                };
+                (
+                    col("SELECT name FROM networks"),
+                    col("SELECT id FROM pods"),
+                    col("SELECT ip FROM leases"),
+                )
+            }
+            Err(_) => (vec![], vec![], vec![]),
+        };
+        let mark = format!("gvpod root={} ", root.display());
+        if let Ok(o) = Command::new("ip")
+            .args(["-d", "-j", "link", "show"])
+            .output()
+        {
+            let links: Vec<serde_json::Value> =
+                serde_json::from_slice(&o.stdout).unwrap_or_default();
+            for l in links {
+                let Some(alias) = l["ifalias"].as_str() else {
+                    continue;
+                };
+                let Some(kv) = alias.strip_prefix(&mark) else {
+                    continue;
+                };
+                let owned = match kv.split_once('=') {
+                    Some(("net", n)) => networks.iter().any(|x| x == n),
+                    Some(("pod", id)) => pods.iter().any(|x| x == id),
+                    _ => false,
+                };
+                if !owned {
+                    v.push(format!("link: {} ({alias})", l["ifname"]));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(root.join("netns")) {
+            for e in rd.flatten() {
+                if !pods.iter().any(|p| *p == e.file_name().to_string_lossy()) {
+                    v.push(format!("netns: {}", e.path().display()));
+                }
+            }
+        }
+        let table = table_name(&root);
+        if let Ok(o) = Command::new("nft")
+            .args(["-j", "list", "table", "inet", &table])
+            .output()
+        {
+            if o.status.success() {
+                if networks.is_empty() {
+                    v.push(format!("nftables table inet {table}"));
+                }
+                let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+                for item in doc["nftables"].as_array().into_iter().flatten() {
+                    let c = item["rule"]["comment"].as_str().unwrap_or("");
+                    if let Some(id) = c.strip_prefix("pod:") {
+                        if !pods.iter().any(|p| p == id) {
+                            v.push(format!("nftables rule {c}"));
+                        }
+                    }
+                }
+            }
+        }
+        if pods.is_empty() && !leases.is_empty() {
+            v.push(format!("leases in the database: {leases:?}"));
         }
         v
     }
@@ -209,8 +294,21 @@ impl Root {
     /// Removes every pod, runs gc, and asserts that nothing is left on the host.
     pub fn assert_clean(&self) {
         self.teardown();
-        let l = self.leaks();
+        let l = self.leaks_settled();
         assert!(l.is_empty(), "leaked: {l:#?}");
+    }
+
+    /// `leaks()`, given the kernel up to 3 s to finish destroying removed
+    /// network namespaces (their veth pairs go with them, asynchronously).
+    pub fn leaks_settled(&self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let l = self.leaks();
+            if l.is_empty() || std::time::Instant::now() > deadline {
+                return l;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn teardown(&self) {
@@ -225,8 +323,38 @@ impl Root {
                 let _ = self.gvpod(&args);
             }
         }
+        if let Ok(o) = self.cmd(&["network", "ls", "-q"]).output() {
+            let nets: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if !nets.is_empty() {
+                let mut args = vec!["network", "rm"];
+                args.extend(nets.iter().map(String::as_str));
+                let _ = self.gvpod(&args);
+            }
+        }
         let _ = self.gvpod(&["system", "gc"]);
     }
+
+    /// Creates a network on a free /24 of 198.18.0.0/16 picked by gvpod.
+    pub fn network(&self, name: &str, internal: bool) -> serde_json::Value {
+        let mut args = vec!["network", "create", name];
+        if internal {
+            args.push("--internal");
+        }
+        self.ok(&args);
+        serde_json::from_str(&self.ok(&["network", "inspect", name])).unwrap()
+    }
+}
+
+/// The nftables table gvpod uses for a (non-default) data root.
+pub fn table_name(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(root.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    format!("gvpod-{}", &hex::encode(h.finalize())[..10])
 }
 
 thread_local! {

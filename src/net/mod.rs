@@ -1,0 +1,427 @@
+//! Pod networking built by gvpod itself: named network namespaces, veth
+//! pairs and bridges over rtnetlink ([`link`]), IPv4 address arithmetic for
+//! IPAM ([`cidr`]; the leases live in the state database), the nftables
+//! firewall for NAT, isolation and published ports ([`nft`]), published-port
+//! sockets ([`ports`]) and the pod's resolv.conf and hosts files ([`dns`]).
+//!
+//! This layer knows nothing about runsc: the pod orchestrator hands the
+//! namespace path to the bundle builder and chooses runsc's flags.
+//!
+//! Naming (host-global names must not collide between data roots):
+//! - bridges: `gvpod0` for the default network of the default data root,
+//!   else `gvbr-<10 hex of sha256(root, network)>`;
+//! - veth host ends: `gvv<first 12 hex of the pod id>`;
+//! - every link gets an alias `gvpod root=<root> net=<name>` or
+//!   `gvpod root=<root> pod=<id>`, so `system gc` (and the tests' leak check)
+//!   can tell what belongs to which data root;
+//! - namespaces: `<root>/netns/<pod id>`.
+
+pub mod cidr;
+pub mod conntrack;
+pub mod dns;
+pub mod link;
+pub mod netns;
+pub mod nft;
+pub mod nftnl;
+pub mod ports;
+
+pub use cidr::Cidr;
+pub use nft::Firewall;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("invalid {what} {value:?}: {hint}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        hint: String,
+    },
+    #[error("netlink: {what}: {msg}")]
+    Netlink { what: String, msg: String },
+    #[error("nftables: {0}")]
+    Nft(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("subnet {subnet} overlaps {other} (on {dev}); choose another with --subnet")]
+    Overlap {
+        subnet: Cidr,
+        other: Cidr,
+        dev: String,
+    },
+    #[error("host port {port}/{proto} on {ip} is already in use: {why}")]
+    PortInUse {
+        ip: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+        why: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, NetError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Proto> {
+        match s {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A network as recorded in the state database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub bridge: String,
+    pub subnet: Cidr,
+    pub gateway: Ipv4Addr,
+    pub internal: bool,
+}
+
+/// A published port as asked for on the command line (`-p`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// None: all host addresses.
+    pub host_ip: Option<Ipv4Addr>,
+    /// None: pick a free port.
+    pub host_port: Option<u16>,
+    pub pod_port: u16,
+    pub proto: Proto,
+}
+
+/// A published port once its host port is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+    pub pod_port: u16,
+    pub proto: Proto,
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} -> {}:{}",
+            self.pod_port, self.proto, self.host_ip, self.host_port
+        )
+    }
+}
+
+/// Parses `-p [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp]` or `-p PODPORT[/proto]`.
+pub fn parse_port(s: &str) -> Result<PortSpec> {
+    let bad = |hint: &str| NetError::BadValue {
+        what: "-p",
+        value: s.to_string(),
+        hint: hint.to_string(),
+    };
+    let (rest, proto) = match s.rsplit_once('/') {
+        Some((r, p)) => (
+            r,
+            Proto::parse(p).ok_or_else(|| bad("the protocol after '/' must be tcp or udp"))?,
+        ),
+        None => (s, Proto::Tcp),
+    };
+    let port = |p: &str| -> Result<u16> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad("ports are numbers from 1 to 65535"))
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (host_ip, host_port, pod_port) = match parts.as_slice() {
+        [p] => (None, None, port(p)?),
+        [h, p] => (None, Some(port(h)?), port(p)?),
+        [ip, h, p] => {
+            let ip: Ipv4Addr = ip
+                .parse()
+                .map_err(|_| bad("the host address must be an IPv4 address"))?;
+            let hp = if h.is_empty() { None } else { Some(port(h)?) };
+            (Some(ip).filter(|i| !i.is_unspecified()), hp, port(p)?)
+        }
+        _ => return Err(bad("use [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp] or PODPORT")),
+    };
+    Ok(PortSpec {
+        host_ip,
+        host_port,
+        pod_port,
+        proto,
+    })
+}
+
+/// 10 hex characters of sha256 over the parts, for host-global names.
+fn short_hash(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+        h.update([0]);
+    }
+    hex::encode(h.finalize())[..10].to_string()
+}
+
+/// The default data root, whose default network gets the friendly names.
+pub const DEFAULT_ROOT: &str = "/var/lib/gvpod";
+/// Name of the network pods join unless told otherwise.
+pub const DEFAULT_NETWORK: &str = "gvpod";
+/// The pool new networks take a /24 from when no --subnet is given
+/// (RFC 2544's benchmarking range: never a LAN's or a VPN's).
+pub const POOL: &str = "198.18.0.0/16";
+
+pub fn bridge_name(root: &Path, network: &str) -> String {
+    if root == Path::new(DEFAULT_ROOT) && network == DEFAULT_NETWORK {
+        "gvpod0".to_string()
+    } else {
+        format!(
+            "gvbr-{}",
+            short_hash(&[root.as_os_str().as_encoded_bytes(), network.as_bytes()])
+        )
+    }
+}
+
+/// The firewall table of a data root.
+pub fn table_name(root: &Path) -> String {
+    if root == Path::new(DEFAULT_ROOT) {
+        "gvpod".to_string()
+    } else {
+        format!(
+            "gvpod-{}",
+            short_hash(&[root.as_os_str().as_encoded_bytes()])
+        )
+    }
+}
+
+pub fn veth_name(pod_id: &str) -> String {
+    format!("gvv{}", &pod_id[..12.min(pod_id.len())])
+}
+
+pub fn net_alias(root: &Path, network: &str) -> String {
+    format!("gvpod root={} net={network}", root.display())
+}
+
+pub fn pod_alias(root: &Path, pod_id: &str) -> String {
+    format!("gvpod root={} pod={pod_id}", root.display())
+}
+
+/// Parses an alias made by [`net_alias`] / [`pod_alias`] for `root`:
+/// `Some(("net", name))` or `Some(("pod", id))`.
+pub fn parse_alias<'a>(root: &Path, alias: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = alias.strip_prefix("gvpod root=")?;
+    let (r, kv) = rest.rsplit_once(' ')?;
+    if Path::new(r) != root {
+        return None;
+    }
+    kv.split_once('=')
+}
+
+/// Host-wide lock for choosing subnets and creating bridges.
+const NET_LOCK: &str = "/run/gvpod/net.lock";
+
+pub fn host_lock() -> Result<nft::HostLock> {
+    nft::HostLock::take(Path::new(NET_LOCK))
+}
+
+/// IPv4 routes of the host's main table (prefix, device).
+pub fn host_routes() -> Result<Vec<(Cidr, String)>> {
+    link::run(None, |h| async move { link::main_routes(&h).await })
+}
+
+/// Fails when `subnet` overlaps a route of the host that is not `own_bridge`'s.
+pub fn check_overlap(subnet: &Cidr, own_bridge: &str) -> Result<()> {
+    for (c, dev) in host_routes()? {
+        if dev != own_bridge && c.overlaps(subnet) {
+            return Err(NetError::Overlap {
+                subnet: *subnet,
+                other: c,
+                dev,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The first /24 of [`POOL`] that overlaps neither `taken` nor a host route.
+pub fn free_subnet(taken: &[Cidr]) -> Result<Option<Cidr>> {
+    let pool: Cidr = POOL.parse().expect("valid pool");
+    let routes = host_routes()?;
+    let mut n = pool.network();
+    while n < pool.broadcast() {
+        let c = Cidr::new(Ipv4Addr::from(n), 24).expect("valid length");
+        if !taken.iter().any(|t| t.overlaps(&c)) && !routes.iter().any(|(r, _)| r.overlaps(&c)) {
+            return Ok(Some(c));
+        }
+        n += 256;
+    }
+    Ok(None)
+}
+
+/// Makes the network's bridge, sysctls and firewall rules exist (idempotent;
+/// cheap when the bridge is already up with its address, as after a first pod).
+pub fn ensure_network(root: &Path, n: &Network) -> Result<()> {
+    let alias = net_alias(root, &n.name);
+    link::run(None, |h| async move {
+        link::ensure_bridge(&h, &n.bridge, &alias, n.gateway, &n.subnet).await
+    })?;
+    if !n.internal {
+        // Egress needs forwarding; a host-global switch, as with docker and podman.
+        link::set_sysctl("net/ipv4/ip_forward", "1")?;
+    }
+    Firewall::new(table_name(root)).ensure_network(&nft::NetRules {
+        name: &n.name,
+        bridge: &n.bridge,
+        subnet: n.subnet,
+        internal: n.internal,
+    })
+}
+
+/// Whether the bridge of a network exists (a fast check before pod set-up).
+pub fn bridge_exists(name: &str) -> Result<bool> {
+    link::run(None, |h| async move {
+        Ok(link::link_by_name(&h, name).await?.is_some())
+    })
+}
+
+/// Removes a network's firewall rules and bridge (idempotent).
+pub fn remove_network(root: &Path, n: &Network) -> Result<()> {
+    let fw = Firewall::new(table_name(root));
+    fw.remove_tag(&nft::net_tag(&n.name), Some(&n.bridge))?;
+    delete_link(&n.bridge)?;
+    Ok(())
+}
+
+/// Deletes a host link (bridge or veth end) by name; missing is fine.
+pub fn delete_link(name: &str) -> Result<bool> {
+    link::run(None, |h| async move { link::delete_link(&h, name).await })
+}
+
+/// Links of the host as (name, alias).
+pub fn host_links() -> Result<Vec<(String, Option<String>)>> {
+    link::run(None, |h| async move { link::links(&h).await })
+}
+
+/// A pod's attachment to a network.
+#[derive(Debug, Clone)]
+pub struct Attachment<'a> {
+    pub root: &'a Path,
+    pub pod_id: &'a str,
+    pub netns: &'a Path,
+    pub network: &'a Network,
+    pub ip: Ipv4Addr,
+}
+
+impl Attachment<'_> {
+    fn pod_if<'b>(&'b self, veth: &'b str, alias: &'b str) -> link::PodIf<'b> {
+        link::PodIf {
+            netns: self.netns,
+            veth,
+            alias,
+            bridge: &self.network.bridge,
+            ip: self.ip,
+            prefix: self.network.subnet.len,
+            gateway: self.network.gateway,
+        }
+    }
+}
+
+/// Creates the pod's namespace and veth pair and configures them; or, when
+/// the namespace already exists, re-adds what runsc stripped (fact 4).
+pub fn attach(a: &Attachment) -> Result<()> {
+    let veth = veth_name(a.pod_id);
+    let alias = pod_alias(a.root, a.pod_id);
+    let p = a.pod_if(&veth, &alias);
+    if netns::exists(a.netns) {
+        return link::reconfigure(&p);
+    }
+    if let Some(d) = a.netns.parent() {
+        netns::ensure_dir(d)?;
+    }
+    // A half-made earlier attempt (crash, reboot) leaves these; start clean.
+    delete_link(&veth)?;
+    netns::remove(a.netns)?;
+    link::create_pod_if(&p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs() {
+        let p = parse_port("8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host_port, p.pod_port, p.proto),
+            (None, Some(8080), 80, Proto::Tcp)
+        );
+        let p = parse_port("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            (p.host_port, p.pod_port, p.proto),
+            (Some(5353), 53, Proto::Udp)
+        );
+        let p = parse_port("80").unwrap();
+        assert_eq!((p.host_port, p.pod_port), (None, 80));
+        let p = parse_port("0.0.0.0::80").unwrap();
+        assert_eq!((p.host_ip, p.host_port), (None, None));
+        for bad in [
+            "",
+            "x",
+            "0:80",
+            "70000:80",
+            "80/sctp",
+            "1.2.3:80:80",
+            "a:b:c:d",
+        ] {
+            let e = parse_port(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn names_fit_ifnamsiz_and_aliases_round_trip() {
+        let root = Path::new("/tmp/gvpod-test-abc");
+        let b = bridge_name(root, "frontend");
+        assert!(b.len() <= 15 && b.starts_with("gvbr-"), "{b}");
+        assert_ne!(b, bridge_name(root, "backend"));
+        assert_eq!(
+            bridge_name(Path::new(DEFAULT_ROOT), DEFAULT_NETWORK),
+            "gvpod0"
+        );
+        assert_eq!(veth_name(&"ab".repeat(32)).len(), 15);
+        let a = pod_alias(root, "f00");
+        assert_eq!(parse_alias(root, &a), Some(("pod", "f00")));
+        assert_eq!(parse_alias(Path::new("/other"), &a), None);
+        assert_eq!(parse_alias(root, &net_alias(root, "x")), Some(("net", "x")));
+    }
+}
