@@ -243,6 +243,8 @@ pub fn import(
     )
     .map_err(io("cannot write", &meta_path))?;
     store.put_in_place(&mut t, &meta.id)?;
+    // An import has no speed target: it is on disk before it is registered.
+    super::sync_dir(store.dir())?;
     store.register(db, t, &meta)?;
     Ok(meta)
 }

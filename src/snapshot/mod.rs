@@ -245,15 +245,15 @@ impl SnapshotStore {
         }))
     }
 
-    /// Renames a complete temp directory to `snapshots/<id>` and syncs the
-    /// parent; the lock stays held (it moved with the directory). The
-    /// caller registers the snapshot next and drops the value only after
-    /// that (on failure the drop removes the directory).
+    /// Renames a complete temp directory to `snapshots/<id>`; the lock stays
+    /// held (it moved with the directory). The caller registers the
+    /// snapshot next and drops the value only after that (on failure the
+    /// drop removes the directory). Not synced: see `pod::checkpoint`.
     pub fn put_in_place(&self, t: &mut TempSnapshot, id: &str) -> Result<()> {
         let dest = self.path(id);
         std::fs::rename(&t.dir, &dest).map_err(io("cannot move snapshot into place", &dest))?;
         t.dir = dest;
-        sync_dir(&self.dir)
+        Ok(())
     }
 
     /// Registers the snapshot in `t` (already in place) and keeps the directory.
