@@ -1,21 +1,27 @@
 //! `restore`: bring a snapshot back as a running pod.
 //!
 //! * `--name NEW`, or a source pod that is still running → a clone: a new
-//!   pod (own id, name, bundle, cgroup) whose rootfs is a fresh overlay of
-//!   the same image layers with the snapshot's diff as its upper dir;
-//! * the source pod gone → the original pod again (same id and name);
-//! * the source pod stopped → restored in place; its upper dir is reset to
-//!   the snapshot's diff unless it was not started since this very
-//!   checkpoint (then it is already that).
+//!   pod (own id, name, bundle, cgroup, address; ports only from `-p`)
+//!   whose rootfs is a fresh overlay of the same image layers with the
+//!   snapshot's diff applied;
+//! * the source pod gone → the original pod again (same id and name, its
+//!   address when still free, its ports);
+//! * the source pod stopped → restored in place with its own lease and
+//!   ports; its upper dir is reset to the snapshot's diff unless it was not
+//!   started since this very checkpoint (then it is already that).
 //!
 //! DESIGN.md fact 10: the restore spec must match the checkpoint's (mounts
 //! by destination, `root.readonly`, process), so the snapshot's own
 //! `config.json` is reused and only what may differ is changed: mount
-//! sources (the clone's own /etc/hostname and /etc/hosts), `cgroupsPath`.
-//! The hostname stays the snapshot's: it lives in the restored kernel's
-//! memory. A snapshot of another runsc release or an unusable platform, or
-//! one whose image is gone, is refused before anything is made; a restore
-//! that fails removes the pod it made (the in-place pod stays stopped).
+//! sources (the pod's own /etc/hostname, /etc/hosts, /etc/resolv.conf), the
+//! network namespace path, `cgroupsPath`. The hostname stays the
+//! snapshot's: it lives in the restored kernel's memory. Fact 4: runsc took
+//! the addresses off the interface when it checkpointed, so they are put
+//! back (`network::setup_pod` for a new pod, `network::prepare_start` in
+//! `start`) before `runsc restore`. A snapshot of another runsc release or
+//! an unusable platform, or one whose image is gone, is refused before
+//! anything is made; a restore that fails removes the pod it made, with its
+//! address, ports and namespace (the in-place pod stays stopped).
 
 use std::path::{Path, PathBuf};
 
