@@ -18,10 +18,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # runsc: gVisor's runtime. busybox-static: the built-in default image.
-# nftables: gvpod's firewall (NAT, isolation, published ports) goes through `nft -j`.
+# nftables: gvpod's firewall (NAT, isolation, published ports).
 # The rest: what the test suite and the benchmarks use (iproute2 and wrk for
-# the network tests and benches/network.sh).
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc pkg-config"
+# the network tests and benches/network.sh; docker-registry, apache2-utils and
+# debootstrap for the image tests and benches/pull.sh).
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc pkg-config docker-registry apache2-utils debootstrap"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -30,6 +31,13 @@ if [ -n "$missing" ]; then
     echo "setup.sh: installing$missing"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # docker-registry is only for the tests, which run their own on 127.0.0.1;
+    # the package's system service (all interfaces, port 5000) is not wanted.
+    case " $missing " in *" docker-registry "*)
+        if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+            systemctl disable --now docker-registry >/dev/null 2>&1 || true
+        fi ;;
+    esac
 fi
 [ "$DEPS_ONLY" = 1 ] && exit 0
 

@@ -20,7 +20,23 @@ restore_fwd() { echo "$fwd_before" > /proc/sys/net/ipv4/ip_forward; }
 trap restore_fwd EXIT
 
 # Two pods at a time per test binary keep a 2-core machine responsive.
+# The leak check compares against what was already on the host before the
+# suite (another gvpod's pods, a developer's experiments): only what the
+# suite left counts.
+before=$(mktemp); after=$(mktemp)
+trap 'restore_fwd; rm -f "$before" "$after"' EXIT
+scripts/leak-check.sh 2>"$before" >/dev/null || true
+
 status=0
 cargo test --locked -- --test-threads=2 || status=$?
-scripts/leak-check.sh || status=1
+
+scripts/leak-check.sh 2>"$after" >/dev/null || true
+new=$(grep -vxF -f "$before" "$after" || true)
+if [ -n "$new" ]; then
+    echo "$new" >&2
+    echo "leak-check: the test suite left the above behind" >&2
+    status=1
+else
+    echo "leak-check: clean (nothing left by the suite)"
+fi
 exit $status

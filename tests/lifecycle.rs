@@ -74,7 +74,11 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
             &["run", "-u", "nosuchuser", "busybox", "true"],
             "\"nosuchuser\"",
         ),
-        (&["run", "no-such-image", "true"], "no-such-image"),
+        // An id prefix is never pulled (a name would be: see tests/registry.rs).
+        (
+            &["run", "sha256:0000deadbeef", "true"],
+            "sha256:0000deadbeef",
+        ),
         (
             &["run", "--platform", "warp", "busybox", "true"],
             "\"warp\"",
@@ -542,5 +546,37 @@ fn logs_follow_ends_with_the_pod_and_images_in_use_are_kept() {
     let imgs: Vec<serde_json::Value> =
         serde_json::from_str(&r.ok(&["images", "--format", "json"])).unwrap();
     assert!(imgs.is_empty());
+    r.assert_clean();
+}
+
+/// Runs `gvpod ARGS` on a fresh pseudo-terminal (util-linux `script`).
+fn on_a_terminal(r: &Root, args: &str) -> std::process::Output {
+    std::process::Command::new("script")
+        .args(["-qec", &format!("{} {args}", common::BIN), "/dev/null"])
+        .env("GVPOD_ROOT", r.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn tty_for_run_and_exec() {
+    require_runsc!();
+    let r = Root::new();
+    let o = on_a_terminal(
+        &r,
+        "run --rm -t busybox sh -c 'test -t 0 && test -t 1 && echo RUN-TTY; exit 3'",
+    );
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(stdout(&o).contains("RUN-TTY"), "{o:?}");
+    let id = r.ok(&["run", "-d", "--name", "t", "busybox", "sleep", "60"]);
+    r.track(id.trim());
+    let o = on_a_terminal(&r, "exec -t t sh -c 'test -t 1 && echo EXEC-TTY'");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("EXEC-TTY"), "{o:?}");
+    // Without a terminal, -t is refused with one line.
+    let o = r.gvpod(&["exec", "-it", "t", "sh"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a TTY"), "{}", stderr(&o));
     r.assert_clean();
 }

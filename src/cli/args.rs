@@ -213,6 +213,66 @@ pub enum Cmd {
         file: PathBuf,
         reference: String,
     },
+    /// Pull an image from a registry.
+    Pull {
+        /// No progress output.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Require HTTPS with a valid certificate (registries on loopback always use plain HTTP).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        tls_verify: bool,
+        /// OS/ARCH[/VARIANT] to pick from a multi-platform image (default: the host's).
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
+        image: String,
+    },
+    /// Push an image to a registry.
+    Push {
+        /// No progress output.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Require HTTPS with a valid certificate (registries on loopback always use plain HTTP).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        tls_verify: bool,
+        image: String,
+        /// Destination reference (default: IMAGE).
+        dest: Option<String>,
+    },
+    /// Store credentials for a registry (checked against it first).
+    Login {
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        tls_verify: bool,
+        registry: String,
+    },
+    /// Forget the stored credentials of a registry.
+    Logout { registry: String },
+    /// Load images from an OCI layout directory, an oci-archive or a docker-archive (gzip/zstd too).
+    Load {
+        /// Archive file or OCI layout directory; `-` (default) reads stdin.
+        #[arg(short = 'i', long = "input", default_value = "-")]
+        input: PathBuf,
+        /// Print nothing.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Save images to an archive.
+    Save {
+        /// Output file.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Archive format.
+        #[arg(long, value_enum, default_value = "oci-archive")]
+        format: SaveFormat,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Give an image another name: gvpod tag SOURCE TARGET.
+    Tag { source: String, target: String },
     /// List images.
     Images {
         #[arg(short = 'q', long)]
@@ -244,8 +304,25 @@ pub enum Cmd {
     Monitor { id: String },
 }
 
+/// `gvpod save --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SaveFormat {
+    OciArchive,
+    DockerArchive,
+}
+
 #[derive(Subcommand)]
 pub enum ImageCmd {
+    /// Show images as JSON (id, digest, references, config, layers, size, created).
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove blobs and cached layers that no image uses.
+    Prune {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// List images.
     Ls {
         #[arg(short = 'q', long)]

@@ -138,6 +138,24 @@ pub fn images(
     Ok(())
 }
 
+/// `gvpod image prune`: one line per removed item and the space reclaimed.
+pub fn prune(rep: &crate::image::PruneReport, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(rep);
+    }
+    for b in &rep.blobs {
+        println!("deleted blob {b}");
+    }
+    for l in &rep.layers {
+        println!("deleted layer {l}");
+    }
+    for t in &rep.temp {
+        println!("deleted {}", t.display());
+    }
+    println!("Total reclaimed space: {}", human_size(rep.bytes));
+    Ok(())
+}
+
 fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }

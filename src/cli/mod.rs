@@ -12,8 +12,9 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::bundle::{self, PodOptions};
+use crate::image::registry::{self, RegistryError};
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
-use args::{Cli, Cmd, ImageCmd, NetworkCmd, PodArgs, SystemCmd};
+use args::{Cli, Cmd, ImageCmd, NetworkCmd, PodArgs, SaveFormat, SystemCmd};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -39,16 +40,43 @@ pub fn main() -> i32 {
                         .map(image_exit_code)
                 })
                 .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
+                .or_else(|| {
+                    e.downcast_ref::<RegistryError>()
+                        .map(RegistryError::exit_code)
+                })
                 .unwrap_or(125);
-            eprintln!("gvpod: {e}");
+            if e.downcast_ref::<crate::image::ImageError>().is_some()
+                || e.downcast_ref::<RegistryError>().is_some()
+            {
+                // Archive errors can quote raw header bytes: keep it one clean line.
+                let msg: String = e
+                    .to_string()
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                eprintln!("gvpod: {msg}");
+            } else {
+                eprintln!("gvpod: {e}");
+            }
             code
         }
     }
 }
 
+/// 2 for what the user got wrong (names, values, inputs that are not
+/// images), 125 when gvpod failed.
 fn image_exit_code(e: &crate::image::ImageError) -> i32 {
+    use crate::image::ImageError as E;
     match e {
-        crate::image::ImageError::NotFound(_) => 2,
+        E::NotFound(_)
+        | E::InvalidReference { .. }
+        | E::InvalidId(_)
+        | E::InvalidChange { .. }
+        | E::AmbiguousId { .. }
+        | E::MultipleTags { .. }
+        | E::InvalidDigest(_)
+        | E::InvalidArchive { .. }
+        | E::BadInput { .. } => 2,
         _ => 125,
     }
 }
@@ -260,6 +288,103 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", img.id);
             Ok(0)
         }
+        Cmd::Pull {
+            quiet,
+            tls_verify,
+            platform,
+            image,
+        } => {
+            let opts = registry::PullOptions {
+                tls_verify,
+                platform,
+                quiet,
+            };
+            let img = registry::pull(&ctx.images, &mut ctx.db, &ctx.root, &image, &opts)?;
+            println!("{}", img.id);
+            Ok(0)
+        }
+        Cmd::Push {
+            quiet,
+            tls_verify,
+            image,
+            dest,
+        } => {
+            let opts = registry::PushOptions { tls_verify, quiet };
+            let digest = registry::push(
+                &ctx.images,
+                &ctx.db,
+                &ctx.root,
+                &image,
+                dest.as_deref(),
+                &opts,
+            )?;
+            println!("{digest}");
+            Ok(0)
+        }
+        Cmd::Login {
+            username,
+            password_stdin,
+            tls_verify,
+            registry: reg,
+        } => {
+            let key = registry::login(
+                &ctx.root,
+                registry::LoginRequest {
+                    registry: reg,
+                    username,
+                    password_stdin,
+                    tls_verify,
+                },
+            )?;
+            println!("Login Succeeded: {key}");
+            Ok(0)
+        }
+        Cmd::Logout { registry: reg } => {
+            let key = registry::logout(&ctx.root, &reg)?;
+            println!("Removed login credentials for {key}");
+            Ok(0)
+        }
+        Cmd::Load { input, quiet } => {
+            let names = ctx.images.load(&mut ctx.db, &input)?;
+            if !quiet {
+                names.iter().for_each(|n| println!("Loaded image: {n}"));
+            }
+            Ok(0)
+        }
+        Cmd::Save {
+            output,
+            format,
+            images,
+        } => {
+            let format = match format {
+                SaveFormat::OciArchive => crate::image::ArchiveFormat::OciArchive,
+                SaveFormat::DockerArchive => crate::image::ArchiveFormat::DockerArchive,
+            };
+            ctx.images.save(&ctx.db, &images, &output, format)?;
+            Ok(0)
+        }
+        Cmd::Tag { source, target } => {
+            ctx.images.tag(&mut ctx.db, &source, &target)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Inspect { images }) => {
+            let views = images
+                .iter()
+                .map(|n| ctx.images.inspect(&ctx.db, n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = if views.len() == 1 {
+                serde_json::to_string_pretty(&views[0])?
+            } else {
+                serde_json::to_string_pretty(&views)?
+            };
+            println!("{out}");
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Prune { format }) => {
+            let rep = ctx.images.prune(&ctx.db)?;
+            format::prune(&rep, &format)?;
+            Ok(0)
+        }
         Cmd::Images { quiet, format } => {
             let list = ctx.images.list(&ctx.db)?;
             format::images(&list, quiet, &format)?;
@@ -445,6 +570,7 @@ fn create(
             .into());
         }
     }
+    pull_if_missing(ctx, &image)?;
     Ok(pod::create(
         ctx,
         pod::CreateRequest {
@@ -455,4 +581,22 @@ fn create(
             debug,
         },
     )?)
+}
+
+/// `run`/`create` of an image that is not in the store pulls it first, like
+/// docker (a name that is an image id or id prefix is never pulled).
+fn pull_if_missing(ctx: &mut Ctx, image: &str) -> anyhow::Result<()> {
+    match ctx.images.resolve(&ctx.db, image) {
+        Err(crate::image::ImageError::NotFound(_)) if !image.starts_with("sha256:") => {
+            let opts = registry::PullOptions {
+                tls_verify: true,
+                platform: None,
+                quiet: false,
+            };
+            registry::pull(&ctx.images, &mut ctx.db, &ctx.root, image, &opts)?;
+            Ok(())
+        }
+        // Found, or an error that pod::create reports the usual way.
+        _ => Ok(()),
+    }
 }

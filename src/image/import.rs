@@ -125,6 +125,7 @@ impl ImageStore {
             let (row, image_config) = res?;
             return Ok(Image {
                 reference: tag.unwrap_or_else(|| row.id.clone()),
+                digest: row.manifest_digest,
                 id: row.id,
                 config: image_config,
                 layers: vec![layer_dir],
@@ -197,6 +198,7 @@ impl ImageStore {
             manifest_digest,
             config_json: String::from_utf8(config_json).map_err(|e| encode("config", e))?,
             layers_json: serde_json::to_string(&[&diff_id]).map_err(|e| encode("layer list", e))?,
+            blobs_json: serde_json::to_string(&[&diff_id]).map_err(|e| encode("layer list", e))?,
             size: i64::try_from(scan.content_bytes).unwrap_or(i64::MAX),
             created: now,
         };
@@ -229,7 +231,7 @@ fn parse_target(reference: &str) -> Result<Option<String>> {
     Ok(r.tagged())
 }
 
-fn exists(p: &Path) -> Result<bool> {
+pub(super) fn exists(p: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(p) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -239,7 +241,7 @@ fn exists(p: &Path) -> Result<bool> {
 
 /// `rename(from, to)` unless `to` exists. Returns false (and leaves `from`)
 /// when it does.
-fn rename_into_place(from: &Path, to: &Path) -> Result<bool> {
+pub(super) fn rename_into_place(from: &Path, to: &Path) -> Result<bool> {
     let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let (fd_from, fd_to) = (
         sys::open_dir(&parent(from)).map_err(io_err(from))?,
@@ -254,7 +256,7 @@ fn rename_into_place(from: &Path, to: &Path) -> Result<bool> {
 }
 
 /// Wraps the source in the right decompressor, chosen by magic bytes.
-fn decompress<'a, R: Read + 'a>(mut r: R, source: &str) -> Result<Box<dyn Read + 'a>> {
+pub(super) fn decompress<'a, R: Read + 'a>(mut r: R, source: &str) -> Result<Box<dyn Read + 'a>> {
     let mut head = [0u8; 6];
     let mut n = 0;
     while n < head.len() {

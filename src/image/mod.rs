@@ -5,31 +5,44 @@
 //! ```text
 //! oci-layout                 {"imageLayoutVersion":"1.0.0"}
 //! lock                       flock(2) serialising registration and removal
-//! blobs/sha256/<hex>         content-addressed blobs: layer tars (uncompressed,
-//!                            so digest == diff id), image configs, manifests
+//! blobs/sha256/<hex>         content-addressed blobs: layer tars (as pulled or
+//!                            loaded: plain, gzip or zstd; imports store them
+//!                            uncompressed), image configs, manifests
 //! blobs/sha256/.tmp-<rand>   a blob being written (temp file, fsync, rename)
-//! layers/<diff-id hex>/      one unpacked, read-only layer per diff id, shared
-//!                            by every image and pod using it; overlay whiteouts
-//!                            (see `unpack`)
-//! layers/.tmp-<rand>/        a layer being unpacked (renamed into place when done)
+//! layers/<chain-id hex>/     one unpacked, read-only layer per chain id: the
+//!                            layer applied on top of its parents, in overlayfs
+//!                            upper-dir form (see `unpack`); shared by every
+//!                            image and pod using the same layer stack
+//! layers/.tmp-<rand>/        a layer being unpacked (`upper/` is renamed into
+//!                            place when done; the rest is overlay scratch)
 //! layers/.rm-<rand>/         a layer being removed
 //! ```
 //!
-//! The state database is the index: an image row (id = `sha256:<config
-//! digest>`, diff ids lowest first, unpacked size) plus tags
-//! (`registry/repository:tag`). There is no `index.json`.
+//! The chain id of a bottom layer is its diff id, so one-layer images keep
+//! `layers/<diff-id hex>`. The state database is the index: an image row
+//! (id = `sha256:<config digest>`, manifest digest, diff ids lowest first —
+//! from which the chain ids and so the layer dirs follow —, layer blob
+//! digests, unpacked size) plus tags (`registry/repository:tag`). There is
+//! no `index.json`.
 //!
 //! Concurrency: unpacking happens outside any lock into a private temp dir;
 //! moving a layer into place, writing blobs, registering the image and
 //! removing images all happen under the store's exclusive `flock`, so a
 //! removal never deletes a layer that an import is about to register.
 
+mod archive;
+mod blob;
 mod changes;
 mod import;
+mod info;
 mod reference;
+mod register;
+pub mod registry;
 mod sys;
 mod unpack;
 
+pub use archive::ArchiveFormat;
+pub use info::PruneReport;
 pub use reference::Reference;
 #[allow(unused_imports)] // for the registry pull path and the bundle builder
 pub use unpack::{unpack_layer, UnpackStats};
@@ -109,6 +122,37 @@ pub enum ImageError {
         image: String,
         reason: String,
     },
+    #[error("invalid digest {0:?}: expected sha256: followed by 64 lower-case hex digits")]
+    InvalidDigest(String),
+    #[error("blob {digest}: {what} mismatch: expected {expected}, got {actual}")]
+    BlobMismatch {
+        digest: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("blob {digest}: read failed: {source}")]
+    BlobRead {
+        digest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob {0} is not in the image store")]
+    BlobMissing(String),
+    #[error("manifest or config {digest}: {reason}")]
+    InvalidManifest { digest: String, reason: String },
+    #[error("{digest}: unsupported media type {media_type:?}")]
+    UnsupportedMediaType { digest: String, media_type: String },
+    #[error("{0}")]
+    Busy(String),
+    #[error("{source_name}: not an image archive or layout: {reason}")]
+    InvalidArchive { source_name: String, reason: String },
+    #[error("invalid {what} {value:?}: {reason}")]
+    BadInput {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -128,6 +172,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
 pub struct Image {
     /// "sha256:<hex>" digest of the image config.
     pub id: String,
+    /// "sha256:<hex>" digest of its manifest.
+    pub digest: String,
     /// The normalised reference it was resolved from, or the id.
     pub reference: String,
     pub config: oci_spec::image::ImageConfiguration,
@@ -146,8 +192,10 @@ pub struct ImageSummary {
     /// `registry/repository`; `None` when untagged.
     pub repository: Option<String>,
     pub tag: Option<String>,
-    /// "sha256:<hex>".
+    /// "sha256:<hex>" of the image config.
     pub id: String,
+    /// "sha256:<hex>" of the image manifest.
+    pub digest: String,
     /// RFC 3339.
     pub created: String,
     /// Unpacked bytes.
@@ -209,6 +257,54 @@ fn sha256_hex(digest: &str) -> Option<&str> {
         .filter(|h| h.len() == 64 && is_hex(h))
 }
 
+/// The layer dirs (chain id hexes) and blobs (hexes: manifest, config,
+/// layer blobs) an image row references.
+fn row_files(row: &ImageRow) -> Result<(Vec<String>, Vec<String>)> {
+    let corrupt = |reason: String| ImageError::CorruptRecord {
+        id: row.id.clone(),
+        reason,
+    };
+    let diff_ids: Vec<String> =
+        serde_json::from_str(&row.layers_json).map_err(|e| corrupt(format!("layer list: {e}")))?;
+    let mut layer_blobs: Vec<String> =
+        serde_json::from_str(&row.blobs_json).map_err(|e| corrupt(format!("blob list: {e}")))?;
+    if layer_blobs.is_empty() {
+        // Rows from before migration 2: layer blobs are the uncompressed tars.
+        layer_blobs = diff_ids.clone();
+    }
+    let layers = register::chain_ids(&diff_ids)
+        .iter()
+        .filter_map(|c| sha256_hex(c).map(str::to_string))
+        .collect();
+    let blobs = layer_blobs
+        .iter()
+        .chain([&row.id, &row.manifest_digest])
+        .filter_map(|d| sha256_hex(d).map(str::to_string))
+        .collect();
+    Ok((layers, blobs))
+}
+
+/// The blob hexes of one manifest row: the manifest and its layer blobs.
+fn manifest_files(digest: &str, blobs_json: &str) -> Vec<String> {
+    let layer_blobs: Vec<String> = serde_json::from_str(blobs_json).unwrap_or_default();
+    layer_blobs
+        .iter()
+        .map(String::as_str)
+        .chain([digest])
+        .filter_map(|d| sha256_hex(d).map(str::to_string))
+        .collect()
+}
+
+/// The manifests (digest, layer blobs JSON) an image was registered through.
+fn manifests_of(db: &Db, image_id: &str) -> Result<Vec<(String, String)>> {
+    Ok(db
+        .manifests()?
+        .into_iter()
+        .filter(|(_, id, _)| id == image_id)
+        .map(|(d, _, b)| (d, b))
+        .collect())
+}
+
 /// What a name resolved to.
 struct Found {
     row: ImageRow,
@@ -251,10 +347,11 @@ impl ImageStore {
         self.dir.join("layers")
     }
 
-    /// The directory of the unpacked layer with diff id `sha256:<hex>`
-    /// (whether or not it exists); `None` for a malformed diff id.
-    pub fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
-        sha256_hex(diff_id).map(|h| self.layers_dir().join(h))
+    /// The directory of the unpacked layer with chain id `sha256:<hex>`
+    /// (whether or not it exists); `None` for a malformed chain id. For a
+    /// bottom layer the chain id is its diff id.
+    pub fn layer_dir(&self, chain_id: &str) -> Option<PathBuf> {
+        sha256_hex(chain_id).map(|h| self.layers_dir().join(h))
     }
 
     /// The path of the blob `sha256:<hex>`; `None` for a malformed digest.
@@ -324,11 +421,11 @@ impl ImageStore {
         let parsed = Reference::parse(name);
         if let Ok(r) = &parsed {
             if let Some(d) = &r.digest {
-                if let Some(row) = db
-                    .images()?
-                    .into_iter()
-                    .find(|row| &row.manifest_digest == d || &row.id == d)
-                {
+                let row = match db.image_by_manifest(d)? {
+                    Some(row) => Some(row),
+                    None => db.images()?.into_iter().find(|row| &row.id == d),
+                };
+                if let Some(row) = row {
                     return Ok(Found {
                         row,
                         reference: r.to_string(),
@@ -384,15 +481,18 @@ impl ImageStore {
             id: row.id.clone(),
             reason,
         };
-        let config = serde_json::from_str(&row.config_json)
+        let config = register::parse_config(row.config_json.as_bytes())
             .map_err(|e| corrupt(format!("image config: {e}")))?;
         let diff_ids: Vec<String> = serde_json::from_str(&row.layers_json)
             .map_err(|e| corrupt(format!("layer list: {e}")))?;
+        if let Some(d) = diff_ids.iter().find(|d| sha256_hex(d).is_none()) {
+            return Err(corrupt(format!("malformed diff id {d:?}")));
+        }
         let mut layers = Vec::with_capacity(diff_ids.len());
-        for d in diff_ids {
+        for d in register::chain_ids(&diff_ids) {
             let path = self
                 .layer_dir(&d)
-                .ok_or_else(|| corrupt(format!("malformed diff id {d:?}")))?;
+                .ok_or_else(|| corrupt(format!("malformed chain id {d:?}")))?;
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => layers.push(path),
                 _ => {
@@ -406,6 +506,7 @@ impl ImageStore {
         }
         Ok(Image {
             id: row.id.clone(),
+            digest: row.manifest_digest.clone(),
             reference,
             config,
             layers,
@@ -434,6 +535,7 @@ impl ImageStore {
                     reference: None,
                     repository: None,
                     tag: None,
+                    digest: row.manifest_digest,
                     id: row.id,
                     created: row.created,
                     size,
@@ -450,6 +552,7 @@ impl ImageStore {
                     repository: Some(repository),
                     tag,
                     id: row.id.clone(),
+                    digest: row.manifest_digest.clone(),
                     created: row.created.clone(),
                     size,
                 });
@@ -498,13 +601,14 @@ impl ImageStore {
                 }
             }
         };
+        let manifests = manifests_of(db, &id)?;
         let deleted = db.untag_image(untag.as_deref(), &id)?;
         let mut out = Vec::new();
         if let Some(t) = untag {
             out.push(format!("Untagged: {t}"));
         }
         if deleted {
-            self.remove_unused_files(db, &found.row)?;
+            self.remove_unused_files(db, &found.row, &manifests)?;
             out.push(format!("Deleted: {id}"));
         }
         Ok(out)
@@ -512,9 +616,19 @@ impl ImageStore {
 
     /// Deletes the blobs and layer dirs of a just-unregistered image that no
     /// remaining image references. Caller holds the lock.
-    fn remove_unused_files(&self, db: &Db, row: &ImageRow) -> Result<()> {
+    /// `manifests` are the image's manifests (digest, layer blobs JSON) as
+    /// they were before its row went.
+    fn remove_unused_files(
+        &self,
+        db: &Db,
+        row: &ImageRow,
+        manifests: &[(String, String)],
+    ) -> Result<()> {
         let (used_layers, used_blobs) = self.referenced(db)?;
-        let diff_ids: Vec<String> = serde_json::from_str(&row.layers_json).unwrap_or_default();
+        let (layers, mut blobs) = row_files(row).unwrap_or_default();
+        for (digest, blobs_json) in manifests {
+            blobs.extend(manifest_files(digest, blobs_json));
+        }
         let mut first_err = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
@@ -522,14 +636,12 @@ impl ImageStore {
                 first_err.get_or_insert(e);
             }
         };
-        for d in &diff_ids {
-            let Some(hex) = sha256_hex(d) else { continue };
+        for hex in &layers {
             if !used_layers.contains(hex) {
                 note(self.remove_layer_dir(hex));
             }
         }
-        for d in diff_ids.iter().chain([&row.id, &row.manifest_digest]) {
-            let Some(hex) = sha256_hex(d) else { continue };
+        for hex in &blobs {
             if !used_blobs.contains(hex) {
                 let p = self.blobs_dir().join(hex);
                 note(sys::remove_path(&p).map_err(io_err(&p)));
@@ -541,26 +653,17 @@ impl ImageStore {
         }
     }
 
-    /// Layer hexes and blob hexes referenced by registered images.
+    /// Layer hexes (chain ids) and blob hexes referenced by registered images.
     fn referenced(&self, db: &Db) -> Result<(HashSet<String>, HashSet<String>)> {
         let mut layers = HashSet::new();
         let mut blobs = HashSet::new();
         for row in db.images()? {
-            let diff_ids: Vec<String> =
-                serde_json::from_str(&row.layers_json).map_err(|e| ImageError::CorruptRecord {
-                    id: row.id.clone(),
-                    reason: format!("layer list: {e}"),
-                })?;
-            for d in diff_ids.iter().chain([&row.id, &row.manifest_digest]) {
-                if let Some(h) = sha256_hex(d) {
-                    blobs.insert(h.to_string());
-                }
-            }
-            for d in &diff_ids {
-                if let Some(h) = sha256_hex(d) {
-                    layers.insert(h.to_string());
-                }
-            }
+            let (l, b) = row_files(&row)?;
+            layers.extend(l);
+            blobs.extend(b);
+        }
+        for (digest, _, blobs_json) in db.manifests()? {
+            blobs.extend(manifest_files(&digest, &blobs_json));
         }
         Ok((layers, blobs))
     }
@@ -570,6 +673,15 @@ impl ImageStore {
     /// temp files older than `min_temp_age` (younger ones may belong to an
     /// import in progress). Returns what was removed.
     pub fn gc(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .collect_garbage(db, min_temp_age)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// [`ImageStore::gc`], with the bytes each removed path held.
+    fn collect_garbage(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<(PathBuf, u64)>> {
         let _lock = self.lock()?;
         let (used_layers, used_blobs) = self.referenced(db)?;
         let mut removed = Vec::new();
@@ -594,13 +706,27 @@ impl ImageStore {
                     name.starts_with(RM_PREFIX) || !used.contains(&name)
                 };
                 if stale {
+                    let bytes = disk_usage(&path);
                     sys::remove_path(&path).map_err(io_err(&path))?;
-                    removed.push(path);
+                    removed.push((path, bytes));
                 }
             }
         }
         Ok(removed)
     }
+}
+
+/// Bytes of the files at or below `path`, symlinks not followed.
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

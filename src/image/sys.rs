@@ -507,3 +507,8 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// Where the open file `fd` is, as the kernel names it (`/proc/thread-self/fd`).
+pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+}

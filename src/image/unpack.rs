@@ -1,52 +1,65 @@
-//! Secure application of one layer tarball into an empty directory.
+//! Secure application of one layer tarball on top of its parent layers.
 //!
 //! Entries are read with the `tar` crate but never extracted by it (its
 //! `unpack` has had path-escape advisories). Each entry is applied here with
 //! directory-fd-relative syscalls:
 //!
-//! * the layer root is opened once; an entry's parent directory is opened with
+//! * the root is opened once; an entry's parent directory is opened with
 //!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so `..` and symlinks
-//!   inside the layer (absolute or relative) resolve as if the layer root were
-//!   `/` and can never reach the host (a symlink `evil -> /` followed by
-//!   `evil/etc/x` writes `<layer>/etc/x`);
+//!   (absolute or relative, from this layer or a lower one) resolve as if the
+//!   root were `/` and can never reach the host (a symlink `evil -> /`
+//!   followed by `evil/etc/x` writes `<root>/etc/x`);
 //! * the final component is created with `mkdirat`, `openat(O_CREAT | O_EXCL |
 //!   O_NOFOLLOW)`, `symlinkat`, `linkat`, `mknodat`; owner, mode and times are
 //!   set on the file descriptor or with `AT_SYMLINK_NOFOLLOW`, so nothing is
 //!   ever chmod-ed or chown-ed through a symlink (CVE-2021-32760);
-//! * archive paths are normalised lexically first: a leading `/` is dropped,
-//!   `..` that would climb above the root rejects the entry, an entry that
-//!   would replace the root with anything but a directory is rejected
-//!   (CVE-2021-29136), a hardlink whose target climbs out is rejected;
-//! * an existing entry of the same name (earlier in the same layer) is
-//!   replaced, except that a directory over a directory keeps the directory;
+//! * hostile names are rejected with an error naming the layer and the
+//!   entry: absolute names and hardlink targets, any `..` component, an
+//!   entry that would replace the root with anything but a directory
+//!   (CVE-2021-29136), a hardlink to something that does not exist in the
+//!   image;
+//! * a parent path (of an entry, a whiteout or a hardlink target) that goes
+//!   through a symlink is checked lexically whenever resolution actually
+//!   followed one or failed: a symlink whose target climbs above the root,
+//!   or points at nothing in the image (e.g. at a host path), rejects the
+//!   entry; symlinks that stay inside (`var/run -> /run`) are followed;
+//! * an existing entry of the same name is replaced, except that a directory
+//!   over a directory keeps the directory;
 //! * PAX `SCHILY.xattr.*` attributes are applied to files and directories,
 //!   except `trusted.*` (a layer must not forge overlayfs metadata);
 //! * directory modes and times are applied last, so creating children does
 //!   not disturb them and read-only directories can still be filled.
 //!
+//! # Layers on top of parents ([`apply_layer`])
+//!
+//! A layer's meaning depends on the layers below it: an entry `var/run/x`
+//! over a lower symlink `var/run -> /run` is `/run/x`; a hardlink may name a
+//! lower file. So a layer with parents is applied, like containerd does when
+//! it extracts onto a mounted snapshot, to an overlay mount whose lower dirs
+//! are the parents' cached dirs and whose upper dir becomes this layer's
+//! cache entry: the kernel turns writes into upper-dir entries, deletions
+//! into overlay whiteouts, directories re-created over deleted ones into
+//! opaque directories. The mount lives in a private mount namespace of a
+//! short-lived thread, so it is never visible on the host and vanishes even
+//! if gvpod is killed. A bottom layer is applied straight into its dir.
+//!
 //! # Whiteouts
 //!
-//! The layer cache keeps every layer in its own directory and pods merge
-//! them with overlayfs, so OCI whiteouts are converted to the overlayfs
-//! on-disk format instead of being applied as deletions:
+//! OCI whiteouts only hide content of *lower* layers, and `.wh..wh..opq`
+//! applies before the layer's other entries. With the merged view that is:
 //!
-//! * `DIR/.wh.NAME` becomes a character device 0/0 named `DIR/NAME` (owned
-//!   by 0:0), which hides `NAME` of the lower layers. If this layer itself
-//!   already has `NAME`, that entry already hides the lower one; when it is a
-//!   directory it is additionally marked opaque so the lower content does not
-//!   show through.
-//! * `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` on `DIR`.
-//! * A directory created later in the same layer over a whiteout is marked
-//!   opaque for the same reason. Other `.wh..wh.*` names (aufs metadata) are
-//!   skipped.
+//! * `DIR/.wh.NAME` deletes `NAME` (resolved in the merged view, never
+//!   followed) unless this layer itself already created `NAME`; then only
+//!   what lower layers have below it is deleted;
+//! * `DIR/.wh..wh..opq` deletes everything the lower layers have in `DIR`,
+//!   keeping what this layer already put there;
+//! * other `.wh..wh.*` names (aufs metadata) are skipped; a whiteout whose
+//!   directory does not exist hides nothing.
 //!
-//! This needs root (device nodes, `trusted.*` xattrs), as does the rest of gvpod.
+//! A character device 0/0 (the overlay whiteout format) in a layer is
+//! rejected: it is ambiguous and the kernel refuses it in an overlay.
 //!
-//! Limitation: a layer is unpacked without its lower layers, so an entry
-//! whose parent is a symlink that exists only in a lower layer gets a real
-//! directory in this layer (overlayfs then shows that directory instead of
-//! following the lower symlink). Imports are single-layer, so this does not
-//! arise there; a multi-layer registry pull should keep it in mind.
+//! This needs root (device nodes, mounts), as does the rest of gvpod.
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
@@ -69,9 +82,127 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Applies the (uncompressed) layer tarball read from `reader` on top of
+/// `parents` (cached layer dirs, lowest first) so that the empty directory
+/// `dest` becomes this layer's cache entry (see the module docs). `scratch`
+/// is an empty directory on the same filesystem as `dest`, for the
+/// overlay's work and mount dirs; the caller removes it, and `dest` on error.
+/// With no parents this is [`unpack_layer`].
+pub fn apply_layer<R: Read + Send>(
+    reader: R,
+    dest: &Path,
+    parents: &[PathBuf],
+    scratch: &Path,
+    layer: &str,
+) -> Result<UnpackStats, ImageError> {
+    if parents.is_empty() {
+        return unpack_layer(reader, dest, layer);
+    }
+    let io_err = |path: &Path, source: io::Error| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let work = scratch.join("work");
+    let merged = scratch.join("merged");
+    for d in [&work, &merged] {
+        std::fs::create_dir(d).map_err(|e| io_err(d, e))?;
+    }
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| -> Result<UnpackStats, ImageError> {
+            private_mount_namespace().map_err(|e| io_err(&merged, e))?;
+            let _mounted = mount_overlay(parents, dest, &work, &merged)?;
+            let stats = unpack_layer(reader, &merged, layer)?;
+            nix::mount::umount2(&merged, nix::mount::MntFlags::empty())
+                .map_err(|e| io_err(&merged, io::Error::from(e)))?;
+            Ok(stats)
+        });
+        worker.join().unwrap_or_else(|_| {
+            Err(io_err(
+                dest,
+                io::Error::other(format!("layer {layer}: the unpacking thread panicked")),
+            ))
+        })
+    })
+}
+
+/// Moves the calling thread into a mount namespace of its own whose mounts
+/// do not propagate to the host: a mount made there disappears with the
+/// thread, even if the process is killed.
+fn private_mount_namespace() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// Unmounts lazily on drop (only matters on error paths: the namespace
+/// goes away with the thread anyway).
+struct Mounted<'a>(&'a Path);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mounts an overlay of `parents` (lowest first) with upper dir `upper` at
+/// `merged`. Paths are given relative to the common directory of the layer
+/// cache (the thread's own working directory after `unshare`), so that more
+/// layers fit in the one-page mount options. No redirect, index or metacopy
+/// features: the upper dir must be a self-contained layer.
+fn mount_overlay<'a>(
+    parents: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &'a Path,
+) -> Result<Mounted<'a>, ImageError> {
+    let io_err = |source: io::Error| ImageError::Io {
+        path: merged.to_path_buf(),
+        source,
+    };
+    let base = upper
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    std::env::set_current_dir(base).map_err(io_err)?;
+    let rel = |p: &Path| -> String {
+        let r = p.strip_prefix(base).unwrap_or(p);
+        r.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+            .replace(',', "\\,")
+    };
+    let lower: Vec<String> = parents.iter().rev().map(|p| rel(p)).collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+        lower.join(":"),
+        rel(upper),
+        rel(work)
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        merged,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        io_err(io::Error::other(format!(
+            "cannot mount the parent layers ({} bytes of options): {e}",
+            opts.len()
+        )))
+    })?;
+    Ok(Mounted(merged))
+}
 
 /// Unpacks the (uncompressed) layer tarball read from `reader` into the
 /// existing directory `dest`. `layer` names the layer in error messages.
@@ -88,12 +219,18 @@ pub fn unpack_layer<R: Read>(
         path: dest.to_path_buf(),
         source,
     })?;
+    let root_path = sys::fd_path(root.as_fd()).map_err(|source| ImageError::Io {
+        path: dest.to_path_buf(),
+        source,
+    })?;
     let mut guard = EofGuard::new(reader);
     let mut u = Unpacker {
         root,
         layer,
         dirs: Vec::new(),
-        whiteouts: HashSet::new(),
+        root_path,
+        touched: HashSet::new(),
+        ancestors: HashSet::new(),
         chown: nix::unistd::geteuid().is_root(),
         stats: UnpackStats::default(),
     };
@@ -156,6 +293,28 @@ pub(crate) fn normalize(p: &Path) -> Option<PathBuf> {
     Some(out.iter().collect())
 }
 
+/// Where a symlink in the directory `dir` (relative to the root) with
+/// target `target` points, relative to the root, resolved lexically;
+/// `None` if it climbs above the root.
+fn resolve_lexically(dir: &Path, target: &Path) -> Option<PathBuf> {
+    let mut out: Vec<&OsStr> = if target.has_root() {
+        Vec::new()
+    } else {
+        dir.iter().collect()
+    };
+    for c in target.components() {
+        match c {
+            Component::Prefix(_) => return None,
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Some(out.iter().collect())
+}
+
 /// Owner, mode, time and xattrs of an entry.
 struct Meta {
     /// Content size (regular files).
@@ -189,15 +348,20 @@ struct DirMeta {
 enum Previous {
     Nothing,
     KeptDir,
-    Replaced { was_whiteout: bool },
+    Replaced,
 }
 
 struct Unpacker<'a> {
     root: OwnedFd,
     layer: &'a str,
     dirs: Vec<DirMeta>,
-    /// Whiteout devices created by this layer (relative paths).
-    whiteouts: HashSet<PathBuf>,
+    /// Where the root is, as `/proc/self/fd` shows it (to find the real
+    /// location of an entry after symlinks in its parents were followed).
+    root_path: PathBuf,
+    /// Real paths (relative to the root) this layer created or changed, and
+    /// all their ancestors: what whiteouts of this same layer must keep.
+    touched: HashSet<PathBuf>,
+    ancestors: HashSet<PathBuf>,
     chown: bool,
     stats: UnpackStats,
 }
@@ -239,8 +403,7 @@ impl Unpacker<'_> {
         }
         let raw = entry.path().map_err(|e| self.corrupt(e))?.into_owned();
         let shown = raw.to_string_lossy().into_owned();
-        let rel = normalize(&raw)
-            .ok_or_else(|| self.reject(&shown, "path climbs above the layer root with `..`"))?;
+        let rel = self.checked_name(&raw, &shown, "path")?;
         let meta = self.meta(entry, &shown)?;
         self.stats.entries += 1;
 
@@ -264,6 +427,7 @@ impl Unpacker<'_> {
         }
 
         let parent = self.parent(&parent_rel, &shown)?;
+        let real = self.real_rel(parent.as_fd(), &shown)?.join(&name);
         let at = At {
             dir: parent.as_fd(),
             name: &name,
@@ -295,6 +459,12 @@ impl Unpacker<'_> {
                 let major = h.device_major().map_err(|e| self.corrupt(e))?.unwrap_or(0);
                 let minor = h.device_minor().map_err(|e| self.corrupt(e))?.unwrap_or(0);
                 let fmt = if kind == EntryType::Char {
+                    if major == 0 && minor == 0 {
+                        return Err(self.reject(
+                            &shown,
+                            "character device 0/0 is the overlay whiteout format; use a .wh. entry",
+                        ));
+                    }
                     libc::S_IFCHR
                 } else {
                     libc::S_IFBLK
@@ -306,7 +476,41 @@ impl Unpacker<'_> {
                 &shown,
                 format!("unsupported entry type {}", kind_name(other)),
             )),
+        }?;
+        self.touch(real);
+        Ok(())
+    }
+
+    /// The real location of the directory `dir` relative to the root, after
+    /// every symlink on the way to it was followed (inside the root).
+    fn real_rel(&self, dir: BorrowedFd<'_>, shown: &str) -> Result<PathBuf, ImageError> {
+        let p = sys::fd_path(dir).map_err(|e| self.io(shown, "locate parent directory", e))?;
+        p.strip_prefix(&self.root_path)
+            .map(Path::to_path_buf)
+            .map_err(|_| {
+                self.io(
+                    shown,
+                    "locate parent directory",
+                    io::Error::other(format!("{} is outside the layer root", p.display())),
+                )
+            })
+    }
+
+    /// Records that this layer wrote `real`.
+    fn touch(&mut self, real: PathBuf) {
+        let mut a = real.parent();
+        while let Some(p) = a {
+            if !self.ancestors.insert(p.to_path_buf()) {
+                break;
+            }
+            a = p.parent();
         }
+        self.touched.insert(real);
+    }
+
+    /// Whether this layer wrote `real` or something below it.
+    fn is_touched(&self, real: &Path) -> bool {
+        self.touched.contains(real) || self.ancestors.contains(real)
     }
 
     fn directory(&mut self, at: &At<'_>, meta: &Meta) -> Result<(), ImageError> {
@@ -317,9 +521,6 @@ impl Unpacker<'_> {
         let fd = sys::openat(at.dir, at.name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .map_err(|e| self.io(at.shown, "open directory", e))?;
         self.dir_attrs(fd.as_fd(), meta, at.shown)?;
-        if prev == (Previous::Replaced { was_whiteout: true }) {
-            self.set_opaque(fd.as_fd(), at.shown)?;
-        }
         self.defer_dir(at.rel.to_path_buf(), meta);
         Ok(())
     }
@@ -371,12 +572,7 @@ impl Unpacker<'_> {
     /// target that climbs out of the layer or does not exist is rejected.
     fn hardlink(&mut self, at: &At<'_>, target_raw: &Path) -> Result<(), ImageError> {
         let shown = at.shown;
-        let target = normalize(target_raw).ok_or_else(|| {
-            self.reject(
-                shown,
-                format!("hardlink target {target_raw:?} is outside the layer"),
-            )
-        })?;
+        let target = self.checked_name(target_raw, shown, "hardlink target")?;
         let Some(tname) = target.file_name() else {
             return Err(self.reject(shown, "hardlink to the layer root"));
         };
@@ -386,20 +582,12 @@ impl Unpacker<'_> {
         let missing = || {
             self.reject(
                 shown,
-                format!("hardlink target {target_raw:?} does not exist in this layer"),
+                format!("hardlink target {target_raw:?} does not exist in the image"),
             )
         };
         let tparent_rel = target.parent().unwrap_or(Path::new(""));
-        let tparent = match sys::open_in_root(
-            self.root.as_fd(),
-            tparent_rel,
-            libc::O_PATH | libc::O_DIRECTORY,
-        ) {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                return Err(missing())
-            }
-            Err(e) => return Err(self.io(shown, "open hardlink target directory", e)),
+        let Some(tparent) = self.existing_dir(tparent_rel, shown, libc::O_PATH)? else {
+            return Err(missing());
         };
         if sys::lstatat(tparent.as_fd(), tname)
             .map_err(|e| self.io(shown, "stat hardlink target", e))?
@@ -489,28 +677,131 @@ impl Unpacker<'_> {
         })
     }
 
-    /// Opens (creating missing directories 0755 root:root, like tar) the
-    /// parent directory `rel` inside the layer root, as an `O_PATH` fd.
-    fn parent(&self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
-        self.parent_at_depth(rel, shown, 0)
+    /// Checks an archive path (an entry name or a hardlink target): no
+    /// absolute path, no `..` component. Returns it relative to the root.
+    fn checked_name(&self, raw: &Path, shown: &str, what: &str) -> Result<PathBuf, ImageError> {
+        if raw.has_root() {
+            return Err(self.reject(shown, format!("{what} {raw:?} is absolute")));
+        }
+        if raw.components().any(|c| c == Component::ParentDir) {
+            return Err(self.reject(shown, format!("{what} {raw:?} contains `..`")));
+        }
+        normalize(raw).ok_or_else(|| self.reject(shown, format!("{what} {raw:?} is invalid")))
     }
 
-    /// See [`Unpacker::parent`]. A missing component that is a dangling
-    /// symlink is followed the way `RESOLVE_IN_ROOT` would (absolute targets
-    /// start at the layer root) and its target is created instead; `depth`
-    /// bounds symlink chains like the kernel's ELOOP limit.
-    fn parent_at_depth(&self, rel: &Path, shown: &str, depth: u32) -> Result<OwnedFd, ImageError> {
-        let flags = libc::O_PATH | libc::O_DIRECTORY;
-        match sys::open_in_root(self.root.as_fd(), rel, flags) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(self.io(shown, "open parent directory", e)),
+    /// Opens the existing directory `rel` inside the root (`flags` plus
+    /// `O_DIRECTORY`), or `None` if it does not exist. A symlink on the way
+    /// that leaves the root or points at nothing rejects the entry.
+    fn existing_dir(
+        &self,
+        rel: &Path,
+        shown: &str,
+        flags: libc::c_int,
+    ) -> Result<Option<OwnedFd>, ImageError> {
+        match sys::open_in_root(self.root.as_fd(), rel, flags | libc::O_DIRECTORY) {
+            Ok(fd) => {
+                if self.real_rel(fd.as_fd(), shown)? != rel {
+                    self.check_symlinks(rel, shown)?;
+                }
+                Ok(Some(fd))
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                self.check_symlinks(rel, shown)?;
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    return Err(self.io(shown, "open directory", e));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.io(shown, "open directory", e)),
         }
+    }
+
+    /// Walks `rel` from the root the way the kernel resolves it, lexically,
+    /// and rejects the entry if a symlink on the way points outside the
+    /// root (`..` above it) or at something that does not exist. Called only
+    /// when resolution went through a symlink or failed, so the common case
+    /// costs nothing; the actual opening is always `RESOLVE_IN_ROOT`.
+    fn check_symlinks(&self, rel: &Path, shown: &str) -> Result<(), ImageError> {
+        let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+            rel.iter().map(OsStr::to_os_string).collect();
+        let mut cur = PathBuf::new();
+        // The symlink being followed and how many of `todo`'s first
+        // components come from its target.
+        let mut link: Option<(PathBuf, PathBuf)> = None;
+        let mut pending = 0usize;
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            let from_link = pending > 0;
+            pending = pending.saturating_sub(1);
+            if !from_link {
+                link = None;
+            }
+            let dir = sys::open_in_root(self.root.as_fd(), &cur, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| self.io(shown, "resolve parent directory", e))?;
+            match sys::lstatat(dir.as_fd(), &c).map_err(|e| self.io(shown, "stat", e))? {
+                None => {
+                    if let (true, Some((l, t))) = (from_link, link) {
+                        return Err(self.reject(
+                            shown,
+                            format!(
+                                "parent {l:?} is a symlink to {t:?}, which does not exist in the image"
+                            ),
+                        ));
+                    }
+                    // Plain missing directories: created like tar does.
+                    return Ok(());
+                }
+                Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                    hops += 1;
+                    let l = cur.join(&c);
+                    if hops > 40 {
+                        return Err(
+                            self.reject(shown, format!("too many levels of symlinks at {l:?}"))
+                        );
+                    }
+                    let t = sys::readlinkat(dir.as_fd(), &c)
+                        .map_err(|e| self.io(shown, &format!("read symlink {l:?}"), e))?;
+                    let target = resolve_lexically(&cur, &t).ok_or_else(|| {
+                        self.reject(
+                            shown,
+                            format!("parent {l:?} is a symlink to {t:?}, outside the image root"),
+                        )
+                    })?;
+                    let n = target.iter().count();
+                    for part in target.iter().rev() {
+                        todo.push_front(part.to_os_string());
+                    }
+                    pending += n;
+                    cur = PathBuf::new();
+                    link = Some((l, t));
+                }
+                Some(st) if sys::is_dir(&st) => cur.push(&c),
+                // Not a directory: the operation fails on its own (ENOTDIR).
+                Some(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (creating missing directories 0755 root:root, like tar) the
+    /// parent directory `rel` inside the layer root, as an `O_PATH` fd. A
+    /// symlink on the way that leaves the root or points at nothing rejects
+    /// the entry (see [`Unpacker::check_symlinks`]).
+    fn parent(&self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
+        let flags = libc::O_PATH | libc::O_DIRECTORY;
+        if let Some(fd) = self.existing_dir(rel, shown, libc::O_PATH)? {
+            return Ok(fd);
+        }
+        // Missing plain directories (symlinks were checked): create them.
         let mut cur = sys::open_in_root(self.root.as_fd(), Path::new(""), flags)
             .map_err(|e| self.io(shown, "open layer root", e))?;
-        let comps: Vec<Component<'_>> = rel.components().collect();
         let mut prefix = PathBuf::new();
-        for (i, c) in comps.iter().enumerate() {
+        for c in rel.components() {
             prefix.push(c);
             match sys::open_in_root(self.root.as_fd(), &prefix, flags) {
                 Ok(fd) => {
@@ -521,27 +812,8 @@ impl Unpacker<'_> {
                 Err(e) => return Err(self.io(shown, "open parent directory", e)),
             }
             let name = c.as_os_str();
-            match sys::mkdirat(cur.as_fd(), name, 0o755) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    // Exists but does not resolve: a dangling symlink.
-                    if depth >= 40 {
-                        return Err(self.io(
-                            shown,
-                            "resolve parent directory",
-                            io::Error::from_raw_os_error(libc::ELOOP),
-                        ));
-                    }
-                    let target = sys::readlinkat(cur.as_fd(), name)
-                        .map_err(|e| self.io(shown, &format!("read symlink {prefix:?}"), e))?;
-                    let mut next = prefix.parent().unwrap_or(Path::new("")).join(target);
-                    next.extend(&comps[i + 1..]);
-                    return self.parent_at_depth(&next, shown, depth + 1);
-                }
-                Err(e) => {
-                    return Err(self.io(shown, &format!("create parent directory {prefix:?}"), e))
-                }
-            }
+            sys::mkdirat(cur.as_fd(), name, 0o755)
+                .map_err(|e| self.io(shown, &format!("create parent directory {prefix:?}"), e))?;
             let fd = sys::openat(cur.as_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                 .map_err(|e| self.io(shown, "open parent directory", e))?;
             sys::fchmod(fd.as_fd(), 0o755)
@@ -573,9 +845,7 @@ impl Unpacker<'_> {
         }
         sys::remove_tree_at(at.dir, at.name)
             .map_err(|e| self.io(at.shown, "replace existing entry", e))?;
-        Ok(Previous::Replaced {
-            was_whiteout: self.whiteouts.remove(at.rel),
-        })
+        Ok(Previous::Replaced)
     }
 
     /// Applies a `.wh.*` entry in the directory `parent_rel` (see module docs).
@@ -586,42 +856,73 @@ impl Unpacker<'_> {
         target: &OsStr,
         shown: &str,
     ) -> Result<(), ImageError> {
-        if name == OPAQUE_MARKER {
-            // Make sure the directory exists, then mark it opaque.
-            drop(self.parent(parent_rel, shown)?);
-            let fd = self.open_dir_rel(parent_rel, shown)?;
-            return self.set_opaque(fd.as_fd(), shown);
-        }
-        if target.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        let opaque = name == OPAQUE_MARKER;
+        if !opaque && target.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
             // `.wh..wh.*`: aufs bookkeeping, meaningless here.
             return Ok(());
         }
-        if target.is_empty() || target == "." || target == ".." {
+        if !opaque && (target.is_empty() || target == "." || target == "..") {
             return Err(self.reject(shown, "whiteout of an invalid name"));
         }
-        let parent = self.parent(parent_rel, shown)?;
-        let p = parent.as_fd();
-        match sys::lstatat(p, target).map_err(|e| self.io(shown, "stat", e))? {
-            None => {
-                sys::mknodat(p, target, libc::S_IFCHR, libc::makedev(0, 0))
-                    .map_err(|e| self.io(shown, "create whiteout device", e))?;
-                sys::lchownat(p, target, 0, 0).map_err(|e| self.io(shown, "chown whiteout", e))?;
-                self.whiteouts.insert(parent_rel.join(target));
-            }
-            Some(st) if sys::is_dir(&st) => {
-                let fd = sys::openat(p, target, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                    .map_err(|e| self.io(shown, "open directory", e))?;
-                self.set_opaque(fd.as_fd(), shown)?;
-            }
-            // An entry of this layer already hides the lower one.
-            Some(_) => {}
+        // A whiteout never creates anything: a missing directory hides nothing.
+        let Some(parent) = self.existing_dir(parent_rel, shown, libc::O_RDONLY)? else {
+            return Ok(());
+        };
+        let real_parent = self.real_rel(parent.as_fd(), shown)?;
+        if opaque {
+            return self.clear_lower(parent.as_fd(), &real_parent, shown);
         }
+        let real = real_parent.join(target);
+        let Some(st) =
+            sys::lstatat(parent.as_fd(), target).map_err(|e| self.io(shown, "stat", e))?
+        else {
+            return Ok(());
+        };
+        if !self.is_touched(&real) {
+            return sys::remove_tree_at(parent.as_fd(), target)
+                .map_err(|e| self.io(shown, "delete whited-out entry", e));
+        }
+        if sys::is_dir(&st) {
+            // This layer already wrote below it: keep that, drop the rest.
+            let fd = sys::openat(
+                parent.as_fd(),
+                target,
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .map_err(|e| self.io(shown, "open directory", e))?;
+            return self.clear_lower(fd.as_fd(), &real, shown);
+        }
+        // A non-directory of this layer already hides the lower entry.
         Ok(())
     }
 
-    fn set_opaque(&self, dir: BorrowedFd<'_>, shown: &str) -> Result<(), ImageError> {
-        let name = CString::new(OPAQUE_XATTR).expect("constant has no NUL");
-        sys::fsetxattr(dir, &name, b"y").map_err(|e| self.io(shown, "mark directory opaque", e))
+    /// Deletes everything below the directory `dir` (real path `real`) that
+    /// this layer did not write.
+    fn clear_lower(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        real: &Path,
+        shown: &str,
+    ) -> Result<(), ImageError> {
+        let names = sys::list_dir(dir).map_err(|e| self.io(shown, "list directory", e))?;
+        for n in names {
+            let child = real.join(&n);
+            if !self.is_touched(&child) {
+                sys::remove_tree_at(dir, &n)
+                    .map_err(|e| self.io(shown, "delete lower entry", e))?;
+                continue;
+            }
+            let Some(st) = sys::lstatat(dir, &n).map_err(|e| self.io(shown, "stat", e))? else {
+                continue;
+            };
+            if sys::is_dir(&st) {
+                let fd = sys::openat(dir, &n, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                    .map_err(|e| self.io(shown, "open directory", e))?;
+                self.clear_lower(fd.as_fd(), &child, shown)?;
+            }
+        }
+        Ok(())
     }
 
     /// Owner and xattrs of a directory now; mode and times at the end.
@@ -996,41 +1297,31 @@ mod tests {
     }
 
     #[test]
-    fn whiteouts_become_overlay_whiteouts() {
+    fn whiteouts_in_a_bottom_layer_hide_nothing_and_leave_no_trace() {
         let s = sandbox();
         let mut t = T::new();
         t.dir("etc/", 0o755)
             .file("etc/.wh.passwd", 0o644, b"")
             .dir("var/cache/", 0o755)
-            .file("var/cache/.wh..wh..opq", 0o644, b"")
             .file("var/cache/new", 0o644, b"n")
+            .file("var/cache/.wh..wh..opq", 0o644, b"")
             .dir("kept/", 0o755)
             .file(".wh.kept", 0o644, b"")
-            .file(".wh.gone-dir", 0o644, b"")
-            .dir("gone-dir/", 0o755)
-            .file(".wh..wh.plnk", 0o644, b"");
+            .file(".wh..wh.plnk", 0o644, b"")
+            .file("nodir/.wh.x", 0o644, b"");
         s.unpack(&t.finish()).unwrap();
-        let wh = std::fs::symlink_metadata(s.root.join("etc/passwd")).unwrap();
-        assert!(wh.file_type().is_char_device());
-        assert_eq!(wh.rdev(), 0);
-        assert_eq!((wh.uid(), wh.gid()), (0, 0));
-        assert!(!s.root.join("etc/.wh.passwd").exists());
-        let opaque = |p: &str| {
-            let f = std::fs::File::open(s.root.join(p)).unwrap();
-            sys::fgetxattr(f.as_fd(), &CString::new(OPAQUE_XATTR).unwrap()).unwrap()
-        };
-        assert_eq!(opaque("var/cache").as_deref(), Some(&b"y"[..]));
-        assert_eq!(opaque("kept").as_deref(), Some(&b"y"[..]));
-        assert_eq!(opaque("gone-dir").as_deref(), Some(&b"y"[..]));
-        assert_eq!(opaque("etc"), None);
+        // This layer's own entries survive its whiteouts; nothing else appears.
         assert!(s.root.join("var/cache/new").is_file());
-        assert!(s.root.join("gone-dir").is_dir());
+        assert!(s.root.join("kept").is_dir());
         assert_eq!(
             names(&s.root),
-            ["etc", "gone-dir", "kept", "var"]
-                .map(OsString::from)
-                .to_vec()
+            ["etc", "kept", "var"].map(OsString::from).to_vec()
         );
+        assert_eq!(names(&s.root.join("etc")), Vec::<OsString>::new());
+        // The overlay whiteout format is refused as an entry.
+        let mut t = T::new();
+        t.dev(EntryType::Char, "etc/passwd", 0, 0);
+        rejected(s.unpack(&t.finish()), "whiteout format");
     }
 
     #[test]
@@ -1064,87 +1355,126 @@ mod tests {
     }
 
     #[test]
-    fn dotdot_escape_is_rejected() {
-        let s = sandbox();
-        let mut t = T::new();
-        t.file("../escape", 0o644, b"x");
-        rejected(s.unpack(&t.finish()), "\"../escape\"");
-        let mut t = T::new();
-        t.file("a/../../victim/pwned", 0o644, b"x");
-        rejected(s.unpack(&t.finish()), "climbs above the layer root");
-        // `..` that stays inside is fine.
-        let mut t = T::new();
-        t.file("a/../b", 0o644, b"x");
-        s.unpack(&t.finish()).unwrap();
-        assert!(s.root.join("b").is_file());
-        s.assert_victim_intact();
+    fn dotdot_names_are_rejected() {
+        for name in ["../escape", "a/../../victim/pwned", "a/../b", "a/.."] {
+            let s = sandbox();
+            let mut t = T::new();
+            t.file(name, 0o644, b"x");
+            rejected(s.unpack(&t.finish()), "contains `..`");
+            assert_eq!(names(&s.root), Vec::<OsString>::new());
+            s.assert_victim_intact();
+        }
     }
 
     #[test]
-    fn absolute_paths_stay_inside() {
+    fn absolute_names_are_rejected() {
         let s = sandbox();
         let abs = s.victim.join("pwned");
-        let mut t = T::new();
-        t.file("/etc/abs", 0o644, b"x")
-            .file(abs.to_str().unwrap(), 0o644, b"x");
-        s.unpack(&t.finish()).unwrap();
-        assert!(s.root.join("etc/abs").is_file());
-        assert!(s.root.join(abs.strip_prefix("/").unwrap()).is_file());
+        for name in ["/etc/abs", abs.to_str().unwrap(), "/"] {
+            let mut t = T::new();
+            t.file(name, 0o644, b"x");
+            rejected(s.unpack(&t.finish()), "is absolute");
+        }
+        assert_eq!(names(&s.root), Vec::<OsString>::new());
         s.assert_victim_intact();
     }
 
     #[test]
-    fn symlinks_cannot_redirect_writes_outside() {
+    fn parents_through_symlinks_that_leave_the_root_are_rejected() {
+        let victim = |s: &Sandbox| s.victim.to_str().unwrap().to_string();
+        type Case = fn(&mut T, &str) -> &'static str;
+        let cases: &[Case] = &[
+            |t, _| {
+                t.link(EntryType::Symlink, "up", "../../../../../..")
+                    .file("up/tmp/y", 0o644, b"y");
+                "outside the image root"
+            },
+            |t, _| {
+                t.link(EntryType::Symlink, "rel", "../victim")
+                    .file("rel/pwned", 0o644, b"z");
+                "outside the image root"
+            },
+            |t, v| {
+                t.link(EntryType::Symlink, "abs", v)
+                    .file("abs/pwned", 0o644, b"z");
+                "does not exist in the image"
+            },
+            |t, _| {
+                t.dir("d/", 0o755)
+                    .link(EntryType::Symlink, "d/deep", "../../outside")
+                    .file("d/deep/x", 0o644, b"x");
+                "outside the image root"
+            },
+            |t, _| {
+                // Absolute targets with `..` above the root are refused too.
+                t.link(EntryType::Symlink, "a", "/../../tmp")
+                    .file("a/x", 0o644, b"x");
+                "outside the image root"
+            },
+            |t, v| {
+                // A whiteout through a symlink to the host.
+                t.link(EntryType::Symlink, "w", v)
+                    .file("w/.wh.file", 0o644, b"");
+                "does not exist in the image"
+            },
+            |t, _| {
+                t.link(EntryType::Symlink, "w2", "../../..")
+                    .file("w2/.wh..wh..opq", 0o644, b"");
+                "outside the image root"
+            },
+        ];
+        for case in cases {
+            let s = sandbox();
+            let mut t = T::new();
+            let needle = case(&mut t, &victim(&s));
+            rejected(s.unpack(&t.finish()), needle);
+            s.assert_victim_intact();
+        }
+        // A symlink to `/` is the image's own root: contained, accepted.
         let s = sandbox();
-        let victim = s.victim.to_str().unwrap().to_string();
         let mut t = T::new();
         t.link(EntryType::Symlink, "evil", "/")
-            .file("evil/etc/x", 0o644, b"x")
-            .link(EntryType::Symlink, "up", "../../../../../..")
-            .file("up/tmp/y", 0o644, b"y")
-            .link(EntryType::Symlink, "abs", &victim)
-            .file("abs/pwned", 0o644, b"z")
-            .link(EntryType::Symlink, "rel", "../victim")
-            .file("rel/pwned", 0o644, b"z");
+            .file("evil/etc/x", 0o644, b"x");
         s.unpack(&t.finish()).unwrap();
         assert!(s.root.join("etc/x").is_file());
-        assert!(s.root.join("tmp/y").is_file());
-        assert!(s
-            .root
-            .join(victim.trim_start_matches('/'))
-            .join("pwned")
-            .is_file());
-        assert!(s.root.join("victim/pwned").is_file());
         assert!(!Path::new("/etc/x").exists());
         s.assert_victim_intact();
     }
 
     #[test]
     fn dangling_and_looping_symlink_parents() {
-        // A dangling symlink parent is followed inside the layer and its target created.
+        for (tricks, needle) in [
+            (
+                &[("var/run", "/run"), ("", "var/run/pid")][..],
+                "does not exist in the image",
+            ),
+            (&[("a", "b/../c"), ("", "a/f")][..], "does not exist"),
+            (&[("l1", "l2"), ("l2", "l1"), ("", "l1/x")][..], "symlink"),
+        ] {
+            let s = sandbox();
+            let mut t = T::new();
+            for (link, target) in tricks {
+                if link.is_empty() {
+                    t.file(target, 0o644, b"x");
+                } else {
+                    t.link(EntryType::Symlink, link, target);
+                }
+            }
+            let err = s.unpack(&t.finish()).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("test-layer") && msg.contains(needle), "{msg}");
+            s.assert_victim_intact();
+        }
+        // A symlink to an existing directory is followed.
         let s = sandbox();
         let mut t = T::new();
-        t.link(EntryType::Symlink, "var/run", "/run")
+        t.dir("run/", 0o755)
+            .link(EntryType::Symlink, "var/run", "/run")
             .file("var/run/pid", 0o644, b"1")
-            .link(EntryType::Symlink, "a", "b/../c")
-            .file("a/f", 0o644, b"2");
+            .file("var/run/sub/deeper", 0o644, b"2");
         s.unpack(&t.finish()).unwrap();
-        assert!(std::fs::symlink_metadata(s.root.join("var/run"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
         assert_eq!(std::fs::read(s.root.join("run/pid")).unwrap(), b"1");
-        assert_eq!(std::fs::read(s.root.join("c/f")).unwrap(), b"2");
-
-        let s = sandbox();
-        let mut t = T::new();
-        t.link(EntryType::Symlink, "l1", "l2")
-            .link(EntryType::Symlink, "l2", "l1")
-            .file("l1/x", 0o644, b"x");
-        let err = s.unpack(&t.finish()).unwrap_err();
-        assert!(matches!(err, ImageError::LayerEntry { .. }), "{err}");
-        assert!(err.to_string().contains("\"l1/x\""), "{err}");
-        s.assert_victim_intact();
+        assert_eq!(std::fs::read(s.root.join("run/sub/deeper")).unwrap(), b"2");
     }
 
     #[test]
@@ -1187,14 +1517,17 @@ mod tests {
         let s = sandbox();
         let mut t = T::new();
         t.link(EntryType::Link, "passwd", "../../etc/passwd");
-        rejected(s.unpack(&t.finish()), "outside the layer");
+        rejected(s.unpack(&t.finish()), "contains `..`");
+        let mut t = T::new();
+        t.link(EntryType::Link, "passwd", "/etc/passwd");
+        rejected(s.unpack(&t.finish()), "is absolute");
 
         // Through a symlink: resolved inside the layer, where it does not exist.
         let s = sandbox();
         let mut t = T::new();
         t.link(EntryType::Symlink, "hostdir", s.victim.to_str().unwrap())
             .link(EntryType::Link, "stolen", "hostdir/file");
-        rejected(s.unpack(&t.finish()), "does not exist in this layer");
+        rejected(s.unpack(&t.finish()), "does not exist in the image");
         s.assert_victim_intact();
 
         // A hardlink to a symlink links the symlink itself.
@@ -1219,11 +1552,11 @@ mod tests {
 
     #[test]
     fn the_root_cannot_be_replaced() {
-        for (kind, name) in [
-            (EntryType::Symlink, "."),
-            (EntryType::Symlink, "/"),
-            (EntryType::Regular, "./"),
-            (EntryType::Fifo, "a/.."),
+        for (kind, name, needle) in [
+            (EntryType::Symlink, ".", "would replace the layer root"),
+            (EntryType::Symlink, "/", "is absolute"),
+            (EntryType::Regular, "./", "would replace the layer root"),
+            (EntryType::Fifo, "a/..", "contains `..`"),
         ] {
             let s = sandbox();
             let mut t = T::new();
@@ -1232,7 +1565,7 @@ mod tests {
                 h.set_link_name(s.victim.to_str().unwrap()).unwrap();
             }
             t.raw(h, &[]).file("after", 0o644, b"x");
-            rejected(s.unpack(&t.finish()), "would replace the layer root");
+            rejected(s.unpack(&t.finish()), needle);
             assert!(std::fs::symlink_metadata(&s.root).unwrap().is_dir());
             s.assert_victim_intact();
         }
@@ -1316,5 +1649,320 @@ mod tests {
         assert_eq!(parse_pax_time("12.25"), Some((12, 250_000_000)));
         assert_eq!(parse_pax_time("7"), Some((7, 0)));
         assert_eq!(parse_pax_time("x"), None);
+    }
+
+    // ---- layers on top of parents ----
+
+    /// A stack of layers under `<tmp>/layers`, each applied on top of the
+    /// previous ones as the store does; `<tmp>/victim` is "the host".
+    struct Stack {
+        sb: Sandbox,
+        layers: Vec<PathBuf>,
+    }
+
+    impl Stack {
+        fn new() -> Stack {
+            let sb = sandbox();
+            std::fs::create_dir(sb.root.parent().unwrap().join("layers")).unwrap();
+            Stack { sb, layers: vec![] }
+        }
+        fn push(&mut self, tar: &[u8]) -> Result<UnpackStats, ImageError> {
+            let base = self.sb.root.parent().unwrap().join("layers");
+            let n = self.layers.len();
+            let scratch = base.join(format!(".tmp-{n}"));
+            let dest = scratch.join("upper");
+            std::fs::create_dir_all(&dest).unwrap();
+            let res = apply_layer(
+                tar,
+                &dest,
+                &self.layers,
+                &scratch,
+                &format!("test-layer-L{n}"),
+            );
+            if res.is_ok() {
+                let fin = base.join(format!("l{n}"));
+                std::fs::rename(&dest, &fin).unwrap();
+                self.layers.push(fin);
+            }
+            sys::remove_path(&scratch).unwrap();
+            res
+        }
+        /// The merged view of the stack as `path kind detail` lines.
+        fn merged(&self) -> Vec<String> {
+            merged_view(&self.layers)
+        }
+        fn assert_host_intact(&self) {
+            assert_eq!(names(&self.sb.victim), vec![OsString::from("file")]);
+            let m = std::fs::symlink_metadata(self.sb.victim.join("file")).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+            assert_eq!(m.nlink(), 1);
+            assert_eq!(
+                std::fs::read(self.sb.victim.join("file")).unwrap(),
+                b"host data"
+            );
+            let parent = self.sb.victim.parent().unwrap();
+            assert_eq!(
+                names(parent),
+                ["layer", "layers", "victim"].map(OsString::from).to_vec()
+            );
+        }
+    }
+
+    /// Mounts the layers (read-only overlay, private namespace) and lists
+    /// everything in the merged tree, sorted.
+    pub(crate) fn merged_view(layers: &[PathBuf]) -> Vec<String> {
+        let mnt = tempfile::tempdir().unwrap();
+        let target = mnt.path().to_path_buf();
+        let layers = layers.to_vec();
+        std::thread::spawn(move || {
+            private_mount_namespace().unwrap();
+            let lower: Vec<String> = layers
+                .iter()
+                .rev()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            let opts = if lower.len() == 1 {
+                // overlayfs needs two lower dirs without an upper: add an empty one.
+                let empty = target.parent().unwrap().join(format!(
+                    "{}-empty",
+                    target.file_name().unwrap().to_string_lossy()
+                ));
+                std::fs::create_dir_all(&empty).unwrap();
+                format!("lowerdir={}:{}", lower[0], empty.display())
+            } else {
+                format!("lowerdir={}", lower.join(":"))
+            };
+            nix::mount::mount(
+                Some("overlay"),
+                &target,
+                Some("overlay"),
+                nix::mount::MsFlags::MS_RDONLY,
+                Some(opts.as_str()),
+            )
+            .unwrap();
+            let mut out = vec![];
+            walk(&target, Path::new(""), &mut out);
+            nix::mount::umount2(&target, nix::mount::MntFlags::empty()).unwrap();
+            let _ = std::fs::remove_dir(target.parent().unwrap().join(format!(
+                "{}-empty",
+                target.file_name().unwrap().to_string_lossy()
+            )));
+            out.sort();
+            out
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) {
+        let dir = root.join(rel);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            let m = std::fs::symlink_metadata(root.join(&r)).unwrap();
+            let ft = m.file_type();
+            let line = if ft.is_dir() {
+                walk(root, &r, out);
+                format!("{} dir", r.display())
+            } else if ft.is_symlink() {
+                format!(
+                    "{} -> {}",
+                    r.display(),
+                    std::fs::read_link(root.join(&r)).unwrap().display()
+                )
+            } else if ft.is_file() {
+                format!(
+                    "{} file {}",
+                    r.display(),
+                    String::from_utf8_lossy(&std::fs::read(root.join(&r)).unwrap())
+                )
+            } else {
+                format!("{} other", r.display())
+            };
+            out.push(line);
+        }
+    }
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn entries_below_a_lower_symlink_land_where_it_points() {
+        let mut st = Stack::new();
+        let mut t = T::new();
+        t.dir("var/", 0o755)
+            .dir("run/", 0o755)
+            .dir("run/lock/", 0o755)
+            .link(EntryType::Symlink, "var/run", "/run")
+            .link(EntryType::Symlink, "var/lock", "../run/lock");
+        st.push(&t.finish()).unwrap();
+        let mut t = T::new();
+        t.file("var/run/x", 0o644, b"x")
+            .file("var/lock/y", 0o644, b"y");
+        st.push(&t.finish()).unwrap();
+        assert_eq!(
+            st.merged(),
+            lines(&[
+                "run dir",
+                "run/x file x",
+                "run/lock dir",
+                "run/lock/y file y",
+                "var dir",
+                "var/run -> /run",
+                "var/lock -> ../run/lock",
+            ])
+        );
+        // The layer's own dir holds the real location, not a shadowing `var/run`.
+        assert!(st.layers[1].join("run/x").is_file());
+        assert!(!st.layers[1].join("var/run").exists());
+        // A directory entry over a symlink replaces the symlink (as containerd
+        // and GNU tar do); what follows goes into the new directory.
+        let mut t = T::new();
+        t.dir("var/run/", 0o755).file("var/run/z", 0o644, b"z");
+        st.push(&t.finish()).unwrap();
+        let m = st.merged();
+        assert!(m.contains(&"var/run dir".to_string()), "{m:?}");
+        assert!(m.contains(&"var/run/z file z".to_string()), "{m:?}");
+        assert!(!m.iter().any(|l| l.starts_with("var/run/x")), "{m:?}");
+        st.assert_host_intact();
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_give_the_merged_tree() {
+        let mut st = Stack::new();
+        let mut t = T::new();
+        t.dir("a/", 0o755)
+            .file("a/keep", 0o644, b"k")
+            .file("a/gone", 0o644, b"g")
+            .dir("d/", 0o755)
+            .file("d/old", 0o644, b"o")
+            .dir("d/sub/", 0o755)
+            .file("d/sub/old2", 0o644, b"o2")
+            .file("f", 0o644, b"f")
+            .dir("r/", 0o755)
+            .file("r/old", 0o644, b"o")
+            .dir("late/", 0o755)
+            .file("late/old", 0o644, b"o")
+            .dir("late/sub/", 0o755)
+            .file("late/sub/old", 0o644, b"o")
+            .link(EntryType::Symlink, "lnk", "a");
+        st.push(&t.finish()).unwrap();
+        let mut t = T::new();
+        t.file("a/.wh.gone", 0o644, b"")
+            .dir("d/", 0o755)
+            .file("d/.wh..wh..opq", 0o644, b"")
+            .file("d/new", 0o644, b"n")
+            .file(".wh.f", 0o644, b"")
+            // Whiteout, then the same name re-created: only the new content.
+            .file(".wh.r", 0o644, b"")
+            .dir("r/", 0o755)
+            .file("r/fresh", 0o644, b"r")
+            // Entries first, opaque marker after: this layer's entries stay.
+            .dir("late/", 0o755)
+            .file("late/mine", 0o644, b"m")
+            .file("late/sub/mine", 0o644, b"m")
+            .file("late/.wh..wh..opq", 0o644, b"")
+            // A whiteout of a symlink removes the link, not its target.
+            .file(".wh.lnk", 0o644, b"")
+            // A hardlink to a lower file.
+            .link(EntryType::Link, "hl", "a/keep")
+            .file(".wh.never-existed", 0o644, b"")
+            .file("nodir/.wh.x", 0o644, b"");
+        st.push(&t.finish()).unwrap();
+        assert_eq!(
+            st.merged(),
+            lines(&[
+                "a dir",
+                "a/keep file k",
+                "d dir",
+                "d/new file n",
+                "hl file k",
+                "late dir",
+                "late/mine file m",
+                "late/sub dir",
+                "late/sub/mine file m",
+                "r dir",
+                "r/fresh file r",
+            ])
+        );
+        // A third layer sees the second's deletions and re-creates something.
+        let mut t = T::new();
+        t.file("f", 0o644, b"back").file("d/sub/again", 0o644, b"a");
+        st.push(&t.finish()).unwrap();
+        let m = st.merged();
+        assert!(m.contains(&"f file back".to_string()), "{m:?}");
+        assert!(m.contains(&"d/sub/again file a".to_string()), "{m:?}");
+        assert!(!m.iter().any(|l| l.starts_with("d/sub/old2")), "{m:?}");
+        st.assert_host_intact();
+    }
+
+    #[test]
+    fn tricks_spread_over_two_layers_are_rejected() {
+        type Case = fn(&mut T, &mut T, &str) -> &'static str;
+        let cases: &[Case] = &[
+            |l0, l1, _| {
+                l0.link(EntryType::Symlink, "up", "../../../../../../..");
+                l1.file("up/tmp/y", 0o644, b"y");
+                "outside the image root"
+            },
+            |l0, l1, v| {
+                l0.link(EntryType::Symlink, "abs", v);
+                l1.file("abs/pwned", 0o644, b"z");
+                "does not exist in the image"
+            },
+            |l0, l1, _| {
+                l0.link(EntryType::Symlink, "rel", "../victim");
+                l1.file("rel/.wh.file", 0o644, b"");
+                "outside the image root"
+            },
+            |l0, l1, v| {
+                l0.link(EntryType::Symlink, "hostdir", v);
+                l1.link(EntryType::Link, "stolen", "hostdir/file");
+                "does not exist in the image"
+            },
+            |l0, l1, _| {
+                l0.dir("d/", 0o755)
+                    .link(EntryType::Symlink, "d/out", "../..");
+                l1.file("d/out/.wh..wh..opq", 0o644, b"");
+                "outside the image root"
+            },
+        ];
+        for case in cases {
+            let mut st = Stack::new();
+            let victim = st.sb.victim.to_str().unwrap().to_string();
+            let (mut l0, mut l1) = (T::new(), T::new());
+            let needle = case(&mut l0, &mut l1, &victim);
+            st.push(&l0.finish()).unwrap();
+            match st.push(&l1.finish()) {
+                Err(e @ ImageError::UnsafeEntry { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("test-layer-L1") && msg.contains(needle),
+                        "{msg}"
+                    );
+                }
+                other => panic!("expected a rejection ({needle}), got {other:?}"),
+            }
+            st.assert_host_intact();
+        }
+        // Symlink then a same-name file with other metadata: replaced, the
+        // host file keeps its mode.
+        let mut st = Stack::new();
+        let target = format!("{}/file", st.sb.victim.display());
+        let mut t = T::new();
+        t.link(EntryType::Symlink, "file", &target);
+        st.push(&t.finish()).unwrap();
+        let mut t = T::new();
+        t.owned(EntryType::Regular, "file", 0o6777, 1234, 1234)
+            .link(EntryType::Symlink, "evil", "/")
+            .file("evil/etc/x", 0o644, b"x");
+        st.push(&t.finish()).unwrap();
+        let m = st.merged();
+        assert!(m.contains(&"file file ".to_string()), "{m:?}");
+        assert!(m.contains(&"etc/x file x".to_string()), "{m:?}");
+        st.assert_host_intact();
     }
 }

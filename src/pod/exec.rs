@@ -33,10 +33,9 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
             "exec needs a command after the pod name".into(),
         ));
     }
-    if req.tty
-        && req.interactive
-        && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false)
-    {
+    // With a terminal, the sentry drives the caller's stdin as the pod's tty,
+    // so stdin must be that terminal (with or without -i).
+    if req.tty && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
         return Err(PodError::Usage(
             "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
         ));
@@ -79,7 +78,7 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     // The sentry writes a donated regular file at its own offset (clobbering
     // what the caller already wrote there), so files get a pipe in between.
     let (out_file, err_file) = (is_regular_file(1), is_regular_file(2));
-    cmd.stdin(if req.interactive {
+    cmd.stdin(if req.interactive || req.tty {
         Stdio::inherit()
     } else {
         Stdio::null()

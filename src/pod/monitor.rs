@@ -244,7 +244,14 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
             } else {
                 125
             };
-            let line = format!("gvpod: runsc: {msg} (runsc log: {})", flags.log.display());
+            let where_ = match &flags.debug_log {
+                Some(d) => format!("runsc debug logs: {}", d.display()),
+                None => format!(
+                    "runsc log: {}; run gvpod with --debug for a full debug log",
+                    flags.log.display()
+                ),
+            };
+            let line = format!("gvpod: runsc: {msg} ({where_})");
             out.line("stderr", line.as_bytes());
             if let Some(c) = &client {
                 let _ = nix::unistd::write(c.stderr.as_fd(), format!("{line}\n").as_bytes());

@@ -9,7 +9,12 @@ pub struct ImageRow {
     pub id: String,
     pub manifest_digest: String,
     pub config_json: String,
+    /// Diff ids, lowest first (JSON array).
     pub layers_json: String,
+    /// Digests of the layer blobs as stored (possibly compressed), lowest
+    /// first (JSON array); `[]` for rows written before migration 2, whose
+    /// layer blobs are the uncompressed tars (digest = diff id).
+    pub blobs_json: String,
     pub size: i64,
     pub created: String,
 }
@@ -20,7 +25,7 @@ pub struct TagRow {
     pub image_id: String,
 }
 
-const IMAGE_COLS: &str = "id, manifest_digest, config_json, layers_json, size, created";
+const IMAGE_COLS: &str = "id, manifest_digest, config_json, layers_json, size, created, blobs_json";
 
 fn image_from_row(r: &Row) -> rusqlite::Result<ImageRow> {
     Ok(ImageRow {
@@ -30,6 +35,7 @@ fn image_from_row(r: &Row) -> rusqlite::Result<ImageRow> {
         layers_json: r.get(3)?,
         size: r.get(4)?,
         created: r.get(5)?,
+        blobs_json: r.get(6)?,
     })
 }
 
@@ -38,15 +44,23 @@ impl Db {
     pub fn put_image(&mut self, img: &ImageRow, tag: Option<&str>) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT OR IGNORE INTO images ({IMAGE_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
+                &format!(
+                    "INSERT OR IGNORE INTO images ({IMAGE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                ),
                 params![
                     img.id,
                     img.manifest_digest,
                     img.config_json,
                     img.layers_json,
                     img.size,
-                    img.created
+                    img.created,
+                    img.blobs_json
                 ],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO image_manifests (digest, image_id, blobs_json) VALUES (?1, ?2, ?3)",
+                params![img.manifest_digest, img.id, img.blobs_json],
             )
             .map_err(sql)?;
             if let Some(tag) = tag {
@@ -84,6 +98,45 @@ impl Db {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// The image registered through the manifest `digest` (any of its manifests).
+    pub fn image_by_manifest(&self, digest: &str) -> Result<Option<ImageRow>> {
+        let cols: Vec<String> = IMAGE_COLS.split(", ").map(|c| format!("i.{c}")).collect();
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {} FROM images i JOIN image_manifests m ON m.image_id = i.id WHERE m.digest=?1",
+                    cols.join(", ")
+                ),
+                [digest],
+                image_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every registered manifest: (digest, image id, layer blobs JSON).
+    pub fn manifests(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT digest, image_id, blobs_json FROM image_manifests ORDER BY digest")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Deletes the tag `name` (the image row stays).
+    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM image_tags WHERE name=?1", [name])
+                .map_err(sql)?;
+            Ok(())
+        })
     }
 
     pub fn tag(&self, name: &str) -> Result<Option<TagRow>> {

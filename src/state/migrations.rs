@@ -43,7 +43,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX pod_resources_pod ON pod_resources(pod_id);
     "#,
-    // 2: networks, IP leases and published ports (IPAM lives here so that an
+    // 2: the layer blobs of an image as stored (compressed digests differ from diff ids).
+    r#"
+    ALTER TABLE images ADD COLUMN blobs_json TEXT NOT NULL DEFAULT '[]';
+    "#,
+    // 3: every manifest an image was registered through (the same config can
+    // come through several: another compression, a pull after a load), so a
+    // digest reference finds it and its blobs stay referenced.
+    r#"
+    CREATE TABLE image_manifests (
+        digest     TEXT PRIMARY KEY,        -- "sha256:…" of the manifest
+        image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        blobs_json TEXT NOT NULL            -- its layer blob digests, lowest first
+    );
+    CREATE INDEX image_manifests_image ON image_manifests(image_id);
+    INSERT OR IGNORE INTO image_manifests (digest, image_id, blobs_json)
+        SELECT manifest_digest, id, blobs_json FROM images;
+    "#,
+    // 4: networks, IP leases and published ports (IPAM lives here so that an
     // address is claimed in the same transaction as the pod that holds it).
     r#"
     CREATE TABLE networks (

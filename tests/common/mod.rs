@@ -5,9 +5,13 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+
+pub mod oci;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gvpod");
 
