@@ -6,6 +6,7 @@ mod image;
 mod net;
 mod pod;
 mod runsc;
+mod snapshot;
 mod state;
 mod util;
 

@@ -299,9 +299,23 @@ pub enum Cmd {
     /// Host-wide information and maintenance.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Save a running pod as a snapshot (memory, filesystem changes, settings).
+    Checkpoint(super::snapshot::CheckpointArgs),
+    /// Bring a snapshot back: as its pod if that is gone or stopped, else as a clone.
+    Restore(super::snapshot::RestoreArgs),
+    /// Manage snapshots.
+    #[command(subcommand)]
+    Snapshot(super::snapshot::SnapshotCmd),
+    /// Make a new image from a pod's filesystem changes.
+    Commit(super::snapshot::CommitArgs),
     /// Internal: the per-pod monitor process.
     #[command(name = "__monitor", hide = true)]
-    Monitor { id: String },
+    Monitor {
+        id: String,
+        /// Restore from the memory image in this directory instead of starting afresh.
+        #[arg(long)]
+        restore: Option<PathBuf>,
+    },
 }
 
 /// `gvpod save --format`.

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::pod::{GcReport, PodView, SystemInfo};
 
-fn check_format(f: &str) -> anyhow::Result<bool> {
+pub(super) fn check_format(f: &str) -> anyhow::Result<bool> {
     match f {
         "table" => Ok(false),
         "json" => Ok(true),
@@ -22,7 +22,7 @@ fn json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
 }
 
 /// Prints rows as left-aligned columns separated by three spaces.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -65,6 +65,11 @@ pub fn ago(t: &str) -> String {
 fn status_text(p: &PodView) -> String {
     match p.status {
         "running" => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
+        "exited" if p.checkpointed.is_some() => format!(
+            "Checkpointed ({}) {} ago",
+            p.checkpointed.as_deref().unwrap_or_default(),
+            p.finished.as_deref().map(ago).unwrap_or_default()
+        ),
         "exited" => format!(
             "Exited ({}) {} ago",
             p.exit_code.map_or("unknown".to_string(), |c| c.to_string()),

@@ -5,6 +5,7 @@
 
 mod args;
 mod format;
+mod snapshot;
 
 use std::io::Write;
 use std::time::Duration;
@@ -26,8 +27,8 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(&cli.log_level);
-    if let Cmd::Monitor { id } = &cli.cmd {
-        return pod::monitor_main(&cli.root, id);
+    if let Cmd::Monitor { id, restore } = &cli.cmd {
+        return pod::monitor_main(&cli.root, id, restore.as_deref());
     }
     match dispatch(cli) {
         Ok(code) => code,
@@ -43,6 +44,10 @@ pub fn main() -> i32 {
                 .or_else(|| {
                     e.downcast_ref::<RegistryError>()
                         .map(RegistryError::exit_code)
+                })
+                .or_else(|| {
+                    e.downcast_ref::<crate::snapshot::SnapshotError>()
+                        .map(crate::snapshot::SnapshotError::exit_code)
                 })
                 .unwrap_or(125);
             if e.downcast_ref::<crate::image::ImageError>().is_some()
@@ -461,6 +466,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format::gc(&rep, &format)?;
             Ok(0)
         }
+        Cmd::Checkpoint(a) => snapshot::checkpoint(&mut ctx, a),
+        Cmd::Restore(a) => snapshot::restore(&mut ctx, a, debug),
+        Cmd::Snapshot(c) => snapshot::snapshot(&mut ctx, c),
+        Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Monitor { .. } => unreachable!("handled before the context is opened"),
     }
 }

@@ -33,6 +33,7 @@
 mod archive;
 mod blob;
 mod changes;
+mod commit;
 mod import;
 mod info;
 mod reference;

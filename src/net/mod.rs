@@ -17,6 +17,7 @@
 //! - namespaces: `<root>/netns/<pod id>`.
 
 pub mod cidr;
+pub mod conntrack;
 pub mod dns;
 pub mod link;
 pub mod netns;

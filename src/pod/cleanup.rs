@@ -278,6 +278,12 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
             }
         }
     }
+    // Snapshot directories left by killed checkpoints and imports.
+    let snapshots = crate::snapshot::SnapshotStore::new(&ctx.root)?;
+    for p in snapshots.sweep(&ctx.db)? {
+        rep.paths.push(p.display().to_string());
+    }
+    ctx.db.clear_orphan_checkpoints()?;
     // Our cgroups with no pod (each controller of v1, or the v2 tree).
     let mut cg_ids = std::collections::BTreeSet::new();
     for base in cgroup_parents() {

@@ -11,3 +11,10 @@ pub fn hit(step: &str) {
         }
     }
 }
+
+/// Fault injection for the failure tests: true when `GVPOD_FAIL_AT` names
+/// `step`, where the caller then fails the way the step really can (a
+/// runsc error, a full disk).
+pub fn fail(step: &str) -> bool {
+    std::env::var_os("GVPOD_FAIL_AT").is_some_and(|v| v.to_str() == Some(step))
+}

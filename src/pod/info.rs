@@ -32,6 +32,8 @@ pub struct PodView {
     pub monitor_pid: Option<i32>,
     pub config: PodOptions,
     pub runsc: serde_json::Value,
+    /// The snapshot an exited pod was checkpointed to, when that is why it stopped.
+    pub checkpointed: Option<String>,
 }
 
 fn view(ctx: &Ctx, p: PodRow) -> PodView {
@@ -40,11 +42,19 @@ fn view(ctx: &Ctx, p: PodRow) -> PodView {
         .ok()
         .and_then(|v| serde_json::from_value(v["args"].clone()).ok())
         .unwrap_or_default();
+    let checkpointed = super::checkpoint::checkpointed_to(ctx, &p);
+    // A just-checkpointed pod is stopped even while its monitor records it.
+    let status = if checkpointed.is_some() {
+        "exited"
+    } else {
+        p.status.as_str()
+    };
     PodView {
+        status,
+        checkpointed,
         log_path: ctx.log_path(&p.id).display().to_string(),
         bundle: bundle.display().to_string(),
         command,
-        status: p.status.as_str(),
         pid: p.pid,
         exit_code: p.exit_code,
         created: p.created,

@@ -2,7 +2,9 @@
 //! process, and the rollback of half-done work. The only layer that knows
 //! about images, bundles and runsc at once; one file per lifecycle verb.
 
+mod checkpoint;
 mod cleanup;
+mod commit;
 mod create;
 mod exec;
 mod failpoint;
@@ -12,16 +14,20 @@ mod logs;
 mod monitor;
 mod network;
 mod proto;
+mod restore;
 mod start;
 mod stop;
 
+pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};
+pub use commit::commit;
 pub use create::{create, CreateRequest};
 pub use exec::{exec, ExecRequest};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};
+pub use restore::{restore, RestoreRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stop::{kill, stop, wait};
 
@@ -75,6 +81,12 @@ pub enum PodError {
     #[error("pod monitor: {0}")]
     Monitor(String),
     #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("checkpoint of pod {pod} failed: {msg}")]
+    Checkpoint { pod: String, msg: String },
+    #[error("restore of snapshot {snapshot} failed: {msg}")]
+    Restore { snapshot: String, msg: String },
+    #[error(transparent)]
     Net(crate::net::NetError),
     #[error("no such network: {0:?} (see `gvpod network ls`)")]
     NoNetwork(String),
@@ -94,6 +106,7 @@ impl PodError {
             | PodError::NotRoot => 2,
             PodError::State(
                 StateError::NameInUse(_)
+                | StateError::SnapshotNameInUse(_)
                 | StateError::NetworkExists(_)
                 | StateError::SubnetInUse(_)
                 | StateError::NetworkInUse { .. }
@@ -107,7 +120,8 @@ impl PodError {
                 | crate::net::NetError::PortInUse { .. }
                 | crate::net::NetError::Overlap { .. },
             ) => 2,
-            PodError::Image(ImageError::NotFound(_)) => 2,
+            PodError::Snapshot(e) => e.exit_code(),
+            PodError::Image(ImageError::NotFound(_) | ImageError::InvalidReference { .. }) => 2,
             PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,
             PodError::Command { code, .. } => *code,
             PodError::Runsc(

@@ -4,12 +4,22 @@
 //! that lives as long as the pod can own it), runs `runsc run` as its child,
 //! writes the pod's output as JSON lines, relays it to an attached client,
 //! records the exit code and finish time, and removes `--rm` pods.
+//!
+//! Snapshots: given `--restore DIR` it runs `runsc restore` from the memory
+//! image in DIR where it would run `runsc run` (both runsc styles, see
+//! `runsc::RestoreLaunch`). When the sandbox exits because the pod was
+//! checkpointed (`runsc run` then returns 0), it waits for the checkpoint's
+//! outcome (`pod::checkpoint::after_sandbox_exit`) and either records the
+//! pod as checkpointed or restores it in place, keeping its log and its
+//! attached client: that is how `--leave-running` works on runsc releases
+//! whose own `--leave-running` destroys the container, and how a checkpoint
+//! that fails after the memory image was written leaves the pod running.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +32,7 @@ use crate::runsc::GlobalFlags;
 use crate::state::ResourceKind;
 
 /// Entry point of `gvpod __monitor`; fd 3 is the socket to the starting client.
-pub fn monitor_main(root: &Path, id: &str) -> i32 {
+pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>) -> i32 {
     // SAFETY: the client passes the socketpair end as fd 3 and nothing else owns it.
     let sync = unsafe { OwnedFd::from_raw_fd(3) };
     let mut ctx = match Ctx::open(root) {
@@ -39,7 +49,7 @@ pub fn monitor_main(root: &Path, id: &str) -> i32 {
             return 1;
         }
     };
-    match run(&mut ctx, id, sync) {
+    match run(&mut ctx, id, sync, restore.map(Path::to_path_buf)) {
         Ok(()) => 0,
         Err((sync, e)) => {
             if let Some(s) = sync {
@@ -80,7 +90,15 @@ enum Stdio3 {
 
 type MonResult<T> = std::result::Result<T, (Option<OwnedFd>, PodError)>;
 
-fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
+/// What the monitor asks runsc to do.
+enum Launch {
+    /// `runsc run`: a fresh start.
+    Run,
+    /// Bring the pod back from the memory image in this directory.
+    Restore(PathBuf),
+}
+
+fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonResult<()> {
     let pod = match ctx.db.pod(id) {
         Ok(Some(p)) => p,
         Ok(None) => return Err((Some(sync), PodError::NotFound(id.to_string()))),
@@ -119,116 +137,128 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
     };
 
     let bundle = ctx.bundle_dir(id);
-    let started = (|| -> Result<(Child, Stdio3, File)> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(ctx.log_path(id))
-            .map_err(super::io("cannot open log", &ctx.log_path(id)))?;
-        // Errors in runsc's JSON log must be from this start only.
-        let _ = File::create(&flags.log);
-        let runsc = ctx.runsc()?.clone();
-        let pid_file = bundle.join("pid");
-        let _ = std::fs::remove_file(&pid_file);
-        let mut cmd = runsc.command(&flags, "run");
-        cmd.arg(format!("--bundle={}", bundle.display()))
-            .arg(format!("--pid-file={}", pid_file.display()));
-        ctx.db.add_resource(id, ResourceKind::Runsc, id)?;
-        failpoint::hit("monitor:before-runsc");
-        let (child, stdio) = if opts.tty {
-            let dir = ctx.pod_run_dir(id);
-            std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
-            let sock_path = dir.join("console.sock");
-            let _ = std::fs::remove_file(&sock_path);
-            let listener = UnixListener::bind(&sock_path)
-                .map_err(super::io("cannot listen on", &sock_path))?;
-            cmd.arg(format!("--console-socket={}", sock_path.display()));
-            let child = cmd
-                .arg(id)
-                .spawn()
-                .map_err(super::io("cannot run", &runsc.bin))?;
-            let master = receive_pty(&listener, &child)?;
-            let _ = std::fs::remove_file(&sock_path);
-            (child, Stdio3::Pty { master })
-        } else {
-            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-            let (stdin_mine, stdin_theirs) =
-                if opts.interactive && client.as_ref().is_some_and(|c| c.stdin.is_some()) {
-                    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                        .map_err(|e| PodError::Monitor(format!("pipe: {e}")))?;
-                    (Some(w), Stdio::from(r))
-                } else {
-                    (None, Stdio::null())
-                };
-            cmd.stdin(stdin_theirs)
-                .stdout(Stdio::from(out_w))
-                .stderr(Stdio::from(err_w));
-            let child = cmd
-                .arg(id)
-                .spawn()
-                .map_err(super::io("cannot run", &runsc.bin))?;
-            drop(cmd); // closes our copies of the write ends
-            (
-                child,
-                Stdio3::Pipes {
-                    stdin: stdin_mine,
-                    stdout: out_r,
-                    stderr: err_r,
-                },
-            )
-        };
-        Ok((child, stdio, log))
-    })();
-    let (mut child, stdio, log) = match started {
-        Ok(x) => x,
-        Err(e) => return Err((sync.take(), e)),
-    };
-
-    // Started once the pid file appears (after create) or the child exits first.
-    let pid_file = bundle.join("pid");
-    let pid = loop {
-        if let Ok(s) = std::fs::read_to_string(&pid_file) {
-            if let Ok(p) = s.trim().parse::<i32>() {
-                break Some(p);
-            }
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    let me = std::process::id() as i32;
-    if let Err(e) = ctx
-        .db
-        .set_pod_started(id, &crate::util::now_rfc3339(), pid, me)
+    let log = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ctx.log_path(id))
     {
-        tracing::warn!("recording start of {id}: {e}");
-    }
-    if let (Some(s), Some(p)) = (&sync, pid) {
-        let _ = proto::send(s, &FromMonitor::Started { pid: p }, &[]);
-    }
-    if client.is_none() {
-        sync = None;
-    }
-    failpoint::hit("monitor:started");
-
-    let mut out = Output::new(log, opts.tty);
-    if let Stdio3::Pty { master } = &stdio {
-        if let Some(c) = &client {
-            copy_winsize(c.stdout.as_raw_fd(), master.as_raw_fd());
+        Ok(l) => l,
+        Err(e) => {
+            return Err((
+                sync.take(),
+                super::io("cannot open log", &ctx.log_path(id))(e),
+            ))
         }
-    }
+    };
+    let mut out = Output::new(log, opts.tty);
     let runsc = ctx.runsc().ok().cloned();
     let signal = |sig: i32| {
         if let Some(r) = &runsc {
             let _ = r.kill(&flags, id, &sig.to_string(), false);
         }
     };
-    let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, &signal);
-    out.flush();
+    let mut launch = match restore {
+        Some(d) => Launch::Restore(d),
+        None => Launch::Run,
+    };
+    let mut first = true;
+    let mut checkpointed: Option<String> = None;
+    let status = loop {
+        let launched_at = crate::util::now_rfc3339();
+        let has_stdin = client.as_ref().is_some_and(|c| c.stdin.is_some());
+        let (mut child, stdio) = match spawn(ctx, id, &flags, &opts, &launch, has_stdin) {
+            Ok(x) => x,
+            Err(e) if first => return Err((sync.take(), e)),
+            Err(e) => {
+                // A restore after a checkpoint failed: the pod is gone.
+                let line = format!("gvpod: pod {} could not be resumed: {e}", pod.name);
+                out.line("stderr", line.as_bytes());
+                break None;
+            }
+        };
+
+        // Started once the pid file appears (after create) or the child exits first.
+        let pid_file = bundle.join("pid");
+        let pid = loop {
+            if let Ok(s) = std::fs::read_to_string(&pid_file) {
+                if let Ok(p) = s.trim().parse::<i32>() {
+                    break Some(p);
+                }
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        tracing::debug!("step monitor:pid-file");
+        // A restore has a sandbox (and a pid file) before the memory image is
+        // loaded; it has started only once runsc records it as running.
+        let pid = match (&launch, pid) {
+            (Launch::Restore(_), Some(p)) => {
+                let r = ctx.runsc().ok().cloned();
+                loop {
+                    if r.as_ref().and_then(|r| r.status(&flags, id)).as_deref() == Some("running") {
+                        break Some(p);
+                    }
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (_, pid) => pid,
+        };
+        let me = std::process::id() as i32;
+        if let Err(e) = ctx
+            .db
+            .set_pod_started(id, &crate::util::now_rfc3339(), pid, me)
+        {
+            tracing::warn!("recording start of {id}: {e}");
+        }
+        if first {
+            if let (Some(s), Some(p)) = (&sync, pid) {
+                let _ = proto::send(s, &FromMonitor::Started { pid: p }, &[]);
+            }
+            if client.is_none() {
+                sync = None;
+            }
+            failpoint::hit("monitor:started");
+        }
+        first = false;
+        if let (Launch::Restore(_), Some(_)) = (&launch, pid) {
+            super::checkpoint::after_restore_started(ctx, id, &flags);
+        }
+
+        if let Stdio3::Pty { master } = &stdio {
+            if let Some(c) = &client {
+                copy_winsize(c.stdout.as_raw_fd(), master.as_raw_fd());
+            }
+        }
+        let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, &signal);
+        tracing::debug!("step monitor:relayed");
+        out.flush();
+        if !matches!(status, Some(s) if s.success()) {
+            break status;
+        }
+        match super::checkpoint::after_sandbox_exit(ctx, id, &flags, &launched_at) {
+            super::checkpoint::AfterExit::Exit => break status,
+            super::checkpoint::AfterExit::Checkpointed(snap) => {
+                checkpointed = Some(snap);
+                break status;
+            }
+            super::checkpoint::AfterExit::Resume(dir) => {
+                tracing::debug!("step monitor:resume");
+                launch = Launch::Restore(dir);
+            }
+        }
+    };
+    if let (Some(snap), Some(c)) = (&checkpointed, &client) {
+        let line = format!(
+            "gvpod: pod {} was checkpointed to snapshot {snap} (bring it back with `gvpod restore {snap}`)\n",
+            pod.name
+        );
+        let _ = nix::unistd::write(c.stderr.as_fd(), line.as_bytes());
+    }
 
     let mut code = match status {
         Some(s) => exit_code_of(s),
@@ -263,8 +293,15 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
     if let Err(e) = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), code) {
         tracing::warn!("recording exit of {id}: {e}");
     }
-    // `runsc run` deletes its container when it returns; only a killed runsc leaves one.
-    if !matches!(status, Some(s) if s.code().is_some()) {
+    // `runsc run` deletes its container when it returns; only a killed runsc
+    // leaves one. A failed restore can leave a created container and its
+    // sandbox processes behind.
+    if matches!(launch, Launch::Restore(_)) && !matches!(status, Some(s) if s.success()) {
+        if let Ok(r) = ctx.runsc() {
+            let _ = r.delete_force(&flags, id);
+        }
+        crate::runsc::reap_leftovers(&flags, id);
+    } else if !matches!(status, Some(s) if s.code().is_some()) {
         if let Ok(r) = ctx.runsc() {
             let _ = r.delete_force(&flags, id);
         }
@@ -281,6 +318,102 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd) -> MonResult<()> {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
     }
     Ok(())
+}
+
+/// Starts runsc for the pod (`run`, or a restore in this release's style)
+/// with the monitor holding the other ends of its stdio.
+fn spawn(
+    ctx: &mut Ctx,
+    id: &str,
+    flags: &GlobalFlags,
+    opts: &PodOptions,
+    launch: &Launch,
+    client_stdin: bool,
+) -> Result<(Child, Stdio3)> {
+    let bundle = ctx.bundle_dir(id);
+    // Errors in runsc's JSON log must be from this start only.
+    let _ = File::create(&flags.log);
+    let runsc = ctx.runsc()?.clone();
+    let pid_file = bundle.join("pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let (mut cmd, restore_after_create) = match launch {
+        Launch::Run => {
+            let mut cmd = runsc.command(flags, "run");
+            cmd.arg(format!("--bundle={}", bundle.display()))
+                .arg(format!("--pid-file={}", pid_file.display()));
+            (cmd, None)
+        }
+        Launch::Restore(dir) => {
+            if opts.tty {
+                return Err(PodError::Usage(
+                    "a pod with a terminal (-t) cannot be restored".into(),
+                ));
+            }
+            let l = runsc.restore_launch(flags, id, &bundle, &pid_file, dir);
+            match l.create {
+                // Newer releases: the sandbox gets its stdio from `create`.
+                Some(create) => (create, Some(l.restore)),
+                None => (l.restore, None),
+            }
+        }
+    };
+    // The restore command lines already end with the id.
+    let id_arg = matches!(launch, Launch::Run).then_some(id);
+    ctx.db.add_resource(id, ResourceKind::Runsc, id)?;
+    failpoint::hit("monitor:before-runsc");
+    if opts.tty {
+        let dir = ctx.pod_run_dir(id);
+        std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
+        let sock_path = dir.join("console.sock");
+        let _ = std::fs::remove_file(&sock_path);
+        let listener =
+            UnixListener::bind(&sock_path).map_err(super::io("cannot listen on", &sock_path))?;
+        cmd.arg(format!("--console-socket={}", sock_path.display()))
+            .args(id_arg);
+        let child = cmd.spawn().map_err(super::io("cannot run", &runsc.bin))?;
+        let master = receive_pty(&listener, &child)?;
+        let _ = std::fs::remove_file(&sock_path);
+        return Ok((child, Stdio3::Pty { master }));
+    }
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| PodError::Monitor(format!("pipe: {e}")))
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (stdin_mine, stdin_theirs) = if opts.interactive && client_stdin {
+        let (r, w) = pipe()?;
+        (Some(w), Stdio::from(r))
+    } else {
+        (None, Stdio::null())
+    };
+    cmd.args(id_arg)
+        .stdin(stdin_theirs)
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    let mut child = cmd.spawn().map_err(super::io("cannot run", &runsc.bin))?;
+    drop(cmd); // closes our copies of the write ends
+    if let Some(mut restore) = restore_after_create {
+        let st = child
+            .wait()
+            .map_err(super::io("cannot wait for", &runsc.bin))?;
+        if !st.success() {
+            let msg = crate::runsc::last_error(&flags.log)
+                .unwrap_or_else(|| format!("runsc create exited with {st}"));
+            return Err(PodError::Monitor(format!("runsc create {id}: {msg}")));
+        }
+        child = restore
+            .spawn()
+            .map_err(super::io("cannot run", &runsc.bin))?;
+    }
+    Ok((
+        child,
+        Stdio3::Pipes {
+            stdin: stdin_mine,
+            stdout: out_r,
+            stderr: err_r,
+        },
+    ))
 }
 
 /// Accepts runsc's connection on the console socket and takes the pty master
@@ -531,6 +664,7 @@ fn relay(
         }
         if exited.is_none() && ready.get(idx).copied().unwrap_or(false) {
             exited = child.wait().ok();
+            tracing::debug!("step monitor:runsc-exited");
             // The sandbox is gone; what is still in the pipes arrives promptly.
             drain_deadline = Some(Instant::now() + Duration::from_millis(500));
             pod_in = None;

@@ -30,6 +30,17 @@ pub enum StartOutcome {
 }
 
 pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome> {
+    start_with(ctx, pod, attach, None)
+}
+
+/// [`start`], or with `restore` the memory image directory to bring the
+/// pod back from (`runsc restore` instead of `runsc run`).
+pub(crate) fn start_with(
+    ctx: &mut Ctx,
+    pod: &PodRow,
+    attach: Attach,
+    restore: Option<&std::path::Path>,
+) -> Result<StartOutcome> {
     let pod = ctx.refresh(pod.clone())?;
     if !pod.status.can_start() {
         return Err(PodError::BadState {
@@ -41,7 +52,10 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
     if pod.status == PodStatus::Exited {
         // A restart: clear what a killed runsc may have left, remount after a reboot.
         let flags = ctx.flags_of(&pod)?;
-        ctx.runsc()?.delete_force(&flags, &pod.id)?;
+        let runsc = ctx.runsc()?;
+        if runsc.has_state(&flags, &pod.id) {
+            runsc.delete_force(&flags, &pod.id)?;
+        }
         let paths = RootfsPaths::new(&ctx.bundle_dir(&pod.id));
         if !is_mountpoint(&paths.merged) {
             let image = ctx.images.resolve(&ctx.db, &pod.image_id)?;
@@ -79,6 +93,7 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
         .arg(&ctx.root)
         .arg("__monitor")
         .arg(&pod.id)
+        .args(restore.map(|d| format!("--restore={}", d.display())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);

@@ -18,9 +18,11 @@
 mod detect;
 mod flags;
 mod probe;
+mod snapshot;
 
 pub use detect::{Features, Version};
 pub use flags::GlobalFlags;
+pub use snapshot::reap_leftovers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

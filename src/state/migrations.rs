@@ -87,6 +87,33 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX port_bindings_pod ON port_bindings(pod_id);
     "#,
+    // 5: snapshots (issue 5): registered snapshots, and the checkpoint a pod is
+    // going through or last went through (its monitor reads it to tell a
+    // checkpoint from an exit).
+    r#"
+    CREATE TABLE snapshots (
+        id            TEXT PRIMARY KEY,     -- 64 hex chars, also the directory name under snapshots/
+        name          TEXT NOT NULL UNIQUE,
+        pod_id        TEXT NOT NULL,        -- the source pod (it may be gone)
+        pod_name      TEXT NOT NULL,
+        image_id      TEXT NOT NULL,        -- no foreign key: a snapshot outlives its image (restore says so)
+        image_ref     TEXT NOT NULL,
+        runsc_version TEXT NOT NULL,
+        platform      TEXT NOT NULL,
+        created       TEXT NOT NULL,
+        size          INTEGER NOT NULL,     -- bytes on disk
+        meta_json     TEXT NOT NULL         -- the snapshot.json of the snapshot directory
+    );
+    CREATE TABLE pod_checkpoints (
+        pod_id        TEXT PRIMARY KEY,
+        snapshot_id   TEXT NOT NULL,
+        snapshot_name TEXT NOT NULL,
+        dir           TEXT NOT NULL,        -- where the memory image is being written
+        leave_running INTEGER NOT NULL,
+        state         TEXT NOT NULL,        -- saving, saved, done, failed, resumed
+        at            TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

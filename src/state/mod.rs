@@ -9,10 +9,12 @@ mod images;
 mod migrations;
 mod networks;
 mod pods;
+mod snapshots;
 
 pub use images::ImageRow;
 pub use networks::{Lease, NetworkRow, PortRow};
 pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
+pub use snapshots::{CheckpointRow, CheckpointState, SnapshotRow};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +38,8 @@ pub enum StateError {
     },
     #[error("a pod named {0:?} already exists")]
     NameInUse(String),
+    #[error("a snapshot named {0:?} already exists (see `gvpod snapshot ls`)")]
+    SnapshotNameInUse(String),
     #[error("a network named {0:?} already exists")]
     NetworkExists(String),
     #[error("subnet {0} is already used by another network")]

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Snapshot benchmark (not a timed test), side by side in one run:
+#
+#  1. checkpoint and restore time of pods that touched 10 MiB, 100 MiB and
+#     1 GiB of memory (incompressible bytes, benches/memfill.c):
+#     `gvpod checkpoint` + `gvpod restore` (in place) against bare
+#     `runsc checkpoint` + `runsc restore --detach` on the same pod, same
+#     bundle, same flags, same disk; medians, ratio, MB/s of pod memory;
+#  2. time to the first answer: `gvpod restore --name CLONE` of a warmed-up
+#     snapshot against a cold `gvpod run -d` of the same server-like process
+#     (memfill with a CPU warm-up). gvpod has no pod networking yet, so the
+#     "answer" is the server's first output line after it is up (read from
+#     the pod's log), not an HTTP response.
+#
+# Usage: benches/snapshot.sh [--runs N] [--sizes "10 100 1024"] [--warmup-ms MS] [--quick]
+#   --runs N        checkpoint/restore cycles per size and tool (default 5)
+#   --sizes LIST    MiB of pod memory (default "10 100 1024")
+#   --warmup-ms MS  CPU warm-up of the server in part 2 (default 2000)
+#   --quick         one cycle, sizes "10 100", warm-up 500 ms (smoke run)
+# Environment: GVPOD_BIN (default: cargo build --release), BENCH_DIR (default
+# /var/tmp: snapshots go to disk, not to a tmpfs).
+#
+# Target: gvpod at most 1.1x bare runsc for checkpoint and for restore.
+# Needs root, gcc with a static libc, runsc, busybox-static. Everything it
+# makes lives under one temporary directory and is removed on exit.
+set -euo pipefail
+
+RUNS=5
+SIZES="10 100 1024"
+WARMUP_MS=2000
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) RUNS="${2:?--runs needs a number}"; shift ;;
+        --sizes) SIZES="${2:?--sizes needs a list}"; shift ;;
+        --warmup-ms) WARMUP_MS="${2:?--warmup-ms needs a number}"; shift ;;
+        --quick) RUNS=1; SIZES="10 100"; WARMUP_MS=500 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "snapshot.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$RUNS$WARMUP_MS${SIZES// /}" in *[!0-9]*|'') echo "snapshot.sh: --runs, --sizes and --warmup-ms take numbers" >&2; exit 2 ;; esac
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'snapshot.sh: %s\n' "$*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root"
+for t in runsc gcc python3 tar busybox; do
+    command -v "$t" >/dev/null || die "$t not found (apt-get install runsc gcc libc6-dev python3 busybox-static)"
+done
+RUNSC="$(command -v runsc)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+WORK="$(mktemp -d "${BENCH_DIR:-/var/tmp}/gvpod-snapbench.XXXXXX")"
+export GVPOD_ROOT="$WORK/root"
+BARE_IDS=()
+BARE_FLAGS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    for id in "${BARE_IDS[@]}"; do
+        "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1
+    done
+    if [ -n "${GVPOD:-}" ]; then
+        ids=$("$GVPOD" ps -a -q 2>/dev/null)
+        [ -n "$ids" ] && "$GVPOD" rm -f $ids >/dev/null 2>&1
+        "$GVPOD" system gc >/dev/null 2>&1
+        run_dir=$("$GVPOD" system info --format json 2>/dev/null | python3 -c 'import json,sys,os; print(os.path.dirname(json.load(sys.stdin)["runsc_root"]))' 2>/dev/null)
+    fi
+    findmnt -rn -o TARGET | awk -v d="$WORK" 'index($0, d "/") == 1' | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf "$WORK"
+    [ -n "${run_dir:-}" ] && [ -d "$run_dir" ] && rm -rf "$run_dir"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "${GVPOD_BIN:-}" ]; then
+    GVPOD="$GVPOD_BIN"
+else
+    log "building gvpod (release)"
+    (cd "$REPO" && cargo build --release --quiet)
+    GVPOD="$REPO/target/release/gvpod"
+fi
+
+log "building the benchmark image (busybox + memfill)"
+bash "$REPO/images/busybox/build.sh" "$WORK/bench.tar" >/dev/null
+mkdir -p "$WORK/add"
+gcc -O2 -static -o "$WORK/add/memfill" "$REPO/benches/memfill.c"
+tar --append -f "$WORK/bench.tar" -C "$WORK/add" --owner=0 --group=0 memfill
+"$GVPOD" import "$WORK/bench.tar" bench >/dev/null
+
+us() { echo $(( $(date +%s%N) / 1000 )); }
+# wait_line POD PATTERN: waits (10 ms steps, 600 s at most) for PATTERN in the pod's log
+wait_line() {
+    local log i
+    log=$("$GVPOD" inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_path"])')
+    for i in $(seq 60000); do
+        grep -q "$2" "$log" 2>/dev/null && return 0
+        sleep 0.01
+    done
+    die "pod $1 never printed $2"
+}
+# stopped POD ID: waits until gvpod has recorded the pod stopped and runsc has no container ID
+stopped() {
+    local i
+    for i in $(seq 3000); do
+        if "$GVPOD" inspect "$1" | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["monitor_pid"] is not None)'; then
+            # A detached bare restore leaves a stopped container to delete.
+            case "$("$RUNSC" "${BARE_FLAGS[@]}" state "$2" 2>/dev/null)" in
+                '') return 0 ;;
+                *'"stopped"'*) "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$2" >/dev/null 2>&1 ;;
+            esac
+        fi
+        sleep 0.01
+    done
+    die "pod $1 did not stop"
+}
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+RESULTS="$WORK/results"
+: >"$RESULTS"
+for size in $SIZES; do
+    pod="m$size"
+    log "pod $pod touches $size MiB"
+    "$GVPOD" run -d --name "$pod" bench /memfill "$size" >/dev/null
+    wait_line "$pod" "ready"
+    info=$("$GVPOD" inspect "$pod")
+    id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$info")
+    bundle=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])' <<<"$info")
+    # The pod's own global runsc flags (DESIGN.md fact 1), error log aside.
+    mapfile -t BARE_FLAGS < <(python3 -c '
+import json,sys
+r=json.load(sys.stdin)["runsc"]
+print("--root="+r["root"]); print("--platform="+r["platform"]); print("--network="+r["network"])
+print("--log='"$WORK"'/bare-runsc.log"); print("--log-format=json")
+if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
+    g_cp=(); g_rs=(); b_cp=(); b_rs=(); img=0
+    BARE_IDS=("$id")
+    # Interleaved, so both tools see the same machine load. Each restore
+    # starts from a stopped pod whose old sandbox is gone (waited for outside
+    # the timings: runsc tears a checkpointed sandbox down after `checkpoint`
+    # returns, and no restore under the same id can start before that).
+    for i in $(seq "$RUNS"); do
+        t0=$(us); "$GVPOD" checkpoint --name "s$size-$i" "$pod" >/dev/null
+        t1=$(us)
+        stopped "$pod" "$id"
+        t2=$(us); "$GVPOD" restore "s$size-$i" >/dev/null
+        t3=$(us)
+        g_cp+=($(( t1 - t0 ))); g_rs+=($(( t3 - t2 )))
+        img=$("$GVPOD" snapshot inspect "s$size-$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_image_bytes"])')
+        # Bare runsc on the same pod (its monitor records an ordinary exit).
+        d="$WORK/bare-$size-$i" # same filesystem as the gvpod snapshots
+        mkdir -p "$d" "$d.2"
+        t0=$(us); "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d" "$id"
+        t1=$(us)
+        stopped "$pod" "$id"
+        t2=$(us); "$RUNSC" "${BARE_FLAGS[@]}" restore --detach --image-path="$d" --bundle="$bundle" "$id" </dev/null >/dev/null 2>&1
+        t3=$(us)
+        b_cp+=($(( t1 - t0 ))); b_rs+=($(( t3 - t2 )))
+        # Back under gvpod for the next round (untimed).
+        "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d.2" "$id"
+        stopped "$pod" "$id"
+        "$GVPOD" restore "s$size-$i" >/dev/null
+        "$GVPOD" snapshot rm "s$size-$i" >/dev/null
+        rm -rf "$d" "$d.2"
+    done
+    "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || true
+    BARE_IDS=()
+    "$GVPOD" rm -f "$pod" >/dev/null
+    echo "$size $img $(median "${g_cp[@]}") $(median "${b_cp[@]}") $(median "${g_rs[@]}") $(median "${b_rs[@]}")" >>"$RESULTS"
+done
+
+log "first answer: restore of a warmed-up snapshot vs a cold run (warm-up ${WARMUP_MS} ms, 64 MiB)"
+cold=(); warm=()
+"$GVPOD" run -d --name srv bench /memfill 64 "$WARMUP_MS" >/dev/null
+wait_line srv "tick 1 "
+"$GVPOD" checkpoint --leave-running --name warm srv >/dev/null
+"$GVPOD" rm -f srv >/dev/null
+for i in $(seq "$RUNS"); do
+    t0=$(us); "$GVPOD" run -d --name "cold$i" bench /memfill 64 "$WARMUP_MS" >/dev/null
+    wait_line "cold$i" "tick 1 "; t1=$(us)
+    cold+=($(( t1 - t0 )))
+    "$GVPOD" rm -f "cold$i" >/dev/null
+    t0=$(us); "$GVPOD" restore --name "warm$i" warm >/dev/null
+    wait_line "warm$i" "tick"; t1=$(us)
+    warm+=($(( t1 - t0 )))
+    "$GVPOD" rm -f "warm$i" >/dev/null
+done
+echo "answer $(median "${cold[@]}") $(median "${warm[@]}")" >>"$RESULTS"
+
+python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | head -1)" <<'EOF'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+import os
+print(f"\nsnapshot benchmark: median of {sys.argv[2]} runs, {sys.argv[3]}, ptrace, --network none, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+print("| pod memory | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio |")
+print("|---|---|---|---|---|---|---|---|")
+worst = 0.0
+for r in rows:
+    if r[0] == "answer":
+        continue
+    mib, img = int(r[0]), int(r[1]) / 1e6
+    gc, bc, gr, br = (float(x) / 1000 for x in r[2:6])
+    rc, rr = gc / bc, gr / br
+    worst = max(worst, rc, rr)
+    mbs = lambda t: mib * 1.048576 / (t / 1000)
+    print(f"| {mib} MiB | {img:.0f} MB | {gc:.0f} ms ({mbs(gc):.0f} MB/s) | {bc:.0f} ms ({mbs(bc):.0f} MB/s) | {rc:.2f}x "
+          f"| {gr:.0f} ms ({mbs(gr):.0f} MB/s) | {br:.0f} ms ({mbs(br):.0f} MB/s) | {rr:.2f}x |")
+for r in rows:
+    if r[0] == "answer":
+        cold, warm = float(r[1]) / 1000, float(r[2]) / 1000
+        print(f"\nfirst answer (first output line of a server-like process, no networking yet):"
+              f" cold `gvpod run -d` {cold:.0f} ms, `gvpod restore` of a warmed-up snapshot {warm:.0f} ms"
+              f" ({cold / warm:.1f}x faster)")
+print(f"\nworst gvpod/bare ratio: {worst:.2f}x (target <= 1.10x)")
+EOF

@@ -1,0 +1,224 @@
+//! Arguments and output of the snapshot verbs: `checkpoint`, `restore`,
+//! `snapshot ls|inspect|rm|export|import` and `commit`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::pod::{self, Ctx};
+use crate::snapshot::{archive, SnapshotStore};
+
+#[derive(Args)]
+pub struct CheckpointArgs {
+    /// Keep the pod running after the snapshot is taken.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Snapshot name (default: POD-<UTC time>).
+    #[arg(long)]
+    pub name: Option<String>,
+    pub pod: String,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Restore as a new pod (a clone) with this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Publish a port: [IP:]HOST:POD[/PROTO] (needs pod networking).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Network of the restored pod (must be the snapshot's).
+    #[arg(long)]
+    pub network: Option<String>,
+    pub snapshot: String,
+}
+
+#[derive(Args)]
+pub struct CommitArgs {
+    pub pod: String,
+    /// The new image's reference, NAME[:TAG].
+    pub image: String,
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotCmd {
+    /// List snapshots.
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show snapshots as JSON.
+    Inspect {
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+    },
+    /// Remove snapshots.
+    Rm {
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+    },
+    /// Write a snapshot to one portable, compressed archive.
+    Export {
+        snapshot: String,
+        /// The archive to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Register a snapshot from an archive made by `snapshot export`.
+    Import {
+        file: PathBuf,
+        /// Name of the imported snapshot (default: the one it was exported with).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+pub fn checkpoint(ctx: &mut Ctx, a: CheckpointArgs) -> anyhow::Result<i32> {
+    let meta = pod::checkpoint(
+        ctx,
+        pod::CheckpointRequest {
+            pod: a.pod,
+            name: a.name,
+            leave_running: a.leave_running,
+        },
+    )?;
+    println!("{}", meta.name);
+    Ok(0)
+}
+
+pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32> {
+    let (pod, kind) = pod::restore(
+        ctx,
+        pod::RestoreRequest {
+            snapshot: a.snapshot,
+            name: a.name,
+            ports: a.publish,
+            network: a.network,
+            debug,
+        },
+    )?;
+    tracing::info!("restored pod {} ({})", pod.name, kind.as_str());
+    println!("{}", pod.id);
+    Ok(0)
+}
+
+pub fn commit(ctx: &mut Ctx, a: CommitArgs) -> anyhow::Result<i32> {
+    let img = pod::commit(ctx, &a.pod, &a.image)?;
+    println!("{}", img.id);
+    Ok(0)
+}
+
+/// One line of `snapshot ls --format json`.
+#[derive(Serialize)]
+struct SnapshotView {
+    id: String,
+    name: String,
+    pod_id: String,
+    pod_name: String,
+    image: String,
+    image_id: String,
+    runsc_version: String,
+    platform: String,
+    created: String,
+    size: u64,
+}
+
+pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    match cmd {
+        SnapshotCmd::Ls { quiet, format } => {
+            let json = super::format::check_format(&format)?;
+            store.sweep(&ctx.db)?;
+            let rows: Vec<SnapshotView> = ctx
+                .db
+                .snapshots()?
+                .into_iter()
+                .map(|r| SnapshotView {
+                    size: u64::try_from(r.size).unwrap_or(0),
+                    id: r.id,
+                    name: r.name,
+                    pod_id: r.pod_id,
+                    pod_name: r.pod_name,
+                    image: r.image_ref,
+                    image_id: r.image_id,
+                    runsc_version: r.runsc_version,
+                    platform: r.platform,
+                    created: r.created,
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if quiet {
+                rows.iter().for_each(|r| println!("{}", r.name));
+            } else {
+                let table: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            r.id[..12.min(r.id.len())].to_string(),
+                            r.pod_name.clone(),
+                            r.image.clone(),
+                            format!("{} ago", super::format::ago(&r.created)),
+                            super::format::human_size(r.size),
+                        ]
+                    })
+                    .collect();
+                super::format::table(
+                    &["NAME", "SNAPSHOT ID", "POD", "IMAGE", "CREATED", "SIZE"],
+                    &table,
+                );
+            }
+            Ok(0)
+        }
+        SnapshotCmd::Inspect { snapshots } => {
+            let mut out = vec![];
+            for key in snapshots {
+                let row = store.lookup(&ctx.db, &key)?;
+                let mut v = serde_json::to_value(store.meta(&row)?)?;
+                v["size"] = row.size.into();
+                v["path"] = store.path(&row.id).display().to_string().into();
+                out.push(v);
+            }
+            let text = if out.len() == 1 {
+                serde_json::to_string_pretty(&out[0])?
+            } else {
+                serde_json::to_string_pretty(&out)?
+            };
+            println!("{text}");
+            Ok(0)
+        }
+        SnapshotCmd::Rm { snapshots } => {
+            let mut code = 0;
+            for key in snapshots {
+                let res = store
+                    .lookup(&ctx.db, &key)
+                    .and_then(|row| store.remove(&mut ctx.db, &row));
+                match res {
+                    Ok(()) => println!("{key}"),
+                    Err(e) => {
+                        eprintln!("gvpod: {e}");
+                        code = code.max(e.exit_code());
+                    }
+                }
+            }
+            Ok(code)
+        }
+        SnapshotCmd::Export { snapshot, output } => {
+            let row = store.lookup(&ctx.db, &snapshot)?;
+            let size = archive::export(&store, &row, &output)?;
+            tracing::info!("exported {} ({size} bytes)", row.name);
+            println!("{}", output.display());
+            Ok(0)
+        }
+        SnapshotCmd::Import { file, name } => {
+            store.sweep(&ctx.db)?;
+            let meta = archive::import(&store, &mut ctx.db, &file, name.as_deref())?;
+            println!("{}", meta.name);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The host's view of a pod's TCP connections: the kernel's connection
+//! tracking table (`/proc/net/nf_conntrack`), which sees every connection
+//! to or from a pod address as it crosses the bridge. Used before a
+//! checkpoint on runsc releases that cannot save open connections
+//! (DESIGN.md fact 10): a connection closed by the pod lingers in the
+//! sandbox's netstack in TIME_WAIT for 60 s, with no socket the pod's own
+//! /proc/net/tcp would show, but conntrack still lists it.
+
+use std::net::Ipv4Addr;
+
+/// gVisor's TIME_WAIT (tcpLingerTimeout): a connection closed this long ago
+/// is gone from the sandbox.
+const SANDBOX_TIME_WAIT_SECS: u64 = 60;
+
+/// TCP connections of `ip` that a sandbox may still hold, as
+/// "STATE a:port -> b:port"; `None` when the table cannot be read.
+pub fn busy(ip: Ipv4Addr) -> Option<Vec<String>> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").ok()?;
+    let tw = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(120);
+    Some(parse(&table, ip, tw))
+}
+
+fn parse(table: &str, ip: Ipv4Addr, tw_timeout: u64) -> Vec<String> {
+    let ip = ip.to_string();
+    table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(2) != Some(&"tcp") {
+                return None;
+            }
+            let left: u64 = f.get(4)?.parse().ok()?;
+            let state = *f.get(5)?;
+            let field =
+                |k: &str| -> Vec<&str> { f.iter().filter_map(|x| x.strip_prefix(k)).collect() };
+            let (src, dst, sport, dport) = (
+                field("src="),
+                field("dst="),
+                field("sport="),
+                field("dport="),
+            );
+            if !src.contains(&ip.as_str()) && !dst.contains(&ip.as_str()) {
+                return None;
+            }
+            let quiet = match state {
+                "CLOSE" => true,
+                // Started `tw_timeout - left` seconds ago; the sandbox forgets it after 60.
+                "TIME_WAIT" => tw_timeout.saturating_sub(left) >= SANDBOX_TIME_WAIT_SECS,
+                _ => false,
+            };
+            if quiet {
+                return None;
+            }
+            // The reply direction names the pod's side.
+            let i = usize::from(src.len() > 1 && src[1] == ip);
+            Some(format!(
+                "{state} {}:{} -> {}:{}",
+                src.get(i)?,
+                sport.get(i)?,
+                dst.get(i)?,
+                dport.get(i)?
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_and_open_connections_of_the_pod_count() {
+        let t = "ipv4     2 tcp      6 114 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=34940 dport=18080 src=198.18.0.2 dst=198.18.0.1 sport=80 dport=34940 [ASSURED] mark=0 zone=0 use=2\n\
+ipv4     2 tcp      6 30 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=1 dport=18080 src=198.18.0.2 dst=198.18.0.1 sport=80 dport=1 [ASSURED] mark=0 zone=0 use=2\n\
+ipv4     2 tcp      6 431999 ESTABLISHED src=198.18.0.9 dst=198.18.0.2 sport=5 dport=80 src=198.18.0.2 dst=198.18.0.9 sport=80 dport=5 [ASSURED] mark=0 zone=0 use=2\n\
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.9.9.9 dst=10.9.9.8 sport=5 dport=80 src=10.9.9.8 dst=10.9.9.9 sport=80 dport=5 mark=0 zone=0 use=2\n\
+ipv4     2 unknown  2 350 src=198.18.0.2 dst=224.0.0.22 [UNREPLIED] src=224.0.0.22 dst=198.18.0.2 mark=0 zone=0 use=2\n";
+        let got = parse(t, Ipv4Addr::new(198, 18, 0, 2), 120);
+        assert_eq!(
+            got,
+            [
+                "TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:34940",
+                "ESTABLISHED 198.18.0.2:80 -> 198.18.0.9:5"
+            ]
+        );
+    }
+}

@@ -1,0 +1,577 @@
+//! `restore`: bring a snapshot back as a running pod.
+//!
+//! * `--name NEW`, or a source pod that is still running → a clone: a new
+//!   pod (own id, name, bundle, cgroup) whose rootfs is a fresh overlay of
+//!   the same image layers with the snapshot's diff as its upper dir;
+//! * the source pod gone → the original pod again (same id and name);
+//! * the source pod stopped → restored in place; its upper dir is reset to
+//!   the snapshot's diff unless it was not started since this very
+//!   checkpoint (then it is already that).
+//!
+//! DESIGN.md fact 10: the restore spec must match the checkpoint's (mounts
+//! by destination, `root.readonly`, process), so the snapshot's own
+//! `config.json` is reused and only what may differ is changed: mount
+//! sources (the clone's own /etc/hostname and /etc/hosts), `cgroupsPath`.
+//! The hostname stays the snapshot's: it lives in the restored kernel's
+//! memory. A snapshot of another runsc release or an unusable platform, or
+//! one whose image is gone, is refused before anything is made; a restore
+//! that fails removes the pod it made (the in-place pod stays stopped).
+
+use std::path::{Path, PathBuf};
+
+use super::start::{start_with, Attach, StartOutcome};
+use super::{failpoint, id, Ctx, PodError, Result};
+use crate::bundle::{PodOptions, RootfsPaths};
+use crate::runsc::GlobalFlags;
+use crate::snapshot::{self, SnapshotError, SnapshotMeta, SnapshotStore};
+use crate::state::{CheckpointState, PodRow, PodStatus, ResourceKind};
+
+pub struct RestoreRequest {
+    pub snapshot: String,
+    pub name: Option<String>,
+    /// `-p` specs: need pod networking, which this gvpod does not have yet.
+    pub ports: Vec<String>,
+    pub network: Option<String>,
+    pub debug: bool,
+}
+
+/// How the snapshot came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreKind {
+    Original,
+    InPlace,
+    Clone,
+}
+
+impl RestoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreKind::Original => "original",
+            RestoreKind::InPlace => "in place",
+            RestoreKind::Clone => "clone",
+        }
+    }
+}
+
+pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKind)> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    let row = store.lookup(&ctx.db, &req.snapshot)?;
+    let meta = store.meta(&row)?;
+    let dir = store.path(&row.id);
+    let unusable = |why: String| {
+        PodError::Snapshot(SnapshotError::Unusable {
+            name: meta.name.clone(),
+            why,
+        })
+    };
+    // The sandbox's network mode (none, host, a pod network) is part of
+    // the saved kernel; a clone may move to another pod network.
+    let pod_net = |n: &str| !matches!(n, "none" | "host" | "");
+    let target_net = req
+        .network
+        .clone()
+        .unwrap_or_else(|| meta.options.network.clone());
+    if pod_net(&target_net) != pod_net(&meta.options.network)
+        || (!pod_net(&target_net) && target_net != meta.options.network)
+    {
+        return Err(PodError::Usage(format!(
+            "invalid --network {target_net:?}: snapshot {} was taken with --network {}; a restored pod keeps that kind of network",
+            meta.name, meta.options.network
+        )));
+    }
+    // Fact 10: only the same runsc release restores its snapshots.
+    let runsc = ctx.runsc()?.clone();
+    if meta.runsc.version != runsc.version.raw {
+        return Err(unusable(format!(
+            "it was taken with {:?} and this host has {:?}; runsc restores only snapshots of its own release",
+            meta.runsc.version, runsc.version.raw
+        )));
+    }
+    if let Err(e) = runsc.probe_platform(&meta.runsc.platform, &ctx.root) {
+        return Err(unusable(format!(
+            "it was taken on platform {}, which cannot be used here: {e}",
+            meta.runsc.platform
+        )));
+    }
+    let image = match ctx.images.resolve(&ctx.db, &meta.image.id) {
+        Ok(i) => i,
+        Err(crate::image::ImageError::NotFound(_)) => {
+            return Err(unusable(format!(
+                "it needs image {} ({}), which is not in the image store; import or pull it first",
+                meta.image.reference, meta.image.id
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for f in [
+        snapshot::META,
+        snapshot::SPEC,
+        snapshot::DIFF,
+        snapshot::IMAGE,
+    ] {
+        if !dir.join(f).is_file() {
+            return Err(unusable(format!(
+                "its directory {} has no {f}; remove it with `gvpod snapshot rm {}`",
+                dir.display(),
+                meta.name
+            )));
+        }
+    }
+    for v in &meta.options.volumes {
+        if !v.host.exists() {
+            return Err(unusable(format!(
+                "volume source {} (mounted at {}) no longer exists",
+                v.host.display(),
+                v.pod
+            )));
+        }
+    }
+
+    tracing::debug!("step restore:checked");
+    let source = ctx.db.pod(&meta.pod.id)?;
+    let source = match source {
+        Some(p) => {
+            let p = ctx.refresh(p)?;
+            Some(super::checkpoint::settle(ctx, p)?)
+        }
+        None => None,
+    };
+    // A clone gets its own address and only the ports asked for here; the
+    // original gets its address back when it is free, and its ports.
+    let clone_opts = {
+        let mut o = meta.options.clone();
+        o.network = target_net.clone();
+        o.publish = req.ports.clone();
+        o.ip = None;
+        o
+    };
+    let (pod, kind) = match (&req.name, source) {
+        (None, Some(p)) if p.status != PodStatus::Running => {
+            if !req.ports.is_empty() || target_net != meta.options.network {
+                return Err(PodError::Usage(format!(
+                    "pod {} still exists and keeps its network and ports; restore snapshot {} under a new name (--name) to publish other ports or join another network",
+                    p.name, meta.name
+                )));
+            }
+            prepare_in_place(ctx, &p, &meta, &dir, &image)?;
+            (p, RestoreKind::InPlace)
+        }
+        (None, Some(p)) => {
+            let who = (id::new_id(), clone_name(ctx, &p.name)?, false);
+            let pod = make_pod(ctx, &meta, &dir, &image, who, &clone_opts, req.debug)?;
+            (pod, RestoreKind::Clone)
+        }
+        (Some(n), _) => {
+            id::validate_name(n)?;
+            let who = (id::new_id(), n.clone(), false);
+            let pod = make_pod(ctx, &meta, &dir, &image, who, &clone_opts, req.debug)?;
+            (pod, RestoreKind::Clone)
+        }
+        (None, None) => {
+            if ctx
+                .lookup(&meta.pod.name)
+                .is_ok_and(|p| p.name == meta.pod.name)
+            {
+                return Err(PodError::Usage(format!(
+                    "pod name {:?} of snapshot {} is taken by another pod; restore it under another name with --name",
+                    meta.pod.name, meta.name
+                )));
+            }
+            let mut opts = meta.options.clone();
+            opts.network = target_net.clone();
+            if !req.ports.is_empty() {
+                opts.publish = req.ports.clone();
+            }
+            // Its old address, if it is still free on the same network.
+            opts.ip = meta
+                .network
+                .ip
+                .clone()
+                .filter(|_| target_net == meta.options.network);
+            let who = (
+                meta.pod.id.clone(),
+                meta.pod.name.clone(),
+                meta.pod.auto_remove,
+            );
+            let pod = match make_pod(ctx, &meta, &dir, &image, who.clone(), &opts, req.debug) {
+                Err(PodError::State(crate::state::StateError::AddressTaken { .. })) => {
+                    opts.ip = None;
+                    make_pod(ctx, &meta, &dir, &image, who, &opts, req.debug)?
+                }
+                r => r?,
+            };
+            (pod, RestoreKind::Original)
+        }
+    };
+    failpoint::hit("restore:prepared");
+
+    let outcome = start_with(ctx, &pod, Attach::Detached, Some(&dir));
+    let failed = match outcome {
+        Ok(StartOutcome::Started { .. }) => None,
+        Ok(StartOutcome::Exited { code }) => {
+            let flags = ctx.flags_of(&pod)?;
+            Some(
+                crate::runsc::last_error(&flags.log)
+                    .map(|m| {
+                        // runsc appends a goroutine dump to some errors: one line is enough.
+                        let first = m.lines().next().unwrap_or_default().trim_end_matches(':');
+                        format!("runsc: {first} (runsc log: {})", flags.log.display())
+                    })
+                    .unwrap_or_else(|| {
+                        format!(
+                            "the pod exited at once (code {}); see `gvpod logs {}`",
+                            code.map_or("unknown".into(), |c| c.to_string()),
+                            pod.name
+                        )
+                    }),
+            )
+        }
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(msg) = failed {
+        if kind != RestoreKind::InPlace {
+            if let Err(e) = super::cleanup::remove_pod(ctx, &pod.id) {
+                tracing::warn!("removing pod {} after a failed restore: {e}", pod.name);
+            }
+        }
+        return Err(PodError::Restore {
+            snapshot: meta.name.clone(),
+            msg,
+        });
+    }
+    let pod = ctx.db.pod(&pod.id)?.unwrap_or(pod);
+    Ok((pod, kind))
+}
+
+/// `<source>-<4 hex>`, unused.
+fn clone_name(ctx: &Ctx, source: &str) -> Result<String> {
+    let base: String = source.chars().take(58).collect();
+    for _ in 0..100 {
+        let n = format!("{base}-{}", crate::util::random_hex(2));
+        if ctx.db.find_pods(&n)?.iter().all(|p| p.name != n) {
+            return Ok(n);
+        }
+    }
+    Err(PodError::Usage(format!(
+        "no free clone name for pod {source}; give one with --name"
+    )))
+}
+
+/// A new pod (clone or original) from the snapshot: row with its address
+/// and ports (one transaction, as `create` does), bundle, rootfs with the
+/// snapshot's diff, network namespace, spec. Undone entirely on failure:
+/// address, ports and namespace included.
+fn make_pod(
+    ctx: &mut Ctx,
+    meta: &SnapshotMeta,
+    dir: &Path,
+    image: &crate::image::Image,
+    (pod_id, name, auto_remove): (String, String, bool),
+    opts: &PodOptions,
+    debug: bool,
+) -> Result<PodRow> {
+    let network = super::network::resolve(ctx, &opts.network)?;
+    let netopts = super::network::parse_opts(opts, network.as_ref())?;
+    let bundle_dir = ctx.bundle_dir(&pod_id);
+    let flags = GlobalFlags {
+        root: ctx.run_dir.join("runsc"),
+        platform: meta.runsc.platform.clone(),
+        network: meta.runsc.network.clone(),
+        overlay2: meta.runsc.overlay2.clone(),
+        log: bundle_dir.join("runsc.log"),
+        debug_log: debug.then(|| bundle_dir.join("debug")),
+        extra: meta.runsc.extra.clone(),
+    };
+    let row = PodRow {
+        id: pod_id,
+        name,
+        image_id: image.id.clone(),
+        image_ref: meta.image.reference.clone(),
+        status: PodStatus::Created,
+        config_json: serde_json::to_string(opts).expect("options serialise"),
+        process_json: meta.process.to_string(),
+        runsc_json: serde_json::to_string(&flags).expect("flags serialise"),
+        created: crate::util::now_rfc3339(),
+        started: None,
+        finished: None,
+        exit_code: None,
+        pid: None,
+        monitor_pid: None,
+        auto_remove,
+    };
+    let ip = super::network::insert_pod(ctx, &row, network.as_ref(), &netopts)?;
+    let made = (|| -> Result<()> {
+        ctx.db
+            .add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
+        std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
+        let paths = RootfsPaths::new(&bundle_dir);
+        ctx.db.add_resource(
+            &row.id,
+            ResourceKind::Mount,
+            &paths.merged.to_string_lossy(),
+        )?;
+        crate::bundle::mount_overlay(&image.layers, &paths)?;
+        unpack_diff(dir, &paths.merged, &meta.name)?;
+        let netns = match (&network, ip) {
+            (Some(n), Some(ip)) => {
+                super::network::setup_pod(ctx, &row.id, n, ip)?;
+                Some(super::network::netns_path(ctx, &row.id))
+            }
+            _ => None,
+        };
+        let cgroup = format!("gvpod/{}", row.id);
+        ctx.db
+            .add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
+        let log = ctx.log_path(&row.id);
+        ctx.db
+            .add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
+        let hosts = hosts_for(ctx, &row, network.as_ref().zip(ip), &netopts, meta)?;
+        let files = BundleFiles::new(&bundle_dir, netns.as_deref());
+        write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
+    })();
+    match made {
+        Ok(()) => {
+            if let Some(n) = &network {
+                let _ = super::network::refresh_peer_hosts(ctx, &n.name);
+            }
+            Ok(row)
+        }
+        Err(e) => {
+            if let Err(e2) = super::cleanup::release(ctx, &row.id) {
+                tracing::warn!("rollback of pod {}: {e2}", row.name);
+            }
+            let _ = ctx.db.delete_pod(&row.id);
+            Err(e)
+        }
+    }
+}
+
+/// The hosts file of a restored pod, as `create` writes it.
+fn hosts_for(
+    ctx: &Ctx,
+    row: &PodRow,
+    attach: Option<(&crate::net::Network, std::net::Ipv4Addr)>,
+    netopts: &super::network::PodNetOpts,
+    meta: &SnapshotMeta,
+) -> Result<String> {
+    let hostname = meta.pod.hostname.as_str();
+    let names = [hostname, row.name.as_str()];
+    let names: &[&str] = if names[0] == names[1] {
+        &names[..1]
+    } else {
+        &names
+    };
+    Ok(match attach {
+        Some((n, ip)) => super::network::hosts_file(
+            Some((ip, names)),
+            &super::network::peers(ctx, &n.name, &row.id)?,
+            &netopts.add_hosts,
+        ),
+        None => super::network::hosts_file(
+            Some((std::net::Ipv4Addr::new(127, 0, 1, 1), names)),
+            &[],
+            &netopts.add_hosts,
+        ),
+    })
+}
+
+/// Makes a stopped pod's bundle match the snapshot again.
+fn prepare_in_place(
+    ctx: &mut Ctx,
+    pod: &PodRow,
+    meta: &SnapshotMeta,
+    dir: &Path,
+    image: &crate::image::Image,
+) -> Result<()> {
+    let flags = ctx.flags_of(pod)?;
+    if flags.platform != meta.runsc.platform || flags.network != meta.runsc.network {
+        return Err(PodError::Usage(format!(
+            "pod {} no longer has the platform and network of snapshot {}; restore it under a new name with --name",
+            pod.name, meta.name
+        )));
+    }
+    let runsc = ctx.runsc()?.clone();
+    if runsc.has_state(&flags, &pod.id) {
+        runsc.delete_force(&flags, &pod.id)?;
+    }
+    crate::runsc::reap_leftovers(&flags, &pod.id);
+    let bundle = ctx.bundle_dir(&pod.id);
+    let paths = RootfsPaths::new(&bundle);
+    // Not started since this checkpoint: the upper dir is the snapshot's already.
+    let untouched = ctx.db.checkpoint_of(&pod.id)?.is_some_and(|c| {
+        c.snapshot_id == meta.id
+            && c.state == CheckpointState::Done
+            && pod.started.as_deref().unwrap_or("") <= c.at.as_str()
+    });
+    if !untouched || !super::start::is_mountpoint(&paths.merged) {
+        crate::bundle::unmount(&paths.merged)?;
+        for d in [&paths.upper, &paths.work] {
+            snapshot::remove_tree(d).map_err(super::io("cannot clear", d))?;
+        }
+        if untouched {
+            return Err(PodError::Usage(format!(
+                "the rootfs of pod {} is not mounted; restore snapshot {} under a new name with --name",
+                pod.name, meta.name
+            )));
+        }
+        crate::bundle::mount_overlay(&image.layers, &paths)?;
+        unpack_diff(dir, &paths.merged, &meta.name)?;
+    }
+    let cgroup = format!("gvpod/{}", pod.id);
+    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let network = super::network::resolve(ctx, &opts.network)?;
+    let netopts = super::network::PodNetOpts {
+        ports: vec![],
+        ip: None,
+        dns: opts.dns.iter().filter_map(|d| d.parse().ok()).collect(),
+        add_hosts: opts
+            .add_hosts
+            .iter()
+            .filter_map(|h| crate::net::dns::parse_add_host(h).ok())
+            .collect(),
+    };
+    let lease = ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip);
+    let hosts = hosts_for(ctx, pod, network.as_ref().zip(lease), &netopts, meta)?;
+    let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
+    let files = BundleFiles::new(&bundle, netns.as_deref());
+    write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
+}
+
+/// Applies the snapshot's diff (an OCI layer) on the pod's freshly mounted
+/// rootfs (image layers + empty upper dir) with the image store's secure
+/// layer unpacker: entries land in the upper dir, and whiteouts delete in
+/// the merged view, which overlayfs records as whiteouts in the upper dir.
+/// The diff may come from an imported archive, so it is treated as untrusted.
+fn unpack_diff(dir: &Path, merged: &Path, snap: &str) -> Result<()> {
+    let diff = dir.join(snapshot::DIFF);
+    let f = std::fs::File::open(&diff).map_err(super::io("cannot open", &diff))?;
+    crate::image::unpack_layer(
+        std::io::BufReader::with_capacity(1 << 20, f),
+        merged,
+        &format!("rootfs diff of snapshot {snap}"),
+    )?;
+    Ok(())
+}
+
+/// The restored pod's own files its spec points at.
+struct BundleFiles<'a> {
+    bundle: PathBuf,
+    hostname: PathBuf,
+    hosts: PathBuf,
+    resolv: PathBuf,
+    netns: Option<&'a Path>,
+}
+
+impl<'a> BundleFiles<'a> {
+    fn new(bundle: &Path, netns: Option<&'a Path>) -> Self {
+        BundleFiles {
+            bundle: bundle.to_owned(),
+            hostname: bundle.join("hostname"),
+            hosts: bundle.join("hosts"),
+            resolv: bundle.join("resolv.conf"),
+            netns,
+        }
+    }
+}
+
+/// hostname, hosts, resolv.conf and config.json of a restored pod's bundle.
+fn write_bundle(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    f: &BundleFiles,
+    cgroup: &str,
+    hosts: &str,
+    netopts: &super::network::PodNetOpts,
+) -> Result<()> {
+    std::fs::write(&f.hostname, format!("{}\n", meta.pod.hostname))
+        .map_err(super::io("cannot write", &f.hostname))?;
+    std::fs::write(&f.hosts, hosts).map_err(super::io("cannot write", &f.hosts))?;
+    if meta.options.network != "none" {
+        let text = if meta.options.network == "host" && netopts.dns.is_empty() {
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        } else {
+            crate::net::dns::resolv_conf(&netopts.dns, crate::net::dns::HOST_RESOLV)
+        };
+        std::fs::write(&f.resolv, text).map_err(super::io("cannot write", &f.resolv))?;
+    }
+    let spec_path = dir.join(snapshot::SPEC);
+    let data = std::fs::read(&spec_path).map_err(super::io("cannot read", &spec_path))?;
+    let spec = adapt_spec(&data, f, cgroup).map_err(|why| {
+        PodError::Snapshot(SnapshotError::Unusable {
+            name: meta.name.clone(),
+            why: format!("its config.json: {why}"),
+        })
+    })?;
+    let out = f.bundle.join("config.json");
+    crate::util::write_atomic(&out, &spec).map_err(super::io("cannot write", &out))
+}
+
+/// The snapshot's spec with what fact 10 lets differ replaced: the mount
+/// sources of /etc/hostname, /etc/hosts and /etc/resolv.conf, the network
+/// namespace path, the cgroups path.
+fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result<Vec<u8>, String> {
+    let mut v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+    let mounts = v
+        .get_mut("mounts")
+        .and_then(|m| m.as_array_mut())
+        .ok_or("no mounts")?;
+    for m in mounts {
+        let src: Option<&Path> = match m.get("destination").and_then(|d| d.as_str()) {
+            Some("/etc/hostname") => Some(&f.hostname),
+            Some("/etc/hosts") => Some(&f.hosts),
+            Some("/etc/resolv.conf") => Some(&f.resolv),
+            _ => None,
+        };
+        if let Some(s) = src {
+            m["source"] = serde_json::Value::String(s.to_string_lossy().into_owned());
+        }
+    }
+    let linux = v
+        .get_mut("linux")
+        .and_then(|l| l.as_object_mut())
+        .ok_or("no linux section")?;
+    linux.insert(
+        "cgroupsPath".into(),
+        serde_json::Value::String(format!("/{cgroup}")),
+    );
+    if let Some(ns) = f.netns {
+        let namespaces = linux
+            .get_mut("namespaces")
+            .and_then(|n| n.as_array_mut())
+            .ok_or("no namespaces")?;
+        for n in namespaces {
+            if n.get("type").and_then(|t| t.as_str()) == Some("network") {
+                n["path"] = serde_json::Value::String(ns.to_string_lossy().into_owned());
+            }
+        }
+    }
+    serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{adapt_spec, BundleFiles};
+    use std::path::Path;
+
+    #[test]
+    fn only_sources_and_cgroup_change() {
+        let spec = br#"{"root":{"path":"rootfs","readonly":true},"process":{"args":["sh"]},
+            "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
+                      {"destination":"/etc/hostname","type":"bind","source":"/old/hostname","options":["rbind"]},
+                      {"destination":"/etc/hosts","type":"bind","source":"/old/hosts"}],
+            "linux":{"cgroupsPath":"/gvpod/old","namespaces":[{"type":"pid"},{"type":"network","path":"/old/netns"}]}}"#;
+        let files = BundleFiles::new(Path::new("/new"), Some(Path::new("/new/netns")));
+        let out = adapt_spec(spec, &files, "gvpod/new").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["mounts"][1]["source"], "/new/hostname");
+        assert_eq!(v["mounts"][1]["options"][0], "rbind");
+        assert_eq!(v["mounts"][2]["source"], "/new/hosts");
+        assert_eq!(v["mounts"][0]["source"], "proc");
+        assert_eq!(v["linux"]["cgroupsPath"], "/gvpod/new");
+        assert_eq!(v["linux"]["namespaces"][1]["path"], "/new/netns");
+        assert!(v["linux"]["namespaces"][0].get("path").is_none());
+        assert_eq!(v["root"]["readonly"], true);
+        assert_eq!(v["process"]["args"][0], "sh");
+        assert!(adapt_spec(b"{}", &files, "c").is_err());
+    }
+}

@@ -1,0 +1,326 @@
+//! runsc command lines for snapshots: `checkpoint`, the two restore styles,
+//! `pause`/`resume`, and reaping what a 2022 checkpoint leaves behind.
+//!
+//! DESIGN.md fact 5: release 20221219 `runsc restore --image-path=DIR ID`
+//! creates the container itself (a prior `runsc create` makes it fail) and,
+//! without `--detach`, waits for it like `runsc run`; newer releases want
+//! `runsc create` first, then `runsc restore` on the created container.
+//! [`Features::restore_creates`](super::Features) picks the style.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{GlobalFlags, Result, Runsc};
+
+/// How to launch a restore: an optional `runsc create` to run to completion
+/// first (newer releases), then the `runsc restore` that stays in the
+/// foreground until the pod exits, like `runsc run`.
+pub struct RestoreLaunch {
+    pub create: Option<Command>,
+    pub restore: Command,
+}
+
+impl Runsc {
+    /// `runsc checkpoint --image-path=DIR [--leave-running] ID`. Only asks
+    /// runsc for `--leave-running` when it keeps the sandbox running in place
+    /// (20240415 and newer); older releases destroy and re-create the
+    /// container inside the checkpoint command, which would take the pod's
+    /// stdio away from its monitor, so gvpod emulates it there.
+    pub fn checkpoint(
+        &self,
+        flags: &GlobalFlags,
+        id: &str,
+        image_dir: &Path,
+        leave_running: bool,
+    ) -> Result<()> {
+        let path = format!("--image-path={}", image_dir.display());
+        let mut args = vec![path.as_str()];
+        if leave_running && self.features.leave_running_in_place {
+            args.push("--leave-running");
+        }
+        self.call(flags, "checkpoint", &args, id).map(|_| ())
+    }
+
+    /// Builds the command(s) that bring container `id` back from the memory
+    /// image in `image_dir`, in the style this release wants. The caller
+    /// sets stdio (the sandbox inherits it from `create`, or from `restore`
+    /// when it creates the container itself) and appends nothing: the id is
+    /// already the last argument.
+    pub fn restore_launch(
+        &self,
+        flags: &GlobalFlags,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        image_dir: &Path,
+    ) -> RestoreLaunch {
+        let bundle_arg = format!("--bundle={}", bundle.display());
+        let pid_arg = format!("--pid-file={}", pid_file.display());
+        let image_arg = format!("--image-path={}", image_dir.display());
+        if self.features.restore_creates {
+            let mut restore = self.command(flags, "restore");
+            restore.args([&image_arg, &bundle_arg, &pid_arg, id]);
+            RestoreLaunch {
+                create: None,
+                restore,
+            }
+        } else {
+            let mut create = self.command(flags, "create");
+            create.args([&bundle_arg, &pid_arg, id]);
+            let mut restore = self.command(flags, "restore");
+            restore.args([&image_arg, &bundle_arg, id]);
+            RestoreLaunch {
+                create: Some(create),
+                restore,
+            }
+        }
+    }
+
+    /// `runsc pause ID` (freezes the sandbox so its files stop changing).
+    pub fn pause(&self, flags: &GlobalFlags, id: &str) -> Result<()> {
+        self.call(flags, "pause", &[], id).map(|_| ())
+    }
+
+    /// `runsc resume ID`.
+    pub fn resume(&self, flags: &GlobalFlags, id: &str) -> Result<()> {
+        self.call(flags, "resume", &[], id).map(|_| ())
+    }
+}
+
+impl Runsc {
+    /// Whether runsc keeps any state for container `id` under the runsc root
+    /// of `flags` (every release names its state files after the id): a
+    /// directory listing instead of a `runsc state` call (~40 ms).
+    pub fn has_state(&self, flags: &GlobalFlags, id: &str) -> bool {
+        std::fs::read_dir(&flags.root).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains(id))
+        })
+    }
+
+    /// The status runsc records for container `id` ("created", "running",
+    /// "stopped"), read from its state file (`<root>/<id>_sandbox:<id>.state`)
+    /// in microseconds instead of a `runsc state` call (~40 ms), falling back
+    /// to `runsc state` when the file is not where this layout puts it.
+    pub fn status(&self, flags: &GlobalFlags, id: &str) -> Option<String> {
+        let f = flags.root.join(format!("{id}_sandbox:{id}.state"));
+        match std::fs::read(&f) {
+            Ok(data) => serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string)),
+            Err(_) => self.state(flags, id).ok().flatten().map(|s| s.status),
+        }
+    }
+}
+
+impl Runsc {
+    /// Whether a save of a sandbox with open TCP connections fails (and, on
+    /// these releases, ends the sandbox): before 20240520, which resets them
+    /// instead (`--net-disconnect-ok`). DESIGN.md fact 10.
+    pub fn saves_refuse_tcp(&self) -> bool {
+        self.version.release != 0 && self.version.release < 20240520
+    }
+
+    /// The pod's TCP endpoints that a save would refuse (any state but
+    /// LISTEN and CLOSE, TIME_WAIT included), read from its own
+    /// /proc/net/tcp{,6} with `runsc exec ID cat`. `None` when that cannot
+    /// be read (no `cat` in the image): the caller goes on without the check.
+    pub fn open_tcp(&self, flags: &GlobalFlags, id: &str) -> Option<Vec<String>> {
+        let out = self
+            .command(flags, "exec")
+            .args([id, "cat", "/proc/net/tcp", "/proc/net/tcp6"])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        Some(parse_open_tcp(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// Entries of /proc/net/tcp(6) text in a state other than LISTEN (0A) or
+/// CLOSE (07), as "STATE local -> remote".
+pub fn parse_open_tcp(text: &str) -> Vec<String> {
+    const STATES: [&str; 12] = [
+        "",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
+    let addr = |a: &str| -> String {
+        let (ip, port) = a.split_once(':').unwrap_or((a, "0"));
+        let port = u16::from_str_radix(port, 16).unwrap_or(0);
+        match u32::from_str_radix(ip, 16) {
+            Ok(v) if ip.len() == 8 => {
+                format!("{}:{port}", std::net::Ipv4Addr::from(v.swap_bytes()))
+            }
+            _ => format!("[{ip}]:{port}"),
+        }
+    };
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let st = u8::from_str_radix(f.get(3)?, 16).ok()?;
+            if !f.first()?.ends_with(':') || st == 0x0a || st == 0x07 {
+                return None;
+            }
+            let name = STATES.get(st as usize).copied().unwrap_or("?");
+            Some(format!("{name} {} -> {}", addr(f[1]), addr(f[2])))
+        })
+        .collect()
+}
+
+/// SIGKILLs the sandbox and gofer processes of container `id` under the
+/// runsc root of `flags` that are still alive. DESIGN.md fact 5: after a
+/// checkpoint, release 20221219's sandbox and gofer can linger and hold the
+/// container's control socket, so a restore under the same id fails with
+/// "address already in use". They are found by their command line (program
+/// `runsc-sandbox` / `runsc-gofer`, this runsc root, this id), never by a
+/// broad name. Returns the pids killed.
+pub fn reap_leftovers(flags: &GlobalFlags, id: &str) -> Vec<i32> {
+    let root_arg = format!("--root={}", flags.root.display());
+    let mut killed = vec![];
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let prog = args.first().copied().unwrap_or_default();
+        let ours = (prog.ends_with(b"runsc-sandbox") || prog.ends_with(b"runsc-gofer"))
+            && args.contains(&root_arg.as_bytes())
+            && args
+                .iter()
+                .any(|a| *a == id.as_bytes() || a.windows(id.len()).any(|w| w == id.as_bytes()));
+        if ours
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            killed.push(pid);
+        }
+    }
+    killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Features, Version};
+    use super::*;
+
+    fn runsc(release: u32) -> Runsc {
+        Runsc {
+            bin: "/usr/bin/runsc".into(),
+            version: Version {
+                raw: format!("runsc version {release}"),
+                release,
+            },
+            features: Features {
+                platforms: vec!["ptrace".into()],
+                default_platform: "ptrace".into(),
+                flags: Default::default(),
+                restore_creates: release < 20230327,
+                root_netns_false_positive: release < 20240807,
+                leave_running_in_place: release >= 20240415,
+            },
+        }
+    }
+
+    fn flags() -> GlobalFlags {
+        GlobalFlags {
+            root: "/run/gvpod/x/runsc".into(),
+            platform: "ptrace".into(),
+            network: "none".into(),
+            overlay2: Some("none".into()),
+            log: "/b/runsc.log".into(),
+            debug_log: None,
+            extra: vec![],
+        }
+    }
+
+    fn args(c: &Command) -> Vec<String> {
+        c.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn restore_style_follows_the_release() {
+        let old = runsc(20221219).restore_launch(
+            &flags(),
+            "ID",
+            Path::new("/b"),
+            Path::new("/b/pid"),
+            Path::new("/s"),
+        );
+        assert!(old.create.is_none());
+        let a = args(&old.restore);
+        assert_eq!(
+            &a[a.len() - 5..],
+            [
+                "restore",
+                "--image-path=/s",
+                "--bundle=/b",
+                "--pid-file=/b/pid",
+                "ID"
+            ]
+        );
+        // Same global flags as every other call (fact 1).
+        assert_eq!(&a[..6], &flags().to_args()[..]);
+
+        let new = runsc(20250101).restore_launch(
+            &flags(),
+            "ID",
+            Path::new("/b"),
+            Path::new("/b/pid"),
+            Path::new("/s"),
+        );
+        let c = args(new.create.as_ref().unwrap());
+        assert_eq!(
+            &c[c.len() - 4..],
+            ["create", "--bundle=/b", "--pid-file=/b/pid", "ID"]
+        );
+        let r = args(&new.restore);
+        assert_eq!(
+            &r[r.len() - 4..],
+            ["restore", "--image-path=/s", "--bundle=/b", "ID"]
+        );
+    }
+
+    #[test]
+    fn open_tcp_connections_are_found() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n\
+   1: 020012C6:0050 010012C6:DFBA 06 00000000:00000000 00:00000000 00000000     0        0 2\n\
+   2: 020012C6:0050 010012C6:DFBB 07 00000000:00000000 00:00000000 00000000     0        0 3\n";
+        assert_eq!(
+            parse_open_tcp(text),
+            ["TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:57274"]
+        );
+        assert!(parse_open_tcp("").is_empty());
+    }
+
+    #[test]
+    fn reaping_spares_other_processes() {
+        // No process of this made-up root and id exists; nothing is killed.
+        let mut f = flags();
+        f.root = "/run/gvpod/none-such/runsc".into();
+        assert!(reap_leftovers(&f, &"f".repeat(64)).is_empty());
+    }
+}

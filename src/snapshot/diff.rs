@@ -1,0 +1,310 @@
+//! A pod's filesystem changes as an OCI layer tarball.
+//!
+//! Pods write to the upper directory of their overlay rootfs (runsc runs
+//! with `--overlay2=none`, DESIGN.md fact 8), so the upper directory *is* the
+//! pod's diff, in overlayfs' on-disk format. This turns it into the OCI
+//! layer format (image-spec `layer.md`), like podman's `rootfs-diff.tar`:
+//!
+//! * a character device 0/0 (an overlay whiteout) becomes an empty file
+//!   `DIR/.wh.NAME`;
+//! * a directory with `trusted.overlay.opaque=y` gets a `DIR/.wh..wh..opq`
+//!   entry right after its own;
+//! * hard links within the diff stay hard links; other xattrs (`user.*`,
+//!   `security.capability`) go into PAX `SCHILY.xattr.*` records, except
+//!   `trusted.*` (overlay's own metadata);
+//! * a redirect or metacopy xattr (overlay features gvpod does not turn on)
+//!   is refused rather than written as a wrong layer.
+//!
+//! The same tarball is the snapshot's `rootfs-diff.tar` (restored through
+//! the image store's secure layer unpacker) and the layer `gvpod commit`
+//! adds. Entries are sorted by name, so an unchanged pod gives the same bytes.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::{io, Result, SnapshotError};
+
+/// What a diff contained.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DiffStats {
+    pub entries: u64,
+    pub whiteouts: u64,
+    pub bytes: u64,
+}
+
+const OPAQUE: &str = "trusted.overlay.opaque";
+
+/// Writes the diff held in the overlay upper directory `upper` to `out` as
+/// an uncompressed OCI layer tarball.
+pub fn write_diff<W: Write>(upper: &Path, out: W) -> Result<DiffStats> {
+    let mut w = Writer {
+        tar: tar::Builder::new(out),
+        upper: upper.to_owned(),
+        links: HashMap::new(),
+        stats: DiffStats::default(),
+    };
+    w.tar.follow_symlinks(false);
+    w.dir(Path::new(""))?;
+    w.tar
+        .into_inner()
+        .and_then(|mut o| o.flush())
+        .map_err(io("cannot write layer for", upper))?;
+    Ok(w.stats)
+}
+
+struct Writer<W: Write> {
+    tar: tar::Builder<W>,
+    upper: PathBuf,
+    /// (dev, ino) of multiply-linked files already written → their path.
+    links: HashMap<(u64, u64), PathBuf>,
+    stats: DiffStats,
+}
+
+impl<W: Write> Writer<W> {
+    fn err(&self, rel: &Path, why: impl std::fmt::Display) -> SnapshotError {
+        SnapshotError::Io {
+            what: "cannot capture",
+            path: self.upper.join(rel),
+            source: std::io::Error::other(why.to_string()),
+        }
+    }
+
+    /// Writes the children of directory `rel` (relative to the upper dir).
+    fn dir(&mut self, rel: &Path) -> Result<()> {
+        let abs = self.upper.join(rel);
+        let mut names: Vec<OsString> = std::fs::read_dir(&abs)
+            .map_err(io("cannot read", &abs))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .map_err(io("cannot read", &abs))?;
+        names.sort();
+        for name in names {
+            self.entry(&rel.join(&name), &name)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, rel: &Path, name: &OsStr) -> Result<()> {
+        let abs = self.upper.join(rel);
+        let meta = std::fs::symlink_metadata(&abs).map_err(io("cannot stat", &abs))?;
+        let ft = meta.file_type();
+        let xattrs = xattrs(&abs).map_err(io("cannot read xattrs of", &abs))?;
+        for (k, _) in &xattrs {
+            if k == "trusted.overlay.redirect" || k == "trusted.overlay.metacopy" {
+                return Err(self.err(rel, format!("overlay feature {k} is not supported")));
+            }
+        }
+        if ft.is_char_device() && meta.rdev() == 0 {
+            // An overlay whiteout: NAME is deleted.
+            let mut wh_name = OsString::from(".wh.");
+            wh_name.push(name);
+            let wh = rel.parent().unwrap_or(Path::new("")).join(wh_name);
+            self.empty_file(&wh)?;
+            self.stats.whiteouts += 1;
+            return Ok(());
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(meta.mode() & 0o7777);
+        h.set_uid(meta.uid() as u64);
+        h.set_gid(meta.gid() as u64);
+        h.set_mtime(meta.mtime().max(0) as u64);
+        h.set_size(0);
+        let pax: Vec<(String, Vec<u8>)> = xattrs
+            .iter()
+            .filter(|(k, _)| !k.starts_with("trusted."))
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.clone()))
+            .collect();
+        if !pax.is_empty() {
+            self.tar
+                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(io("cannot write layer entry for", &abs))?;
+        }
+        let werr = io("cannot write layer entry for", &abs);
+        self.stats.entries += 1;
+        if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            self.tar
+                .append_data(&mut h, rel, std::io::empty())
+                .map_err(werr)?;
+            if xattrs.iter().any(|(k, v)| k == OPAQUE && v == b"y") {
+                self.empty_file(&rel.join(".wh..wh..opq"))?;
+                self.stats.whiteouts += 1;
+            }
+            return self.dir(rel);
+        }
+        if ft.is_symlink() {
+            let target = std::fs::read_link(&abs).map_err(io("cannot read link", &abs))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            return self.tar.append_link(&mut h, rel, &target).map_err(werr);
+        }
+        if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = self.links.get(&key) {
+                    let first = first.clone();
+                    h.set_entry_type(tar::EntryType::Link);
+                    return self.tar.append_link(&mut h, rel, &first).map_err(werr);
+                }
+                self.links.insert(key, rel.to_owned());
+            }
+            let f = File::open(&abs).map_err(io("cannot open", &abs))?;
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(meta.len());
+            self.stats.bytes += meta.len();
+            // A file that changes size while it is read is a tar error, not a corrupt layer.
+            return self.tar.append_data(&mut h, rel, f).map_err(werr);
+        }
+        if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            h.set_entry_type(if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+            h.set_device_major(major).map_err(io("bad device", &abs))?;
+            h.set_device_minor(minor).map_err(io("bad device", &abs))?;
+            return self
+                .tar
+                .append_data(&mut h, rel, std::io::empty())
+                .map_err(werr);
+        }
+        // Sockets are not part of a filesystem image.
+        self.stats.entries -= 1;
+        Ok(())
+    }
+
+    fn empty_file(&mut self, rel: &Path) -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mtime(0);
+        self.stats.entries += 1;
+        let abs = self.upper.join(rel);
+        self.tar
+            .append_data(&mut h, rel, std::io::empty())
+            .map_err(io("cannot write layer entry for", &abs))
+    }
+}
+
+/// Extended attributes of `path` itself (not following a symlink).
+fn xattrs(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        // SAFETY: the buffer is valid for its length; the kernel writes at most that.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => names.resize(names.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(vec![]),
+            _ => return Err(e),
+        }
+    };
+    let mut out = vec![];
+    for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let cname = CString::new(name)?;
+        let mut val = vec![0u8; 256];
+        let len = loop {
+            // SAFETY: as above.
+            let len = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    cname.as_ptr(),
+                    val.as_mut_ptr().cast(),
+                    val.len(),
+                )
+            };
+            if len >= 0 {
+                break len as usize;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ERANGE) => val.resize(val.len() * 4, 0),
+                Some(libc::ENODATA) => break usize::MAX,
+                _ => return Err(e),
+            }
+        };
+        if len == usize::MAX {
+            continue;
+        }
+        val.truncate(len);
+        out.push((String::from_utf8_lossy(name).into_owned(), val));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType)> {
+        let mut a = tar::Archive::new(tar_bytes);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlay_whiteouts_become_oci_whiteouts() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (device nodes, trusted xattrs)");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let u = d.path();
+        std::fs::create_dir_all(u.join("etc/opq")).unwrap();
+        std::fs::write(u.join("etc/new"), b"hello").unwrap();
+        std::fs::hard_link(u.join("etc/new"), u.join("etc/new2")).unwrap();
+        std::os::unix::fs::symlink("/etc/new", u.join("link")).unwrap();
+        nix::sys::stat::mknod(
+            &u.join("etc/gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o000),
+            0,
+        )
+        .unwrap();
+        let p = CString::new(u.join("etc/opq").as_os_str().as_bytes()).unwrap();
+        let k = CString::new(OPAQUE).unwrap();
+        // SAFETY: valid C strings and buffer.
+        let rc = unsafe { libc::lsetxattr(p.as_ptr(), k.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        assert_eq!(rc, 0);
+        let mut out = vec![];
+        let st = write_diff(u, &mut out).unwrap();
+        assert_eq!(st.whiteouts, 2);
+        assert_eq!(st.bytes, 5);
+        let n = names(&out);
+        let has = |p: &str, t: tar::EntryType| n.iter().any(|(q, u)| q == p && *u == t);
+        assert!(has("etc/.wh.gone", tar::EntryType::Regular), "{n:?}");
+        assert!(
+            has("etc/opq/.wh..wh..opq", tar::EntryType::Regular),
+            "{n:?}"
+        );
+        assert!(has("etc/new2", tar::EntryType::Link), "{n:?}");
+        assert!(has("link", tar::EntryType::Symlink), "{n:?}");
+        assert!(!n.iter().any(|(q, _)| q == "etc/gone"));
+        // Deterministic.
+        let mut again = vec![];
+        write_diff(u, &mut again).unwrap();
+        assert_eq!(out, again);
+    }
+}

@@ -1,0 +1,762 @@
+//! Snapshots against the real runsc: checkpoint / restore of a pod that
+//! counts in memory, clones, `--leave-running`, export → rm → import →
+//! restore, commit → run, and every failure case of issue 5 (one clear line,
+//! exit 2 for bad input, no partial state, the source pod as it was).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Root};
+
+/// Counts in memory (never re-reads its state); writes a file and deletes
+/// one of the image's first.
+const COUNTER: &str =
+    "echo before > /written; rm /bin/vi; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
+
+fn start_counter(r: &Root, name: &str) -> String {
+    let id = r
+        .ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", COUNTER])
+        .trim()
+        .to_string();
+    r.track(&id);
+    wait_count(r, name, 3);
+    id
+}
+
+/// The last number the pod printed (from its log).
+fn last_count(r: &Root, pod: &str) -> u64 {
+    stdout(&r.gvpod(&["logs", pod]))
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
+
+/// All numbers in the log, in order.
+fn counts(r: &Root, pod: &str) -> Vec<u64> {
+    stdout(&r.gvpod(&["logs", pod]))
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn wait_count(r: &Root, pod: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = last_count(r, pod);
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {pod} did not count to {at_least} (at {n})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status(r: &Root, pod: &str) -> String {
+    r.inspect(pod)["status"].as_str().unwrap().to_string()
+}
+
+fn snapshot_names(r: &Root) -> Vec<String> {
+    r.ok(&["snapshot", "ls", "-q"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Nothing in `<root>/snapshots` but registered snapshots.
+fn assert_no_partial_snapshots(r: &Root) {
+    let ids: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(
+        &r.ok(&["snapshot", "ls", "--format", "json"]),
+    )
+    .unwrap()
+    .iter()
+    .map(|s| s["id"].as_str().unwrap().to_string())
+    .collect();
+    let dir = r.path().join("snapshots");
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            ids.contains(&n),
+            "partial snapshot left: {}",
+            e.path().display()
+        );
+    }
+}
+
+/// Runs a command that must fail with `code` and print one line containing `needle`.
+fn fails(r: &Root, args: &[&str], code: i32, needle: &str) {
+    let o = r.gvpod(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
+#[test]
+fn counter_continues_after_checkpoint_and_restore() {
+    require_runsc!();
+    let r = Root::new();
+    start_counter(&r, "count");
+    let o = r.gvpod(&["checkpoint", "--name", "snap1", "count"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "snap1");
+    let at_checkpoint = last_count(&r, "count");
+    // Recorded as checkpointed, not as a plain exit.
+    let v = r.inspect("count");
+    assert_eq!(v["status"], "exited");
+    assert_eq!(v["checkpointed"], "snap1");
+    assert!(r.ok(&["ps", "-a"]).contains("Checkpointed (snap1)"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        last_count(&r, "count"),
+        at_checkpoint,
+        "still counting after checkpoint"
+    );
+
+    // The pod still exists and is stopped: restored in place, same id.
+    let id = r.ok(&["restore", "snap1"]).trim().to_string();
+    assert_eq!(id, r.inspect("count")["id"].as_str().unwrap());
+    assert_eq!(status(&r, "count"), "running");
+    wait_count(&r, "count", at_checkpoint + 3);
+    let c = counts(&r, "count");
+    let i = c.iter().position(|n| *n == at_checkpoint).unwrap();
+    // It went on from where it was: no restart from 1.
+    assert_eq!(c[i + 1], at_checkpoint + 1, "{c:?}");
+    assert_eq!(c.iter().filter(|n| **n == 1).count(), 1, "{c:?}");
+    // The file written before the checkpoint is there.
+    assert_eq!(r.ok(&["exec", "count", "cat", "/written"]), "before\n");
+
+    // Gone pod: the original comes back with its name and id.
+    r.ok(&["rm", "-f", "count"]);
+    let id2 = r.ok(&["restore", "snap1"]).trim().to_string();
+    assert_eq!(id2, id);
+    assert_eq!(status(&r, "count"), "running");
+    assert_eq!(r.ok(&["exec", "count", "cat", "/written"]), "before\n");
+    assert!(wait_count(&r, "count", at_checkpoint + 2) > at_checkpoint);
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
+}
+
+#[test]
+fn leave_running_and_two_clones_side_by_side() {
+    require_runsc!();
+    let r = Root::new();
+    start_counter(&r, "src");
+    r.ok(&["checkpoint", "--leave-running", "--name", "warm", "src"]);
+    // The source keeps answering.
+    assert_eq!(status(&r, "src"), "running");
+    let n = last_count(&r, "src");
+    wait_count(&r, "src", n + 2);
+    assert_eq!(r.ok(&["exec", "src", "cat", "/written"]), "before\n");
+
+    let a = r
+        .ok(&["restore", "--name", "clone-a", "warm"])
+        .trim()
+        .to_string();
+    let b = r
+        .ok(&["restore", "--name", "clone-b", "warm"])
+        .trim()
+        .to_string();
+    r.track(&a);
+    r.track(&b);
+    assert_ne!(a, b);
+    // Without --name, a running source gets another clone.
+    let c = r.ok(&["restore", "warm"]).trim().to_string();
+    r.track(&c);
+    let names: Vec<String> = r
+        .ps_all()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("src-")), "{names:?}");
+    for pod in ["clone-a", "clone-b", "src"] {
+        assert_eq!(status(&r, pod), "running", "{pod}");
+        // Each clone is its own pod: own /etc/hosts, the file, the count.
+        let hosts = r.ok(&["exec", pod, "cat", "/etc/hosts"]);
+        assert!(hosts.contains(pod), "{pod}: {hosts}");
+        assert_eq!(r.ok(&["exec", pod, "cat", "/written"]), "before\n");
+        // The deletion came along too (a whiteout in the snapshot's diff).
+        assert_eq!(
+            r.gvpod(&["exec", pod, "test", "-e", "/bin/vi"])
+                .status
+                .code(),
+            Some(1),
+            "{pod}"
+        );
+    }
+    // A clone's first number continues the source's count at the snapshot.
+    let first = counts(&r, "clone-a")[0];
+    assert!(first > 3, "clone restarted counting: {first}");
+    wait_count(&r, "clone-b", first + 2);
+    // Writes in one clone are not seen by the other.
+    r.ok(&["exec", "clone-a", "sh", "-c", "echo a > /written"]);
+    assert_eq!(r.ok(&["exec", "clone-b", "cat", "/written"]), "before\n");
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
+}
+
+#[test]
+fn export_rm_import_restore() {
+    require_runsc!();
+    let r = Root::new();
+    start_counter(&r, "trip");
+    r.ok(&["checkpoint", "--name", "go", "trip"]);
+    let n = last_count(&r, "trip");
+    let archive = r.path().join("go.snap");
+    r.ok(&["snapshot", "export", "go", "-o", archive.to_str().unwrap()]);
+    r.ok(&["snapshot", "rm", "go"]);
+    r.ok(&["rm", "trip"]);
+    assert!(snapshot_names(&r).is_empty());
+    assert_eq!(
+        r.ok(&["snapshot", "import", archive.to_str().unwrap()])
+            .trim(),
+        "go"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.ok(&["snapshot", "inspect", "go"])).unwrap();
+    assert_eq!(v["pod"]["name"], "trip");
+    assert_eq!(v["runsc"]["platform"], "ptrace");
+    r.ok(&["restore", "go"]);
+    assert_eq!(status(&r, "trip"), "running");
+    wait_count(&r, "trip", n + 2);
+    // A new log (the pod was removed), starting where the count was.
+    let c = counts(&r, "trip");
+    assert!(c[0] > 1 && c[0] <= n + 1, "restarted: {c:?} (was at {n})");
+    assert_eq!(r.ok(&["exec", "trip", "cat", "/written"]), "before\n");
+    assert_eq!(
+        r.gvpod(&["exec", "trip", "test", "-e", "/bin/vi"])
+            .status
+            .code(),
+        Some(1)
+    );
+    // Imported twice under another name, restored as a clone next to it.
+    r.ok(&[
+        "snapshot",
+        "import",
+        "--name",
+        "go2",
+        archive.to_str().unwrap(),
+    ]);
+    let id = r
+        .ok(&["restore", "--name", "trip2", "go2"])
+        .trim()
+        .to_string();
+    r.track(&id);
+    assert_eq!(status(&r, "trip2"), "running");
+    r.ok(&["snapshot", "rm", "go", "go2"]);
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
+}
+
+#[test]
+fn commit_then_run_sees_the_change() {
+    require_runsc!();
+    let r = Root::new();
+    let id = r
+        .ok(&["run", "-d", "--name", "dev", "busybox", "sleep", "60"])
+        .trim()
+        .to_string();
+    r.track(&id);
+    r.ok(&[
+        "exec",
+        "dev",
+        "sh",
+        "-c",
+        "echo hello > /hello; mkdir -p /opt/app; echo 1 > /opt/app/v; rm /bin/vi; ln -s /hello /link",
+    ]);
+    // Committed while running (paused for a consistent layer).
+    let img = r.ok(&["commit", "dev", "dev-image:v1"]).trim().to_string();
+    assert!(img.starts_with("sha256:"), "{img}");
+    assert_eq!(status(&r, "dev"), "running");
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "dev-image:v1",
+        "sh",
+        "-c",
+        "cat /hello /opt/app/v /link; test ! -e /bin/vi && echo vi-gone",
+    ]);
+    assert_eq!(stdout(&o), "hello\n1\nhello\nvi-gone\n", "{}", stderr(&o));
+    // The new image is the base plus one layer.
+    let base = r.ok(&["images", "--format", "json"]);
+    assert!(base.contains("dev-image"), "{base}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "dev-image:v1"])).unwrap();
+    let layers = inspect
+        .get("layers")
+        .or_else(|| inspect[0].get("layers"))
+        .and_then(|l| l.as_array())
+        .map(Vec::len);
+    assert_eq!(layers, Some(2), "{inspect}");
+    // Like any image: saved, loaded into another data root, run there.
+    let archive = r.path().join("dev.tar");
+    r.ok(&["save", "-o", archive.to_str().unwrap(), "dev-image:v1"]);
+    let other = Root::empty();
+    other.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let o = other.gvpod(&["run", "--rm", "dev-image:v1", "cat", "/hello"]);
+    assert_eq!(stdout(&o), "hello\n", "{}", stderr(&o));
+    // Committing an exited pod works too, on top of the committed image.
+    r.ok(&["rm", "-f", "dev"]);
+    let id = r
+        .ok(&[
+            "run",
+            "--name",
+            "dev2",
+            "dev-image:v1",
+            "sh",
+            "-c",
+            "rm /hello; echo 2 > /opt/app/v",
+        ])
+        .trim()
+        .to_string();
+    let _ = id;
+    r.ok(&["commit", "dev2", "dev-image:v2"]);
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "dev-image:v2",
+        "sh",
+        "-c",
+        "cat /opt/app/v; test ! -e /hello && echo hello-gone",
+    ]);
+    assert_eq!(stdout(&o), "2\nhello-gone\n", "{}", stderr(&o));
+    fails(&r, &["commit", "dev2", "Bad:Ref:"], 2, "Bad:Ref:");
+    r.assert_clean();
+    // (The leak check looks at every pod this thread tracked, so the
+    // other root is checked once the first one is clean.)
+    other.assert_clean();
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    require_runsc!();
+    let r = Root::new();
+    // A pod that is not running.
+    r.ok(&["create", "--name", "idle", "busybox", "true"]);
+    fails(&r, &["checkpoint", "idle"], 2, "idle is created");
+    fails(&r, &["checkpoint", "nope"], 2, "\"nope\"");
+    start_counter(&r, "live");
+    fails(
+        &r,
+        &["checkpoint", "--name", "bad name", "live"],
+        2,
+        "\"bad name\"",
+    );
+    r.ok(&["checkpoint", "--leave-running", "--name", "s", "live"]);
+    // Name clashes.
+    fails(
+        &r,
+        &["checkpoint", "--name", "s", "live"],
+        2,
+        "\"s\" already exists",
+    );
+    fails(&r, &["restore", "--name", "idle", "s"], 2, "\"idle\"");
+    fails(&r, &["restore", "nosuch"], 2, "\"nosuch\"");
+    // A terminal cannot be checkpointed.
+    let id = r
+        .ok(&["run", "-d", "-t", "--name", "tty", "busybox", "sleep", "60"])
+        .trim()
+        .to_string();
+    r.track(&id);
+    fails(&r, &["checkpoint", "tty"], 2, "terminal");
+    // Bad ports, unknown networks, another kind of network, a pod that
+    // still exists asked for other ports: refused before anything is made.
+    fails(
+        &r,
+        &["restore", "-p", "99999:80", "--name", "x", "s"],
+        2,
+        "99999",
+    );
+    fails(
+        &r,
+        &["restore", "--network", "other", "--name", "x", "s"],
+        2,
+        "\"other\"",
+    );
+    fails(
+        &r,
+        &["restore", "--network", "none", "--name", "x", "s"],
+        2,
+        "\"none\"",
+    );
+    assert!(r.ps_all().iter().all(|p| p["name"] != "x"));
+
+    // Archives: truncated, corrupt, not an archive; nothing registered.
+    let good = r.path().join("s.snap");
+    r.ok(&["snapshot", "export", "s", "-o", good.to_str().unwrap()]);
+    let bytes = std::fs::read(&good).unwrap();
+    let trunc = r.path().join("trunc.snap");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    fails(
+        &r,
+        &["snapshot", "import", "--name", "t", trunc.to_str().unwrap()],
+        2,
+        "truncated",
+    );
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    for b in &mut bad[mid..mid + 16] {
+        *b ^= 0xff;
+    }
+    let corrupt = r.path().join("corrupt.snap");
+    std::fs::write(&corrupt, &bad).unwrap();
+    fails(
+        &r,
+        &[
+            "snapshot",
+            "import",
+            "--name",
+            "c",
+            corrupt.to_str().unwrap(),
+        ],
+        2,
+        "corrupt.snap",
+    );
+    let junk = r.path().join("junk.snap");
+    std::fs::write(&junk, b"not an archive").unwrap();
+    fails(
+        &r,
+        &["snapshot", "import", junk.to_str().unwrap()],
+        2,
+        "not a gvpod snapshot archive",
+    );
+    fails(
+        &r,
+        &["snapshot", "import", good.to_str().unwrap()],
+        2,
+        "\"s\" already exists",
+    );
+    assert_eq!(snapshot_names(&r), ["s"]);
+    assert_no_partial_snapshots(&r);
+
+    // Another runsc release, an unusable platform: refused before anything is made.
+    let db = rusqlite::Connection::open(r.path().join("gvpod.db")).unwrap();
+    for (path, value, needle) in [
+        (
+            "$.runsc.version",
+            "runsc version 0.0~20200101.0",
+            "20200101",
+        ),
+        ("$.runsc.platform", "systrap", "platform systrap"),
+    ] {
+        r.ok(&[
+            "snapshot",
+            "import",
+            "--name",
+            "other",
+            good.to_str().unwrap(),
+        ]);
+        db.execute(
+            "UPDATE snapshots SET meta_json = json_set(meta_json, ?1, ?2) WHERE name='other'",
+            [path, value],
+        )
+        .unwrap();
+        fails(&r, &["restore", "--name", "x", "other"], 2, needle);
+        r.ok(&["snapshot", "rm", "other"]);
+    }
+    // The image is gone.
+    r.ok(&["rm", "-f", "live", "idle", "tty"]);
+    r.ok(&["rmi", "busybox"]);
+    fails(
+        &r,
+        &["restore", "s"],
+        2,
+        "needs image docker.io/library/busybox:latest",
+    );
+    assert!(r.ps_all().is_empty());
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
+}
+
+#[test]
+fn failed_checkpoints_leave_the_pod_as_it_was() {
+    require_runsc!();
+    let r = Root::new();
+    start_counter(&r, "keep");
+    let check = |what: &str| {
+        assert_eq!(status(&r, "keep"), "running", "{what}");
+        let n = last_count(&r, "keep");
+        wait_count(&r, "keep", n + 2);
+        let c = counts(&r, "keep");
+        assert_eq!(
+            c.iter().filter(|x| **x == 1).count(),
+            1,
+            "{what}: restarted {c:?}"
+        );
+        assert_eq!(
+            r.ok(&["exec", "keep", "cat", "/written"]),
+            "before\n",
+            "{what}"
+        );
+        assert!(
+            snapshot_names(&r).is_empty(),
+            "{what}: a snapshot was registered"
+        );
+        r.ok(&["system", "gc"]);
+        assert_no_partial_snapshots(&r);
+    };
+    // runsc fails (it refuses to write its image), and a disk fills up after
+    // runsc saved the pod: one line each, the pod goes on.
+    for (step, needle) in [
+        ("checkpoint:runsc", "checkpoint of pod keep failed"),
+        ("checkpoint:disk-full", "No space left on device"),
+    ] {
+        let o = r
+            .cmd(&["checkpoint", "--name", "f", "keep"])
+            .env("GVPOD_FAIL_AT", step)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(125), "{step}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{step}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+        check(step);
+    }
+    // gvpod killed at every step before the snapshot is registered.
+    for step in ["checkpoint:begun", "checkpoint:saved", "checkpoint:written"] {
+        let o = r
+            .cmd(&["checkpoint", "--name", "k", "keep"])
+            .env("GVPOD_CRASH_AT", step)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}");
+        // The monitor brings the pod back from the memory image.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status(&r, "keep") != "running" && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        check(step);
+    }
+    // A disk without room: refused before runsc runs.
+    let snaps = r.path().join("snapshots");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &snaps,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64k"),
+    )
+    .unwrap();
+    let o = r.gvpod(&["checkpoint", "--name", "full", "keep"]);
+    let _ = nix::mount::umount2(&snaps, nix::mount::MntFlags::MNT_DETACH);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not enough space"), "{}", stderr(&o));
+    check("disk full");
+    r.assert_clean();
+}
+
+#[test]
+fn a_failed_restore_releases_what_it_made() {
+    require_runsc!();
+    let r = Root::new();
+    start_counter(&r, "src");
+    r.ok(&["checkpoint", "--leave-running", "--name", "s", "src"]);
+    // gvpod killed once the clone is prepared: `rm -f` + gc undo all of it.
+    let o = r
+        .cmd(&["restore", "--name", "crashed", "s"])
+        .env("GVPOD_CRASH_AT", "restore:prepared")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let p = r.inspect("crashed");
+    r.track(p["id"].as_str().unwrap());
+    assert_eq!(p["status"], "created");
+    r.ok(&["rm", "-f", "crashed"]);
+    r.ok(&["system", "gc"]);
+    let v: serde_json::Value = serde_json::from_str(&r.ok(&["snapshot", "inspect", "s"])).unwrap();
+    let img = Path::new(v["path"].as_str().unwrap()).join("checkpoint.img");
+    let len = std::fs::metadata(&img).unwrap().len();
+    // A damaged memory image: runsc's restore fails.
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.set_len(len / 3).unwrap();
+    drop(f);
+    let before: Vec<String> = std::fs::read_dir(r.path().join("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let o = r.gvpod(&["restore", "--name", "broken", "s"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("restore of snapshot s failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+    assert!(r.ps_all().iter().all(|p| p["name"] != "broken"));
+    let after: Vec<String> = std::fs::read_dir(r.path().join("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(before, after, "the failed clone left its bundle");
+    // The source is untouched.
+    assert_eq!(status(&r, "src"), "running");
+    r.ok(&["rm", "-f", "src"]);
+    let l = r.leaks();
+    assert!(l.is_empty(), "leaked: {l:#?}");
+    r.assert_clean();
+}
+
+/// A one-shot HTTP GET of /hostname; the whole answer.
+fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn http_ok(addr: &str) -> String {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match http_get(addr) {
+            Ok(s) if s.contains("200 OK") => return s,
+            r => {
+                assert!(Instant::now() < deadline, "GET {addr}: {r:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// A free TCP port on loopback (the kernel picks it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Checkpoints `pod`, retrying while runsc 20221219 cannot save it because
+/// of connections in TIME_WAIT after recent requests (refused, pod intact).
+fn checkpoint_when_quiet(r: &Root, pod: &str, snap: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = r.gvpod(&["checkpoint", "--name", snap, pod]);
+        if o.status.success() {
+            return;
+        }
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("open TCP connection"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert_eq!(
+            status(r, pod),
+            "running",
+            "a refused checkpoint stopped the pod"
+        );
+        assert!(Instant::now() < deadline, "{pod} never became quiet: {err}");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_ports() {
+    require_runsc!();
+    let r = Root::new();
+    r.network("snapnet", false);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    // httpd serves /etc; a counter in the same pod proves memory survives.
+    let id = r
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "snapnet",
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    r.track(&id);
+    http_ok(&format!("127.0.0.1:{port}"));
+    let ip = r.inspect("web")["ip"].as_str().unwrap().to_string();
+    wait_count(&r, "web", 3);
+
+    checkpoint_when_quiet(&r, "web", "websnap");
+    let n = last_count(&r, "web");
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["snapshot", "inspect", "websnap"])).unwrap();
+    assert_eq!(v["network"]["mode"], "snapnet");
+    assert_eq!(v["network"]["ip"], ip.as_str());
+    // Restored in place: same address, same port, serving again (fact 4:
+    // the address runsc stripped is re-added before the restore).
+    r.ok(&["restore", "websnap"]);
+    http_ok(&format!("127.0.0.1:{port}"));
+    assert_eq!(r.inspect("web")["ip"], ip.as_str());
+    let c = counts(&r, "web");
+    assert_eq!(c.iter().filter(|x| **x == 1).count(), 1, "restarted: {c:?}");
+    assert!(wait_count(&r, "web", n + 2) > n);
+
+    // Two clones at once next to it: own addresses, own ports.
+    let (pa, pb) = (free_port(), free_port());
+    for (name, p) in [("web-a", pa), ("web-b", pb)] {
+        let id = r
+            .ok(&[
+                "restore",
+                "--name",
+                name,
+                "-p",
+                &format!("127.0.0.1:{p}:80"),
+                "websnap",
+            ])
+            .trim()
+            .to_string();
+        r.track(&id);
+    }
+    let ips: Vec<String> = ["web", "web-a", "web-b"]
+        .iter()
+        .map(|p| r.inspect(p)["ip"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ips[0] != ips[1] && ips[1] != ips[2] && ips[0] != ips[2],
+        "{ips:?}"
+    );
+    for p in [port, pa, pb] {
+        http_ok(&format!("127.0.0.1:{p}"));
+    }
+    // Straight to each pod's own address too.
+    for ip in &ips {
+        http_ok(&format!("{ip}:80"));
+    }
+    // A port already published is refused, and nothing of that clone stays.
+    let o = r.gvpod(&[
+        "restore",
+        "--name",
+        "web-c",
+        "-p",
+        &format!("127.0.0.1:{pa}:80"),
+        "websnap",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(r.ps_all().iter().all(|p| p["name"] != "web-c"));
+
+    // The original gone: re-created with its address and port.
+    r.ok(&["rm", "-f", "web", "web-a", "web-b"]);
+    let id = r.ok(&["restore", "websnap"]).trim().to_string();
+    assert_eq!(id, r.inspect("web")["id"].as_str().unwrap());
+    http_ok(&format!("127.0.0.1:{port}"));
+    assert_eq!(r.inspect("web")["ip"], ip.as_str());
+    r.ok(&["rm", "-f", "web"]);
+    r.ok(&["network", "rm", "snapnet"]);
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
+}
