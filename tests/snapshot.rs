@@ -687,9 +687,14 @@ fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_port
         .trim()
         .to_string();
     r.track(&id);
-    http_ok(&format!("127.0.0.1:{port}"));
     let ip = r.inspect("web")["ip"].as_str().unwrap().to_string();
     wait_count(&r, "web", 3);
+    // --leave-running before any request (nothing for runsc to refuse):
+    // the pod keeps serving, its address given back to the restored sandbox.
+    r.ok(&["checkpoint", "--leave-running", "--name", "early", "web"]);
+    assert_eq!(status(&r, "web"), "running");
+    http_ok(&format!("127.0.0.1:{port}"));
+    http_ok(&format!("{ip}:80"));
 
     checkpoint_when_quiet(&r, "web", "websnap");
     let n = last_count(&r, "web");

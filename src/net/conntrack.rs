@@ -12,18 +12,21 @@ use std::net::Ipv4Addr;
 /// is gone from the sandbox.
 const SANDBOX_TIME_WAIT_SECS: u64 = 60;
 
-/// TCP connections of `ip` that a sandbox may still hold, as
-/// "STATE a:port -> b:port"; `None` when the table cannot be read.
-pub fn busy(ip: Ipv4Addr) -> Option<Vec<String>> {
+/// Connections of `ip` that a sandbox started `age` ago may still hold in
+/// its netstack without a socket, as "STATE a:port -> b:port"; `None` when
+/// the table cannot be read. Established connections are left out: they
+/// have sockets, which the pod's own /proc/net/tcp shows, and conntrack
+/// cannot date them (addresses are reused by later pods).
+pub fn busy(ip: Ipv4Addr, age: std::time::Duration) -> Option<Vec<String>> {
     let table = std::fs::read_to_string("/proc/net/nf_conntrack").ok()?;
     let tw = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(120);
-    Some(parse(&table, ip, tw))
+    Some(parse(&table, ip, tw, age.as_secs()))
 }
 
-fn parse(table: &str, ip: Ipv4Addr, tw_timeout: u64) -> Vec<String> {
+fn parse(table: &str, ip: Ipv4Addr, tw_timeout: u64, pod_age: u64) -> Vec<String> {
     let ip = ip.to_string();
     table
         .lines()
@@ -46,9 +49,15 @@ fn parse(table: &str, ip: Ipv4Addr, tw_timeout: u64) -> Vec<String> {
                 return None;
             }
             let quiet = match state {
-                "CLOSE" => true,
-                // Started `tw_timeout - left` seconds ago; the sandbox forgets it after 60.
-                "TIME_WAIT" => tw_timeout.saturating_sub(left) >= SANDBOX_TIME_WAIT_SECS,
+                "CLOSE" | "ESTABLISHED" => true,
+                // Closed `tw_timeout - left` seconds ago: before this sandbox
+                // (another pod that had the address), or long enough ago
+                // that the sandbox has forgotten it.
+                "TIME_WAIT" => {
+                    let closed_ago = tw_timeout.saturating_sub(left);
+                    // (Timeouts tick in whole seconds: a 2 s margin.)
+                    closed_ago >= SANDBOX_TIME_WAIT_SECS || closed_ago > pod_age + 2
+                }
                 _ => false,
             };
             if quiet {
@@ -78,13 +87,11 @@ ipv4     2 tcp      6 30 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=1 dport=180
 ipv4     2 tcp      6 431999 ESTABLISHED src=198.18.0.9 dst=198.18.0.2 sport=5 dport=80 src=198.18.0.2 dst=198.18.0.9 sport=80 dport=5 [ASSURED] mark=0 zone=0 use=2\n\
 ipv4     2 tcp      6 431999 ESTABLISHED src=10.9.9.9 dst=10.9.9.8 sport=5 dport=80 src=10.9.9.8 dst=10.9.9.9 sport=80 dport=5 mark=0 zone=0 use=2\n\
 ipv4     2 unknown  2 350 src=198.18.0.2 dst=224.0.0.22 [UNREPLIED] src=224.0.0.22 dst=198.18.0.2 mark=0 zone=0 use=2\n";
-        let got = parse(t, Ipv4Addr::new(198, 18, 0, 2), 120);
-        assert_eq!(
-            got,
-            [
-                "TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:34940",
-                "ESTABLISHED 198.18.0.2:80 -> 198.18.0.9:5"
-            ]
-        );
+        let got = parse(t, Ipv4Addr::new(198, 18, 0, 2), 120, 3600);
+        assert_eq!(got, ["TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:34940"]);
+        // Closed 6 s ago, by a pod that had the address before this one (started 2 s ago).
+        assert!(parse(t, Ipv4Addr::new(198, 18, 0, 2), 120, 2).is_empty());
+        // Closed 6 s ago in a sandbox started 4 s ago by the clock (whole seconds): counted.
+        assert_eq!(parse(t, Ipv4Addr::new(198, 18, 0, 2), 120, 4).len(), 1);
     }
 }

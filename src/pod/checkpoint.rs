@@ -89,7 +89,17 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
         // closed that its netstack keeps in TIME_WAIT (the host's conntrack).
         let mut open = runsc.open_tcp(&flags, &pod.id).unwrap_or_default();
         if let Some((_, ip)) = ctx.db.lease_of(&pod.id)? {
-            open.extend(crate::net::conntrack::busy(ip).unwrap_or_default());
+            let age = pod
+                .started
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .and_then(|t| {
+                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .ok()
+                })
+                .unwrap_or(std::time::Duration::MAX);
+            open.extend(crate::net::conntrack::busy(ip, age).unwrap_or_default());
         }
         open.sort();
         open.dedup();

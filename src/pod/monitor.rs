@@ -248,6 +248,17 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             }
             super::checkpoint::AfterExit::Resume(dir) => {
                 tracing::debug!("step monitor:resume");
+                // DESIGN.md fact 4: the sandbox that was checkpointed took the
+                // interface's addresses; give them back before the restore.
+                if let Err(e) = ctx
+                    .db
+                    .pod(id)
+                    .map_err(PodError::from)
+                    .and_then(|p| p.ok_or_else(|| PodError::NotFound(id.to_string())))
+                    .and_then(|p| super::network::prepare_start(ctx, &p))
+                {
+                    tracing::warn!("re-provisioning the network of {id}: {e}");
+                }
                 launch = Launch::Restore(dir);
             }
         }
