@@ -157,7 +157,7 @@ if [ "$PODMAN_ON" = 1 ]; then
     PODMAN=(podman --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" --tmpdir "$WORK/podman/tmp"
             --cgroup-manager cgroupfs --events-backend none)
     "${PODMAN[@]}" import -q "$WORK/busybox.tar" localhost/bench-busybox >/dev/null
-    # Never podman's default 10.88.0.0/16: a bridge in the benchmarking range.
+    # Never podman's default private-range bridge: one in the benchmarking range.
     sub=""
     for n in $(seq 200 250); do
         ip -4 route | grep -q "^198\.19\.$n\." && continue

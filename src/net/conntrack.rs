@@ -85,7 +85,7 @@ mod tests {
         let t = "ipv4     2 tcp      6 114 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=34940 dport=18080 src=198.18.0.2 dst=198.18.0.1 sport=80 dport=34940 [ASSURED] mark=0 zone=0 use=2\n\
 ipv4     2 tcp      6 30 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=1 dport=18080 src=198.18.0.2 dst=198.18.0.1 sport=80 dport=1 [ASSURED] mark=0 zone=0 use=2\n\
 ipv4     2 tcp      6 431999 ESTABLISHED src=198.18.0.9 dst=198.18.0.2 sport=5 dport=80 src=198.18.0.2 dst=198.18.0.9 sport=80 dport=5 [ASSURED] mark=0 zone=0 use=2\n\
-ipv4     2 tcp      6 431999 ESTABLISHED src=10.9.9.9 dst=10.9.9.8 sport=5 dport=80 src=10.9.9.8 dst=10.9.9.9 sport=80 dport=5 mark=0 zone=0 use=2\n\
+ipv4     2 tcp      6 431999 ESTABLISHED src=198.19.9.9 dst=198.19.9.8 sport=5 dport=80 src=198.19.9.8 dst=198.19.9.9 sport=80 dport=5 mark=0 zone=0 use=2\n\
 ipv4     2 unknown  2 350 src=198.18.0.2 dst=224.0.0.22 [UNREPLIED] src=224.0.0.22 dst=198.18.0.2 mark=0 zone=0 use=2\n";
         let got = parse(t, Ipv4Addr::new(198, 18, 0, 2), 120, 3600);
         assert_eq!(got, ["TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:34940"]);

@@ -242,8 +242,9 @@ pub async fn ensure_bridge(
     // Per interface, so the host's other interfaces keep their setting.
     set_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
     ensure_addr(h, index, gateway, subnet.len, name).await?;
+    // The alias goes in a SETLINK: RTM_NEWLINK ignores IFLA_IFALIAS.
     h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
+        .set(LinkUnspec::new_with_index(index).up().alias(alias).build())
         .execute()
         .await
         .map_err(nl(format!("set {name} up")))
@@ -299,7 +300,6 @@ pub fn create_pod_if(p: &PodIf) -> Result<()> {
                     .build();
                 let msg = LinkVeth::new(p.veth, POD_IF)
                     .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                    .alias(p.alias)
                     .controller(bridge.header.index)
                     .up()
                     .build();
@@ -308,6 +308,13 @@ pub fn create_pod_if(p: &PodIf) -> Result<()> {
                     .execute()
                     .await
                     .map_err(nl(format!("create veth {}", p.veth)))?;
+                // RTM_NEWLINK ignores IFLA_IFALIAS: the mark that lets `gc`
+                // find the veth goes in a SETLINK right after.
+                host.link()
+                    .set(LinkUnspec::new_with_name(p.veth).alias(p.alias).build())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("set alias of {}", p.veth)))?;
                 configure_inside(&pod, p).await
             })
         })

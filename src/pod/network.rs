@@ -464,8 +464,17 @@ pub fn refresh_peer_hosts(ctx: &Ctx, network: &str) -> Result<()> {
         let _ = (ip, name);
         let text = rebuild_hosts(&old, &peers);
         if text != old {
-            // Same inode: truncate and write.
-            let _ = std::fs::write(&path, text);
+            // Same inode (the pod's bind mount points at it): truncate and
+            // write, never create: a pod being removed concurrently must not
+            // get a new file in the bundle its `rm` is deleting.
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+            {
+                let _ = f.write_all(text.as_bytes());
+            }
         }
     }
     Ok(())

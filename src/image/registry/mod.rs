@@ -423,7 +423,7 @@ mod tests {
         for r in [
             "docker.io",
             "quay.io:443",
-            "10.0.0.1:5000",
+            "198.19.0.1:5000",
             "[fe80::1]:5000",
             "localhostx",
         ] {
