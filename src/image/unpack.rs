@@ -115,7 +115,11 @@ pub fn apply_layer<R: Read + Send>(
             private_mount_namespace().map_err(|e| io_err(&merged, e))?;
             let _mounted = mount_overlay(parents, dest, &work, &merged)?;
             let stats = unpack_layer(reader, &merged, layer)?;
-            nix::mount::umount2(&merged, nix::mount::MntFlags::empty())
+            // Detached, not a plain umount: a child forked by another thread
+            // holds copies of our descriptors into `merged` until its exec
+            // closes them (O_CLOEXEC), and a plain umount then fails with
+            // EBUSY. Every write has reached the upper dir already.
+            nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH)
                 .map_err(|e| io_err(&merged, io::Error::from(e)))?;
             Ok(stats)
         });
@@ -1742,7 +1746,7 @@ mod tests {
             .unwrap();
             let mut out = vec![];
             walk(&target, Path::new(""), &mut out);
-            nix::mount::umount2(&target, nix::mount::MntFlags::empty()).unwrap();
+            nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH).unwrap();
             let _ = std::fs::remove_dir(target.parent().unwrap().join(format!(
                 "{}-empty",
                 target.file_name().unwrap().to_string_lossy()

@@ -298,10 +298,10 @@ impl Root {
         assert!(l.is_empty(), "leaked: {l:#?}");
     }
 
-    /// `leaks()`, given the kernel up to 3 s to finish destroying removed
+    /// `leaks()`, given the kernel up to 5 s to finish destroying removed
     /// network namespaces (their veth pairs go with them, asynchronously).
     pub fn leaks_settled(&self) -> Vec<String> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let l = self.leaks();
             if l.is_empty() || std::time::Instant::now() > deadline {
