@@ -14,7 +14,8 @@
 #     gvpod's default pod network.
 #
 # Usage: benches/snapshot.sh [--runs N] [--sizes "10 100 1024"] [--warmup-ms MS] [--quick]
-#   --runs N        checkpoint/restore cycles per size and tool (default 5)
+#   --runs N        checkpoint/restore cycles per size and tool (default 5;
+#                   3x that for pods of 100 MiB or less)
 #   --sizes LIST    MiB of pod memory (default "10 100 1024")
 #   --warmup-ms MS  CPU warm-up of the server in part 2 (default 2000)
 #   --quick         one cycle, sizes "10 100", warm-up 500 ms (smoke run)
@@ -140,20 +141,29 @@ print("--log='"$WORK"'/bare-runsc.log"); print("--log-format=json")
 if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
     g_cp=(); g_rs=(); b_cp=(); b_rs=(); img=0
     BARE_IDS=("$id")
-    # Interleaved, so both tools see the same machine load. Each restore
-    # starts from a stopped pod whose old sandbox is gone (waited for outside
-    # the timings: runsc tears a checkpointed sandbox down after `checkpoint`
-    # returns, and no restore under the same id can start before that).
-    for i in $(seq "$RUNS"); do
-        t0=$(us); "$GVPOD" checkpoint --name "s$size-$i" "$pod" >/dev/null
+    # A snapshot to bring the pod back under gvpod after a bare round (untimed).
+    "$GVPOD" checkpoint --leave-running --name "base$size" "$pod" >/dev/null
+    # Short operations are noisier: pods of 100 MiB or less get 3x the rounds.
+    rounds=$RUNS
+    [ "$size" -le 100 ] && rounds=$(( RUNS * 3 ))
+    # Each restore starts from a stopped pod whose old sandbox is gone
+    # (waited for outside the timings: runsc tears a checkpointed sandbox down
+    # after `checkpoint` returns, and no restore under the same id can start
+    # before that). Rounds alternate which tool goes first, so that neither
+    # always follows the other's restore.
+    gvpod_round() {
+        local t0 t1 t2 t3
+        t0=$(us); "$GVPOD" checkpoint --name "s$size-$1" "$pod" >/dev/null
         t1=$(us)
         stopped "$pod" "$id"
-        t2=$(us); "$GVPOD" restore "s$size-$i" >/dev/null
+        t2=$(us); "$GVPOD" restore "s$size-$1" >/dev/null
         t3=$(us)
         g_cp+=($(( t1 - t0 ))); g_rs+=($(( t3 - t2 )))
-        img=$("$GVPOD" snapshot inspect "s$size-$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_image_bytes"])')
-        # Bare runsc on the same pod (its monitor records an ordinary exit).
-        d="$WORK/bare-$size-$i" # same filesystem as the gvpod snapshots
+        img=$("$GVPOD" snapshot inspect "s$size-$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_image_bytes"])')
+        "$GVPOD" snapshot rm "s$size-$1" >/dev/null
+    }
+    bare_round() {
+        local t0 t1 t2 t3 d="$WORK/bare-$size-$1" # same filesystem as the gvpod snapshots
         mkdir -p "$d" "$d.2"
         t0=$(us); "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d" "$id"
         t1=$(us)
@@ -164,14 +174,18 @@ if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
         # Back under gvpod for the next round (untimed).
         "$RUNSC" "${BARE_FLAGS[@]}" checkpoint --image-path="$d.2" "$id"
         stopped "$pod" "$id"
-        "$GVPOD" restore "s$size-$i" >/dev/null
-        "$GVPOD" snapshot rm "s$size-$i" >/dev/null
+        "$GVPOD" restore "base$size" >/dev/null
         rm -rf "$d" "$d.2"
+    }
+    for i in $(seq "$rounds"); do
+        if [ $(( i % 2 )) = 1 ]; then gvpod_round "$i"; bare_round "$i"
+        else bare_round "$i"; gvpod_round "$i"; fi
     done
     "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || true
     BARE_IDS=()
     "$GVPOD" rm -f "$pod" >/dev/null
-    echo "$size $img $(median "${g_cp[@]}") $(median "${b_cp[@]}") $(median "${g_rs[@]}") $(median "${b_rs[@]}")" >>"$RESULTS"
+    "$GVPOD" snapshot rm "base$size" >/dev/null
+    echo "$size $img $(median "${g_cp[@]}") $(median "${b_cp[@]}") $(median "${g_rs[@]}") $(median "${b_rs[@]}") $rounds" >>"$RESULTS"
 done
 
 log "first HTTP answer: restore of a warmed-up snapshot vs a cold run (warm-up ${WARMUP_MS} ms, 64 MiB)"
@@ -211,8 +225,8 @@ python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | head -1)" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
 import os
-print(f"\nsnapshot benchmark: median of {sys.argv[2]} runs, {sys.argv[3]}, ptrace, --network none (part 1), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-print("| pod memory | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio |")
+print(f"\nsnapshot benchmark: medians (runs per tool in the first column), {sys.argv[3]}, ptrace, --network none (part 1), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+print("| pod memory (runs) | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio |")
 print("|---|---|---|---|---|---|---|---|")
 worst = 0.0
 for r in rows:
@@ -220,10 +234,11 @@ for r in rows:
         continue
     mib, img = int(r[0]), int(r[1]) / 1e6
     gc, bc, gr, br = (float(x) / 1000 for x in r[2:6])
+    runs = r[6]
     rc, rr = gc / bc, gr / br
     worst = max(worst, rc, rr)
     mbs = lambda t: mib * 1.048576 / (t / 1000)
-    print(f"| {mib} MiB | {img:.0f} MB | {gc:.0f} ms ({mbs(gc):.0f} MB/s) | {bc:.0f} ms ({mbs(bc):.0f} MB/s) | {rc:.2f}x "
+    print(f"| {mib} MiB ({runs}) | {img:.0f} MB | {gc:.0f} ms ({mbs(gc):.0f} MB/s) | {bc:.0f} ms ({mbs(bc):.0f} MB/s) | {rc:.2f}x "
           f"| {gr:.0f} ms ({mbs(gr):.0f} MB/s) | {br:.0f} ms ({mbs(br):.0f} MB/s) | {rr:.2f}x |")
 for r in rows:
     if r[0] == "answer":
