@@ -8,6 +8,7 @@ mod pod;
 mod runsc;
 mod snapshot;
 mod state;
+mod sys;
 mod util;
 
 fn main() {

@@ -35,37 +35,6 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Opens `path` inside the directory tree rooted at `root` as if `root` were
-/// `/`: absolute symlinks and `..` are resolved against `root` and can never
-/// leave it (openat2 RESOLVE_IN_ROOT), and magic links (/proc/self/...) are
-/// refused. Used for every read of a file inside an image or pod rootfs
-/// (CVE-2024-9676: a symlinked /etc/passwd must not read the host's).
-pub fn open_in_root(
-    root: &std::fs::File,
-    path: &str,
-    flags: nix::fcntl::OFlag,
-) -> nix::Result<std::fs::File> {
-    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(root.as_raw_fd(), rel, how)?;
-    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
-}
-
-/// Opens a directory to serve as the root for [`open_in_root`].
-pub fn open_root(dir: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)
-}
-
 /// /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
 pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();

@@ -2,18 +2,19 @@
 //! layers with a per-pod writable upper directory, so creating a pod copies
 //! nothing and costs the same whatever the image's size. Also the lookups a
 //! bundle needs inside that rootfs (users, groups, executables), all done
-//! through [`crate::util::open_in_root`] so no symlink in the image can point
+//! through [`crate::sys::open_in_root`] so no symlink in the image can point
 //! them at host files.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::fs::File;
+use std::os::fd::AsFd;
 
 use super::BundleError;
-use crate::util::{open_in_root, open_root};
+use crate::sys::{open_dir, open_in_root};
 
 /// Paths of one pod's rootfs pieces inside its bundle directory.
 pub struct RootfsPaths {
@@ -85,7 +86,14 @@ pub fn unmount(path: &Path) -> Result<(), BundleError> {
 
 /// Reads a small file of the rootfs (at most 4 MiB), or None if it is absent.
 fn read_in_root(root: &std::fs::File, path: &str) -> Option<String> {
-    let f = open_in_root(root, path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW).ok()?;
+    let f = File::from(
+        open_in_root(
+            root.as_fd(),
+            Path::new(path),
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+        )
+        .ok()?,
+    );
     let mut s = String::new();
     f.take(4 << 20).read_to_string(&mut s).ok()?;
     Some(s)
@@ -104,10 +112,12 @@ pub struct ResolvedUser {
 /// /etc/passwd and /etc/group, docker style: a numeric uid not in passwd is
 /// fine (gid 0), a name that is not there is an error.
 pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<ResolvedUser, BundleError> {
-    let root = open_root(rootfs).map_err(|source| BundleError::Io {
-        path: rootfs.to_owned(),
-        source,
-    })?;
+    let root = open_dir(rootfs)
+        .map(File::from)
+        .map_err(|source| BundleError::Io {
+            path: rootfs.to_owned(),
+            source,
+        })?;
     let passwd = read_in_root(&root, "/etc/passwd").unwrap_or_default();
     let group = read_in_root(&root, "/etc/group").unwrap_or_default();
     let (user, grp) = match spec.split_once(':') {
@@ -190,7 +200,7 @@ pub fn check_executable(
     path_env: Option<&str>,
     cwd: &str,
 ) -> Result<(), ExecProblem> {
-    let Ok(root) = open_root(rootfs) else {
+    let Ok(root) = open_dir(rootfs).map(File::from) else {
         return Err(ExecProblem::NotFound);
     };
     let candidates: Vec<String> = if cmd.contains('/') {
@@ -209,7 +219,7 @@ pub fn check_executable(
     };
     let mut found_not_exec = false;
     for c in candidates {
-        let Ok(f) = open_in_root(&root, &c, OFlag::O_PATH) else {
+        let Ok(f) = open_in_root(root.as_fd(), Path::new(&c), libc::O_PATH).map(File::from) else {
             continue;
         };
         let Ok(meta) = f.metadata() else { continue };

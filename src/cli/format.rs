@@ -47,6 +47,37 @@ pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// "3 seconds", "5 minutes", … like docker.
+/// `inspect` output as docker prints it: one object for one name, an array for several.
+pub fn inspect<T: Serialize>(views: &[T]) -> anyhow::Result<()> {
+    let out = match views {
+        [one] => serde_json::to_string_pretty(one)?,
+        many => serde_json::to_string_pretty(many)?,
+    };
+    println!("{out}");
+    Ok(())
+}
+
+/// Applies `f` to each name the way docker's `rm` does: each name done is
+/// printed, each failure is one line on stderr and the rest still go on;
+/// the exit code is the first failure's.
+pub fn each_name<E: std::fmt::Display>(
+    names: &[String],
+    code: fn(&E) -> i32,
+    mut f: impl FnMut(&str) -> Result<(), E>,
+) -> i32 {
+    let mut failed = None;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("gvpod: {e}");
+                failed.get_or_insert(code(&e));
+            }
+        }
+    }
+    failed.unwrap_or(0)
+}
+
 pub fn ago(t: &str) -> String {
     let Ok(t) = DateTime::parse_from_rfc3339(t) else {
         return t.to_string();

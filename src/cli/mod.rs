@@ -175,12 +175,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|k| pod::inspect(&mut ctx, k))
                 .collect::<Result<Vec<_>, _>>()?;
-            let out = if views.len() == 1 {
-                serde_json::to_string_pretty(&views[0])?
-            } else {
-                serde_json::to_string_pretty(&views)?
-            };
-            println!("{out}");
+            format::inspect(&views)?;
             Ok(0)
         }
         Cmd::Logs {
@@ -257,19 +252,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Rm { force, pods } => {
-            let mut failed = None;
-            for key in pods {
-                match pod::remove(&mut ctx, &key, force) {
-                    Ok(_) => println!("{key}"),
-                    Err(e) => {
-                        eprintln!("gvpod: {e}");
-                        failed.get_or_insert(e.exit_code());
-                    }
-                }
-            }
-            Ok(failed.unwrap_or(0))
-        }
+        Cmd::Rm { force, pods } => Ok(format::each_name(&pods, PodError::exit_code, |key| {
+            pod::remove(&mut ctx, key, force).map(|_| ())
+        })),
         Cmd::Wait { pods } => {
             for key in pods {
                 let pod = ctx.lookup(&key)?;
@@ -377,12 +362,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|n| ctx.images.inspect(&ctx.db, n))
                 .collect::<Result<Vec<_>, _>>()?;
-            let out = if views.len() == 1 {
-                serde_json::to_string_pretty(&views[0])?
-            } else {
-                serde_json::to_string_pretty(&views)?
-            };
-            println!("{out}");
+            format::inspect(&views)?;
             Ok(0)
         }
         Cmd::Image(ImageCmd::Prune { format }) => {
@@ -428,26 +408,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|n| pod::inspect_network(&ctx, n))
                 .collect::<Result<Vec<_>, _>>()?;
-            let out = if views.len() == 1 {
-                serde_json::to_string_pretty(&views[0])?
-            } else {
-                serde_json::to_string_pretty(&views)?
-            };
-            println!("{out}");
+            format::inspect(&views)?;
             Ok(0)
         }
         Cmd::Network(NetworkCmd::Rm { names }) => {
-            let mut failed = None;
-            for n in names {
-                match pod::remove_network(&mut ctx, &n) {
-                    Ok(()) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("gvpod: {e}");
-                        failed.get_or_insert(e.exit_code());
-                    }
-                }
-            }
-            Ok(failed.unwrap_or(0))
+            Ok(format::each_name(&names, PodError::exit_code, |n| {
+                pod::remove_network(&mut ctx, n)
+            }))
         }
         Cmd::Port { pod: key } => {
             let v = pod::inspect(&mut ctx, &key)?;

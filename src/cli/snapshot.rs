@@ -183,30 +183,18 @@ pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
                 v["path"] = store.path(&row.id).display().to_string().into();
                 out.push(v);
             }
-            let text = if out.len() == 1 {
-                serde_json::to_string_pretty(&out[0])?
-            } else {
-                serde_json::to_string_pretty(&out)?
-            };
-            println!("{text}");
+            super::format::inspect(&out)?;
             Ok(0)
         }
-        SnapshotCmd::Rm { snapshots } => {
-            let mut code = 0;
-            for key in snapshots {
-                let res = store
-                    .lookup(&ctx.db, &key)
-                    .and_then(|row| store.remove(&mut ctx.db, &row));
-                match res {
-                    Ok(()) => println!("{key}"),
-                    Err(e) => {
-                        eprintln!("gvpod: {e}");
-                        code = code.max(e.exit_code());
-                    }
-                }
-            }
-            Ok(code)
-        }
+        SnapshotCmd::Rm { snapshots } => Ok(super::format::each_name(
+            &snapshots,
+            crate::snapshot::SnapshotError::exit_code,
+            |key| {
+                store
+                    .lookup(&ctx.db, key)
+                    .and_then(|row| store.remove(&mut ctx.db, &row))
+            },
+        )),
         SnapshotCmd::Export { snapshot, output } => {
             let row = store.lookup(&ctx.db, &snapshot)?;
             let size = archive::export(&store, &row, &output)?;

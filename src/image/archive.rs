@@ -31,6 +31,7 @@
 //! `layer.tar`s, so compressed layers are decompressed (and their diff id
 //! checked) through a temp file.
 
+use crate::sys;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -47,7 +48,7 @@ use super::register::{
 };
 use super::unpack;
 use super::{
-    io_err, sha256_hex, sys, temp_name, Found, ImageError, ImageStore, Reference, Result, TempPath,
+    io_err, sha256_hex, temp_name, Found, ImageError, ImageStore, Reference, Result, TempPath,
     TMP_PREFIX,
 };
 use crate::state::{Db, ImageRow};
@@ -347,7 +348,8 @@ impl<'a> Staged<'a> {
         };
         match &self.origin {
             Origin::Stream => self.files.contains_key(&p) || self.blobs.contains_key(&p),
-            Origin::Dir(root) => crate::util::open_in_root(root, &p, nix::fcntl::OFlag::O_RDONLY)
+            Origin::Dir(root) => sys::open_in_root(root.as_fd(), Path::new(&p), libc::O_RDONLY)
+                .map(File::from)
                 .is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file())),
         }
     }
@@ -365,7 +367,8 @@ impl<'a> Staged<'a> {
                 self.store.read_small_blob(&digest, None, MAX_JSON_BLOB)
             }
             Origin::Dir(root) => {
-                let f = crate::util::open_in_root(root, &p, nix::fcntl::OFlag::O_RDONLY)
+                let f = sys::open_in_root(root.as_fd(), Path::new(&p), libc::O_RDONLY)
+                    .map(File::from)
                     .map_err(|_| missing())?;
                 let mut data = Vec::new();
                 f.take(MAX_JSON_BLOB + 1)
@@ -406,7 +409,8 @@ impl<'a> Staged<'a> {
                         return Ok(d.to_string());
                     }
                 }
-                let f = crate::util::open_in_root(root, &p, nix::fcntl::OFlag::O_RDONLY)
+                let f = sys::open_in_root(root.as_fd(), Path::new(&p), libc::O_RDONLY)
+                    .map(File::from)
                     .map_err(|_| missing())?;
                 let mut r = BufReader::with_capacity(1 << 20, f);
                 let what = format!("{path} in {}", self.source);
@@ -665,7 +669,9 @@ impl ImageStore {
             reason: e.to_string(),
         })?;
         if meta.is_dir() {
-            let root = crate::util::open_root(input).map_err(io_err(input))?;
+            let root = sys::open_dir(input)
+                .map(File::from)
+                .map_err(io_err(input))?;
             let mut staged = Staged::new(self, &source, Origin::Dir(root));
             return self.load_staged(db, &mut staged);
         }

@@ -6,15 +6,14 @@
 //! writer of the same blob wins harmlessly). Nothing is held in memory and a
 //! mismatch leaves nothing behind.
 
+use crate::sys;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use sha2::{Digest, Sha256};
 
-use super::{
-    io_err, sha256_hex, sys, temp_name, ImageError, ImageStore, Result, TempPath, TMP_PREFIX,
-};
+use super::{io_err, sha256_hex, temp_name, ImageError, ImageStore, Result, TempPath, TMP_PREFIX};
 
 /// A blob now in the store.
 #[derive(Debug, Clone)]

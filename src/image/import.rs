@@ -15,6 +15,7 @@
 //! `put_image` call. Any failure removes the temp files and whatever this
 //! import put in place, and registers nothing.
 
+use crate::sys;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::unpack::{self, EofGuard};
 use super::{
-    changes, io_err, sys, temp_name, Image, ImageError, ImageStore, Reference, Result, TempPath,
+    changes, io_err, temp_name, Image, ImageError, ImageStore, Reference, Result, TempPath,
     TMP_PREFIX,
 };
 use crate::state::{Db, ImageRow};

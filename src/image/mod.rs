@@ -39,7 +39,6 @@ mod info;
 mod reference;
 mod register;
 pub mod registry;
-mod sys;
 mod unpack;
 
 pub use archive::ArchiveFormat;
@@ -57,6 +56,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::state::{Db, ImageRow, StateError};
+use crate::sys;
 
 /// Errors of the image store, each naming the image, reference, layer or path involved.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@
 //! is written in one transaction. Any failure removes the temp dirs and
 //! whatever this call put in place, and registers nothing.
 
+use crate::sys;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::import::rename_into_place;
 use super::{
-    io_err, sha256_hex, sys, temp_name, unpack, Image, ImageError, ImageStore, Reference, Result,
+    io_err, sha256_hex, temp_name, unpack, Image, ImageError, ImageStore, Reference, Result,
     TempPath, TMP_PREFIX,
 };
 use crate::state::{Db, ImageRow};

@@ -70,8 +70,8 @@ use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
 
-use super::sys;
 use super::ImageError;
+use crate::sys;
 
 /// What an unpack produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -154,13 +154,7 @@ fn default_flags(ctx: &Ctx) -> GlobalFlags {
 }
 
 fn remove_path(p: &Path) -> Result<()> {
-    let res = match std::fs::symlink_metadata(p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-    };
-    res.map_err(super::io("cannot remove", p))
+    crate::sys::remove_path(p).map_err(super::io("cannot remove", p))
 }
 
 /// Removes `path` in every cgroup hierarchy (v2: one; v1: one per controller).

@@ -14,6 +14,7 @@ mod logs;
 mod monitor;
 mod network;
 mod proto;
+mod provision;
 mod restore;
 mod start;
 mod stop;
@@ -37,7 +38,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::BundleError;
 use crate::image::{ImageError, ImageStore};
 use crate::runsc::{GlobalFlags, Runsc, RunscError};
-use crate::state::{Db, PodRow, PodStatus, StateError};
+use crate::state::{Db, Pick, PodRow, PodStatus, StateError};
 
 /// Errors of the pod layer. `exit_code` maps them to gvpod's documented codes.
 #[derive(Debug, thiserror::Error)]
@@ -222,21 +223,10 @@ impl Ctx {
 
     /// Finds one pod by name, full id or unique id prefix.
     pub fn lookup(&self, key: &str) -> Result<PodRow> {
-        let mut found = self.db.find_pods(key)?;
-        if let Some(i) = found.iter().position(|p| p.name == key || p.id == key) {
-            return Ok(found.swap_remove(i));
-        }
-        match found.len() {
-            0 => Err(PodError::NotFound(key.to_string())),
-            1 => Ok(found.pop().expect("one element")),
-            _ => Err(PodError::Ambiguous(
-                key.to_string(),
-                found
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )),
+        match crate::state::pick(self.db.find_pods(key)?, key, |p| (&p.name, &p.id)) {
+            Pick::One(p) => Ok(p),
+            Pick::Nothing => Err(PodError::NotFound(key.to_string())),
+            Pick::Several(names) => Err(PodError::Ambiguous(key.to_string(), names.join(", "))),
         }
     }
 

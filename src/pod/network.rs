@@ -492,6 +492,28 @@ fn rebuild_hosts(old: &str, peers: &[(Ipv4Addr, String)]) -> String {
     out
 }
 
+/// A pod's /etc/hosts: its hostname and name on its address (127.0.1.1
+/// without a network), its peers on the network, `--add-host` entries.
+pub fn pod_hosts(
+    ctx: &Ctx,
+    pod_id: &str,
+    name: &str,
+    hostname: &str,
+    attach: Option<(&Network, Ipv4Addr)>,
+    add_hosts: &[(String, IpAddr)],
+) -> Result<String> {
+    let names = [hostname, name];
+    let names: &[&str] = if names[0] == names[1] {
+        &names[..1]
+    } else {
+        &names
+    };
+    Ok(match attach {
+        Some((n, ip)) => hosts_file(Some((ip, names)), &peers(ctx, &n.name, pod_id)?, add_hosts),
+        None => hosts_file(Some((Ipv4Addr::new(127, 0, 1, 1), names)), &[], add_hosts),
+    })
+}
+
 /// The hosts file of a new pod.
 pub fn hosts_file(
     own: Option<(Ipv4Addr, &[&str])>,

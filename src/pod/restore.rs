@@ -25,17 +25,17 @@
 
 use std::path::{Path, PathBuf};
 
+use super::provision::{self, NewRow, RunscChoice};
 use super::start::{start_with, Attach, StartOutcome};
 use super::{failpoint, id, Ctx, PodError, Result};
 use crate::bundle::{PodOptions, RootfsPaths};
-use crate::runsc::GlobalFlags;
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SnapshotStore};
-use crate::state::{CheckpointState, PodRow, PodStatus, ResourceKind};
+use crate::state::{CheckpointState, PodRow, PodStatus};
 
 pub struct RestoreRequest {
     pub snapshot: String,
     pub name: Option<String>,
-    /// `-p` specs: need pod networking, which this gvpod does not have yet.
+    /// `-p` specs for the restored pod (a clone gets no ports otherwise).
     pub ports: Vec<String>,
     pub network: Option<String>,
     pub debug: bool,
@@ -278,106 +278,44 @@ fn make_pod(
 ) -> Result<PodRow> {
     let network = super::network::resolve(ctx, &opts.network)?;
     let netopts = super::network::parse_opts(opts, network.as_ref())?;
-    let bundle_dir = ctx.bundle_dir(&pod_id);
-    let flags = GlobalFlags {
-        root: ctx.run_dir.join("runsc"),
-        platform: meta.runsc.platform.clone(),
-        network: meta.runsc.network.clone(),
-        overlay2: meta.runsc.overlay2.clone(),
-        log: bundle_dir.join("runsc.log"),
-        debug_log: debug.then(|| bundle_dir.join("debug")),
-        extra: meta.runsc.extra.clone(),
-    };
-    let row = PodRow {
+    let flags = provision::flags(
+        ctx,
+        &pod_id,
+        RunscChoice {
+            platform: meta.runsc.platform.clone(),
+            network: meta.runsc.network.clone(),
+            overlay2: meta.runsc.overlay2.clone(),
+            extra: meta.runsc.extra.clone(),
+        },
+        debug,
+    );
+    let row = NewRow {
         id: pod_id,
         name,
-        image_id: image.id.clone(),
-        image_ref: meta.image.reference.clone(),
-        status: PodStatus::Created,
-        config_json: serde_json::to_string(opts).expect("options serialise"),
+        image_id: &image.id,
+        image_ref: &meta.image.reference,
+        opts,
         process_json: meta.process.to_string(),
-        runsc_json: serde_json::to_string(&flags).expect("flags serialise"),
-        created: crate::util::now_rfc3339(),
-        started: None,
-        finished: None,
-        exit_code: None,
-        pid: None,
-        monitor_pid: None,
+        flags: &flags,
         auto_remove,
     };
-    let ip = super::network::insert_pod(ctx, &row, network.as_ref(), &netopts)?;
-    let made = (|| -> Result<()> {
-        ctx.db
-            .add_resource(&row.id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
-        std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
-        let paths = RootfsPaths::new(&bundle_dir);
-        ctx.db.add_resource(
-            &row.id,
-            ResourceKind::Mount,
-            &paths.merged.to_string_lossy(),
-        )?;
-        crate::bundle::mount_overlay(&image.layers, &paths)?;
+    provision::insert_and_make(ctx, row, network.as_ref(), &netopts, |ctx, row, ip| {
+        let bundle_dir = ctx.bundle_dir(&row.id);
+        let paths = provision::mount_rootfs(ctx, &row.id, &image.layers)?;
         unpack_diff(dir, &paths.merged, &meta.name)?;
-        let netns = match (&network, ip) {
-            (Some(n), Some(ip)) => {
-                super::network::setup_pod(ctx, &row.id, n, ip)?;
-                Some(super::network::netns_path(ctx, &row.id))
-            }
-            _ => None,
-        };
-        let cgroup = format!("gvpod/{}", row.id);
-        ctx.db
-            .add_resource(&row.id, ResourceKind::Cgroup, &cgroup)?;
-        let log = ctx.log_path(&row.id);
-        ctx.db
-            .add_resource(&row.id, ResourceKind::Path, &log.to_string_lossy())?;
-        let hosts = hosts_for(ctx, &row, network.as_ref().zip(ip), &netopts, meta)?;
+        let attach = network.as_ref().zip(ip);
+        let netns = provision::attach(ctx, &row.id, attach)?;
+        let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
+        let hosts = super::network::pod_hosts(
+            ctx,
+            &row.id,
+            &row.name,
+            &meta.pod.hostname,
+            attach,
+            &netopts.add_hosts,
+        )?;
         let files = BundleFiles::new(&bundle_dir, netns.as_deref());
         write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
-    })();
-    match made {
-        Ok(()) => {
-            if let Some(n) = &network {
-                let _ = super::network::refresh_peer_hosts(ctx, &n.name);
-            }
-            Ok(row)
-        }
-        Err(e) => {
-            if let Err(e2) = super::cleanup::release(ctx, &row.id) {
-                tracing::warn!("rollback of pod {}: {e2}", row.name);
-            }
-            let _ = ctx.db.delete_pod(&row.id);
-            Err(e)
-        }
-    }
-}
-
-/// The hosts file of a restored pod, as `create` writes it.
-fn hosts_for(
-    ctx: &Ctx,
-    row: &PodRow,
-    attach: Option<(&crate::net::Network, std::net::Ipv4Addr)>,
-    netopts: &super::network::PodNetOpts,
-    meta: &SnapshotMeta,
-) -> Result<String> {
-    let hostname = meta.pod.hostname.as_str();
-    let names = [hostname, row.name.as_str()];
-    let names: &[&str] = if names[0] == names[1] {
-        &names[..1]
-    } else {
-        &names
-    };
-    Ok(match attach {
-        Some((n, ip)) => super::network::hosts_file(
-            Some((ip, names)),
-            &super::network::peers(ctx, &n.name, &row.id)?,
-            &netopts.add_hosts,
-        ),
-        None => super::network::hosts_file(
-            Some((std::net::Ipv4Addr::new(127, 0, 1, 1), names)),
-            &[],
-            &netopts.add_hosts,
-        ),
     })
 }
 
@@ -412,7 +350,7 @@ fn prepare_in_place(
     if !untouched || !super::start::is_mountpoint(&paths.merged) {
         crate::bundle::unmount(&paths.merged)?;
         for d in [&paths.upper, &paths.work] {
-            snapshot::remove_tree(d).map_err(super::io("cannot clear", d))?;
+            crate::sys::remove_path(d).map_err(super::io("cannot clear", d))?;
         }
         if untouched {
             return Err(PodError::Usage(format!(
@@ -437,7 +375,14 @@ fn prepare_in_place(
             .collect(),
     };
     let lease = ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip);
-    let hosts = hosts_for(ctx, pod, network.as_ref().zip(lease), &netopts, meta)?;
+    let hosts = super::network::pod_hosts(
+        ctx,
+        &pod.id,
+        &pod.name,
+        &meta.pod.hostname,
+        network.as_ref().zip(lease),
+        &netopts.add_hosts,
+    )?;
     let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
     let files = BundleFiles::new(&bundle, netns.as_deref());
     write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)

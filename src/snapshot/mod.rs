@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::PodOptions;
-use crate::state::{Db, SnapshotRow, StateError};
+use crate::state::{Db, Pick, SnapshotRow, StateError};
 
 /// Version of the snapshot directory and archive layout.
 pub const FORMAT: u32 = 1;
@@ -183,7 +183,7 @@ impl TempSnapshot {
 impl Drop for TempSnapshot {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = remove_tree(&self.dir) {
+            if let Err(e) = crate::sys::remove_path(&self.dir) {
                 tracing::warn!("cannot remove {}: {e}", self.dir.display());
             }
         }
@@ -295,21 +295,12 @@ impl SnapshotStore {
 
     /// Finds one snapshot by name, full id or unique id prefix.
     pub fn lookup(&self, db: &Db, key: &str) -> Result<SnapshotRow> {
-        let mut found = db.find_snapshots(key)?;
-        if let Some(i) = found.iter().position(|s| s.name == key || s.id == key) {
-            return Ok(found.swap_remove(i));
-        }
-        match found.len() {
-            0 => Err(SnapshotError::NotFound(key.to_string())),
-            1 => Ok(found.pop().expect("one element")),
-            _ => Err(SnapshotError::Ambiguous(
-                key.to_string(),
-                found
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )),
+        match crate::state::pick(db.find_snapshots(key)?, key, |s| (&s.name, &s.id)) {
+            Pick::One(s) => Ok(s),
+            Pick::Nothing => Err(SnapshotError::NotFound(key.to_string())),
+            Pick::Several(names) => {
+                Err(SnapshotError::Ambiguous(key.to_string(), names.join(", ")))
+            }
         }
     }
 
@@ -328,7 +319,7 @@ impl SnapshotStore {
     pub fn remove(&self, db: &mut Db, row: &SnapshotRow) -> Result<()> {
         db.delete_snapshot(&row.id)?;
         let p = self.path(&row.id);
-        remove_tree(&p).map_err(io("cannot remove", &p))
+        crate::sys::remove_path(&p).map_err(io("cannot remove", &p))
     }
 
     /// Removes what killed writers left: temp directories and unregistered
@@ -355,7 +346,7 @@ impl SnapshotStore {
                 Err(_) if young(&p) => continue,
                 Err(_) => None,
             };
-            if let Err(e) = remove_tree(&p) {
+            if let Err(e) = crate::sys::remove_path(&p) {
                 tracing::warn!("cannot remove {}: {e}", p.display());
             } else {
                 removed.push(p);
@@ -400,16 +391,6 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io("cannot sync", dir))
-}
-
-/// Removes a directory tree without following symlinks (a missing one is fine).
-pub(crate) fn remove_tree(p: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-    }
 }
 
 /// Bytes of the regular files directly in `dir`.

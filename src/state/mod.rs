@@ -156,8 +156,52 @@ pub(crate) fn sql(e: rusqlite::Error) -> StateError {
     }
 }
 
+/// What a lookup by `name`, full id or id prefix found (`Db::find_pods`,
+/// `Db::find_snapshots` return the candidates).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick<T> {
+    One(T),
+    Nothing,
+    /// The names of all candidates, for the "give more of the id" message.
+    Several(Vec<String>),
+}
+
+/// Picks the row a user meant among `found`: an exact name or id wins over
+/// prefixes (docker's rule); otherwise the only prefix match, if one.
+pub fn pick<T>(mut found: Vec<T>, key: &str, name_id: impl Fn(&T) -> (&str, &str)) -> Pick<T> {
+    if let Some(i) = found.iter().position(|r| {
+        let (name, id) = name_id(r);
+        name == key || id == key
+    }) {
+        return Pick::One(found.swap_remove(i));
+    }
+    match found.len() {
+        0 => Pick::Nothing,
+        1 => Pick::One(found.pop().expect("one element")),
+        _ => Pick::Several(found.iter().map(|r| name_id(r).0.to_string()).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pick_prefers_exact_matches_then_a_unique_prefix() {
+        let rows = |v: &[(&'static str, &'static str)]| v.to_vec();
+        let p =
+            |found: Vec<(&'static str, &'static str)>, key: &str| pick(found, key, |r| (r.0, r.1));
+        // "ab" is a name and a prefix of another id: the name wins.
+        assert_eq!(
+            p(rows(&[("x", "ab12"), ("ab", "cd34")]), "ab"),
+            Pick::One(("ab", "cd34"))
+        );
+        assert_eq!(p(rows(&[("x", "ab12")]), "ab"), Pick::One(("x", "ab12")));
+        assert_eq!(p(rows(&[]), "ab"), Pick::Nothing);
+        assert_eq!(
+            p(rows(&[("x", "ab12"), ("y", "ab34")]), "ab"),
+            Pick::Several(vec!["x".into(), "y".into()])
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -94,6 +94,8 @@ fn openat2(
 
 /// Opens `path` treating `root` as `/`: `..` and symlinks (absolute or
 /// relative) can never leave `root`; magic links (`/proc/*/fd`) are refused.
+/// Used for every path inside an image or pod rootfs (CVE-2024-9676: a
+/// symlinked /etc/passwd must not read the host's).
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
     openat2(
         root,

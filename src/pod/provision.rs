@@ -1,0 +1,146 @@
+//! What every new pod goes through, whether `create` makes it from an image
+//! or `restore` from a snapshot: its runsc flags, its row inserted with its
+//! address and host ports in one transaction, its bundle directory and
+//! rootfs overlay, its cgroup and log recorded before they exist, and — if
+//! any step fails — the undoing of all of it.
+
+use std::net::Ipv4Addr;
+
+use super::{network, Ctx, Result};
+use crate::bundle::{PodOptions, RootfsPaths};
+use crate::net::Network;
+use crate::runsc::GlobalFlags;
+use crate::state::{PodRow, PodStatus, ResourceKind};
+
+/// The runsc choices of a pod; the rest of its global flags follow from
+/// where gvpod keeps the pod (DESIGN.md fact 1: replayed on every call).
+pub(super) struct RunscChoice {
+    pub platform: String,
+    pub network: String,
+    pub overlay2: Option<String>,
+    pub extra: Vec<(String, String)>,
+}
+
+pub(super) fn flags(ctx: &Ctx, pod_id: &str, c: RunscChoice, debug: bool) -> GlobalFlags {
+    let bundle_dir = ctx.bundle_dir(pod_id);
+    GlobalFlags {
+        root: ctx.run_dir.join("runsc"),
+        platform: c.platform,
+        network: c.network,
+        overlay2: c.overlay2,
+        log: bundle_dir.join("runsc.log"),
+        debug_log: debug.then(|| bundle_dir.join("debug")),
+        extra: c.extra,
+    }
+}
+
+/// A pod row in state `created`.
+pub(super) struct NewRow<'a> {
+    pub id: String,
+    pub name: String,
+    pub image_id: &'a str,
+    pub image_ref: &'a str,
+    pub opts: &'a PodOptions,
+    /// The resolved process as JSON (`{}` until the bundle is written).
+    pub process_json: String,
+    pub flags: &'a GlobalFlags,
+    pub auto_remove: bool,
+}
+
+impl NewRow<'_> {
+    fn into_row(self) -> PodRow {
+        PodRow {
+            id: self.id,
+            name: self.name,
+            image_id: self.image_id.to_string(),
+            image_ref: self.image_ref.to_string(),
+            status: PodStatus::Created,
+            config_json: serde_json::to_string(self.opts).expect("options serialise"),
+            process_json: self.process_json,
+            runsc_json: serde_json::to_string(self.flags).expect("flags serialise"),
+            created: crate::util::now_rfc3339(),
+            started: None,
+            finished: None,
+            exit_code: None,
+            pid: None,
+            monitor_pid: None,
+            auto_remove: self.auto_remove,
+        }
+    }
+}
+
+/// Inserts the pod with its address and host ports (one transaction), then
+/// runs `make` with the address. When `make` fails, every resource it
+/// recorded is released and the row (with lease and ports) deleted; the
+/// original error is returned, as that is what the user needs. On success
+/// older pods on the network learn the new name.
+pub(super) fn insert_and_make(
+    ctx: &mut Ctx,
+    row: NewRow,
+    network: Option<&Network>,
+    netopts: &network::PodNetOpts,
+    make: impl FnOnce(&mut Ctx, &PodRow, Option<Ipv4Addr>) -> Result<()>,
+) -> Result<PodRow> {
+    let row = row.into_row();
+    let ip = network::insert_pod(ctx, &row, network, netopts)?;
+    match make(ctx, &row, ip) {
+        Ok(()) => {
+            if let Some(n) = network {
+                let _ = network::refresh_peer_hosts(ctx, &n.name);
+            }
+            Ok(row)
+        }
+        Err(e) => {
+            if let Err(e2) = super::cleanup::release(ctx, &row.id) {
+                tracing::warn!("rollback of pod {}: {e2}", row.name);
+            }
+            let _ = ctx.db.delete_pod(&row.id);
+            Err(e)
+        }
+    }
+}
+
+/// Records, then makes, the pod's bundle directory and its rootfs: an
+/// overlay of the image's cached layers with an empty upper dir of its own.
+pub(super) fn mount_rootfs(
+    ctx: &mut Ctx,
+    pod_id: &str,
+    layers: &[std::path::PathBuf],
+) -> Result<RootfsPaths> {
+    let bundle_dir = ctx.bundle_dir(pod_id);
+    ctx.db
+        .add_resource(pod_id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
+    std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
+    let paths = RootfsPaths::new(&bundle_dir);
+    ctx.db
+        .add_resource(pod_id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
+    crate::bundle::mount_overlay(layers, &paths)?;
+    Ok(paths)
+}
+
+/// Records the pod's cgroup (runsc makes it) and log file (the monitor
+/// does); returns the spec's `cgroupsPath`.
+pub(super) fn record_cgroup_and_log(ctx: &mut Ctx, pod_id: &str) -> Result<String> {
+    let cgroup = format!("gvpod/{pod_id}");
+    ctx.db.add_resource(pod_id, ResourceKind::Cgroup, &cgroup)?;
+    let log = ctx.log_path(pod_id);
+    ctx.db
+        .add_resource(pod_id, ResourceKind::Path, &log.to_string_lossy())?;
+    Ok(cgroup)
+}
+
+/// Sets up the pod's namespace and veth when it has an address; returns
+/// the namespace path for the spec.
+pub(super) fn attach(
+    ctx: &mut Ctx,
+    pod_id: &str,
+    attach: Option<(&Network, Ipv4Addr)>,
+) -> Result<Option<std::path::PathBuf>> {
+    match attach {
+        Some((n, ip)) => {
+            network::setup_pod(ctx, pod_id, n, ip)?;
+            Ok(Some(network::netns_path(ctx, pod_id)))
+        }
+        None => Ok(None),
+    }
+}
