@@ -69,6 +69,10 @@ cleanup() {
         ids=$("$GVPOD" ps -a -q 2>/dev/null)
         [ -n "$ids" ] && "$GVPOD" rm -f $ids >/dev/null 2>&1
         "$GVPOD" system gc >/dev/null 2>&1
+        # The default network of part 2: its bridge and nftables table.
+        for n in $("$GVPOD" network ls -q 2>/dev/null); do
+            "$GVPOD" network rm "$n" >/dev/null 2>&1
+        done
         run_dir=$("$GVPOD" system info --format json 2>/dev/null | python3 -c 'import json,sys,os; print(os.path.dirname(json.load(sys.stdin)["runsc_root"]))' 2>/dev/null)
     fi
     findmnt -rn -o TARGET | awk -v d="$WORK" 'index($0, d "/") == 1' | sort -r | while read -r m; do umount -l "$m"; done
