@@ -627,7 +627,13 @@ pub(crate) fn after_restore_started(ctx: &mut Ctx, id: &str, flags: &GlobalFlags
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             match r.status(flags, id).as_deref() {
-                Some("created") => std::thread::sleep(Duration::from_millis(2)),
+                Some("created") => {
+                    // Until it runs, or stops instead, or the deadline passes.
+                    r.wait_status(flags, id, "running", || {
+                        Instant::now() > deadline
+                            || r.status(flags, id).as_deref() != Some("created")
+                    });
+                }
                 _ => break,
             }
         }

@@ -195,16 +195,12 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         // loaded; it has started only once runsc records it as running.
         let pid = match (&launch, pid) {
             (Launch::Restore(_), Some(p)) => {
-                let r = ctx.runsc().ok().cloned();
-                loop {
-                    if r.as_ref().and_then(|r| r.status(&flags, id)).as_deref() == Some("running") {
-                        break Some(p);
-                    }
-                    if let Ok(Some(_)) = child.try_wait() {
-                        break None;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                let running = ctx.runsc().ok().cloned().is_some_and(|r| {
+                    r.wait_status(&flags, id, "running", || {
+                        matches!(child.try_wait(), Ok(Some(_)))
+                    })
+                });
+                running.then_some(p)
             }
             (_, pid) => pid,
         };
