@@ -623,20 +623,14 @@ pub(crate) fn after_restore_started(ctx: &mut Ctx, id: &str, flags: &GlobalFlags
         return;
     }
     if let Ok(r) = ctx.runsc() {
-        let r = r.clone();
+        // Until it runs (or stops instead), 60 s at most.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match r.status(flags, id).as_deref() {
-                Some("created") => {
-                    // Until it runs, or stops instead, or the deadline passes.
-                    r.wait_status(flags, id, "running", || {
-                        Instant::now() > deadline
-                            || r.status(flags, id).as_deref() != Some("created")
-                    });
-                }
-                _ => break,
-            }
-        }
+        r.wait_status(
+            flags,
+            id,
+            |s| s != Some("created"),
+            || Instant::now() > deadline,
+        );
     }
     let _ = ctx
         .db

@@ -196,9 +196,12 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         let pid = match (&launch, pid) {
             (Launch::Restore(_), Some(p)) => {
                 let running = ctx.runsc().ok().cloned().is_some_and(|r| {
-                    r.wait_status(&flags, id, "running", || {
-                        matches!(child.try_wait(), Ok(Some(_)))
-                    })
+                    r.wait_status(
+                        &flags,
+                        id,
+                        |s| s == Some("running"),
+                        || matches!(child.try_wait(), Ok(Some(_))),
+                    )
                 });
                 running.then_some(p)
             }
