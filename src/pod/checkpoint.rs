@@ -44,7 +44,6 @@ pub struct CheckpointRequest {
 pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta> {
     let pod = ctx.lookup(&req.pod)?;
     let pod = ctx.refresh(pod)?;
-    let pod = settle(ctx, pod)?;
     if pod.status != PodStatus::Running {
         return Err(PodError::BadState {
             name: pod.name.clone(),
@@ -423,8 +422,11 @@ fn wait_for_monitor(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
 }
 
 /// A pod whose sandbox was just checkpointed (without `--leave-running`)
-/// may still be recorded as running while runsc tears the sandbox down:
-/// waits (10 s at most) for its monitor to record it, and returns the row.
+/// is still recorded as running while runsc tears the sandbox down (a few
+/// tens of ms): waits (10 s at most, and only while its monitor lives) for
+/// the monitor to record it, and returns the row. `checkpoint` itself does
+/// not wait, so that its time stays runsc's; every command that looks at the
+/// pod goes through here (via [`Ctx::refresh`]).
 pub(crate) fn settle(ctx: &mut Ctx, pod: PodRow) -> Result<PodRow> {
     if pod.status != PodStatus::Running || checkpoint_pending(ctx, &pod).is_none() {
         return Ok(pod);
@@ -435,8 +437,10 @@ pub(crate) fn settle(ctx: &mut Ctx, pod: PodRow) -> Result<PodRow> {
             .db
             .pod(&pod.id)?
             .ok_or_else(|| PodError::NotFound(pod.name.clone()))?;
-        let row = ctx.refresh(row)?;
-        if row.status != PodStatus::Running || Instant::now() > deadline {
+        let monitor_gone = !row
+            .monitor_pid
+            .is_some_and(|pid| super::monitor_alive(pid, &row.id));
+        if row.status != PodStatus::Running || monitor_gone || Instant::now() > deadline {
             return Ok(row);
         }
         std::thread::sleep(Duration::from_millis(2));

@@ -230,10 +230,13 @@ impl Ctx {
         }
     }
 
-    /// Reconciles a pod's recorded status with the host: a `running` pod whose
-    /// monitor is gone (SIGKILL) and whose sandbox is gone too is `exited`
-    /// with an unknown exit code.
-    pub fn refresh(&mut self, mut pod: PodRow) -> Result<PodRow> {
+    /// Reconciles a pod's recorded status with the host: a pod just
+    /// checkpointed (without `--leave-running`) is waited for until its
+    /// monitor records it stopped, so `checkpoint && rm` works; a `running`
+    /// pod whose monitor is gone (SIGKILL) and whose sandbox is gone too is
+    /// `exited` with an unknown exit code.
+    pub fn refresh(&mut self, pod: PodRow) -> Result<PodRow> {
+        let mut pod = checkpoint::settle(self, pod)?;
         if pod.status != PodStatus::Running
             || pod
                 .monitor_pid

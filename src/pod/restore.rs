@@ -136,10 +136,7 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
     tracing::debug!("step restore:checked");
     let source = ctx.db.pod(&meta.pod.id)?;
     let source = match source {
-        Some(p) => {
-            let p = ctx.refresh(p)?;
-            Some(super::checkpoint::settle(ctx, p)?)
-        }
+        Some(p) => Some(ctx.refresh(p)?),
         None => None,
     };
     // A clone gets its own address and only the ports asked for here; the
