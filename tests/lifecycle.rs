@@ -160,7 +160,7 @@ fn detached_pod_logs_exec_stop_and_rm() {
     ] {
         assert!(v.get(k).is_some(), "inspect lacks {k}");
     }
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    r.wait_logs("ticker", |l| l.lines().count() >= 2);
     let o = r.gvpod(&["logs", "ticker"]);
     assert!(stdout(&o).starts_with("tick 0\ntick 1\n"), "{}", stdout(&o));
     assert!(stderr(&o).starts_with("warn 0\n"), "{}", stderr(&o));
@@ -200,9 +200,12 @@ fn detached_pod_logs_exec_stop_and_rm() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("running"));
     r.ok(&["stop", "-t", "5", "ticker"]);
+    // Wholly stopped when stop returns: its monitor has finished too.
+    assert_eq!(r.monitors(), Vec::<String>::new());
     let v = r.inspect("ticker");
     assert_eq!(v["status"], "exited");
     assert_eq!(v["exit_code"], 143);
+    assert!(v["monitor_pid"].is_null(), "{v}");
     assert!(v["finished"].is_string());
     let o = r.gvpod(&["exec", "ticker", "true"]);
     assert_eq!(
@@ -228,11 +231,10 @@ fn stop_escalates_to_sigkill_and_kill_sends_signals() {
         "busybox",
         "sh",
         "-c",
-        "trap '' TERM; while true; do sleep 0.1; done",
+        "trap '' TERM; echo trapped; while true; do sleep 0.1; done",
     ]);
     r.track(id.trim());
-    // Give the shell time to install its trap.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    r.wait_logs("stubborn", |l| l.contains("trapped"));
     let t = std::time::Instant::now();
     r.ok(&["stop", "-t", "1", "stubborn"]);
     assert!(
@@ -271,6 +273,7 @@ fn create_start_restart_and_wait() {
     assert_eq!(r.inspect("c1")["status"], "created");
     r.ok(&["start", "c1"]);
     assert_eq!(r.ok(&["wait", "c1"]).trim(), "4");
+    assert_eq!(r.monitors(), Vec::<String>::new());
     // A second start reuses the same bundle and appends to the log.
     r.ok(&["start", "c1"]);
     assert_eq!(r.ok(&["wait", "c1"]).trim(), "4");
@@ -279,6 +282,54 @@ fn create_start_restart_and_wait() {
     let o = r.gvpod(&["start", "-a", "c1"]);
     assert_eq!(o.status.code(), Some(4));
     assert_eq!(stdout(&o), "run\n");
+    r.assert_clean();
+}
+
+/// stop, wait, start and rm act on a wholly stopped pod: the monitor goes
+/// on after recording the exit (runsc leftovers, the sandbox's resource
+/// record), and a restart must not race it. The window is widened to 1.5 s.
+#[test]
+fn stop_wait_and_restart_wait_for_the_monitor_to_finish() {
+    require_runsc!();
+    let r = Root::new();
+    let paused = |args: &[&str]| {
+        let o = r
+            .cmd(args)
+            .env("GVPOD_PAUSE_AT", "monitor:recorded")
+            .env("GVPOD_PAUSE_MS", "1500")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let id = paused(&[
+        "run", "-d", "--name", "slow", "busybox", "sh", "-c", "exit 3",
+    ]);
+    r.track(id.trim());
+    assert_eq!(r.ok(&["wait", "slow"]).trim(), "3");
+    assert_eq!(r.monitors(), Vec::<String>::new(), "wait returned early");
+    paused(&["start", "slow"]);
+    // Exited, its monitor still finishing: a restart waits for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while r.inspect("slow")["status"] != "exited" {
+        assert!(std::time::Instant::now() < deadline, "never exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(r.monitors().len(), 1, "the monitor should still be paused");
+    let t = std::time::Instant::now();
+    r.ok(&["start", "slow"]);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(300),
+        "start did not wait for the last monitor: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.ok(&["wait", "slow"]).trim(), "3");
+    assert_eq!(r.monitors(), Vec::<String>::new(), "wait returned early");
+    let id = paused(&["run", "-d", "--name", "s2", "busybox", "sleep", "60"]);
+    r.track(id.trim());
+    r.ok(&["stop", "-t", "0", "s2"]);
+    assert_eq!(r.monitors(), Vec::<String>::new(), "stop returned early");
+    assert!(r.inspect("s2")["monitor_pid"].is_null());
     r.assert_clean();
 }
 

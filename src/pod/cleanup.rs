@@ -3,7 +3,6 @@
 //! `pod_resources` has exactly one undo here, and every undo is idempotent.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -23,17 +22,15 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
         });
     }
     if pod.status == PodStatus::Running || pod.monitor_pid.is_some() {
-        let flags = ctx.flags_of(&pod)?;
-        if let Ok(r) = ctx.runsc() {
-            let _ = r.kill(&flags, &pod.id, "KILL", false);
+        if pod.status == PodStatus::Running {
+            let flags = ctx.flags_of(&pod)?;
+            if let Ok(r) = ctx.runsc() {
+                let _ = r.kill(&flags, &pod.id, "KILL", false);
+            }
         }
         // Let the monitor record the exit and let go of the pod; then make sure it is gone.
         if let Some(pid) = pod.monitor_pid {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while monitor_alive(pid, &pod.id) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if monitor_alive(pid, &pod.id) {
+            if !super::await_monitor(&pod) && monitor_alive(pid, &pod.id) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,

@@ -237,11 +237,15 @@ impl Ctx {
     /// `exited` with an unknown exit code.
     pub fn refresh(&mut self, pod: PodRow) -> Result<PodRow> {
         let mut pod = checkpoint::settle(self, pod)?;
-        if pod.status != PodStatus::Running
-            || pod
-                .monitor_pid
-                .is_some_and(|pid| monitor_alive(pid, &pod.id))
-        {
+        let monitor = pod.monitor_pid.filter(|pid| monitor_alive(*pid, &pod.id));
+        if let (Some(pid), None) = (pod.monitor_pid, monitor) {
+            if pod.status != PodStatus::Running {
+                // Killed after recording the exit: forget it.
+                self.db.monitor_done(&pod.id, pid)?;
+                pod.monitor_pid = None;
+            }
+        }
+        if pod.status != PodStatus::Running || monitor.is_some() {
             return Ok(pod);
         }
         let flags = self.flags_of(&pod)?;
@@ -254,6 +258,9 @@ impl Ctx {
         }
         let now = crate::util::now_rfc3339();
         self.db.set_pod_exited(&pod.id, &now, None)?;
+        if let Some(pid) = pod.monitor_pid {
+            self.db.monitor_done(&pod.id, pid)?;
+        }
         pod.status = PodStatus::Exited;
         pod.finished = Some(now);
         pod.exit_code = None;
@@ -287,6 +294,40 @@ pub(crate) fn check_command(
             code,
         }
     })
+}
+
+/// Waits (10 s at most) for the pod's monitor, if one is still finishing
+/// after the exit it recorded, to end; returns whether it has. A pod is
+/// wholly stopped only then: the monitor still reaps runsc leftovers and
+/// forgets the sandbox's resource record, which must not race a restart.
+pub(crate) fn await_monitor(pod: &PodRow) -> bool {
+    let Some(pid) = pod.monitor_pid else {
+        return true;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let fd = monitor::pidfd_open(pid).ok();
+    while monitor_alive(pid, &pod.id) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let slice = left.min(std::time::Duration::from_millis(100));
+        match &fd {
+            Some(fd) => {
+                use std::os::fd::AsFd;
+                let mut p = [nix::poll::PollFd::new(
+                    fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(
+                    &mut p,
+                    nix::poll::PollTimeout::try_from(slice).unwrap_or(nix::poll::PollTimeout::NONE),
+                );
+            }
+            None => std::thread::sleep(slice.min(std::time::Duration::from_millis(10))),
+        }
+    }
+    true
 }
 
 /// Whether `pid` is the monitor of pod `id` (guards against pid reuse).

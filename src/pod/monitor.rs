@@ -64,6 +64,7 @@ pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>) -> i32 {
             }
             // The pod did not start: record it as exited so `ps` tells the truth.
             let _ = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), None);
+            let _ = ctx.db.monitor_done(id, std::process::id() as i32);
             1
         }
     }
@@ -317,12 +318,15 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         }
     }
     let _ = ctx.db.remove_resource(ResourceKind::Runsc, id);
-    tracing::debug!("step monitor:recorded");
+    failpoint::hit("monitor:recorded");
     if pod.auto_remove {
         if let Err(e) = super::cleanup::remove_pod(ctx, id) {
             tracing::warn!("removing --rm pod {id}: {e}");
         }
     }
+    // Last: whoever waits for this pod to be wholly stopped (stop, wait,
+    // start, rm) waits for this record to go or for this process to end.
+    let _ = ctx.db.monitor_done(id, std::process::id() as i32);
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);

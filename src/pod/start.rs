@@ -50,7 +50,15 @@ pub(crate) fn start_with(
         });
     }
     if pod.status == PodStatus::Exited {
-        // A restart: clear what a killed runsc may have left, remount after a reboot.
+        // A restart: the last run's monitor may still be finishing.
+        if !super::await_monitor(&pod) {
+            return Err(PodError::Monitor(format!(
+                "the last monitor of pod {} did not finish; see {}",
+                pod.name,
+                ctx.bundle_dir(&pod.id).join("monitor.log").display()
+            )));
+        }
+        // Clear what a killed runsc may have left, remount after a reboot.
         let flags = ctx.flags_of(&pod)?;
         let runsc = ctx.runsc()?;
         if runsc.has_state(&flags, &pod.id) {

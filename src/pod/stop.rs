@@ -104,7 +104,12 @@ fn wait_exit(ctx: &mut Ctx, pod: &PodRow, timeout: Option<Duration>) -> Result<P
             .ok_or_else(|| PodError::NotFound(pod.name.clone()))?;
         let row = ctx.refresh(row)?;
         if row.status != PodStatus::Running {
-            return Ok(row);
+            // Stopped once its monitor has finished too (e.g. a `--rm` pod
+            // is gone then); the row as last seen if it is gone.
+            if row.monitor_pid.is_none() || !super::await_monitor(&row) {
+                return Ok(row);
+            }
+            return Ok(ctx.db.pod(&row.id)?.unwrap_or(row));
         }
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left == Some(Duration::ZERO) {

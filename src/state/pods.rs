@@ -228,6 +228,8 @@ impl Db {
         })
     }
 
+    /// Records the exit. The monitor stays recorded (`monitor_pid`) while it
+    /// finishes (runsc leftovers, `--rm`), until [`Db::monitor_done`].
     pub fn set_pod_exited(
         &mut self,
         id: &str,
@@ -236,7 +238,7 @@ impl Db {
     ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE pods SET status='exited', finished=?2, exit_code=?3, pid=NULL, monitor_pid=NULL WHERE id=?1",
+                "UPDATE pods SET status='exited', finished=?2, exit_code=?3, pid=NULL WHERE id=?1",
                 params![id, finished, exit_code],
             )
             .map_err(sql)?;
@@ -250,6 +252,19 @@ impl Db {
             tx.execute(
                 "UPDATE pods SET process_json=?2 WHERE id=?1",
                 params![id, process_json],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// The monitor `monitor_pid` is done with the pod (or dead); a newer
+    /// monitor's record is left alone.
+    pub fn monitor_done(&mut self, id: &str, monitor_pid: i32) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE pods SET monitor_pid=NULL WHERE id=?1 AND monitor_pid=?2",
+                params![id, monitor_pid],
             )
             .map_err(sql)?;
             Ok(())

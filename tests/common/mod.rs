@@ -98,6 +98,7 @@ impl Root {
         let mut c = Command::new(BIN);
         c.env("GVPOD_ROOT", self.path())
             .env_remove("GVPOD_CRASH_AT")
+            .env_remove("GVPOD_PAUSE_AT")
             .args(args)
             .stdin(Stdio::null());
         c
@@ -118,6 +119,40 @@ impl Root {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Waits (20 s at most, for slow CI machines) until the pod's stdout
+    /// log satisfies `done`; returns that log.
+    pub fn wait_logs(&self, pod: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let out = self.ok(&["logs", pod]);
+            if done(&out) {
+                return out;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pod {pod} never logged what was awaited; its log: {out:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Pids of this root's pod monitors still alive.
+    pub fn monitors(&self) -> Vec<String> {
+        let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
+        let rs = root.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains("__monitor") && c.contains(&rs)
+                })
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
     }
 
     pub fn inspect(&self, pod: &str) -> serde_json::Value {
