@@ -141,7 +141,9 @@ impl Runsc {
             })
             .ok();
         loop {
-            if done(self.status(flags, id).as_deref()) {
+            let status = self.status(flags, id);
+            tracing::trace!("wait_status {id}: {status:?}");
+            if done(status.as_deref()) {
                 return true;
             }
             if give_up() {
@@ -151,7 +153,13 @@ impl Runsc {
                 Some(i) => {
                     let mut fds = [PollFd::new(i.as_fd(), PollFlags::POLLIN)];
                     let _ = poll(&mut fds, PollTimeout::from(50u8));
-                    let _ = i.read_events();
+                    let ev = i.read_events().unwrap_or_default();
+                    tracing::trace!(
+                        "wait_status woken: {:?}",
+                        ev.iter()
+                            .map(|e| (e.mask, e.name.clone()))
+                            .collect::<Vec<_>>()
+                    );
                 }
                 None => std::thread::sleep(std::time::Duration::from_millis(5)),
             }
