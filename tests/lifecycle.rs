@@ -32,6 +32,41 @@ fn foreground_run_streams_both_streams_and_returns_the_exit_code() {
     r.assert_clean();
 }
 
+/// A detached `--rm` pod removes itself when it exits; `wait` and `stop`
+/// started before that still report its end (docker and podman do too).
+#[test]
+fn wait_and_stop_outlive_a_detached_rm_pod() {
+    require_runsc!();
+    let r = Root::new();
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "gone",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 5",
+    ]);
+    r.track(id.trim());
+    assert_eq!(r.ok(&["wait", "gone"]).trim(), "5");
+    assert!(r.ps_all().is_empty(), "the --rm pod was not removed");
+    let o = r.gvpod(&["wait", "gone"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "gone before wait began: no such pod"
+    );
+    let id = r.ok(&[
+        "run", "-d", "--rm", "--name", "gone2", "busybox", "sleep", "60",
+    ]);
+    r.track(id.trim());
+    r.ok(&["stop", "-t", "5", "gone2"]);
+    assert!(r.ps_all().is_empty(), "the --rm pod was not removed");
+    r.assert_clean();
+}
+
 #[test]
 fn commands_that_cannot_run_exit_126_and_127_and_leave_nothing() {
     require_runsc!();

@@ -94,14 +94,29 @@ pub fn wait(ctx: &mut Ctx, pod: &PodRow) -> Result<PodRow> {
     wait_exit(ctx, pod, None)
 }
 
+/// A pod removed while we waited (a `--rm` pod's monitor removes it): its
+/// exit as kept at removal, so `wait` still prints the code.
+fn removed_meanwhile(ctx: &Ctx, pod: &PodRow) -> Result<PodRow> {
+    let exit_code = ctx
+        .db
+        .exit_of_removed(&pod.id)?
+        .ok_or_else(|| PodError::NotFound(pod.name.clone()))?;
+    Ok(PodRow {
+        status: PodStatus::Exited,
+        exit_code,
+        pid: None,
+        monitor_pid: None,
+        ..pod.clone()
+    })
+}
+
 /// Waits for the monitor to record the exit, at most `timeout`.
 fn wait_exit(ctx: &mut Ctx, pod: &PodRow, timeout: Option<Duration>) -> Result<PodRow> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let row = ctx
-            .db
-            .pod(&pod.id)?
-            .ok_or_else(|| PodError::NotFound(pod.name.clone()))?;
+        let Some(row) = ctx.db.pod(&pod.id)? else {
+            return removed_meanwhile(ctx, pod);
+        };
         let row = ctx.refresh(row)?;
         if row.status != PodStatus::Running {
             // Stopped once its monitor has finished too (e.g. a `--rm` pod

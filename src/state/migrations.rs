@@ -114,6 +114,16 @@ const MIGRATIONS: &[&str] = &[
         at            TEXT NOT NULL
     );
     "#,
+    // 6: exit codes of removed pods, so that `wait` on a `--rm` pod that is
+    // removed meanwhile still reports its code (podman keeps the same, for
+    // the same reason); kept five minutes.
+    r#"
+    CREATE TABLE pod_exits (
+        pod_id     TEXT PRIMARY KEY,
+        exit_code  INTEGER,                 -- NULL: unknown (killed monitor)
+        removed_at INTEGER NOT NULL         -- unix seconds
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

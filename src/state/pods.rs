@@ -116,6 +116,9 @@ pub struct Resource {
     pub value: String,
 }
 
+/// How long the exit code of a removed pod is kept for `wait`.
+pub const EXIT_KEPT_SECS: i64 = 300;
+
 const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove, process_json";
 
 fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
@@ -283,12 +286,41 @@ impl Db {
     }
 
     /// Deletes the pod row; its resources must have been released first.
+    /// Deletes the pod row; an exited pod's exit code is kept for
+    /// [`EXIT_KEPT_SECS`] (see [`Db::exit_of_removed`]).
     pub fn delete_pod(&mut self, id: &str) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         self.write(|tx| {
+            tx.execute(
+                "DELETE FROM pod_exits WHERE removed_at < ?1",
+                [now - EXIT_KEPT_SECS],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO pod_exits (pod_id, exit_code, removed_at) \
+                 SELECT id, exit_code, ?2 FROM pods WHERE id=?1 AND status='exited'",
+                params![id, now],
+            )
+            .map_err(sql)?;
             tx.execute("DELETE FROM pods WHERE id=?1", [id])
                 .map_err(sql)?;
             Ok(())
         })
+    }
+
+    /// The exit of a pod removed in the last [`EXIT_KEPT_SECS`]: `None`
+    /// when none is known, `Some(None)` when it exited with an unknown code.
+    pub fn exit_of_removed(&self, id: &str) -> Result<Option<Option<i32>>> {
+        self.conn()
+            .query_row(
+                "SELECT exit_code FROM pod_exits WHERE pod_id=?1",
+                [id],
+                |r| r.get::<_, Option<i32>>(0),
+            )
+            .optional()
+            .map_err(sql)
     }
 
     /// Records a host resource before it is created, so a crash right after
@@ -356,5 +388,44 @@ impl Db {
         self.query_all("SELECT name FROM pods WHERE image_id=?1", [image_id], |r| {
             r.get(0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add_pod(db: &Db, id: &str, status: &str, code: Option<i32>) {
+        db.conn()
+            .execute(
+                "INSERT INTO pods (id, name, image_id, image_ref, status, config_json, runsc_json, created, exit_code) \
+                 VALUES (?1, ?1, 'sha256:x', 'busybox', ?2, '{}', '{}', 't', ?3)",
+                params![id, status, code],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_removed_pods_exit_is_kept_for_a_while() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        db.conn().execute_batch("PRAGMA foreign_keys=OFF").unwrap();
+        add_pod(&db, "a", "exited", Some(7));
+        add_pod(&db, "b", "exited", None);
+        add_pod(&db, "c", "created", None);
+        for id in ["a", "b", "c"] {
+            db.delete_pod(id).unwrap();
+        }
+        assert_eq!(db.exit_of_removed("a").unwrap(), Some(Some(7)));
+        assert_eq!(db.exit_of_removed("b").unwrap(), Some(None));
+        assert_eq!(db.exit_of_removed("c").unwrap(), None, "never ran");
+        // Older than EXIT_KEPT_SECS: dropped at the next removal.
+        db.conn()
+            .execute("UPDATE pod_exits SET removed_at=0 WHERE pod_id='a'", [])
+            .unwrap();
+        add_pod(&db, "d", "exited", Some(0));
+        db.delete_pod("d").unwrap();
+        assert_eq!(db.exit_of_removed("a").unwrap(), None);
+        assert_eq!(db.exit_of_removed("d").unwrap(), Some(Some(0)));
     }
 }
