@@ -303,9 +303,7 @@ fn pods_reach_each_other_by_name_and_networks_are_isolated() {
     ]);
     assert_ne!(o.status.code(), Some(0));
     // A network in use cannot be removed.
-    let o = r.gvpod(&["network", "rm", "neta"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("a1"), "{}", stderr(&o));
+    r.fails(&["network", "rm", "neta"], 2, "a1");
     r.assert_clean();
 }
 
@@ -456,27 +454,14 @@ fn port_conflicts_are_refused_before_the_pod_starts() {
         "true",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = r.gvpod(&[
-        "create",
-        "--network",
-        "ports",
-        "-p",
-        "99999:80",
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("\"99999:80\""), "{}", stderr(&o));
-    let o = r.gvpod(&[
-        "create",
-        "--network",
-        "none",
-        "-p",
-        "8080:80",
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    let create = |args: &[&str], needle: &str| {
+        let mut a = vec!["create"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "true"]);
+        r.fails(&a, 2, needle);
+    };
+    create(&["--network", "ports", "-p", "99999:80"], "\"99999:80\"");
+    create(&["--network", "none", "-p", "8080:80"], "none");
     r.assert_clean();
 }
 
@@ -508,21 +493,13 @@ fn subnet_exhaustion_fixed_addresses_and_bad_networks() {
         "true",
     ]);
     assert_eq!(r.inspect("t1")["ip"], format!("{base}.2"));
-    let o = r.gvpod(&[
-        "create",
-        "--network",
-        "tiny",
-        "--name",
-        "t2",
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("network tiny is full"),
-        "{}",
-        stderr(&o)
-    );
+    let create = |args: &[&str], needle: &str| {
+        let mut a = vec!["create", "--network", "tiny"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "true"]);
+        r.fails(&a, 2, needle);
+    };
+    create(&["--name", "t2"], "network tiny is full");
     r.ok(&["rm", "t1"]);
     // --ip: a fixed address, refused when taken or outside.
     r.ok(&[
@@ -536,36 +513,24 @@ fn subnet_exhaustion_fixed_addresses_and_bad_networks() {
         "busybox",
         "true",
     ]);
-    let o = r.gvpod(&[
-        "create",
-        "--network",
-        "tiny",
-        "--ip",
-        &format!("{base}.2"),
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("taken by pod t3"), "{}", stderr(&o));
-    let o = r.gvpod(&[
-        "create",
-        "--network",
-        "tiny",
-        "--ip",
-        "198.19.0.5",
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    create(&["--ip", &format!("{base}.2")], "taken by pod t3");
+    create(&["--ip", "198.19.0.5"], "198.19.0.5");
     // Networks: overlap, bad subnet, unknown.
-    let o = r.gvpod(&["network", "create", "--subnet", &subnet, "again"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = r.gvpod(&["network", "create", "--subnet", "198.18.0.1/24", "hostbits"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("198.18.0.0/24"), "{}", stderr(&o));
-    let o = r.gvpod(&["run", "--rm", "--network", "nosuch", "busybox", "true"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("nosuch"));
+    r.fails(
+        &["network", "create", "--subnet", &subnet, "again"],
+        2,
+        &subnet,
+    );
+    r.fails(
+        &["network", "create", "--subnet", "198.18.0.1/24", "hostbits"],
+        2,
+        "198.18.0.0/24",
+    );
+    r.fails(
+        &["run", "--rm", "--network", "nosuch", "busybox", "true"],
+        2,
+        "nosuch",
+    );
     let ls: Vec<serde_json::Value> =
         serde_json::from_str(&r.ok(&["network", "ls", "--format", "json"])).unwrap();
     assert!(

@@ -144,6 +144,20 @@ fn multi_layer_pull_merges_layers_and_a_second_pull_downloads_nothing() {
     r.assert_clean();
 }
 
+/// An image for `arch`: busybox plus a layer whose /platform names it.
+fn platform_image(l: &Layout, arch: &str) -> serde_json::Value {
+    l.image(
+        arch,
+        &[
+            (busybox_layer(), Compression::Gzip),
+            (
+                layer_tar(&[Entry::File("platform", format!("{arch}\n").as_bytes())]),
+                Compression::Gzip,
+            ),
+        ],
+    )
+}
+
 #[test]
 fn index_resolves_to_the_host_platform_and_digests_pin() {
     require_registry!();
@@ -151,18 +165,7 @@ fn index_resolves_to_the_host_platform_and_digests_pin() {
     let r = Root::new();
     let dir = layout_dir();
     let l = Layout::new(dir.path());
-    let mk = |arch: &str| {
-        l.image(
-            arch,
-            &[
-                (busybox_layer(), Compression::Gzip),
-                (
-                    layer_tar(&[Entry::File("platform", format!("{arch}\n").as_bytes())]),
-                    Compression::Gzip,
-                ),
-            ],
-        )
-    };
+    let mk = |arch: &str| platform_image(&l, arch);
     let (amd, arm) = (mk("amd64"), mk("arm64"));
     let index = l.index(&[arm.clone(), amd.clone()]);
     l.tag("multi", index.clone());
@@ -231,18 +234,7 @@ fn docker_schema2_manifest_list_is_pulled() {
     let r = Root::new();
     let dir = layout_dir();
     let l = Layout::new(dir.path());
-    let mk = |arch: &str| {
-        l.image(
-            arch,
-            &[
-                (busybox_layer(), Compression::Gzip),
-                (
-                    layer_tar(&[Entry::File("platform", format!("{arch}\n").as_bytes())]),
-                    Compression::Gzip,
-                ),
-            ],
-        )
-    };
+    let mk = |arch: &str| platform_image(&l, arch);
     let entries = [mk("amd64"), mk("arm64")];
     let index = l.index(&entries);
     l.tag("d", index);

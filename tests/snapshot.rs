@@ -89,18 +89,6 @@ fn assert_no_partial_snapshots(r: &Root) {
 }
 
 /// Runs a command that must fail with `code` and print one line containing `needle`.
-fn fails(r: &Root, args: &[&str], code: i32, needle: &str) {
-    let o = r.gvpod(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: not one line: {err}"
-    );
-    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
-}
-
 #[test]
 fn counter_continues_after_checkpoint_and_restore() {
     require_runsc!();
@@ -331,7 +319,7 @@ fn commit_then_run_sees_the_change() {
         "cat /opt/app/v; test ! -e /hello && echo hello-gone",
     ]);
     assert_eq!(stdout(&o), "2\nhello-gone\n", "{}", stderr(&o));
-    fails(&r, &["commit", "dev2", "Bad:Ref:"], 2, "Bad:Ref:");
+    r.fails(&["commit", "dev2", "Bad:Ref:"], 2, "Bad:Ref:");
     r.assert_clean();
     // (The leak check looks at every pod this thread tracked, so the
     // other root is checked once the first one is clean.)
@@ -344,48 +332,43 @@ fn bad_input_is_one_clear_line() {
     let r = Root::new();
     // A pod that is not running.
     r.ok(&["create", "--name", "idle", "busybox", "true"]);
-    fails(&r, &["checkpoint", "idle"], 2, "idle is created");
-    fails(&r, &["checkpoint", "nope"], 2, "\"nope\"");
+    r.fails(&["checkpoint", "idle"], 2, "idle is created");
+    r.fails(&["checkpoint", "nope"], 2, "\"nope\"");
     start_counter(&r, "live");
-    fails(
-        &r,
+    r.fails(
         &["checkpoint", "--name", "bad name", "live"],
         2,
         "\"bad name\"",
     );
     r.ok(&["checkpoint", "--leave-running", "--name", "s", "live"]);
     // Name clashes.
-    fails(
-        &r,
+    r.fails(
         &["checkpoint", "--name", "s", "live"],
         2,
         "\"s\" already exists",
     );
-    fails(&r, &["restore", "--name", "idle", "s"], 2, "\"idle\"");
-    fails(&r, &["restore", "nosuch"], 2, "\"nosuch\"");
+    r.fails(&["restore", "--name", "idle", "s"], 2, "\"idle\"");
+    r.fails(&["restore", "nosuch"], 2, "\"nosuch\"");
     // A terminal cannot be checkpointed.
     let id = r
         .ok(&["run", "-d", "-t", "--name", "tty", "busybox", "sleep", "60"])
         .trim()
         .to_string();
     r.track(&id);
-    fails(&r, &["checkpoint", "tty"], 2, "terminal");
+    r.fails(&["checkpoint", "tty"], 2, "terminal");
     // Bad ports, unknown networks, another kind of network, a pod that
     // still exists asked for other ports: refused before anything is made.
-    fails(
-        &r,
+    r.fails(
         &["restore", "-p", "99999:80", "--name", "x", "s"],
         2,
         "99999",
     );
-    fails(
-        &r,
+    r.fails(
         &["restore", "--network", "other", "--name", "x", "s"],
         2,
         "\"other\"",
     );
-    fails(
-        &r,
+    r.fails(
         &["restore", "--network", "none", "--name", "x", "s"],
         2,
         "\"none\"",
@@ -398,8 +381,7 @@ fn bad_input_is_one_clear_line() {
     let bytes = std::fs::read(&good).unwrap();
     let trunc = r.path().join("trunc.snap");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    fails(
-        &r,
+    r.fails(
         &["snapshot", "import", "--name", "t", trunc.to_str().unwrap()],
         2,
         "truncated",
@@ -411,8 +393,7 @@ fn bad_input_is_one_clear_line() {
     }
     let corrupt = r.path().join("corrupt.snap");
     std::fs::write(&corrupt, &bad).unwrap();
-    fails(
-        &r,
+    r.fails(
         &[
             "snapshot",
             "import",
@@ -425,14 +406,12 @@ fn bad_input_is_one_clear_line() {
     );
     let junk = r.path().join("junk.snap");
     std::fs::write(&junk, b"not an archive").unwrap();
-    fails(
-        &r,
+    r.fails(
         &["snapshot", "import", junk.to_str().unwrap()],
         2,
         "not a gvpod snapshot archive",
     );
-    fails(
-        &r,
+    r.fails(
         &["snapshot", "import", good.to_str().unwrap()],
         2,
         "\"s\" already exists",
@@ -462,14 +441,13 @@ fn bad_input_is_one_clear_line() {
             [path, value],
         )
         .unwrap();
-        fails(&r, &["restore", "--name", "x", "other"], 2, needle);
+        r.fails(&["restore", "--name", "x", "other"], 2, needle);
         r.ok(&["snapshot", "rm", "other"]);
     }
     // The image is gone.
     r.ok(&["rm", "-f", "live", "idle", "tty"]);
     r.ok(&["rmi", "busybox"]);
-    fails(
-        &r,
+    r.fails(
         &["restore", "s"],
         2,
         "needs image docker.io/library/busybox:latest",

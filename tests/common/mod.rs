@@ -155,6 +155,20 @@ impl Root {
             .collect()
     }
 
+    /// Runs a command that must fail with `code` and one line of error
+    /// that contains `needle` (the quality bar for bad input).
+    pub fn fails(&self, args: &[&str], code: i32, needle: &str) {
+        let o = self.gvpod(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    }
+
     pub fn inspect(&self, pod: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["inspect", pod])).expect("inspect prints JSON")
     }
