@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{monitor_alive, Ctx, PodError, Result};
+use super::{Ctx, PodError, Result};
 use crate::runsc::GlobalFlags;
 use crate::state::{PodStatus, Resource, ResourceKind};
 
@@ -30,7 +30,7 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
         }
         // Let the monitor record the exit and let go of the pod; then make sure it is gone.
         if let Some(pid) = pod.monitor_pid {
-            if !super::await_monitor(&pod) && monitor_alive(pid, &pod.id) {
+            if !super::await_monitor(&pod) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,

@@ -305,27 +305,12 @@ pub(crate) fn await_monitor(pod: &PodRow) -> bool {
         return true;
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let fd = monitor::pidfd_open(pid).ok();
     while monitor_alive(pid, &pod.id) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             return false;
         }
-        let slice = left.min(std::time::Duration::from_millis(100));
-        match &fd {
-            Some(fd) => {
-                use std::os::fd::AsFd;
-                let mut p = [nix::poll::PollFd::new(
-                    fd.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                let _ = nix::poll::poll(
-                    &mut p,
-                    nix::poll::PollTimeout::try_from(slice).unwrap_or(nix::poll::PollTimeout::NONE),
-                );
-            }
-            None => std::thread::sleep(slice.min(std::time::Duration::from_millis(10))),
-        }
+        monitor::sleep_until_exit(Some(pid), left.min(std::time::Duration::from_millis(100)));
     }
     true
 }

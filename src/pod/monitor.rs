@@ -510,6 +510,23 @@ pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Sleeps until process `pid` exits (a pidfd turns readable) or `slice`
+/// passes, whichever is first; without a pidfd, a short sleep.
+pub(crate) fn sleep_until_exit(pid: Option<i32>, slice: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    match pid.and_then(|p| pidfd_open(p).ok()) {
+        Some(fd) => {
+            let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(
+                &mut p,
+                PollTimeout::try_from(slice).unwrap_or(PollTimeout::NONE),
+            );
+        }
+        None => std::thread::sleep(slice.min(Duration::from_millis(20))),
+    }
+}
+
 fn copy_winsize(from: RawFd, to: RawFd) {
     // SAFETY: winsize is plain data; the ioctls only read/write it.
     unsafe {

@@ -1,10 +1,7 @@
 //! `stop`, `kill` and `wait`: signals go through runsc; the monitor records
 //! the exit, so waiting means waiting for the monitor process to end.
 
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{Ctx, PodError, Result};
 use crate::state::{PodRow, PodStatus};
@@ -119,12 +116,12 @@ fn wait_exit(ctx: &mut Ctx, pod: &PodRow, timeout: Option<Duration>) -> Result<P
         };
         let row = ctx.refresh(row)?;
         if row.status != PodStatus::Running {
-            // Stopped once its monitor has finished too (e.g. a `--rm` pod
-            // is gone then); the row as last seen if it is gone.
-            if row.monitor_pid.is_none() || !super::await_monitor(&row) {
-                return Ok(row);
+            // Stopped once its monitor has finished too (a `--rm` pod is
+            // gone then: the row as last seen).
+            if row.monitor_pid.is_some() && super::await_monitor(&row) {
+                return Ok(ctx.db.pod(&row.id)?.unwrap_or(row));
             }
-            return Ok(ctx.db.pod(&row.id)?.unwrap_or(row));
+            return Ok(row);
         }
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left == Some(Duration::ZERO) {
@@ -134,19 +131,7 @@ fn wait_exit(ctx: &mut Ctx, pod: &PodRow, timeout: Option<Duration>) -> Result<P
         let slice = left
             .unwrap_or(Duration::from_millis(200))
             .min(Duration::from_millis(200));
-        match row
-            .monitor_pid
-            .and_then(|p| super::monitor::pidfd_open(p).ok())
-        {
-            Some(fd) => {
-                let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(
-                    &mut p,
-                    PollTimeout::try_from(slice).unwrap_or(PollTimeout::NONE),
-                );
-            }
-            None => std::thread::sleep(slice.min(Duration::from_millis(20))),
-        }
+        super::monitor::sleep_until_exit(row.monitor_pid, slice);
     }
 }
 
