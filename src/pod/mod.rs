@@ -237,15 +237,12 @@ impl Ctx {
     /// `exited` with an unknown exit code.
     pub fn refresh(&mut self, pod: PodRow) -> Result<PodRow> {
         let mut pod = checkpoint::settle(self, pod)?;
-        let monitor = pod.monitor_pid.filter(|pid| monitor_alive(*pid, &pod.id));
-        if let (Some(pid), None) = (pod.monitor_pid, monitor) {
-            if pod.status != PodStatus::Running {
-                // Killed after recording the exit: forget it.
-                self.db.monitor_done(&pod.id, pid)?;
-                pod.monitor_pid = None;
-            }
+        if let Some(pid) = pod.monitor_pid.filter(|p| !monitor_alive(*p, &pod.id)) {
+            // Killed (or ended without saying so): forget it.
+            self.db.monitor_done(&pod.id, pid)?;
+            pod.monitor_pid = None;
         }
-        if pod.status != PodStatus::Running || monitor.is_some() {
+        if pod.status != PodStatus::Running || pod.monitor_pid.is_some() {
             return Ok(pod);
         }
         let flags = self.flags_of(&pod)?;
@@ -258,14 +255,10 @@ impl Ctx {
         }
         let now = crate::util::now_rfc3339();
         self.db.set_pod_exited(&pod.id, &now, None)?;
-        if let Some(pid) = pod.monitor_pid {
-            self.db.monitor_done(&pod.id, pid)?;
-        }
         pod.status = PodStatus::Exited;
         pod.finished = Some(now);
         pod.exit_code = None;
         pod.pid = None;
-        pod.monitor_pid = None;
         Ok(pod)
     }
 }
