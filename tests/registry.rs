@@ -218,12 +218,9 @@ fn index_resolves_to_the_host_platform_and_digests_pin() {
     let by_manifest = format!("{}/multi@{}", reg.addr(), host["digest"].as_str().unwrap());
     let out = r.ok(&["run", "--rm", &by_manifest, "cat", "/platform"]);
     assert_eq!(out, format!("{host_arch}\n"));
-    // An unknown digest: exit 2.
-    let o = r.gvpod(&[
-        "pull",
-        &format!("{}/multi@sha256:{}", reg.addr(), "0".repeat(64)),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // An unknown digest: exit 2, one line naming it.
+    let unknown = format!("{}/multi@sha256:{}", reg.addr(), "0".repeat(64));
+    r.fails(&["pull", &unknown], 2, &"0".repeat(64));
     r.assert_clean();
 }
 
@@ -359,8 +356,7 @@ fn push_then_skopeo_sees_it() {
         stdout(&o)
     );
     // A destination that is not a registry reference: one line, exit 2.
-    let o = r.gvpod(&["push", "busybox", "bad ref"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    r.fails(&["push", "busybox", "bad ref"], 2, "bad ref");
     r.assert_clean();
 }
 
@@ -381,12 +377,7 @@ fn run_pulls_a_missing_image() {
         format!("{}/auto:nope", reg.addr()),
         format!("{}/nothing:v1", reg.addr()),
     ] {
-        let o = r.gvpod(&["run", "--rm", &missing, "true"]);
-        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-        let e = stderr(&o);
-        eprintln!("missing: {e}");
-        assert!(e.contains(&missing), "{e}");
-        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        r.fails(&["run", "--rm", &missing, "true"], 2, &missing);
     }
     // An unreachable registry: 125, naming it.
     let dead = format!("127.0.0.1:{}/x:1", free_port_closed());

@@ -142,16 +142,9 @@ impl Root {
     pub fn monitors(&self) -> Vec<String> {
         let root = std::fs::canonicalize(self.path()).unwrap_or(self.path().to_owned());
         let rs = root.to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
-                    c.contains("__monitor") && c.contains(&rs)
-                })
-            })
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        processes(|c| c.contains("__monitor") && c.contains(&rs))
+            .into_iter()
+            .map(|(pid, _)| pid)
             .collect()
     }
 
@@ -209,16 +202,14 @@ impl Root {
                 }
             }
         }
-        // Sandbox/gofer processes whose command line names this root's runsc state dir.
+        // Sandbox/gofer processes whose command line names this root's
+        // runsc state dir, and this root's pod monitors.
         let needle = runsc_root.to_string_lossy().into_owned();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-                let c = String::from_utf8_lossy(&c).replace('\0', " ");
-                if c.contains(&needle) || (c.contains("__monitor") && c.contains(&rs)) {
-                    v.push(format!("process {}: {c}", e.file_name().to_string_lossy()));
-                }
-            }
-        }
+        v.extend(
+            processes(|c| c.contains(&needle) || (c.contains("__monitor") && c.contains(&rs)))
+                .into_iter()
+                .map(|(pid, c)| format!("process {pid}: {c}")),
+        );
         v.extend(self.network_leaks());
         for id in self.known_ids() {
             for base in [
@@ -416,6 +407,19 @@ impl Drop for Root {
         self.teardown();
         let _ = std::fs::remove_dir_all(self.run_dir());
     }
+}
+
+/// (pid, command line) of the host's processes whose command line matches.
+fn processes(matches: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let c = std::fs::read(e.path().join("cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            matches(&c).then(|| (e.file_name().to_string_lossy().into_owned(), c))
+        })
+        .collect()
 }
 
 pub fn stdout(o: &Output) -> String {
