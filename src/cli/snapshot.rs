@@ -14,6 +14,11 @@ pub struct CheckpointArgs {
     /// Keep the pod running after the snapshot is taken.
     #[arg(long)]
     pub leave_running: bool,
+    /// Reset the pod's open TCP connections instead of refusing the
+    /// checkpoint (their clients see a reset; needs a runsc with
+    /// --net-disconnect-ok).
+    #[arg(long)]
+    pub tcp_close: bool,
     /// Snapshot name (default: POD-<UTC time>).
     #[arg(long)]
     pub name: Option<String>,
@@ -83,6 +88,7 @@ pub fn checkpoint(ctx: &mut Ctx, a: CheckpointArgs) -> anyhow::Result<i32> {
             pod: a.pod,
             name: a.name,
             leave_running: a.leave_running,
+            tcp_close: a.tcp_close,
         },
     )?;
     println!("{}", meta.name);

@@ -24,7 +24,7 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
     if pod.status == PodStatus::Running || pod.monitor_pid.is_some() {
         if pod.status == PodStatus::Running {
             let flags = ctx.flags_of(&pod)?;
-            if let Ok(r) = ctx.runsc() {
+            if let Ok(r) = ctx.runsc_for(&flags) {
                 let _ = r.kill(&flags, &pod.id, "KILL", false);
             }
         }
@@ -107,7 +107,7 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
                     &fallback
                 }
             };
-            ctx.runsc()?.delete_force(flags, &r.value)?;
+            ctx.runsc_for(flags)?.delete_force(flags, &r.value)?;
         }
         ResourceKind::Mount => crate::bundle::unmount(Path::new(&r.value))?,
         ResourceKind::Path => remove_path(Path::new(&r.value))?,
@@ -147,6 +147,8 @@ fn default_flags(ctx: &Ctx) -> GlobalFlags {
         log: ctx.root.join("logs").join("gc-runsc.log"),
         debug_log: None,
         extra: vec![],
+        net_disconnect_ok: false,
+        bin: None,
     }
 }
 

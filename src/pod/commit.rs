@@ -32,7 +32,7 @@ pub fn commit(ctx: &mut Ctx, key: &str, reference: &str) -> Result<Image> {
         let f = std::fs::File::create(&tmp).map_err(super::io("cannot create", &tmp))?;
         let paused = if pod.status == PodStatus::Running {
             let flags = ctx.flags_of(&pod)?;
-            let runsc = ctx.runsc()?.clone();
+            let runsc = ctx.runsc_for(&flags)?;
             runsc.pause(&flags, &pod.id)?;
             Some((runsc, flags))
         } else {

@@ -47,6 +47,7 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
     let pod_id = id::new_id();
     let flags = provision::flags(
         ctx,
+        &runsc,
         &pod_id,
         RunscChoice {
             platform,

@@ -71,7 +71,7 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     crate::util::write_atomic(&file, process.to_string().as_bytes())
         .map_err(super::io("cannot write", &file))?;
     let flags = ctx.flags_of(&pod)?;
-    let runsc = ctx.runsc()?.clone();
+    let runsc = ctx.runsc_for(&flags)?;
     let mut cmd = runsc.command(&flags, "exec");
     cmd.arg(format!("--process={}", file.display()))
         .arg(&pod.id);

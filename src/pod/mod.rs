@@ -199,6 +199,25 @@ impl Ctx {
         Ok(self.runsc.get_or_init(|| r))
     }
 
+    /// The runsc that created the container of `flags`, which every later
+    /// call on it uses (see [`GlobalFlags::bin`]); the current runsc for
+    /// pods recorded without one, or when the recorded binary is gone (a
+    /// warning: `rm -f` must still work after a runsc was removed).
+    pub fn runsc_for(&self, flags: &GlobalFlags) -> Result<Runsc> {
+        match &flags.bin {
+            Some(bin) if self.runsc.get().is_none_or(|r| r.bin != *bin) => {
+                match Runsc::at(bin, &self.root) {
+                    Ok(r) => Ok(r),
+                    Err(e) => {
+                        tracing::warn!("{e}; using the current runsc instead");
+                        Ok(self.runsc()?.clone())
+                    }
+                }
+            }
+            _ => Ok(self.runsc()?.clone()),
+        }
+    }
+
     pub fn bundle_dir(&self, id: &str) -> PathBuf {
         self.root.join("bundles").join(id)
     }
@@ -246,7 +265,7 @@ impl Ctx {
             return Ok(pod);
         }
         let flags = self.flags_of(&pod)?;
-        let state = self.runsc()?.state(&flags, &pod.id)?;
+        let state = self.runsc_for(&flags)?.state(&flags, &pod.id)?;
         if state
             .as_ref()
             .is_some_and(|s| s.status == "running" || s.status == "created")

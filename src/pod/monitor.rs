@@ -152,7 +152,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         }
     };
     let mut out = Output::new(log, opts.tty);
-    let runsc = ctx.runsc().ok().cloned();
+    let runsc = ctx.runsc_for(&flags).ok();
     let signal = |sig: i32| {
         if let Some(r) = &runsc {
             let _ = r.kill(&flags, id, &sig.to_string(), false);
@@ -196,7 +196,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         // loaded; it has started only once runsc records it as running.
         let pid = match (&launch, pid) {
             (Launch::Restore(_), Some(p)) => {
-                let running = ctx.runsc().ok().cloned().is_some_and(|r| {
+                let running = ctx.runsc_for(&flags).ok().is_some_and(|r| {
                     r.wait_status(
                         &flags,
                         id,
@@ -237,10 +237,8 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, &signal);
         tracing::debug!("step monitor:relayed");
         out.flush();
-        if !matches!(status, Some(s) if s.success()) {
-            break status;
-        }
-        match super::checkpoint::after_sandbox_exit(ctx, id, &flags, &launched_at) {
+        let clean = matches!(status, Some(s) if s.success());
+        match super::checkpoint::after_sandbox_exit(ctx, id, &flags, &launched_at, clean) {
             super::checkpoint::AfterExit::Exit => break status,
             super::checkpoint::AfterExit::Checkpointed(snap) => {
                 checkpointed = Some(snap);
@@ -272,6 +270,8 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     }
 
     let mut code = match status {
+        // Stopped by gvpod after its checkpoint (as runsc 20221219 does, 0).
+        _ if checkpointed.is_some() => Some(0),
         Some(s) => exit_code_of(s),
         None => None,
     };
@@ -308,12 +308,12 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     // leaves one. A failed restore can leave a created container and its
     // sandbox processes behind.
     if matches!(launch, Launch::Restore(_)) && !matches!(status, Some(s) if s.success()) {
-        if let Ok(r) = ctx.runsc() {
+        if let Ok(r) = ctx.runsc_for(&flags) {
             let _ = r.delete_force(&flags, id);
         }
         crate::runsc::reap_leftovers(&flags, id);
     } else if !matches!(status, Some(s) if s.code().is_some()) {
-        if let Ok(r) = ctx.runsc() {
+        if let Ok(r) = ctx.runsc_for(&flags) {
             let _ = r.delete_force(&flags, id);
         }
     }
@@ -347,7 +347,7 @@ fn spawn(
     let bundle = ctx.bundle_dir(id);
     // Errors in runsc's JSON log must be from this start only.
     let _ = File::create(&flags.log);
-    let runsc = ctx.runsc()?.clone();
+    let runsc = ctx.runsc_for(flags)?;
     let pid_file = bundle.join("pid");
     let _ = std::fs::remove_file(&pid_file);
     let (mut cmd, restore_after_create) = match launch {

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use super::{network, Ctx, Result};
 use crate::bundle::{PodOptions, RootfsPaths};
 use crate::net::Network;
-use crate::runsc::GlobalFlags;
+use crate::runsc::{GlobalFlags, Runsc};
 use crate::state::{PodRow, PodStatus, ResourceKind};
 
 /// The runsc choices of a pod; the rest of its global flags follow from
@@ -21,8 +21,19 @@ pub(super) struct RunscChoice {
     pub extra: Vec<(String, String)>,
 }
 
-pub(super) fn flags(ctx: &Ctx, pod_id: &str, c: RunscChoice, debug: bool) -> GlobalFlags {
+pub(super) fn flags(
+    ctx: &Ctx,
+    runsc: &Runsc,
+    pod_id: &str,
+    c: RunscChoice,
+    debug: bool,
+) -> GlobalFlags {
     let bundle_dir = ctx.bundle_dir(pod_id);
+    // A pod on a network can later be checkpointed with `--tcp-close` only
+    // if its NIC was built with the capability (unless the user set it).
+    let net_disconnect_ok = c.network == "sandbox"
+        && runsc.features.can_reset_tcp()
+        && !c.extra.iter().any(|(k, _)| k == "net-disconnect-ok");
     GlobalFlags {
         root: ctx.run_dir.join("runsc"),
         platform: c.platform,
@@ -31,6 +42,8 @@ pub(super) fn flags(ctx: &Ctx, pod_id: &str, c: RunscChoice, debug: bool) -> Glo
         log: bundle_dir.join("runsc.log"),
         debug_log: debug.then(|| bundle_dir.join("debug")),
         extra: c.extra,
+        net_disconnect_ok,
+        bin: Some(runsc.bin.clone()),
     }
 }
 

@@ -275,8 +275,10 @@ fn make_pod(
 ) -> Result<PodRow> {
     let network = super::network::resolve(ctx, &opts.network)?;
     let netopts = super::network::parse_opts(opts, network.as_ref())?;
+    let runsc = ctx.runsc()?.clone();
     let flags = provision::flags(
         ctx,
+        &runsc,
         &pod_id,
         RunscChoice {
             platform: meta.runsc.platform.clone(),

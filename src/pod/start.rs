@@ -60,7 +60,7 @@ pub(crate) fn start_with(
         }
         // Clear what a killed runsc may have left, remount after a reboot.
         let flags = ctx.flags_of(&pod)?;
-        let runsc = ctx.runsc()?;
+        let runsc = ctx.runsc_for(&flags)?;
         if runsc.has_state(&flags, &pod.id) {
             runsc.delete_force(&flags, &pod.id)?;
         }

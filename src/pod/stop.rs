@@ -15,7 +15,7 @@ pub fn stop(ctx: &mut Ctx, pod: &PodRow, timeout: Duration) -> Result<PodRow> {
     }
     let flags = ctx.flags_of(&pod)?;
     let signal = stop_signal(ctx, &pod);
-    let runsc = ctx.runsc()?.clone();
+    let runsc = ctx.runsc_for(&flags)?;
     // The container may exit between refresh and kill: that is a stop too.
     let _ = runsc.kill(&flags, &pod.id, &signal, false);
     let pod = wait_exit(ctx, &pod, Some(timeout))?;
@@ -59,7 +59,7 @@ pub fn kill(ctx: &mut Ctx, pod: &PodRow, signal: &str) -> Result<()> {
     }
     let sig = parse_signal(signal)?;
     let flags = ctx.flags_of(&pod)?;
-    ctx.runsc()?.kill(&flags, &pod.id, &sig, false)?;
+    ctx.runsc_for(&flags)?.kill(&flags, &pod.id, &sig, false)?;
     Ok(())
 }
 

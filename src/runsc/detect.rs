@@ -1,9 +1,26 @@
-//! Detects the runsc release and the features it offers, once per binary:
-//! the result is cached beside the state database, keyed by the binary's
-//! path, size and mtime, because `runsc --version` alone costs ~25 ms and
-//! pod start-up has to stay within a few ms of bare runsc.
+//! Detects the runsc release and what this binary can do, once per binary:
+//! the result is cached beside the state database, one file per binary
+//! keyed by its path, size and mtime, because `runsc --version` alone costs
+//! ~25 ms and pod start-up has to stay within a few ms of bare runsc.
+//!
+//! Every behaviour that differs between releases is decided by a probe of
+//! this binary, never by its release date (users run 2022 to 2026 builds,
+//! distribution rebuilds and dev builds whose version says nothing):
+//! - what it accepts: `runsc flags` (top-level flags, their defaults and the
+//!   default platform), `runsc help platforms`, `runsc help checkpoint`;
+//! - where no flag tells, a message or path the binary's code carries
+//!   (one scan of the executable): the restore that finds an existing
+//!   container ("Container not found, creating new one", 20230327+) and the
+//!   root-netns check on `/proc/sys/net/core/dev_weight` (20240807+, gVisor
+//!   issue #10704; DESIGN.md fact 3). When the marker is missing gvpod takes
+//!   the path that works on both sides: restore without a prior create
+//!   (still accepted by newer releases) and the `/proc/sys/net` workaround
+//!   (harmless where the check is already right).
+//!
+//! The release date is kept for display and for the snapshot compatibility
+//! check (a snapshot restores only under the runsc that took it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,22 +37,29 @@ pub struct Version {
     pub release: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Features {
     /// Platforms this runsc offers (`runsc help platforms`).
     pub platforms: Vec<String>,
-    /// The platform runsc uses when none is given.
+    /// The platform runsc uses when none is given (`runsc flags`: the
+    /// `-platform` default).
     pub default_platform: String,
     /// Top-level flags runsc accepts (`runsc flags`).
     pub flags: BTreeSet<String>,
-    /// Release 20221219 and older: `runsc restore` creates the container itself
-    /// and fails after a prior `runsc create` (DESIGN.md fact 5).
+    /// Boolean flags whose default is true (`(default true)` in `runsc flags`).
+    pub flags_on_by_default: BTreeSet<String>,
+    /// `runsc restore` creates the container itself and fails after a prior
+    /// `runsc create` (DESIGN.md fact 5): the binary lacks the restore into
+    /// an existing container.
     pub restore_creates: bool,
-    /// Releases before 20240807 decide "root netns" from
-    /// /proc/sys/net/core/rmem_default, which kernels >= 6.11 show in every
-    /// netns (gVisor issue #10704, DESIGN.md fact 3).
+    /// The root-netns check reads /proc/sys/net/core/rmem_default, which
+    /// kernels >= 6.11 show in every netns (DESIGN.md fact 3): the binary
+    /// does not carry the newer dev_weight check.
     pub root_netns_false_positive: bool,
-    /// 20240415 and newer keep the sandbox running in place on `--leave-running`.
+    /// `checkpoint --leave-running` keeps the sandbox running in place, and
+    /// a save that fails with it leaves the sandbox running (20240415+,
+    /// the release that also brought `checkpoint --compression`, which is
+    /// what `runsc help checkpoint` shows).
     pub leave_running_in_place: bool,
 }
 
@@ -43,15 +67,41 @@ impl Features {
     pub fn has_flag(&self, name: &str) -> bool {
         self.flags.contains(name)
     }
+
+    /// A save can reset the pod's TCP connections instead of failing, when
+    /// the sandbox was created with `--net-disconnect-ok` (REFERENCES.md:
+    /// from 20240520, default false until 20241021; set at create/restore).
+    pub fn can_reset_tcp(&self) -> bool {
+        self.has_flag("net-disconnect-ok")
+    }
+
+    /// A save carries open TCP connections over (`--allow-live-tcp-migration`,
+    /// on by default where it exists): no connection can refuse a save.
+    pub fn migrates_tcp(&self) -> bool {
+        self.flags_on_by_default
+            .contains("allow-live-tcp-migration")
+    }
 }
+
+/// Bumped whenever [`Features`] changes meaning, so old cache files are re-probed.
+const CACHE_FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Cache {
+    format: u32,
     bin: PathBuf,
     size: u64,
     mtime_ns: i128,
     version: Version,
     features: Features,
+}
+
+/// The cache file of one binary: `runsc-features-<12 hex of its path>.json`,
+/// so data roots used with two runsc binaries in turn do not re-probe.
+fn cache_path(cache_dir: &Path, bin: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(bin.as_os_str().as_encoded_bytes());
+    cache_dir.join(format!("runsc-features-{}.json", &hex::encode(h)[..12]))
 }
 
 pub fn detect(bin: &Path, cache_dir: &Path) -> Result<(Version, Features)> {
@@ -60,19 +110,28 @@ pub fn detect(bin: &Path, cache_dir: &Path) -> Result<(Version, Features)> {
         source,
     })?;
     let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-    let cache_path = cache_dir.join("runsc-features.json");
+    let cache_path = cache_path(cache_dir, bin);
     if let Ok(text) = std::fs::read(&cache_path) {
         if let Ok(c) = serde_json::from_slice::<Cache>(&text) {
-            if c.bin == bin && c.size == meta.len() && c.mtime_ns == mtime_ns {
+            if c.format == CACHE_FORMAT
+                && c.bin == bin
+                && c.size == meta.len()
+                && c.mtime_ns == mtime_ns
+            {
                 return Ok((c.version, c.features));
             }
         }
     }
     let version = parse_version(&output(bin, &["--version"])?);
-    let platforms = parse_platforms(&output(bin, &["help", "platforms"])?);
-    let flags = parse_flags(&output(bin, &["flags"])?);
-    let features = derive_features(&version, platforms, flags);
+    let probe = Probe {
+        platforms: output(bin, &["help", "platforms"])?,
+        flags: output(bin, &["flags"])?,
+        help_checkpoint: output(bin, &["help", "checkpoint"])?,
+        markers: markers(bin),
+    };
+    let features = probe.features();
     let cache = Cache {
+        format: CACHE_FORMAT,
         bin: bin.to_owned(),
         size: meta.len(),
         mtime_ns,
@@ -99,6 +158,55 @@ fn output(bin: &Path, args: &[&str]) -> Result<String> {
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok(s)
+}
+
+/// Code markers looked for in the runsc executable (see the module docs).
+const RESTORE_INTO_CREATED: &str = "Container not found, creating new one";
+const DEV_WEIGHT_CHECK: &str = "/proc/sys/net/core/dev_weight";
+
+/// Which of the markers the executable at `bin` contains (one read; an
+/// unreadable binary contains none, which picks the paths safe on all).
+fn markers(bin: &Path) -> BTreeMap<&'static str, bool> {
+    let data = std::fs::read(bin).unwrap_or_default();
+    [RESTORE_INTO_CREATED, DEV_WEIGHT_CHECK]
+        .into_iter()
+        .map(|m| (m, memchr::memmem::find(&data, m.as_bytes()).is_some()))
+        .collect()
+}
+
+/// What the binary printed and contains; turned into [`Features`] without I/O.
+struct Probe {
+    platforms: String,
+    flags: String,
+    help_checkpoint: String,
+    markers: BTreeMap<&'static str, bool>,
+}
+
+impl Probe {
+    fn features(&self) -> Features {
+        let mut platforms = parse_platforms(&self.platforms);
+        let flags = parse_flags(&self.flags);
+        if platforms.is_empty() {
+            platforms.push("ptrace".into());
+        }
+        let default_platform = flag_default(&self.flags, "platform")
+            .filter(|p| platforms.contains(p))
+            .unwrap_or_else(|| platforms[0].clone());
+        let marker = |m: &str| self.markers.get(m).copied().unwrap_or(false);
+        Features {
+            default_platform,
+            platforms,
+            flags_on_by_default: flags
+                .iter()
+                .filter(|f| flag_default(&self.flags, f).as_deref() == Some("true"))
+                .cloned()
+                .collect(),
+            flags,
+            restore_creates: !marker(RESTORE_INTO_CREATED),
+            root_netns_false_positive: !marker(DEV_WEIGHT_CHECK),
+            leave_running_in_place: parse_flags(&self.help_checkpoint).contains("compression"),
+        }
+    }
 }
 
 /// Parses "runsc version 0.0~20221219.0" or "runsc version release-20240807.0".
@@ -132,25 +240,32 @@ fn parse_flags(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn derive_features(v: &Version, mut platforms: Vec<String>, flags: BTreeSet<String>) -> Features {
-    // A dev build (release 0) is treated as current.
-    let at_least = |d: u32| v.release == 0 || v.release >= d;
-    if platforms.is_empty() {
-        platforms.push("ptrace".into());
+/// The `(default X)` Go's flag package prints in the help of flag `name`
+/// (quotes removed); `None` when it prints none (false, empty or zero).
+fn flag_default(text: &str, name: &str) -> Option<String> {
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        let Some(rest) = l.trim_start().strip_prefix('-') else {
+            continue;
+        };
+        if rest.split_whitespace().next() != Some(name) {
+            continue;
+        }
+        // The usage text follows on indented lines up to the next flag.
+        let mut usage = rest.to_string();
+        while let Some(n) = lines.peek() {
+            if n.trim_start().starts_with('-') {
+                break;
+            }
+            usage.push(' ');
+            usage.push_str(n.trim());
+            lines.next();
+        }
+        let i = usage.rfind("(default ")?;
+        let v = usage[i + 9..].trim_end().strip_suffix(')')?;
+        return Some(v.trim_matches('"').to_string());
     }
-    let default_platform = if platforms.iter().any(|p| p == "systrap") && at_least(20230621) {
-        "systrap".to_string()
-    } else {
-        "ptrace".to_string()
-    };
-    Features {
-        platforms,
-        default_platform,
-        flags,
-        restore_creates: !at_least(20230327),
-        root_netns_false_positive: !at_least(20240807),
-        leave_running_in_place: at_least(20240415),
-    }
+    None
 }
 
 #[cfg(test)]
@@ -170,32 +285,69 @@ mod tests {
         assert_eq!(parse_version("runsc version VERSION_MISSING\n").release, 0);
     }
 
+    /// Excerpts of what Debian 12's runsc (20221219) prints.
+    const FLAGS_2022: &str = "  -overlay2 value\n    \twrap mounts with overlayfs.\n  -platform string\n    \tspecifies which platform to use: ptrace (default), kvm. (default \"ptrace\")\n  -debug\n    \tenable debug logging.\n";
+    /// Excerpts of what Debian trixie's runsc (20240729) prints.
+    const FLAGS_2024: &str = "  -gso\n    \tenable host segmentation offload if it is supported by a network device. (default true)\n  -net-disconnect-ok\n    \tIndicates whether the link endpoint capability CapabilityDisconnectOk should be set. This allows open connections to be disconnected upon save.\n  -overlay2 value\n    \twrap mounts with overlayfs. (default root:self)\n  -platform string\n    \tspecifies which platform to use: systrap (default), ptrace, kvm. (default \"systrap\")\n";
+    const CKPT_2024: &str = "checkpoint [flags] <container id> - save current state of container.\n  -compression value\n    \tcompress checkpoint image on disk. Values: none|flate-best-speed. (default flate-best-speed)\n  -image-path string\n    \tdirectory path to saved container image\n  -leave-running\n    \trestart the container after checkpointing\n";
+    const CKPT_2022: &str = "checkpoint [flags] <container id> - save current state of container.\n  -image-path string\n    \tdirectory path to saved container image\n  -leave-running\n    \trestart the container after checkpointing\n";
+
     #[test]
-    fn features_follow_the_release() {
-        let old = derive_features(
-            &parse_version("runsc version 0.0~20221219.0"),
-            vec!["kvm".into(), "ptrace".into()],
-            BTreeSet::new(),
-        );
-        assert!(
-            old.restore_creates && old.root_netns_false_positive && !old.leave_running_in_place
-        );
+    fn features_come_from_what_the_binary_says_not_its_date() {
+        let old = Probe {
+            platforms: "kvm\nptrace\n".into(),
+            flags: FLAGS_2022.into(),
+            help_checkpoint: CKPT_2022.into(),
+            markers: BTreeMap::new(),
+        }
+        .features();
+        assert!(old.restore_creates && old.root_netns_false_positive);
+        assert!(!old.leave_running_in_place && !old.can_reset_tcp() && !old.migrates_tcp());
         assert_eq!(old.default_platform, "ptrace");
-        let new = derive_features(
-            &parse_version("runsc version release-20250101.0"),
-            vec!["kvm".into(), "ptrace".into(), "systrap".into()],
-            BTreeSet::new(),
-        );
-        assert!(
-            !new.restore_creates && !new.root_netns_false_positive && new.leave_running_in_place
-        );
+
+        let mut markers = BTreeMap::new();
+        markers.insert(RESTORE_INTO_CREATED, true);
+        let new = Probe {
+            platforms: "kvm\nsystrap\nptrace\n".into(),
+            flags: FLAGS_2024.into(),
+            help_checkpoint: CKPT_2024.into(),
+            markers: markers.clone(),
+        }
+        .features();
+        assert!(!new.restore_creates && new.root_netns_false_positive);
+        assert!(new.leave_running_in_place && new.can_reset_tcp() && !new.migrates_tcp());
         assert_eq!(new.default_platform, "systrap");
+        assert!(new.flags_on_by_default.contains("gso"));
+        assert!(!new.flags_on_by_default.contains("net-disconnect-ok"));
+
+        // A later build: the dev_weight check, TCP migration on by default.
+        markers.insert(DEV_WEIGHT_CHECK, true);
+        let flags = format!("{FLAGS_2024}  -allow-live-tcp-migration\n    \tcarry TCP connections. (default true)\n");
+        let later = Probe {
+            platforms: "systrap\nptrace\n".into(),
+            flags,
+            help_checkpoint: CKPT_2024.into(),
+            markers,
+        }
+        .features();
+        assert!(!later.root_netns_false_positive && later.migrates_tcp());
     }
 
     #[test]
-    fn flags_are_parsed_from_runsc_flags_output() {
+    fn flags_and_defaults_are_parsed_from_runsc_flags_output() {
         let f = parse_flags("  -overlay2 value\n    \twrap mounts\n  -debug\n  -platform string\n");
         assert!(f.contains("overlay2") && f.contains("debug") && f.contains("platform"));
         assert!(!f.contains("wrap"));
+        assert_eq!(
+            flag_default(FLAGS_2024, "platform").as_deref(),
+            Some("systrap")
+        );
+        assert_eq!(
+            flag_default(FLAGS_2024, "overlay2").as_deref(),
+            Some("root:self")
+        );
+        assert_eq!(flag_default(FLAGS_2024, "net-disconnect-ok"), None);
+        assert_eq!(flag_default(FLAGS_2022, "overlay2"), None);
+        assert_eq!(flag_default(FLAGS_2022, "nosuch"), None);
     }
 }

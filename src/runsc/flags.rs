@@ -1,6 +1,9 @@
 //! Global runsc flags of one container, fixed when it is created and replayed
 //! on every later call (DESIGN.md fact 1: `runsc --network=none create`
-//! followed by a plain `runsc start` fails).
+//! followed by a plain `runsc start` fails), and the runsc binary itself:
+//! a container is driven by the runsc that created it, whatever
+//! `GVPOD_RUNSC` or `$PATH` say later (podman records its OCI runtime per
+//! container for the same reason).
 
 use std::path::PathBuf;
 
@@ -22,6 +25,17 @@ pub struct GlobalFlags {
     /// Extra `--runsc-flag K=V` from the user, passed verbatim as `--K=V`.
     #[serde(default)]
     pub extra: Vec<(String, String)>,
+    /// `--net-disconnect-ok`: the sandbox's NIC may drop its TCP
+    /// connections on a save (read when the network is built, so given at
+    /// create and restore; REFERENCES.md "TCP and saves"). Set for every
+    /// pod on a network whose runsc has the flag, so that `checkpoint
+    /// --tcp-close` can reset connections; without it a save refuses them.
+    #[serde(default)]
+    pub net_disconnect_ok: bool,
+    /// The runsc binary that created the container (not a flag; `None` for
+    /// pods recorded before gvpod kept it: the current runsc).
+    #[serde(default)]
+    pub bin: Option<PathBuf>,
 }
 
 impl GlobalFlags {
@@ -39,6 +53,9 @@ impl GlobalFlags {
         if let Some(d) = &self.debug_log {
             a.push("--debug".to_string());
             a.push(format!("--debug-log={}/", d.display()));
+        }
+        if self.net_disconnect_ok {
+            a.push("--net-disconnect-ok=true".to_string());
         }
         for (k, v) in &self.extra {
             a.push(format!("--{k}={v}"));
@@ -61,6 +78,8 @@ mod tests {
             log: "/d/runsc.log".into(),
             debug_log: None,
             extra: vec![("strace".into(), "true".into())],
+            net_disconnect_ok: true,
+            bin: Some("/opt/runsc".into()),
         };
         assert_eq!(
             f.to_args(),
@@ -71,10 +90,17 @@ mod tests {
                 "--log=/d/runsc.log",
                 "--log-format=json",
                 "--overlay2=none",
+                "--net-disconnect-ok=true",
                 "--strace=true"
             ]
         );
         let back: GlobalFlags = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
         assert_eq!(back, f);
+        // Pods recorded before these fields existed.
+        let old: GlobalFlags = serde_json::from_str(
+            r#"{"root":"/r","platform":"ptrace","network":"none","overlay2":null,"log":"/l","debug_log":null}"#,
+        )
+        .unwrap();
+        assert!(!old.net_disconnect_ok && old.bin.is_none() && old.extra.is_empty());
     }
 }

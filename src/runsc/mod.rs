@@ -82,10 +82,17 @@ impl Runsc {
     /// features, using `cache_dir` to avoid re-running `runsc --version` on
     /// every invocation (the cache is keyed by the binary's path, size and mtime).
     pub fn detect(cache_dir: &Path) -> Result<Runsc> {
-        let bin = find_binary()?;
-        let (version, features) = detect::detect(&bin, cache_dir)?;
+        Runsc::at(&find_binary()?, cache_dir)
+    }
+
+    /// The runsc binary at `bin`, detected (or read from the cache).
+    pub fn at(bin: &Path, cache_dir: &Path) -> Result<Runsc> {
+        if !bin.is_file() {
+            return Err(RunscError::NotFound(bin.display().to_string()));
+        }
+        let (version, features) = detect::detect(bin, cache_dir)?;
         Ok(Runsc {
-            bin,
+            bin: bin.to_owned(),
             version,
             features,
         })

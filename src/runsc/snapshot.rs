@@ -168,13 +168,6 @@ impl Runsc {
 }
 
 impl Runsc {
-    /// Whether a save of a sandbox with open TCP connections fails (and, on
-    /// these releases, ends the sandbox): before 20240520, which resets them
-    /// instead (`--net-disconnect-ok`). DESIGN.md fact 10.
-    pub fn saves_refuse_tcp(&self) -> bool {
-        self.version.release != 0 && self.version.release < 20240520
-    }
-
     /// The pod's TCP endpoints that a save would refuse (any state but
     /// LISTEN and CLOSE, TIME_WAIT included), read from its own
     /// /proc/net/tcp{,6} with `runsc exec ID cat`. `None` when that cannot
@@ -213,9 +206,24 @@ pub fn parse_open_tcp(text: &str) -> Vec<String> {
     let addr = |a: &str| -> String {
         let (ip, port) = a.split_once(':').unwrap_or((a, "0"));
         let port = u16::from_str_radix(port, 16).unwrap_or(0);
-        match u32::from_str_radix(ip, 16) {
-            Ok(v) if ip.len() == 8 => {
-                format!("{}:{port}", std::net::Ipv4Addr::from(v.swap_bytes()))
+        // The kernel prints each 32-bit word of the address in host order.
+        let words: Vec<u32> = (0..ip.len() / 8)
+            .filter_map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
+            .map(u32::swap_bytes)
+            .collect();
+        match words[..] {
+            [v] if ip.len() == 8 => format!("{}:{port}", std::net::Ipv4Addr::from(v)),
+            [a, b, c, d] if ip.len() == 32 => {
+                let v6 = std::net::Ipv6Addr::from(
+                    (u128::from(a) << 96)
+                        | (u128::from(b) << 64)
+                        | (u128::from(c) << 32)
+                        | u128::from(d),
+                );
+                match v6.to_ipv4_mapped() {
+                    Some(v4) => format!("{v4}:{port}"),
+                    None => format!("[{v6}]:{port}"),
+                }
             }
             _ => format!("[{ip}]:{port}"),
         }
@@ -288,10 +296,10 @@ mod tests {
             features: Features {
                 platforms: vec!["ptrace".into()],
                 default_platform: "ptrace".into(),
-                flags: Default::default(),
                 restore_creates: release < 20230327,
                 root_netns_false_positive: release < 20240807,
                 leave_running_in_place: release >= 20240415,
+                ..Default::default()
             },
         }
     }
@@ -305,6 +313,8 @@ mod tests {
             log: "/b/runsc.log".into(),
             debug_log: None,
             extra: vec![],
+            net_disconnect_ok: false,
+            bin: None,
         }
     }
 
@@ -368,6 +378,17 @@ mod tests {
             ["TIME_WAIT 198.18.0.2:80 -> 198.18.0.1:57274"]
         );
         assert!(parse_open_tcp("").is_empty());
+        // /proc/net/tcp6: an IPv4-mapped peer, and a plain IPv6 one.
+        let v6 = "  sl  local_address                         remote_address                        st\n\
+   0: 0000000000000000FFFF0000024E12C6:0050 0000000000000000FFFF0000014E12C6:9E26 01 0\n\
+   1: 00000000000000000000000001000000:0050 00000000000000000000000001000000:9E27 01 0\n";
+        assert_eq!(
+            parse_open_tcp(v6),
+            [
+                "ESTABLISHED 198.18.78.2:80 -> 198.18.78.1:40486",
+                "ESTABLISHED [::1]:80 -> [::1]:40487"
+            ]
+        );
     }
 
     #[test]

@@ -124,6 +124,17 @@ const MIGRATIONS: &[&str] = &[
         removed_at INTEGER NOT NULL         -- unix seconds
     );
     "#,
+    // 7: addresses of removed pods, not handed out again for a while: the
+    // host's conntrack keeps their connections (TIME_WAIT: 120 s) and a new
+    // owner of the address must not be blamed for them at checkpoint time.
+    r#"
+    CREATE TABLE freed_leases (
+        network  TEXT NOT NULL,
+        ip       TEXT NOT NULL,
+        freed_at INTEGER NOT NULL,          -- unix seconds
+        PRIMARY KEY (network, ip)
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

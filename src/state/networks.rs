@@ -29,6 +29,13 @@ pub struct PortRow {
     pub pod_port: u16,
 }
 
+/// How long the address of a removed pod rests before another pod gets
+/// it, when the subnet has others: the host's conntrack keeps a closed
+/// connection 120 s (`nf_conntrack_tcp_timeout_time_wait`), the sandbox
+/// 60 s, and the checkpoint check must not take the old owner's for the
+/// new one's (issue 8).
+pub const ADDRESS_REST_SECS: i64 = 120;
+
 /// How the new pod gets its address.
 pub enum Lease<'a> {
     /// This address, refused if another pod holds it.
@@ -182,10 +189,26 @@ impl Db {
                 Lease::Pick(pick) => {
                     let set: HashSet<Ipv4Addr> =
                         taken.iter().filter_map(|(t, _)| t.parse().ok()).collect();
-                    pick(&set).ok_or_else(|| StateError::NetworkFull {
-                        name: net.to_string(),
-                        used: taken.len(),
-                    })?
+                    // Resting addresses count as taken while others are free.
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    let mut st = tx
+                        .prepare("SELECT ip FROM freed_leases WHERE network=?1 AND freed_at >= ?2")
+                        .map_err(sql)?;
+                    let resting: HashSet<Ipv4Addr> = st
+                        .query_map(params![net, now - ADDRESS_REST_SECS], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .map_err(sql)?
+                        .filter_map(|r| r.ok()?.parse().ok())
+                        .collect();
+                    pick(&set.union(&resting).copied().collect())
+                        .or_else(|| pick(&set))
+                        .ok_or_else(|| StateError::NetworkFull {
+                            name: net.to_string(),
+                            used: taken.len(),
+                        })?
                 }
             };
             tx.execute(

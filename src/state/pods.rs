@@ -304,6 +304,17 @@ impl Db {
                 params![id, now],
             )
             .map_err(sql)?;
+            tx.execute(
+                "DELETE FROM freed_leases WHERE freed_at < ?1",
+                [now - super::networks::ADDRESS_REST_SECS],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO freed_leases (network, ip, freed_at) \
+                 SELECT network, ip, ?2 FROM leases WHERE pod_id=?1",
+                params![id, now],
+            )
+            .map_err(sql)?;
             tx.execute("DELETE FROM pods WHERE id=?1", [id])
                 .map_err(sql)?;
             Ok(())
@@ -427,5 +438,89 @@ mod tests {
         db.delete_pod("d").unwrap();
         assert_eq!(db.exit_of_removed("a").unwrap(), None);
         assert_eq!(db.exit_of_removed("d").unwrap(), Some(Some(0)));
+    }
+
+    #[test]
+    fn a_removed_pods_address_rests_while_others_are_free() {
+        use crate::state::networks::{Lease, NetworkRow};
+        use std::net::Ipv4Addr;
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        db.conn()
+            .execute(
+                "INSERT INTO images (id, manifest_digest, config_json, layers_json, size, created) \
+                 VALUES ('sha256:x', 'sha256:m', '{}', '[]', 0, 't')",
+                [],
+            )
+            .unwrap();
+        db.insert_network(&NetworkRow {
+            name: "n".into(),
+            bridge: "gvtest0".into(),
+            subnet: "198.18.9.0/29".into(),
+            gateway: "198.18.9.1".into(),
+            internal: false,
+            created: "t".into(),
+        })
+        .unwrap();
+        // Lowest free address in 198.18.9.0/29 (.2 to .6), gateway aside.
+        let lowest = |taken: &std::collections::HashSet<Ipv4Addr>| {
+            (2..7u8)
+                .map(|i| Ipv4Addr::new(198, 18, 9, i))
+                .find(|ip| !taken.contains(ip))
+        };
+        let pod = |id: &str| PodRow {
+            id: id.into(),
+            name: id.into(),
+            image_id: "sha256:x".into(),
+            image_ref: "busybox".into(),
+            status: PodStatus::Created,
+            config_json: "{}".into(),
+            process_json: "{}".into(),
+            runsc_json: "{}".into(),
+            created: "t".into(),
+            started: None,
+            finished: None,
+            exit_code: None,
+            pid: None,
+            monitor_pid: None,
+            auto_remove: false,
+        };
+        let a = pod("a");
+        let ip = |db: &mut Db, p: &PodRow| {
+            db.insert_pod_networked(p, Some(("n", Lease::Pick(&lowest))), &[])
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(ip(&mut db, &a), Ipv4Addr::new(198, 18, 9, 2));
+        db.delete_pod("a").unwrap();
+        // .2 rests: the next pod gets .3, not the address just freed.
+        let b = pod("b");
+        assert_eq!(ip(&mut db, &b), Ipv4Addr::new(198, 18, 9, 3));
+        // Asked for by name, a resting address is given.
+        let c = pod("c");
+        assert_eq!(
+            db.insert_pod_networked(
+                &c,
+                Some(("n", Lease::Fixed(Ipv4Addr::new(198, 18, 9, 2)))),
+                &[]
+            )
+            .unwrap(),
+            Some(Ipv4Addr::new(198, 18, 9, 2))
+        );
+        // A full subnet but for resting addresses: they are used after all.
+        for id in ["d", "e", "f"] {
+            let p = pod(id);
+            ip(&mut db, &p);
+        }
+        db.delete_pod("f").unwrap();
+        let g = pod("g");
+        assert_eq!(ip(&mut db, &g), Ipv4Addr::new(198, 18, 9, 6));
+        // Rested long enough: handed out again, lowest first.
+        db.delete_pod("b").unwrap();
+        db.conn()
+            .execute("UPDATE freed_leases SET freed_at=0", [])
+            .unwrap();
+        let h = pod("h");
+        assert_eq!(ip(&mut db, &h), Ipv4Addr::new(198, 18, 9, 3));
     }
 }

@@ -21,10 +21,21 @@
 //! from the memory image in the temp directory, so the pod is as it was.
 //! A runsc failure in step 3 registers nothing; on 20221219 runsc itself
 //! ends the sandbox when a save fails, which the error says.
+//!
+//! That is the flow for runsc releases without an in-place
+//! `--leave-running` (20221219). Releases with one (probed) never let a
+//! save end the pod: the save is taken paused and with `--leave-running`,
+//! and gvpod stops the pod itself afterwards ([`paused`]); a failure
+//! leaves the pod running as it was. On both, [`tcp`] refuses first a pod
+//! whose TCP connections would fail the save (or be reset without
+//! `--tcp-close`), with one line naming them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod paused;
+mod tcp;
 
 use super::{failpoint, Ctx, PodError, Result};
 use crate::bundle::{PodOptions, RootfsPaths};
@@ -38,6 +49,8 @@ pub struct CheckpointRequest {
     pub pod: String,
     pub name: Option<String>,
     pub leave_running: bool,
+    /// Reset open TCP connections instead of refusing (see `tcp`).
+    pub tcp_close: bool,
 }
 
 /// Checkpoints a running pod; returns the registered snapshot.
@@ -74,46 +87,23 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     if ctx.db.snapshot_name_taken(&name)? {
         return Err(crate::state::StateError::SnapshotNameInUse(name).into());
     }
-    let runsc = ctx.runsc()?.clone();
     let flags = ctx.flags_of(&pod)?;
+    let runsc = ctx.runsc_for(&flags)?;
     let store = SnapshotStore::new(&ctx.root)?;
     store.sweep(&ctx.db)?;
     let bundle = ctx.bundle_dir(&pod.id);
     check_space(&store, &pod, &RootfsPaths::new(&bundle).upper)?;
 
-    if flags.network == "sandbox" && runsc.saves_refuse_tcp() {
-        // Fact 10: this runsc refuses to save open TCP connections, and a
-        // refused save ends the sandbox: refuse first, with the pod running.
-        // Sockets the pod holds (its own /proc/net/tcp), and connections it
-        // closed that its netstack keeps in TIME_WAIT (the host's conntrack).
-        let mut open = runsc.open_tcp(&flags, &pod.id).unwrap_or_default();
-        if let Some((_, ip)) = ctx.db.lease_of(&pod.id)? {
-            let age = pod
-                .started
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .and_then(|t| {
-                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                        .to_std()
-                        .ok()
-                })
-                .unwrap_or(std::time::Duration::MAX);
-            open.extend(crate::net::conntrack::busy(ip, age).unwrap_or_default());
-        }
-        open.sort();
-        open.dedup();
-        {
-            if !open.is_empty() {
-                return Err(PodError::Usage(format!(
-                    "pod {} has {} open TCP connection(s) that runsc {} cannot save ({}); retry once they are closed (a closed one lingers in TIME_WAIT for 60 s)",
-                    pod.name,
-                    open.len(),
-                    runsc.version.release,
-                    open.join(", ")
-                )));
-            }
-        }
-    }
+    tcp::check(ctx, &runsc, &flags, &pod, req.tcp_close)?;
+    // Where a failed save can leave the sandbox running, it is taken so
+    // that it must (paused.rs); 20221219 ends the sandbox on any failed
+    // save, hence the checks above and the monitor's own recovery below.
+    let in_place = runsc.features.leave_running_in_place;
+    let _owner = if in_place {
+        Some(paused::own(ctx, &pod)?)
+    } else {
+        None
+    };
     let mut t = store.temp()?;
     let snap_id = crate::util::random_hex(32);
     begin(
@@ -126,6 +116,19 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
         req.leave_running,
     )?;
     failpoint::hit("checkpoint:begun");
+    if in_place {
+        return paused::save(
+            ctx,
+            &runsc,
+            &flags,
+            &pod,
+            &opts,
+            &req,
+            &store,
+            t,
+            (&snap_id, &name),
+        );
+    }
 
     // Does the sandbox go away (20221219, or no --leave-running) or stay?
     let sandbox_stops = !(req.leave_running && runsc.features.leave_running_in_place);
@@ -145,7 +148,7 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     if let Err(e) = saved {
         let _ = ctx.db.clear_checkpoint(&pod.id);
         let still = ctx
-            .runsc()?
+            .runsc_for(&flags)?
             .state(&flags, &pod.id)?
             .is_some_and(|s| s.status == "running");
         let note = if still {
@@ -320,7 +323,7 @@ fn write_snapshot(
     let memory_image_bytes = std::fs::metadata(&image)
         .map_err(super::io("cannot stat", &image))?
         .len();
-    let runsc = ctx.runsc()?;
+    let runsc = ctx.runsc_for(flags)?;
     let meta = SnapshotMeta {
         format: snapshot::FORMAT,
         id: snap_id.to_string(),
@@ -428,6 +431,9 @@ fn wait_for_monitor(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
 /// not wait, so that its time stays runsc's; every command that looks at the
 /// pod goes through here (via [`Ctx::refresh`]).
 pub(crate) fn settle(ctx: &mut Ctx, pod: PodRow) -> Result<PodRow> {
+    if pod.status == PodStatus::Running {
+        paused::recover(ctx, &pod)?;
+    }
     if pod.status != PodStatus::Running || checkpoint_pending(ctx, &pod).is_none() {
         return Ok(pod);
     }
@@ -551,14 +557,36 @@ pub(crate) enum AfterExit {
 /// held until the restore from it has finished loading.
 static CLAIMED: Mutex<Option<TempSnapshot>> = Mutex::new(None);
 
-/// Decides what a sandbox exit means: a checkpoint started after this
-/// launch (`launched_at`) explains it; the monitor waits for its outcome.
+/// Decides what a sandbox exit (`clean`: status 0) means: a checkpoint
+/// started after this launch (`launched_at`) explains it; the monitor waits
+/// for its outcome. On runsc releases with an in-place `--leave-running`
+/// only one checkpoint ends a sandbox: gvpod's kill of a pod whose snapshot
+/// is registered ([`paused`]); nothing there is resumed from an image.
 pub(crate) fn after_sandbox_exit(
     ctx: &mut Ctx,
     id: &str,
     flags: &GlobalFlags,
     launched_at: &str,
+    clean: bool,
 ) -> AfterExit {
+    if ctx
+        .runsc_for(flags)
+        .is_ok_and(|r| r.features.leave_running_in_place)
+    {
+        return match ctx.db.checkpoint_of(id) {
+            Ok(Some(c))
+                if c.at.as_str() >= launched_at
+                    && c.state == CheckpointState::Done
+                    && !c.leave_running =>
+            {
+                AfterExit::Checkpointed(c.snapshot_name)
+            }
+            _ => AfterExit::Exit,
+        };
+    }
+    if !clean {
+        return AfterExit::Exit;
+    }
     let Ok(store) = SnapshotStore::new(&ctx.root) else {
         return AfterExit::Exit;
     };
@@ -626,7 +654,7 @@ pub(crate) fn after_restore_started(ctx: &mut Ctx, id: &str, flags: &GlobalFlags
     if !relevant && claimed.is_none() {
         return;
     }
-    if let Ok(r) = ctx.runsc() {
+    if let Ok(r) = ctx.runsc_for(flags) {
         // Until it runs (or stops instead), 60 s at most.
         let deadline = Instant::now() + Duration::from_secs(60);
         r.wait_status(

@@ -1,0 +1,240 @@
+//! The save on runsc releases whose `checkpoint --leave-running` keeps the
+//! sandbox running in place (20240415+, probed: see `runsc::detect`). On
+//! those a save that fails *without* `--leave-running` ends the sandbox,
+//! and with it the user's pod (REFERENCES.md "TCP and saves"), so gvpod
+//! always asks for `--leave-running`, and stops the pod itself afterwards
+//! when the user did not:
+//!
+//! 1. `runsc pause`: the pod's processes stop, so its memory image and its
+//!    filesystem diff (written after runsc returns) describe one moment,
+//!    and nothing runs between the save and the stop;
+//! 2. `runsc checkpoint --leave-running`: a failure leaves the sandbox
+//!    running (still paused): gvpod resumes it and reports one line;
+//! 3. the diff, spec and snapshot.json, registered with the checkpoint
+//!    marked `done`;
+//! 4. `--leave-running`: resume (checkpoint marked `resumed`); otherwise
+//!    the sandbox process is killed and the pod's monitor, seeing a
+//!    `done` checkpoint of this launch, records the pod as checkpointed.
+//!
+//! Invariant: the pod is paused only while its checkpointing gvpod holds
+//! the pod's `checkpoint.lock` (under its run dir). A gvpod killed in
+//! between leaves the lock free: the next command that looks at the pod
+//! ([`recover`], from `Ctx::refresh`) resumes it, or stops it when the
+//! snapshot was already registered without `--leave-running`, and drops an
+//! unfinished checkpoint row (its temp directory is swept as usual).
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::super::{failpoint, Ctx, PodError, Result};
+use super::{one_line, write_snapshot, CheckpointRequest};
+use crate::bundle::PodOptions;
+use crate::runsc::{GlobalFlags, Runsc};
+use crate::snapshot::{self, SnapshotMeta, SnapshotStore, TempSnapshot};
+use crate::state::{CheckpointState, PodRow};
+
+/// Held by the gvpod checkpointing a pod, for as long as the pod may be paused.
+pub(super) struct Owner(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+fn lock_path(ctx: &Ctx, pod_id: &str) -> std::path::PathBuf {
+    ctx.pod_run_dir(pod_id).join("checkpoint.lock")
+}
+
+/// Takes the pod's checkpoint lock; `None` when another gvpod holds it.
+fn try_own(ctx: &Ctx, pod_id: &str) -> Result<Option<Owner>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = ctx.pod_run_dir(pod_id);
+    std::fs::create_dir_all(&dir).map_err(super::super::io("cannot create", &dir))?;
+    let path = lock_path(ctx, pod_id);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(super::super::io("cannot open", &path))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(Owner(l))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(PodError::Io {
+            what: "cannot lock",
+            path,
+            source: e.into(),
+        }),
+    }
+}
+
+/// Takes the lock before anything is paused (see the module docs).
+pub(super) fn own(ctx: &Ctx, pod: &PodRow) -> Result<Owner> {
+    try_own(ctx, &pod.id)?.ok_or_else(|| PodError::BadState {
+        name: pod.name.clone(),
+        status: "being checkpointed",
+        hint: "wait for the other checkpoint to finish",
+    })
+}
+
+/// Steps 1-4 of the module docs; the checkpoint row is `saving` and the
+/// temp directory `t` locked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn save(
+    ctx: &mut Ctx,
+    runsc: &Runsc,
+    flags: &GlobalFlags,
+    pod: &PodRow,
+    opts: &PodOptions,
+    req: &CheckpointRequest,
+    store: &SnapshotStore,
+    mut t: TempSnapshot,
+    (snap_id, name): (&str, &str),
+) -> Result<SnapshotMeta> {
+    let give_up = |ctx: &mut Ctx, e: PodError| -> PodError {
+        let _ = ctx.db.clear_checkpoint(&pod.id);
+        if let Err(r) = runsc.resume(flags, &pod.id) {
+            tracing::warn!("resuming pod {} after a failed checkpoint: {r}", pod.name);
+        }
+        e
+    };
+    if let Err(e) = runsc.pause(flags, &pod.id) {
+        let _ = ctx.db.clear_checkpoint(&pod.id);
+        return Err(PodError::Checkpoint {
+            pod: pod.name.clone(),
+            msg: format!("cannot pause it: {}", one_line(&e.to_string())),
+        });
+    }
+    failpoint::hit("checkpoint:paused");
+    let t0 = std::time::Instant::now();
+    if failpoint::fail("checkpoint:runsc") {
+        // runsc refuses to overwrite an image: a real runsc error, before the save.
+        let _ = std::fs::write(t.dir.join(snapshot::IMAGE), b"");
+    }
+    let saved = {
+        let _p = snapshot::Progress::watch(
+            format!("checkpointing pod {}", pod.name),
+            t.dir.join(snapshot::IMAGE),
+        );
+        runsc.checkpoint(flags, &pod.id, &t.dir, true)
+    };
+    let checkpoint_ms = t0.elapsed().as_millis() as u64;
+    if let Err(e) = saved {
+        let e = give_up(ctx, e.into());
+        let still = runsc
+            .state(flags, &pod.id)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.status == "running");
+        let note = if still {
+            format!("; pod {} is still running", pod.name)
+        } else {
+            format!("; pod {} has stopped", pod.name)
+        };
+        return Err(PodError::Checkpoint {
+            pod: pod.name.clone(),
+            msg: format!("{}{note}", one_line(&e.to_string())),
+        });
+    }
+    ctx.db
+        .set_checkpoint_state(&pod.id, CheckpointState::Saved, None)?;
+    failpoint::hit("checkpoint:saved");
+
+    let written = (|| -> Result<SnapshotMeta> {
+        let meta = write_snapshot(
+            ctx,
+            pod,
+            flags,
+            opts,
+            &t,
+            snap_id,
+            name,
+            req.leave_running,
+            checkpoint_ms,
+        )?;
+        failpoint::hit("checkpoint:written");
+        if failpoint::fail("checkpoint:disk-full") {
+            return Err(PodError::Io {
+                what: "cannot write",
+                path: t.dir.join(snapshot::DIFF),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
+        store.put_in_place(&mut t, snap_id)?;
+        Ok(meta)
+    })();
+    let meta = match written {
+        Ok(m) => m,
+        Err(e) => return Err(give_up(ctx, e)),
+    };
+    store.register_checkpoint(&mut ctx.db, t, &meta, true)?;
+    failpoint::hit("checkpoint:registered");
+    finish(ctx, runsc, flags, pod, req.leave_running)?;
+    Ok(meta)
+}
+
+/// Step 4: the pod runs on, or stops as checkpointed.
+fn finish(
+    ctx: &mut Ctx,
+    runsc: &Runsc,
+    flags: &GlobalFlags,
+    pod: &PodRow,
+    leave_running: bool,
+) -> Result<()> {
+    if leave_running {
+        runsc.resume(flags, &pod.id)?;
+        ctx.db
+            .set_checkpoint_state(&pod.id, CheckpointState::Resumed, None)?;
+        return Ok(());
+    }
+    // The sandbox is paused: a signal to the pod would wait for a resume;
+    // its host process ends at once (runsc's `run` in the monitor then
+    // returns and deletes the container).
+    let sandbox = ctx.db.pod(&pod.id)?.and_then(|p| p.pid).or(pod.pid);
+    match sandbox {
+        Some(pid) if pid > 1 => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            Ok(())
+        }
+        _ => runsc.delete_force(flags, &pod.id).map_err(Into::into),
+    }
+}
+
+/// A pod left paused (or a snapshot left unfinished) by a gvpod killed
+/// while checkpointing it: resumed, or stopped if its snapshot was
+/// registered without `--leave-running`. Nothing when the checkpoint's
+/// owner still holds the lock, or there is nothing to recover.
+pub(crate) fn recover(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
+    let Some(c) = ctx.db.checkpoint_of(&pod.id)? else {
+        return Ok(());
+    };
+    if matches!(c.state, CheckpointState::Resumed | CheckpointState::Failed)
+        || !lock_path(ctx, &pod.id).exists()
+    {
+        return Ok(());
+    }
+    let Some(_owner) = try_own(ctx, &pod.id)? else {
+        return Ok(());
+    };
+    let flags = ctx.flags_of(pod)?;
+    let runsc = ctx.runsc_for(&flags)?;
+    if !runsc.features.leave_running_in_place
+        || runsc.status(&flags, &pod.id).as_deref() != Some("paused")
+    {
+        return Ok(());
+    }
+    tracing::warn!(
+        "pod {} was left paused by a checkpoint that did not finish; {}",
+        pod.name,
+        if c.state == CheckpointState::Done && !c.leave_running {
+            "stopping it (its snapshot is complete)"
+        } else {
+            "resuming it"
+        }
+    );
+    if c.state == CheckpointState::Done {
+        return finish(ctx, &runsc, &flags, pod, c.leave_running);
+    }
+    ctx.db.clear_checkpoint(&pod.id)?;
+    runsc.resume(&flags, &pod.id)?;
+    Ok(())
+}
