@@ -21,8 +21,11 @@ fi
 # nftables: gvpod's firewall (NAT, isolation, published ports).
 # The rest: what the test suite and the benchmarks use (iproute2 and wrk for
 # the network tests and benches/network.sh; docker-registry, apache2-utils and
-# debootstrap for the image tests and benches/pull.sh).
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc pkg-config docker-registry apache2-utils debootstrap"
+# debootstrap and attr for the image tests, the Debian recipes and
+# benches/pull.sh; curl, gpgv, xz-utils
+# and debian-archive-keyring for scripts/fetch-runsc.sh, which fetches the
+# suite's second runsc release).
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc pkg-config docker-registry apache2-utils debootstrap attr curl gpgv xz-utils debian-archive-keyring"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

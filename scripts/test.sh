@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, integration tests against the real runsc
-# (as root), then a host-wide leak check. Needs the packages that
-# `scripts/setup.sh --deps-only` installs.
+# The whole test suite: unit tests, then the integration tests against the
+# real runsc twice, once per runsc release (DESIGN.md fact 11): the system's
+# (Debian 12: 20221219, ptrace) and Debian trixie's 20240729 (systrap),
+# fetched by scripts/fetch-runsc.sh to a side path; then a host-wide leak
+# check. Needs the packages that `scripts/setup.sh --deps-only` installs.
+#
+#   GVPOD_RUNSC_SECOND=/path/to/runsc   use this one as the second release
+#
+# No test may skip: GVPOD_REQUIRE_ROOT_TESTS=1 turns a skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "test.sh: run as root (sudo scripts/test.sh): the integration tests start real sandboxes" >&2
     exit 2
 fi
-for t in runsc busybox nft ip; do
+for t in runsc busybox nft ip curl; do
     command -v "$t" >/dev/null || { echo "test.sh: $t is missing; run: sudo scripts/setup.sh --deps-only" >&2; exit 2; }
 done
 
@@ -27,8 +33,30 @@ before=$(mktemp); after=$(mktemp)
 trap 'restore_fwd; rm -f "$before" "$after"' EXIT
 scripts/leak-check.sh 2>"$before" >/dev/null || true
 
+first=$(command -v runsc)
+second=${GVPOD_RUNSC_SECOND:-$(scripts/fetch-runsc.sh --quiet)}
+[ -x "$second" ] || { echo "test.sh: no second runsc ($second); run scripts/fetch-runsc.sh" >&2; exit 2; }
+export GVPOD_REQUIRE_ROOT_TESTS=1
+
 status=0
-cargo test --locked -- --test-threads=2 || status=$?
+# Pass 1: unit tests and every integration test (the Debian recipes too)
+# with the system's runsc.
+echo "==> pass 1: $("$first" --version | head -1) ($first)"
+GVPOD_RUNSC="$first" GVPOD_RUNSC_OTHER="$second" GVPOD_TEST_RECIPES=1 \
+    cargo test --locked -- --test-threads=2 || status=$?
+
+# Pass 2: every integration test that drives runsc, with the second release
+# (the recipes build images; they do not depend on the runsc).
+{
+    echo "==> pass 2: $("$second" --version | head -1) ($second)"
+    tests=()
+    for f in tests/*.rs; do
+        n=$(basename "$f" .rs)
+        [ "$n" = recipes ] || tests+=(--test "$n")
+    done
+    GVPOD_RUNSC="$second" GVPOD_RUNSC_OTHER="$first" \
+        cargo test --locked "${tests[@]}" -- --test-threads=2 || status=$?
+}
 
 scripts/leak-check.sh 2>"$after" >/dev/null || true
 new=$(grep -vxF -f "$before" "$after" || true)

@@ -25,6 +25,11 @@ fn recipe(name: &str, args: &[&Path], env: &[(&str, &Path)]) {
 fn debian_and_nginx_recipes_build_load_and_run() {
     require_runsc!();
     if std::env::var_os("GVPOD_TEST_RECIPES").is_none() {
+        // scripts/test.sh sets it; a bare `cargo test` may leave it out.
+        assert!(
+            !common::skips_forbidden(),
+            "set GVPOD_TEST_RECIPES=1: this test builds the Debian recipes (needs a Debian mirror, takes minutes)"
+        );
         eprintln!("skipped: set GVPOD_TEST_RECIPES=1 (needs a Debian mirror, takes minutes)");
         return;
     }

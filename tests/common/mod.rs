@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod pods;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -15,20 +16,50 @@ pub mod oci;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gvpod");
 
-/// Skips (by returning early) when the host cannot run sandboxes: not root or no runsc.
+/// Skips (by returning early) when the host cannot run sandboxes: not root
+/// or no runsc. Where a skip would hide a missing test (CI, or
+/// `GVPOD_REQUIRE_ROOT_TESTS=1`, which scripts/test.sh sets) it fails instead.
 #[macro_export]
 macro_rules! require_runsc {
     () => {
         if !common::can_run() {
+            assert!(
+                !common::skips_forbidden(),
+                "this test needs root and runsc (GVPOD_RUNSC or runsc on PATH), and skipping is not allowed here"
+            );
             eprintln!("skipped: needs root and runsc");
             return;
         }
     };
 }
 
+/// Whether a skipped test must fail instead (CI, GVPOD_REQUIRE_ROOT_TESTS=1).
+pub fn skips_forbidden() -> bool {
+    std::env::var("GVPOD_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The runsc the suite runs against: `GVPOD_RUNSC`, else the first on PATH.
+pub fn runsc_bin() -> String {
+    std::env::var("GVPOD_RUNSC").unwrap_or_else(|_| "runsc".into())
+}
+
+/// The other runsc release of a two-release run (scripts/test.sh sets
+/// `GVPOD_RUNSC_OTHER`), for the cross-release tests.
+pub fn other_runsc() -> Option<String> {
+    std::env::var("GVPOD_RUNSC_OTHER")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// What the suite's runsc says of itself (`gvpod system info --format json`).
+pub fn runsc_info(r: &Root) -> serde_json::Value {
+    serde_json::from_str(&r.ok(&["system", "info", "--format", "json"])).unwrap()
+}
+
 pub fn can_run() -> bool {
     nix_is_root()
-        && Command::new("runsc")
+        && Command::new(runsc_bin())
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -35,6 +35,10 @@ pub fn available() -> bool {
 macro_rules! require_registry {
     () => {
         if !common::can_run() || !common::registry::available() {
+            assert!(
+                !common::skips_forbidden(),
+                "this test needs root, runsc, docker-registry and skopeo (scripts/setup.sh --deps-only), and skipping is not allowed here"
+            );
             eprintln!("skipped: needs root, runsc, docker-registry and skopeo");
             return;
         }
