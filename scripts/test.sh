@@ -38,25 +38,25 @@ second=${GVPOD_RUNSC_SECOND:-$(scripts/fetch-runsc.sh --quiet)}
 [ -x "$second" ] || { echo "test.sh: no second runsc ($second); run scripts/fetch-runsc.sh" >&2; exit 2; }
 export GVPOD_REQUIRE_ROOT_TESTS=1
 
-status=0
-# Pass 1: unit tests and every integration test (the Debian recipes too)
-# with the system's runsc.
-echo "==> pass 1: $("$first" --version | head -1) ($first)"
-GVPOD_RUNSC="$first" GVPOD_RUNSC_OTHER="$second" GVPOD_TEST_RECIPES=1 \
-    cargo test --locked -- --test-threads=2 || status=$?
+# The integration test binaries (tests/*.rs). The Debian recipes are not
+# among them: they download and build whole images (minutes) and have their
+# own command, `GVPOD_TEST_RECIPES=1 cargo test --test recipes`.
+tests=()
+for f in tests/*.rs; do
+    n=$(basename "$f" .rs)
+    [ "$n" = recipes ] || tests+=(--test "$n")
+done
 
-# Pass 2: every integration test that drives runsc, with the second release
-# (the recipes build images; they do not depend on the runsc).
-{
-    echo "==> pass 2: $("$second" --version | head -1) ($second)"
-    tests=()
-    for f in tests/*.rs; do
-        n=$(basename "$f" .rs)
-        [ "$n" = recipes ] || tests+=(--test "$n")
-    done
-    GVPOD_RUNSC="$second" GVPOD_RUNSC_OTHER="$first" \
-        cargo test --locked "${tests[@]}" -- --test-threads=2 || status=$?
-}
+status=0
+# Pass 1: unit tests and the integration tests with the system's runsc.
+echo "==> pass 1: $("$first" --version | head -1) ($first)"
+GVPOD_RUNSC="$first" GVPOD_RUNSC_OTHER="$second" \
+    cargo test --locked --no-fail-fast --bins "${tests[@]}" -- --test-threads=2 || status=$?
+
+# Pass 2: the integration tests with the second release.
+echo "==> pass 2: $("$second" --version | head -1) ($second)"
+GVPOD_RUNSC="$second" GVPOD_RUNSC_OTHER="$first" \
+    cargo test --locked --no-fail-fast "${tests[@]}" -- --test-threads=2 || status=$?
 
 scripts/leak-check.sh 2>"$after" >/dev/null || true
 new=$(grep -vxF -f "$before" "$after" || true)
