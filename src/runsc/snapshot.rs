@@ -118,7 +118,8 @@ impl Runsc {
     /// directory) rather than by polling: a restore of a large pod takes a
     /// second or more, and a poll loop competed with it for the CPU (+108 ms
     /// on a 1 GiB restore, 2 cores). Looks at least every 50 ms regardless,
-    /// for a runsc whose state files live elsewhere.
+    /// for a runsc whose state files live elsewhere. The watch is closed on a
+    /// background thread ([`crate::util::drop_in_background`]).
     pub fn wait_status(
         &self,
         flags: &GlobalFlags,
@@ -140,14 +141,22 @@ impl Runsc {
                 Ok(i)
             })
             .ok();
+        let finish = |watch: Option<Inotify>, outcome: bool| {
+            // Closing an inotify instance waits for an SRCU grace period
+            // (10-30 ms): not on the caller's path (a restore's start).
+            if let Some(w) = watch {
+                crate::util::drop_in_background(w);
+            }
+            outcome
+        };
         loop {
             let status = self.status(flags, id);
             tracing::trace!("wait_status {id}: {status:?}");
             if done(status.as_deref()) {
-                return true;
+                return finish(watch, true);
             }
             if give_up() {
-                return false;
+                return finish(watch, false);
             }
             match &watch {
                 Some(i) => {
