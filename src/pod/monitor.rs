@@ -296,14 +296,20 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     }
     let _ = ctx.db.remove_resource(ResourceKind::Runsc, id);
     failpoint::hit("monitor:recorded");
-    if pod.auto_remove {
-        if let Err(e) = super::cleanup::remove_pod(ctx, id) {
-            tracing::warn!("removing --rm pod {id}: {e}");
-        }
-    }
+    let removed = pod.auto_remove
+        && match super::cleanup::remove_pod(ctx, id) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("removing --rm pod {id}: {e}");
+                false
+            }
+        };
     // Last: whoever waits for this pod to be wholly stopped (stop, wait,
     // start, rm) waits for this record to go or for this process to end.
-    let _ = ctx.db.monitor_done(id, std::process::id() as i32);
+    // (A removed pod's record went with its row.)
+    if !removed {
+        let _ = ctx.db.monitor_done(id, std::process::id() as i32);
+    }
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
@@ -340,7 +346,7 @@ fn housekeeping(root: PathBuf, durable: Option<(PathBuf, bool)>) -> std::thread:
                 Err(e) => tracing::warn!("syncing {}: {e}", config.display()),
             }
         }
-        match crate::state::Db::open(&root).and_then(|db| db.checkpoint()) {
+        match crate::state::Db::open(&root).and_then(|mut db| db.checkpoint()) {
             Ok((frames, done)) => tracing::debug!("step monitor:checkpointed {done}/{frames}"),
             Err(e) => tracing::debug!("checkpoint of the state database: {e}"),
         }
