@@ -14,6 +14,14 @@
 //! attached client: that is how `--leave-running` works on runsc releases
 //! whose own `--leave-running` destroys the container, and how a checkpoint
 //! that fails after the memory image was written leaves the pod running.
+//!
+//! The start path (client exec → runsc exec, and runsc's exit → the client's
+//! answer) is kept to what must precede runsc or the answer: the pid file
+//! is waited for without polling (`watch`), and what can wait — the fsync of
+//! a bundle the client wrote without one, the WAL checkpoint that keeps
+//! every later `Db::open` short — runs on a thread once the pod has run a
+//! while or has exited and its client has the answer ([`housekeeping`]). Every host resource is still recorded before it is
+//! made (the runsc container before `spawn` runs runsc).
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -314,15 +322,24 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
     }
-    // Normally long done; a pod that exits at once may still find it busy.
-    if let Some(t) = chores {
+    // A pod that exited at once: its chores start now, after the answer.
+    if let Some((done, t)) = chores {
+        drop(done);
         let _ = t.join();
     }
     Ok(())
 }
 
+/// How long a just-started pod runs before the monitor's chores start: a
+/// pod that exits sooner (`run --rm … true`) gets them after its client
+/// has its answer, so they never compete with the pod's start and exit
+/// for a CPU.
+const CHORES_AFTER: Duration = Duration::from_millis(200);
+
 /// What the monitor does off the start path, on a thread of its own, once
-/// the pod runs (so neither the client nor the pod waits for it):
+/// the pod has run for [`CHORES_AFTER`] or has exited, whichever is first
+/// (so neither the client nor the pod waits for it; dropping the returned
+/// sender says the pod exited):
 /// * with `durable` (bundle, restored) — not for `--rm` pods, whose bundle
 ///   goes with them — makes the bundle durable: the client that started the
 ///   pod left the fsync of config.json to the monitor (`create` for `run`,
@@ -332,8 +349,13 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
 ///   lose before;
 /// * checkpoints the state database's WAL ([`crate::state::Db::checkpoint`]),
 ///   which keeps the next gvpod process's `Db::open` short.
-fn housekeeping(root: PathBuf, durable: Option<(PathBuf, bool)>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
+fn housekeeping(
+    root: PathBuf,
+    durable: Option<(PathBuf, bool)>,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (done, exited) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = exited.recv_timeout(CHORES_AFTER);
         if let Some((bundle, restored)) = durable {
             let config = bundle.join("config.json");
             let res = if restored {
@@ -350,7 +372,8 @@ fn housekeeping(root: PathBuf, durable: Option<(PathBuf, bool)>) -> std::thread:
             Ok((frames, done)) => tracing::debug!("step monitor:checkpointed {done}/{frames}"),
             Err(e) => tracing::debug!("checkpoint of the state database: {e}"),
         }
-    })
+    });
+    (done, t)
 }
 
 /// Starts runsc for the pod (`run`, or a restore in this release's style)
