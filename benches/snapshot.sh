@@ -5,8 +5,11 @@
 #     10 MiB, 100 MiB and 1 GiB of memory (incompressible bytes,
 #     benches/memfill.c): `gvpod checkpoint` + `gvpod restore` (in place)
 #     against bare `runsc checkpoint` + `runsc restore --detach` on the same
-#     pod, same bundle, same flags, same disk, interleaved; medians, ratio,
-#     MB/s of pod memory;
+#     pod, same bundle, same flags, same disk, interleaved; then the clone
+#     path: `gvpod restore --name CLONE SNAP` (a new pod: rootfs, diff,
+#     bundle, restore) against bare `runsc restore --detach` of the same
+#     memory image under a new id, from a copy of the pod's bundle (its own
+#     rootfs copy and cgroup); medians, ratios, MB/s of pod memory;
 #  2. time to the first HTTP answer through a published port:
 #     `gvpod restore --name CLONE -p PORT:80` of a warmed-up snapshot against
 #     a cold `gvpod run -d -p PORT:80` of the same server (busybox httpd that
@@ -19,10 +22,12 @@
 #   --sizes LIST    MiB of pod memory (default "10 100 1024")
 #   --warmup-ms MS  CPU warm-up of the server in part 2 (default 2000)
 #   --quick         one cycle, sizes "10 100", warm-up 500 ms (smoke run)
-# Environment: GVPOD_BIN (default: cargo build --release), BENCH_DIR (default
-# /var/tmp: snapshots go to disk, not to a tmpfs).
+# Environment: GVPOD_BIN (default: cargo build --release), GVPOD_RUNSC (the
+# runsc for gvpod and the bare commands; default `runsc` in $PATH),
+# BENCH_PLATFORM (default: that runsc's default platform; kvm is refused),
+# BENCH_DIR (default /var/tmp: snapshots go to disk, not to a tmpfs).
 #
-# Target: gvpod at most 1.1x bare runsc for checkpoint and for restore.
+# Target: gvpod at most 1.1x bare runsc for checkpoint, restore and clone.
 # Needs root, gcc with a static libc, runsc, busybox-static, curl. Everything it
 # makes lives under one temporary directory and is removed on exit.
 set -euo pipefail
@@ -31,7 +36,7 @@ RUNS=5
 SIZES="10 100 1024"
 WARMUP_MS=2000
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS="${2:?--runs needs a number}"; shift ;;
@@ -48,14 +53,25 @@ case "$RUNS$WARMUP_MS${SIZES// /}" in *[!0-9]*|'') echo "snapshot.sh: --runs, --
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'snapshot.sh: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
-for t in runsc gcc python3 tar busybox curl; do
-    command -v "$t" >/dev/null || die "$t not found (apt-get install runsc gcc libc6-dev python3 busybox-static curl)"
+for t in gcc python3 tar busybox curl; do
+    command -v "$t" >/dev/null || die "$t not found (apt-get install gcc libc6-dev python3 busybox-static curl)"
 done
-RUNSC="$(command -v runsc)"
+RUNSC="${GVPOD_RUNSC:-$(command -v runsc || true)}"
+[ -n "$RUNSC" ] && [ -x "$RUNSC" ] || die "runsc not found: apt-get install runsc, or set GVPOD_RUNSC to its path"
+RUNSC="$(readlink -f "$RUNSC")"
+export GVPOD_RUNSC="$RUNSC" # gvpod uses the same runsc
+PLATFORM="${BENCH_PLATFORM:-}"
+if [ -z "$PLATFORM" ]; then
+    # runsc's own default, as `runsc flags` states it: `(default "ptrace")`.
+    PLATFORM="$("$RUNSC" flags 2>&1 | grep -A1 -- '^ *-platform ' | sed -n 's/.*(default "\([a-z0-9]*\)").*/\1/p' | head -1)"
+    [ -n "$PLATFORM" ] || die "cannot tell the default platform of $RUNSC from \`runsc flags\`; set BENCH_PLATFORM"
+fi
+case "$PLATFORM" in ''|*[!a-z0-9]*|kvm) die "BENCH_PLATFORM $PLATFORM is refused (kvm can hang under nested virtualisation)" ;; esac
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 WORK="$(mktemp -d "${BENCH_DIR:-/var/tmp}/gvpod-snapbench.XXXXXX")"
 export GVPOD_ROOT="$WORK/root"
+CLONE_CGROUP="gvpod-snapbench-${WORK##*.}"
 BARE_IDS=()
 BARE_FLAGS=()
 cleanup() {
@@ -64,6 +80,10 @@ cleanup() {
     set +e
     for id in "${BARE_IDS[@]}"; do
         "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1
+    done
+    # The bare clones' cgroup (runsc removes the leaf; the parent is ours).
+    for d in /sys/fs/cgroup/*/"$CLONE_CGROUP" /sys/fs/cgroup/"$CLONE_CGROUP"; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
     if [ -n "${GVPOD:-}" ]; then
         ids=$("$GVPOD" ps -a -q 2>/dev/null)
@@ -131,7 +151,7 @@ RESULTS="$WORK/results"
 for size in $SIZES; do
     pod="m$size"
     log "pod $pod touches $size MiB"
-    "$GVPOD" run -d --network none --name "$pod" bench /memfill "$size" >/dev/null
+    "$GVPOD" run -d --network none --platform "$PLATFORM" --name "$pod" bench /memfill "$size" >/dev/null
     wait_line "$pod" "ready"
     info=$("$GVPOD" inspect "$pod")
     id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$info")
@@ -185,11 +205,52 @@ if r.get("overlay2"): print("--overlay2="+r["overlay2"])' <<<"$info")
         if [ $(( i % 2 )) = 1 ]; then gvpod_round "$i"; bare_round "$i"
         else bare_round "$i"; gvpod_round "$i"; fi
     done
+
+    # Clones of base$size while the pod runs: `gvpod restore --name` makes a
+    # new pod; the bare equivalent restores the same memory image under a
+    # new id from a copy of the pod's bundle (snapshot spec, own rootfs copy,
+    # own cgroup), made once, untimed.
+    snap_dir="$GVPOD_ROOT/snapshots/$("$GVPOD" snapshot inspect "base$size" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+    cb="$WORK/clone-bundle-$size"
+    mkdir -p "$cb"
+    cp -a "$bundle/rootfs" "$cb/rootfs"
+    python3 - "$snap_dir/config.json" "$cb/config.json" "/$CLONE_CGROUP/clone" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"]["path"] = "rootfs"
+c["linux"]["cgroupsPath"] = sys.argv[3]
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+PY
+    g_cl=(); b_cl=()
+    gvpod_clone() {
+        local t0 t1
+        t0=$(us); "$GVPOD" restore --name "c$size-$1" "base$size" >/dev/null
+        t1=$(us)
+        g_cl+=($(( t1 - t0 )))
+        "$GVPOD" rm -f "c$size-$1" >/dev/null
+    }
+    bare_clone() {
+        local t0 t1 cid="bareclone$size-$1-${WORK##*.}"
+        BARE_IDS=("$id" "$cid")
+        t0=$(us); "$RUNSC" "${BARE_FLAGS[@]}" restore --detach --image-path="$snap_dir" --bundle="$cb" "$cid" </dev/null >/dev/null 2>&1
+        t1=$(us)
+        b_cl+=($(( t1 - t0 )))
+        "$RUNSC" "${BARE_FLAGS[@]}" state "$cid" 2>/dev/null | grep -q '"running"' ||
+            die "bare clone $cid is not running (see $WORK/bare-runsc.log)"
+        "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$cid" >/dev/null 2>&1
+        BARE_IDS=("$id")
+    }
+    for i in $(seq "$rounds"); do
+        if [ $(( i % 2 )) = 1 ]; then gvpod_clone "$i"; bare_clone "$i"
+        else bare_clone "$i"; gvpod_clone "$i"; fi
+    done
+    rm -rf "$cb"
+
     "$RUNSC" "${BARE_FLAGS[@]}" delete --force "$id" >/dev/null 2>&1 || true
     BARE_IDS=()
     "$GVPOD" rm -f "$pod" >/dev/null
     "$GVPOD" snapshot rm "base$size" >/dev/null
-    echo "$size $img $(median "${g_cp[@]}") $(median "${b_cp[@]}") $(median "${g_rs[@]}") $(median "${b_rs[@]}") $rounds" >>"$RESULTS"
+    echo "$size $img $(median "${g_cp[@]}") $(median "${b_cp[@]}") $(median "${g_rs[@]}") $(median "${b_rs[@]}") $rounds $(median "${g_cl[@]}") $(median "${b_cl[@]}")" >>"$RESULTS"
 done
 
 log "first HTTP answer: restore of a warmed-up snapshot vs a cold run (warm-up ${WARMUP_MS} ms, 64 MiB)"
@@ -206,14 +267,14 @@ first_answer() {
     die "nothing answered on port $1"
 }
 cold=(); warm=()
-"$GVPOD" run -d --name srv bench sh -c "$SERVER" >/dev/null
+"$GVPOD" run -d --platform "$PLATFORM" --name srv bench sh -c "$SERVER" >/dev/null
 wait_line srv "ready"
 # No request has reached it yet: runsc 20221219 cannot save TCP connections.
 "$GVPOD" checkpoint --name warm srv >/dev/null
 "$GVPOD" rm -f srv >/dev/null
 for i in $(seq "$RUNS"); do
     port=$(free_port)
-    t0=$(us); "$GVPOD" run -d --name "cold$i" -p "127.0.0.1:$port:80" bench sh -c "$SERVER" >/dev/null
+    t0=$(us); "$GVPOD" run -d --platform "$PLATFORM" --name "cold$i" -p "127.0.0.1:$port:80" bench sh -c "$SERVER" >/dev/null
     first_answer "$port"; t1=$(us)
     cold+=($(( t1 - t0 )))
     "$GVPOD" rm -f "cold$i" >/dev/null
@@ -225,13 +286,12 @@ for i in $(seq "$RUNS"); do
 done
 echo "answer $(median "${cold[@]}") $(median "${warm[@]}")" >>"$RESULTS"
 
-python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | head -1)" <<'EOF'
-import sys
+python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | head -1)" "$PLATFORM" <<'EOF'
+import os, sys
 rows = [l.split() for l in open(sys.argv[1])]
-import os
-print(f"\nsnapshot benchmark: medians (runs per tool in the first column), {sys.argv[3]}, ptrace, --network none (part 1), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-print("| pod memory (runs) | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"\nsnapshot benchmark: medians (runs per tool in the first column), {sys.argv[3]}, {sys.argv[4]}, --network none (part 1), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+print("| pod memory (runs) | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio | gvpod clone | bare runsc clone | ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 worst = 0.0
 for r in rows:
     if r[0] == "answer":
@@ -239,11 +299,13 @@ for r in rows:
     mib, img = int(r[0]), int(r[1]) / 1e6
     gc, bc, gr, br = (float(x) / 1000 for x in r[2:6])
     runs = r[6]
-    rc, rr = gc / bc, gr / br
-    worst = max(worst, rc, rr)
+    gl, bl = (float(x) / 1000 for x in r[7:9])
+    rc, rr, rl = gc / bc, gr / br, gl / bl
+    worst = max(worst, rc, rr, rl)
     mbs = lambda t: mib * 1.048576 / (t / 1000)
     print(f"| {mib} MiB ({runs}) | {img:.0f} MB | {gc:.0f} ms ({mbs(gc):.0f} MB/s) | {bc:.0f} ms ({mbs(bc):.0f} MB/s) | {rc:.2f}x "
-          f"| {gr:.0f} ms ({mbs(gr):.0f} MB/s) | {br:.0f} ms ({mbs(br):.0f} MB/s) | {rr:.2f}x |")
+          f"| {gr:.0f} ms ({mbs(gr):.0f} MB/s) | {br:.0f} ms ({mbs(br):.0f} MB/s) | {rr:.2f}x "
+          f"| {gl:.0f} ms | {bl:.0f} ms | {rl:.2f}x |")
 for r in rows:
     if r[0] == "answer":
         cold, warm = float(r[1]) / 1000, float(r[2]) / 1000

@@ -11,23 +11,26 @@
 #   --keep-json F  copy hyperfine's JSON export to F
 # Environment:
 #   GVPOD_BIN        use this gvpod binary instead of `cargo build --release`
-#   BENCH_PLATFORM   gVisor platform for all three (default ptrace; kvm is refused)
+#   GVPOD_RUNSC      the runsc to use for all three (default: `runsc` in $PATH),
+#                    e.g. $(scripts/fetch-runsc.sh)
+#   BENCH_PLATFORM   gVisor platform for all three (default: that runsc's own
+#                    default, ptrace before 20230621, systrap since; kvm is refused)
 #
-# Target: gvpod's median at most 1.15x bare runsc's, and below podman's.
+# Target: gvpod's median at most 1.10x bare runsc's, and below podman's.
 # Needs root. Everything it creates (data roots, runsc state, podman storage,
 # mounts, containers) lives in temporary directories removed on exit, even on
 # failure or Ctrl-C.
 set -euo pipefail
 
-TARGET_RATIO=1.15
+TARGET_RATIO=1.10
 RUNS=20
 WARMUP=3
 QUICK=0
 STRICT=0
 KEEP_JSON=""
-PLATFORM="${BENCH_PLATFORM:-ptrace}"
+PLATFORM="${BENCH_PLATFORM:-}"
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,10 +48,6 @@ case "$RUNS$WARMUP" in *[!0-9]*) echo "startup.sh: --runs and --warmup take numb
 if [ "$QUICK" = 0 ] && [ "$RUNS" -lt 20 ]; then
     echo "startup.sh: --runs must be at least 20 (use --quick for a smoke run)" >&2; exit 2
 fi
-case "$PLATFORM" in ''|*[!a-z0-9]*) echo "startup.sh: bad BENCH_PLATFORM $PLATFORM" >&2; exit 2 ;; esac
-if [ "$PLATFORM" = kvm ]; then
-    echo "startup.sh: BENCH_PLATFORM=kvm is refused (it can hang under nested virtualisation)" >&2; exit 2
-fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'startup.sh: %s\n' "$*" >&2; exit 1; }
@@ -59,7 +58,11 @@ need() { # need CMD PACKAGE
     command -v "$1" >/dev/null 2>&1 || die "$1 not found: install it with \`apt-get install $2\`"
 }
 need hyperfine hyperfine
-need runsc runsc
+if [ -n "${GVPOD_RUNSC:-}" ]; then
+    [ -x "$GVPOD_RUNSC" ] || die "GVPOD_RUNSC=$GVPOD_RUNSC is not an executable"
+else
+    need runsc runsc
+fi
 need podman podman
 need busybox busybox-static
 need python3 python3
@@ -69,7 +72,18 @@ need sha256sum coreutils
 if [ -z "${GVPOD_BIN:-}" ]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs, or \`apt-get install cargo\`) or set GVPOD_BIN"
 fi
-RUNSC="$(command -v runsc)"
+RUNSC="$(readlink -f "${GVPOD_RUNSC:-$(command -v runsc)}")"
+export GVPOD_RUNSC="$RUNSC" # gvpod uses the same runsc
+RUNSC_VERSION="$("$RUNSC" --version | head -1)"
+if [ -z "$PLATFORM" ]; then
+    # runsc's own default, as `runsc flags` states it: `(default "ptrace")`.
+    PLATFORM="$("$RUNSC" flags 2>&1 | grep -A1 -- '^ *-platform ' | sed -n 's/.*(default "\([a-z0-9]*\)").*/\1/p' | head -1)"
+    [ -n "$PLATFORM" ] || die "cannot tell the default platform of $RUNSC from \`runsc flags\`; set BENCH_PLATFORM"
+fi
+case "$PLATFORM" in ''|*[!a-z0-9]*) die "bad BENCH_PLATFORM $PLATFORM" ;; esac
+if [ "$PLATFORM" = kvm ]; then
+    echo "startup.sh: BENCH_PLATFORM=kvm is refused (it can hang under nested virtualisation)" >&2; exit 2
+fi
 BUSYBOX="$(readlink -f "$(command -v busybox)")"
 if ! busybox --list >/dev/null 2>&1 || ldd "$BUSYBOX" >/dev/null 2>&1; then
     die "$BUSYBOX is not a static busybox with --list: install it with \`apt-get install busybox-static\`"
@@ -295,15 +309,16 @@ leftover="$("$GVPOD" --root "$GVPOD_ROOT" ps -aq 2>/dev/null || true)"
 [ -z "$leftover" ] || log "warning: gvpod run --rm left pods behind: $leftover"
 
 set +e
-python3 - "$JSON" "$TARGET_RATIO" "$RUNS" "$PLATFORM" "$LOAD_BEFORE" <<'EOF'
+python3 - "$JSON" "$TARGET_RATIO" "$RUNS" "$PLATFORM" "$LOAD_BEFORE" "$RUNSC_VERSION" <<'EOF'
 import json, os, sys
 path, target, runs, platform, load0 = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+version = sys.argv[6]
 res = {r["command"]: r for r in json.load(open(path))["results"]}
 g, b, p = (res[k] for k in ("gvpod run --rm", "bare runsc run", "podman+runsc"))
 ms = lambda r: r["median"] * 1000
 rb, rp = g["median"] / b["median"], g["median"] / p["median"]
 print()
-print(f"startup, median of {runs} runs each, platform {platform}, --network none, busybox `true`:")
+print(f"startup, median of {runs} runs each, {version}, platform {platform}, --network none, busybox `true`:")
 print(f"gvpod run --rm: {ms(g):.0f} ms (median) | bare runsc run: {ms(b):.0f} ms | "
       f"podman+runsc: {ms(p):.0f} ms | gvpod/runsc {rb:.2f}x | gvpod/podman {rp:.2f}x")
 print()

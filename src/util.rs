@@ -5,6 +5,15 @@ use std::path::Path;
 
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, data, true)
+}
+
+/// [`write_atomic`] with the fsync left to the caller when `sync` is false:
+/// readers still see the old or the new file, never a half-written one, but
+/// the new contents reach the disk only with the next writeback or fsync.
+/// For files whose durability is ensured off the critical path (a pod's
+/// config.json: its monitor fsyncs it while runsc starts).
+pub fn write_replacing(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -14,13 +23,28 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Drops `v` on a short-lived thread. For descriptors whose close blocks:
+/// closing an inotify instance waits for an SRCU grace period in the kernel
+/// (fsnotify_destroy_group; 10-30 ms measured on the 2-core test VM), time
+/// the caller should not spend on a pod's start path.
+pub fn drop_in_background<T: Send + 'static>(v: T) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("gvpod-close".into())
+        .spawn(move || drop(v))
+    {
+        tracing::debug!("no thread to close in the background ({e}); closing in line");
+    }
 }
 
 /// `n` random bytes as lowercase hex.

@@ -302,14 +302,16 @@ fn bind_mount(src: &Path, dest: &str, ro: bool) -> Result<Mount, BundleError> {
         .build()?)
 }
 
-/// Writes `config.json` into the bundle atomically.
-pub fn write_config(bundle: &Path, spec: &Spec) -> Result<(), BundleError> {
+/// Writes `config.json` into the bundle atomically (temp file + rename),
+/// fsynced first when `sync` (see [`crate::util::write_replacing`]).
+pub fn write_config(bundle: &Path, spec: &Spec, sync: bool) -> Result<(), BundleError> {
     let path = bundle.join("config.json");
     let data = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Io {
         path: path.clone(),
         source: e.into(),
     })?;
-    crate::util::write_atomic(&path, &data).map_err(|source| BundleError::Io { path, source })
+    crate::util::write_replacing(&path, &data, sync)
+        .map_err(|source| BundleError::Io { path, source })
 }
 
 #[cfg(test)]

@@ -33,8 +33,23 @@ impl RootfsPaths {
     }
 }
 
-/// Mounts `layers` (lowest first) under a fresh writable upper directory at `paths.merged`.
-pub fn mount_overlay(layers: &[PathBuf], paths: &RootfsPaths) -> Result<(), BundleError> {
+/// Mounts `layers` (lowest first) under a fresh writable upper directory at
+/// `paths.merged`.
+///
+/// A `disposable` upper (a `--rm` pod's: it is deleted with the pod) is
+/// mounted `volatile` (Linux 5.10+): overlayfs then never syncs the upper
+/// filesystem, where it otherwise syncs the whole of it when the overlay is
+/// unmounted (1-13 ms measured on the pod's exit path, more when other work
+/// has dirty data on that filesystem). The cost of volatile: after a host
+/// crash the kernel refuses to mount that upper again until its
+/// `work/work/incompat/volatile` marker is removed; a disposable upper is
+/// remounted after removing it (its contents are the pod's scratch space
+/// either way). A kernel without `volatile` gets the plain mount.
+pub fn mount_overlay(
+    layers: &[PathBuf],
+    paths: &RootfsPaths,
+    disposable: bool,
+) -> Result<(), BundleError> {
     for d in [&paths.upper, &paths.work, &paths.merged] {
         std::fs::create_dir_all(d).map_err(|source| BundleError::Io {
             path: d.clone(),
@@ -53,14 +68,31 @@ pub fn mount_overlay(layers: &[PathBuf], paths: &RootfsPaths) -> Result<(), Bund
         escape_overlay_path(&paths.upper.to_string_lossy()),
         escape_overlay_path(&paths.work.to_string_lossy())
     );
-    mount(
-        Some("overlay"),
-        &paths.merged,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(opts.as_str()),
-    )
-    .map_err(|e| BundleError::Mount {
+    let mount_with = |opts: &str| {
+        mount(
+            Some("overlay"),
+            &paths.merged,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(opts),
+        )
+    };
+    let res = if disposable {
+        let marker = paths.work.join("work/incompat/volatile");
+        if marker.exists() {
+            crate::sys::remove_path(&marker).map_err(|source| BundleError::Io {
+                path: marker.clone(),
+                source,
+            })?;
+        }
+        match mount_with(&format!("{opts},volatile")) {
+            Err(nix::errno::Errno::EINVAL) => mount_with(&opts),
+            r => r,
+        }
+    } else {
+        mount_with(&opts)
+    };
+    res.map_err(|e| BundleError::Mount {
         path: paths.merged.clone(),
         msg: e.desc().to_string(),
     })

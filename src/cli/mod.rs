@@ -105,7 +105,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Run(a) => {
             let detach = a.detach;
             let (stdin, tty) = (a.pod.interactive, a.pod.tty);
-            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug)?;
+            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug, true)?;
             let attach = if detach {
                 Attach::Detached
             } else {
@@ -141,7 +141,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Cmd::Create(a) => {
-            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug)?;
+            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug, false)?;
             println!("{}", pod.id);
             Ok(0)
         }
@@ -485,6 +485,7 @@ fn create(
     cmd: Vec<String>,
     rm: bool,
     debug: bool,
+    starting: bool,
 ) -> anyhow::Result<crate::state::PodRow> {
     let mut env = vec![];
     for f in &a.env_file {
@@ -555,6 +556,7 @@ fn create(
             opts,
             auto_remove: rm,
             debug,
+            starting,
         },
     )?)
 }

@@ -45,7 +45,7 @@ pub use archive::ArchiveFormat;
 pub use info::PruneReport;
 pub use reference::Reference;
 #[allow(unused_imports)] // for the registry pull path and the bundle builder
-pub use unpack::{unpack_layer, UnpackStats};
+pub use unpack::{unpack_layer, unpack_layer_unsynced, UnpackStats};
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -13,6 +13,10 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// Keep a full runsc debug log under the bundle (`gvpod --debug`).
     pub debug: bool,
+    /// The caller starts the pod at once (`run`): config.json is renamed
+    /// into place without an fsync, which the pod's monitor does off the
+    /// start path (`gvpod create` alone fsyncs it here).
+    pub starting: bool,
 }
 
 /// Creates a pod and returns its row (status `created`).
@@ -87,6 +91,7 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
             &image,
             network.as_ref().zip(ip),
             &netopts,
+            !req.starting,
         )
     })
 }
@@ -98,9 +103,10 @@ fn assemble(
     image: &crate::image::Image,
     attach: Option<(&crate::net::Network, std::net::Ipv4Addr)>,
     netopts: &network::PodNetOpts,
+    sync_config: bool,
 ) -> Result<()> {
     let bundle_dir = ctx.bundle_dir(&row.id);
-    let paths = provision::mount_rootfs(ctx, &row.id, &image.layers)?;
+    let paths = provision::mount_rootfs(ctx, row, &image.layers)?;
     failpoint::hit("create:mounted");
 
     let process = bundle::resolve_process(&image.reference, &image.config, opts, &paths.merged)?;
@@ -153,7 +159,7 @@ fn assemble(
             netns: netns.as_deref(),
         },
     )?;
-    bundle::write_config(&bundle_dir, &spec)?;
+    bundle::write_config(&bundle_dir, &spec, sync_config)?;
     ctx.db.set_pod_process(
         &row.id,
         &serde_json::to_string(&process).expect("process serialises"),

@@ -132,10 +132,11 @@ pub fn system_info(ctx: &mut Ctx) -> Result<SystemInfo> {
         default_platform: f.default_platform.clone(),
         features: serde_json::json!({
             "overlay2": f.has_flag("overlay2"),
-            "restore_creates_container": f.restore_creates,
+            "restore_creates_container": r.restore_in_one_step(),
             "root_netns_false_positive": f.root_netns_false_positive,
             "leave_running_in_place": f.leave_running_in_place,
-            "net_disconnect_ok": f.has_flag("net-disconnect-ok"),
+            "net_disconnect_ok": f.can_reset_tcp(),
+            "live_tcp_migration": f.migrates_tcp(),
         }),
         cgroup_version: cgroup_version(),
         kernel: nix::sys::utsname::uname()

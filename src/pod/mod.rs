@@ -15,9 +15,11 @@ mod monitor;
 mod network;
 mod proto;
 mod provision;
+mod relay;
 mod restore;
 mod start;
 mod stop;
+mod watch;
 
 pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};

@@ -14,9 +14,16 @@
 //! attached client: that is how `--leave-running` works on runsc releases
 //! whose own `--leave-running` destroys the container, and how a checkpoint
 //! that fails after the memory image was written leaves the pod running.
+//!
+//! The start path (client exec → runsc exec, and runsc's exit → the client's
+//! answer) is kept to what must precede runsc or the answer: the pid file
+//! is waited for without polling (`watch`), and what can wait — the fsync of
+//! a bundle the client wrote without one, the WAL checkpoint that keeps
+//! every later `Db::open` short — runs on a thread once the pod has run a
+//! while or has exited and its client has the answer ([`housekeeping`]). Every host resource is still recorded before it is
+//! made (the runsc container before `spawn` runs runsc).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -26,6 +33,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::proto::{self, FromMonitor, ToMonitor};
+use super::relay::{copy_winsize, relay, Client, Output, Stdio3};
 use super::{failpoint, Ctx, PodError, Result};
 use crate::bundle::PodOptions;
 use crate::runsc::GlobalFlags;
@@ -35,6 +43,7 @@ use crate::state::ResourceKind;
 pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>) -> i32 {
     // SAFETY: the client passes the socketpair end as fd 3 and nothing else owns it.
     let sync = unsafe { OwnedFd::from_raw_fd(3) };
+    tracing::debug!("step monitor:exec");
     let mut ctx = match Ctx::open(root) {
         Ok(c) => c,
         Err(e) => {
@@ -68,25 +77,6 @@ pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>) -> i32 {
             1
         }
     }
-}
-
-/// The client's stdio, passed over the socket.
-struct Client {
-    stdin: Option<OwnedFd>,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-}
-
-/// Container-side stdio held by the monitor.
-enum Stdio3 {
-    Pipes {
-        stdin: Option<OwnedFd>,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
-    },
-    Pty {
-        master: OwnedFd,
-    },
 }
 
 type MonResult<T> = std::result::Result<T, (Option<OwnedFd>, PodError)>;
@@ -163,6 +153,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         None => Launch::Run,
     };
     let mut first = true;
+    let mut chores = None;
     let mut checkpointed: Option<String> = None;
     let status = loop {
         let launched_at = crate::util::now_rfc3339();
@@ -179,18 +170,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         };
 
         // Started once the pid file appears (after create) or the child exits first.
-        let pid_file = bundle.join("pid");
-        let pid = loop {
-            if let Ok(s) = std::fs::read_to_string(&pid_file) {
-                if let Ok(p) = s.trim().parse::<i32>() {
-                    break Some(p);
-                }
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        let pid = super::watch::wait_pid_file(&bundle.join("pid"), &mut child);
         tracing::debug!("step monitor:pid-file");
         // A restore has a sandbox (and a pid file) before the memory image is
         // loaded; it has started only once runsc records it as running.
@@ -223,6 +203,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
                 sync = None;
             }
             failpoint::hit("monitor:started");
+            if pid.is_some() {
+                let durable = (!pod.auto_remove)
+                    .then(|| (bundle.clone(), matches!(launch, Launch::Restore(_))));
+                chores = Some(housekeeping(ctx.root.clone(), durable));
+            }
         }
         first = false;
         if let (Launch::Restore(_), Some(_)) = (&launch, pid) {
@@ -319,19 +304,76 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     }
     let _ = ctx.db.remove_resource(ResourceKind::Runsc, id);
     failpoint::hit("monitor:recorded");
-    if pod.auto_remove {
-        if let Err(e) = super::cleanup::remove_pod(ctx, id) {
-            tracing::warn!("removing --rm pod {id}: {e}");
-        }
-    }
+    let removed = pod.auto_remove
+        && match super::cleanup::remove_pod(ctx, id) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("removing --rm pod {id}: {e}");
+                false
+            }
+        };
     // Last: whoever waits for this pod to be wholly stopped (stop, wait,
     // start, rm) waits for this record to go or for this process to end.
-    let _ = ctx.db.monitor_done(id, std::process::id() as i32);
+    // (A removed pod's record went with its row.)
+    if !removed {
+        let _ = ctx.db.monitor_done(id, std::process::id() as i32);
+    }
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
     }
+    // A pod that exited at once: its chores start now, after the answer.
+    if let Some((done, t)) = chores {
+        drop(done);
+        let _ = t.join();
+    }
     Ok(())
+}
+
+/// How long a just-started pod runs before the monitor's chores start: a
+/// pod that exits sooner (`run --rm … true`) gets them after its client
+/// has its answer, so they never compete with the pod's start and exit
+/// for a CPU.
+const CHORES_AFTER: Duration = Duration::from_millis(200);
+
+/// What the monitor does off the start path, on a thread of its own, once
+/// the pod has run for [`CHORES_AFTER`] or has exited, whichever is first
+/// (so neither the client nor the pod waits for it; dropping the returned
+/// sender says the pod exited):
+/// * with `durable` (bundle, restored) — not for `--rm` pods, whose bundle
+///   goes with them — makes the bundle durable: the client that started the
+///   pod left the fsync of config.json to the monitor (`create` for `run`,
+///   `restore`), and a restore also left its rootfs diff unsynced, so a
+///   restored pod's bundle filesystem gets a syncfs. runsc has long read
+///   the file; this bounds what a host crash can lose to what it could
+///   lose before;
+/// * checkpoints the state database's WAL ([`crate::state::Db::checkpoint`]),
+///   which keeps the next gvpod process's `Db::open` short.
+fn housekeeping(
+    root: PathBuf,
+    durable: Option<(PathBuf, bool)>,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (done, exited) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = exited.recv_timeout(CHORES_AFTER);
+        if let Some((bundle, restored)) = durable {
+            let config = bundle.join("config.json");
+            let res = if restored {
+                crate::sys::open_dir(&bundle).and_then(|d| crate::sys::syncfs(d.as_fd()))
+            } else {
+                File::open(&config).and_then(|f| f.sync_all())
+            };
+            match res {
+                Ok(()) => tracing::debug!("step monitor:durable"),
+                Err(e) => tracing::warn!("syncing {}: {e}", config.display()),
+            }
+        }
+        match crate::state::Db::open(&root).and_then(|mut db| db.checkpoint()) {
+            Ok((frames, done)) => tracing::debug!("step monitor:checkpointed {done}/{frames}"),
+            Err(e) => tracing::debug!("checkpoint of the state database: {e}"),
+        }
+    });
+    (done, t)
 }
 
 /// Starts runsc for the pod (`run`, or a restore in this release's style)
@@ -527,255 +569,7 @@ pub(crate) fn sleep_until_exit(pid: Option<i32>, slice: Duration) {
     }
 }
 
-fn copy_winsize(from: RawFd, to: RawFd) {
-    // SAFETY: winsize is plain data; the ioctls only read/write it.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
-        }
-    }
-}
-
 fn exit_code_of(s: std::process::ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt;
     s.code().or_else(|| s.signal().map(|sig| 128 + sig))
-}
-
-/// Moves bytes until runsc exits: pod output to the log and the client,
-/// client input to the pod, control messages from the client.
-fn relay(
-    child: &mut Child,
-    stdio: Stdio3,
-    client: &mut Option<Client>,
-    sync: &mut Option<OwnedFd>,
-    out: &mut Output,
-    signal: &dyn Fn(i32),
-) -> Option<std::process::ExitStatus> {
-    let Ok(pidfd) = pidfd_open(child.id() as i32) else {
-        return child.wait().ok();
-    };
-    let (mut pod_in, mut sources): (Option<OwnedFd>, Vec<(OwnedFd, &'static str)>) = match stdio {
-        Stdio3::Pipes {
-            stdin,
-            stdout,
-            stderr,
-        } => (stdin, vec![(stdout, "stdout"), (stderr, "stderr")]),
-        Stdio3::Pty { master } => {
-            let dup = master.try_clone().ok();
-            (dup, vec![(master, "stdout")])
-        }
-    };
-    let mut exited: Option<std::process::ExitStatus> = None;
-    let mut drain_deadline: Option<Instant> = None;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if sources.is_empty() && exited.is_some() {
-            break;
-        }
-        if let Some(d) = drain_deadline {
-            if Instant::now() > d {
-                break;
-            }
-        }
-        let mut pfds: Vec<PollFd> = sources
-            .iter()
-            .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-            .collect();
-        let n_src = pfds.len();
-        let client_in = client
-            .as_ref()
-            .and_then(|c| c.stdin.as_ref())
-            .filter(|_| pod_in.is_some());
-        if let Some(fd) = client_in {
-            pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-        }
-        let has_in = client_in.is_some();
-        if let Some(s) = sync.as_ref() {
-            pfds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
-        }
-        let has_sock = sync.is_some();
-        if exited.is_none() {
-            pfds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
-        }
-        let timeout = if exited.is_some() {
-            PollTimeout::from(50u16)
-        } else {
-            PollTimeout::NONE
-        };
-        if let Err(e) = poll(&mut pfds, timeout) {
-            if e == nix::errno::Errno::EINTR {
-                continue;
-            }
-            break;
-        }
-        let ready: Vec<bool> = pfds
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(pfds);
-        // Pod output.
-        let mut closed = vec![];
-        for (i, (fd, stream)) in sources.iter().enumerate() {
-            if !ready[i] {
-                continue;
-            }
-            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EIO) => closed.push(i),
-                Ok(n) => {
-                    out.write(stream, &buf[..n]);
-                    if let Some(c) = client.as_ref() {
-                        let target = if *stream == "stderr" {
-                            &c.stderr
-                        } else {
-                            &c.stdout
-                        };
-                        if write_all(target.as_raw_fd(), &buf[..n]).is_err() {
-                            // The client went away; keep logging.
-                            *client = None;
-                            *sync = None;
-                        }
-                    }
-                }
-                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-                Err(_) => closed.push(i),
-            }
-        }
-        for i in closed.into_iter().rev() {
-            sources.remove(i);
-        }
-        let mut idx = n_src;
-        // Client input.
-        if has_in {
-            if ready[idx] {
-                let fd = client
-                    .as_ref()
-                    .and_then(|c| c.stdin.as_ref())
-                    .map(|f| f.as_raw_fd());
-                if let Some(fd) = fd {
-                    match nix::unistd::read(fd, &mut buf) {
-                        Ok(0) | Err(_) => {
-                            if let Some(c) = client.as_mut() {
-                                c.stdin = None;
-                            }
-                            // EOF on a pipe closes the pod's stdin; a pty keeps it.
-                            if !out.tty {
-                                pod_in = None;
-                            }
-                        }
-                        Ok(n) => {
-                            if let Some(p) = &pod_in {
-                                let _ = write_all(p.as_raw_fd(), &buf[..n]);
-                            }
-                        }
-                    }
-                }
-            }
-            idx += 1;
-        }
-        // Control messages.
-        if has_sock {
-            if ready[idx] {
-                let msg = sync.as_ref().map(proto::recv::<ToMonitor>);
-                match msg {
-                    Some(Ok(Some((ToMonitor::Resize, _)))) => {
-                        if let (Some(c), Some(p)) = (client.as_ref(), pod_in.as_ref()) {
-                            copy_winsize(c.stdout.as_raw_fd(), p.as_raw_fd());
-                        }
-                    }
-                    Some(Ok(Some((ToMonitor::Signal(sig), _)))) => signal(sig),
-                    Some(Ok(Some(_))) => {}
-                    _ => {
-                        *client = None;
-                        *sync = None;
-                    }
-                }
-            }
-            idx += 1;
-        }
-        if exited.is_none() && ready.get(idx).copied().unwrap_or(false) {
-            exited = child.wait().ok();
-            tracing::debug!("step monitor:runsc-exited");
-            // The sandbox is gone; what is still in the pipes arrives promptly.
-            drain_deadline = Some(Instant::now() + Duration::from_millis(500));
-            pod_in = None;
-        }
-    }
-    exited.or_else(|| child.wait().ok())
-}
-
-fn write_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
-    // SAFETY: fd is owned by the caller for the duration of the call.
-    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    while !data.is_empty() {
-        match nix::unistd::write(bfd, data) {
-            Ok(n) => data = &data[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(1)),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// The pod log: one JSON object per line, `{"t":…,"stream":…,"line":…}`.
-struct Output {
-    file: File,
-    tty: bool,
-    partial: [Vec<u8>; 2],
-}
-
-/// Longer lines are split, like docker's 16 KiB log chunks.
-const MAX_LINE: usize = 16 * 1024;
-
-impl Output {
-    fn new(file: File, tty: bool) -> Self {
-        Output {
-            file,
-            tty,
-            partial: [vec![], vec![]],
-        }
-    }
-
-    fn write(&mut self, stream: &'static str, data: &[u8]) {
-        let i = usize::from(stream == "stderr");
-        let mut buf = std::mem::take(&mut self.partial[i]);
-        buf.extend_from_slice(data);
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
-            let mut line = &buf[start..start + pos];
-            if self.tty && line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            self.line(stream, line);
-            start += pos + 1;
-        }
-        let mut rest = buf[start..].to_vec();
-        while rest.len() >= MAX_LINE {
-            let tail = rest.split_off(MAX_LINE);
-            self.line(stream, &rest);
-            rest = tail;
-        }
-        self.partial[i] = rest;
-    }
-
-    fn line(&mut self, stream: &str, line: &[u8]) {
-        let rec = serde_json::json!({
-            "t": crate::util::now_rfc3339(),
-            "stream": stream,
-            "line": String::from_utf8_lossy(line),
-        });
-        let mut s = rec.to_string();
-        s.push('\n');
-        let _ = self.file.write_all(s.as_bytes());
-    }
-
-    fn flush(&mut self) {
-        for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
-            if !self.partial[i].is_empty() {
-                let p = std::mem::take(&mut self.partial[i]);
-                self.line(stream, &p);
-            }
-        }
-    }
 }

@@ -114,12 +114,14 @@ pub(super) fn insert_and_make(
 }
 
 /// Records, then makes, the pod's bundle directory and its rootfs: an
-/// overlay of the image's cached layers with an empty upper dir of its own.
+/// overlay of the image's cached layers with an empty upper dir of its own
+/// (`volatile` for a `--rm` pod, see [`crate::bundle::mount_overlay`]).
 pub(super) fn mount_rootfs(
     ctx: &mut Ctx,
-    pod_id: &str,
+    row: &PodRow,
     layers: &[std::path::PathBuf],
 ) -> Result<RootfsPaths> {
+    let pod_id = row.id.as_str();
     let bundle_dir = ctx.bundle_dir(pod_id);
     ctx.db
         .add_resource(pod_id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
@@ -127,7 +129,7 @@ pub(super) fn mount_rootfs(
     let paths = RootfsPaths::new(&bundle_dir);
     ctx.db
         .add_resource(pod_id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
-    crate::bundle::mount_overlay(layers, &paths)?;
+    crate::bundle::mount_overlay(layers, &paths, row.auto_remove)?;
     Ok(paths)
 }
 

@@ -300,7 +300,7 @@ fn make_pod(
     };
     provision::insert_and_make(ctx, row, network.as_ref(), &netopts, |ctx, row, ip| {
         let bundle_dir = ctx.bundle_dir(&row.id);
-        let paths = provision::mount_rootfs(ctx, &row.id, &image.layers)?;
+        let paths = provision::mount_rootfs(ctx, row, &image.layers)?;
         unpack_diff(dir, &paths.merged, &meta.name)?;
         let attach = network.as_ref().zip(ip);
         let netns = provision::attach(ctx, &row.id, attach)?;
@@ -357,7 +357,7 @@ fn prepare_in_place(
                 pod.name, meta.name
             )));
         }
-        crate::bundle::mount_overlay(&image.layers, &paths)?;
+        crate::bundle::mount_overlay(&image.layers, &paths, pod.auto_remove)?;
         unpack_diff(dir, &paths.merged, &meta.name)?;
     }
     let cgroup = format!("gvpod/{}", pod.id);
@@ -392,10 +392,12 @@ fn prepare_in_place(
 /// layer unpacker: entries land in the upper dir, and whiteouts delete in
 /// the merged view, which overlayfs records as whiteouts in the upper dir.
 /// The diff may come from an imported archive, so it is treated as untrusted.
+/// Not synced here: the pod's monitor syncs the bundle once the restore has
+/// started (`monitor::make_durable`).
 fn unpack_diff(dir: &Path, merged: &Path, snap: &str) -> Result<()> {
     let diff = dir.join(snapshot::DIFF);
     let f = std::fs::File::open(&diff).map_err(super::io("cannot open", &diff))?;
-    crate::image::unpack_layer(
+    crate::image::unpack_layer_unsynced(
         std::io::BufReader::with_capacity(1 << 20, f),
         merged,
         &format!("rootfs diff of snapshot {snap}"),
@@ -452,8 +454,10 @@ fn write_bundle(
             why: format!("its config.json: {why}"),
         })
     })?;
+    // No fsync here: the pod's monitor syncs the bundle once the restore has
+    // started (a restore always starts the pod at once).
     let out = f.bundle.join("config.json");
-    crate::util::write_atomic(&out, &spec).map_err(super::io("cannot write", &out))
+    crate::util::write_replacing(&out, &spec, false).map_err(super::io("cannot write", &out))
 }
 
 /// The snapshot's spec with what fact 10 lets differ replaced: the mount

@@ -50,8 +50,13 @@ pub struct Features {
     pub flags_on_by_default: BTreeSet<String>,
     /// `runsc restore` creates the container itself and fails after a prior
     /// `runsc create` (DESIGN.md fact 5): the binary lacks the restore into
-    /// an existing container.
+    /// an existing container, and `restore --direct` (20240501), so it is
+    /// not a later build that dropped the fallback below.
     pub restore_creates: bool,
+    /// `runsc restore` without a prior `create` still creates the container
+    /// ("Container not found, creating new one" in the binary: 20240729).
+    #[serde(default)]
+    pub restore_may_create: bool,
     /// The root-netns check reads /proc/sys/net/core/rmem_default, which
     /// kernels >= 6.11 show in every netns (DESIGN.md fact 3): the binary
     /// does not carry the newer dev_weight check.
@@ -84,7 +89,7 @@ impl Features {
 }
 
 /// Bumped whenever [`Features`] changes meaning, so old cache files are re-probed.
-const CACHE_FORMAT: u32 = 2;
+const CACHE_FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Cache {
@@ -127,6 +132,7 @@ pub fn detect(bin: &Path, cache_dir: &Path) -> Result<(Version, Features)> {
         platforms: output(bin, &["help", "platforms"])?,
         flags: output(bin, &["flags"])?,
         help_checkpoint: output(bin, &["help", "checkpoint"])?,
+        help_restore: output(bin, &["help", "restore"])?,
         markers: markers(bin),
     };
     let features = probe.features();
@@ -179,6 +185,7 @@ struct Probe {
     platforms: String,
     flags: String,
     help_checkpoint: String,
+    help_restore: String,
     markers: BTreeMap<&'static str, bool>,
 }
 
@@ -202,7 +209,9 @@ impl Probe {
                 .cloned()
                 .collect(),
             flags,
-            restore_creates: !marker(RESTORE_INTO_CREATED),
+            restore_creates: !marker(RESTORE_INTO_CREATED)
+                && !parse_flags(&self.help_restore).contains("direct"),
+            restore_may_create: marker(RESTORE_INTO_CREATED),
             root_netns_false_positive: !marker(DEV_WEIGHT_CHECK),
             leave_running_in_place: parse_flags(&self.help_checkpoint).contains("compression"),
         }
@@ -298,9 +307,11 @@ mod tests {
             platforms: "kvm\nptrace\n".into(),
             flags: FLAGS_2022.into(),
             help_checkpoint: CKPT_2022.into(),
+            help_restore: "restore [flags] <container id>\n  -detach\n".into(),
             markers: BTreeMap::new(),
         }
         .features();
+        assert!(!old.restore_may_create);
         assert!(old.restore_creates && old.root_netns_false_positive);
         assert!(!old.leave_running_in_place && !old.can_reset_tcp() && !old.migrates_tcp());
         assert_eq!(old.default_platform, "ptrace");
@@ -311,10 +322,11 @@ mod tests {
             platforms: "kvm\nsystrap\nptrace\n".into(),
             flags: FLAGS_2024.into(),
             help_checkpoint: CKPT_2024.into(),
+            help_restore: "  -detach\n  -direct\n".into(),
             markers: markers.clone(),
         }
         .features();
-        assert!(!new.restore_creates && new.root_netns_false_positive);
+        assert!(!new.restore_creates && new.restore_may_create && new.root_netns_false_positive);
         assert!(new.leave_running_in_place && new.can_reset_tcp() && !new.migrates_tcp());
         assert_eq!(new.default_platform, "systrap");
         assert!(new.flags_on_by_default.contains("gso"));
@@ -322,15 +334,19 @@ mod tests {
 
         // A later build: the dev_weight check, TCP migration on by default.
         markers.insert(DEV_WEIGHT_CHECK, true);
+        markers.remove(RESTORE_INTO_CREATED);
         let flags = format!("{FLAGS_2024}  -allow-live-tcp-migration\n    \tcarry TCP connections. (default true)\n");
         let later = Probe {
             platforms: "systrap\nptrace\n".into(),
             flags,
             help_checkpoint: CKPT_2024.into(),
+            help_restore: "  -detach\n  -direct\n".into(),
             markers,
         }
         .features();
         assert!(!later.root_netns_false_positive && later.migrates_tcp());
+        // Without the fallback, a later build gets create + restore.
+        assert!(!later.restore_creates && !later.restore_may_create);
     }
 
     #[test]
