@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::pods::{counts, free_port, http_ok, last_count, start_counter, status, wait_count};
+use common::pods::{
+    counts, free_port, http_ok, last_count, start_counter, status, wait_count, web,
+};
 use common::{stderr, stdout, Root};
 
 fn snapshot_names(r: &Root) -> Vec<String> {
@@ -569,29 +571,9 @@ fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_port
     require_runsc!();
     let r = Root::new();
     r.network("snapnet", false);
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:80");
     // httpd serves /etc; a counter in the same pod proves memory survives.
-    let id = r
-        .ok(&[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "--network",
-            "snapnet",
-            "-p",
-            &publish,
-            "busybox",
-            "sh",
-            "-c",
-            "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
-        ])
-        .trim()
-        .to_string();
-    r.track(&id);
+    let port = web(&r, "web", "snapnet");
     let ip = r.inspect("web")["ip"].as_str().unwrap().to_string();
-    wait_count(&r, "web", 3);
     // --leave-running before any request (nothing for runsc to refuse):
     // the pod keeps serving, its address given back to the restored sandbox.
     r.ok(&["checkpoint", "--leave-running", "--name", "early", "web"]);

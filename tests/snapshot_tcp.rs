@@ -8,36 +8,8 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::pods::{free_port, http_get, http_ok, last_count, status, wait_count};
+use common::pods::{free_port, http_get, http_ok, last_count, status, wait_count, web};
 use common::{stderr, Root};
-
-/// A pod on network `net` serving /etc on port 80 (published on a free
-/// loopback port, returned) and counting in memory.
-fn web(r: &Root, name: &str, net: &str) -> u16 {
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:80");
-    let id = r
-        .ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "-p",
-            &publish,
-            "busybox",
-            "sh",
-            "-c",
-            "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
-        ])
-        .trim()
-        .to_string();
-    r.track(&id);
-    wait_count(r, name, 3);
-    http_ok(&format!("127.0.0.1:{port}"));
-    port
-}
 
 /// The pod still runs, from the same memory (its count goes on, never
 /// from 1 again), and still answers on its published port.
@@ -60,6 +32,7 @@ fn checkpoint_right_after_a_request_is_a_snapshot_or_a_refusal_that_keeps_the_po
     let r = Root::new();
     r.network("tcpnet", false);
     let port = web(&r, "web", "tcpnet");
+    http_ok(&format!("127.0.0.1:{port}"));
     for round in 0..3 {
         // A request through the published port, answered and closed by
         // the pod a moment ago: its connection lingers in the sandbox.
@@ -107,6 +80,7 @@ fn a_refused_checkpoint_then_a_leave_running_one_then_a_restore() {
     let r = Root::new();
     r.network("tcpnet2", false);
     let port = web(&r, "held", "tcpnet2");
+    http_ok(&format!("127.0.0.1:{port}"));
     // A client holds a connection open: a client would notice a reset.
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.write_all(b"GET /hostname HTTP/1.1\r\n").unwrap();

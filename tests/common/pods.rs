@@ -89,3 +89,30 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A pod on network `net` serving /etc on port 80 (published on a free
+/// loopback port, returned) and counting in memory; no request made yet.
+pub fn web(r: &Root, name: &str, net: &str) -> u16 {
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let id = r
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    r.track(&id);
+    wait_count(r, name, 3);
+    port
+}

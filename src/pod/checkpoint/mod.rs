@@ -39,7 +39,7 @@ mod tcp;
 
 use super::{failpoint, Ctx, PodError, Result};
 use crate::bundle::{PodOptions, RootfsPaths};
-use crate::runsc::GlobalFlags;
+use crate::runsc::{GlobalFlags, Runsc};
 use crate::snapshot::{
     self, ImageInfo, NetworkInfo, PodInfo, RunscInfo, SnapshotMeta, SnapshotStore, TempSnapshot,
 };
@@ -132,19 +132,7 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
 
     // Does the sandbox go away (20221219, or no --leave-running) or stay?
     let sandbox_stops = !(req.leave_running && runsc.features.leave_running_in_place);
-    let t0 = Instant::now();
-    if failpoint::fail("checkpoint:runsc") {
-        // runsc refuses to overwrite an image: a real runsc error, before the save.
-        let _ = std::fs::write(t.dir.join(snapshot::IMAGE), b"");
-    }
-    let saved = {
-        let _p = snapshot::Progress::watch(
-            format!("checkpointing pod {}", pod.name),
-            t.dir.join(snapshot::IMAGE),
-        );
-        runsc.checkpoint(&flags, &pod.id, &t.dir, req.leave_running)
-    };
-    let checkpoint_ms = t0.elapsed().as_millis() as u64;
+    let (saved, checkpoint_ms) = save_image(&runsc, &flags, &pod, &t, req.leave_running);
     if let Err(e) = saved {
         let _ = ctx.db.clear_checkpoint(&pod.id);
         let still = ctx
@@ -168,29 +156,17 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
         .set_checkpoint_state(&pod.id, CheckpointState::Saved, None)?;
     failpoint::hit("checkpoint:saved");
 
-    let written = (|| -> Result<SnapshotMeta> {
-        let meta = write_snapshot(
-            ctx,
-            &pod,
-            &flags,
-            &opts,
-            &t,
-            &snap_id,
-            &name,
-            req.leave_running,
-            checkpoint_ms,
-        )?;
-        failpoint::hit("checkpoint:written");
-        if failpoint::fail("checkpoint:disk-full") {
-            return Err(PodError::Io {
-                what: "cannot write",
-                path: t.dir.join(snapshot::DIFF),
-                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
-            });
-        }
-        store.put_in_place(&mut t, &snap_id)?;
-        Ok(meta)
-    })();
+    let written = complete(
+        ctx,
+        &store,
+        &pod,
+        &flags,
+        &opts,
+        &mut t,
+        (&snap_id, &name),
+        req.leave_running,
+        checkpoint_ms,
+    );
     let meta = match written {
         Ok(m) => m,
         Err(e) => return Err(fail(ctx, &pod, t, sandbox_stops, e)),
@@ -276,6 +252,65 @@ fn owner_gone(store: &SnapshotStore, c: &CheckpointRow) -> bool {
                 _ => false,
             }
     })
+}
+
+/// `runsc checkpoint` into the temp directory, with progress shown; its
+/// outcome and duration in ms (the `checkpoint:runsc` failpoint makes runsc
+/// fail for real: it refuses to overwrite an image).
+fn save_image(
+    runsc: &Runsc,
+    flags: &GlobalFlags,
+    pod: &PodRow,
+    t: &TempSnapshot,
+    leave_running: bool,
+) -> (crate::runsc::Result<()>, u64) {
+    let t0 = Instant::now();
+    if failpoint::fail("checkpoint:runsc") {
+        let _ = std::fs::write(t.dir.join(snapshot::IMAGE), b"");
+    }
+    let _p = snapshot::Progress::watch(
+        format!("checkpointing pod {}", pod.name),
+        t.dir.join(snapshot::IMAGE),
+    );
+    let saved = runsc.checkpoint(flags, &pod.id, &t.dir, leave_running);
+    (saved, t0.elapsed().as_millis() as u64)
+}
+
+/// After runsc saved the pod: [`write_snapshot`], then the directory renamed
+/// into place (two crash points and a full-disk failpoint on the way).
+#[allow(clippy::too_many_arguments)]
+fn complete(
+    ctx: &mut Ctx,
+    store: &SnapshotStore,
+    pod: &PodRow,
+    flags: &GlobalFlags,
+    opts: &PodOptions,
+    t: &mut TempSnapshot,
+    (snap_id, name): (&str, &str),
+    leave_running: bool,
+    checkpoint_ms: u64,
+) -> Result<SnapshotMeta> {
+    let meta = write_snapshot(
+        ctx,
+        pod,
+        flags,
+        opts,
+        t,
+        snap_id,
+        name,
+        leave_running,
+        checkpoint_ms,
+    )?;
+    failpoint::hit("checkpoint:written");
+    if failpoint::fail("checkpoint:disk-full") {
+        return Err(PodError::Io {
+            what: "cannot write",
+            path: t.dir.join(snapshot::DIFF),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+    }
+    store.put_in_place(t, snap_id)?;
+    Ok(meta)
 }
 
 /// Everything but the memory image: the pod's diff, its spec, snapshot.json.

@@ -27,10 +27,10 @@ use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::super::{failpoint, Ctx, PodError, Result};
-use super::{one_line, write_snapshot, CheckpointRequest};
+use super::{one_line, CheckpointRequest};
 use crate::bundle::PodOptions;
 use crate::runsc::{GlobalFlags, Runsc};
-use crate::snapshot::{self, SnapshotMeta, SnapshotStore, TempSnapshot};
+use crate::snapshot::{SnapshotMeta, SnapshotStore, TempSnapshot};
 use crate::state::{CheckpointState, PodRow};
 
 /// Held by the gvpod checkpointing a pod, for as long as the pod may be paused.
@@ -102,19 +102,7 @@ pub(super) fn save(
         });
     }
     failpoint::hit("checkpoint:paused");
-    let t0 = std::time::Instant::now();
-    if failpoint::fail("checkpoint:runsc") {
-        // runsc refuses to overwrite an image: a real runsc error, before the save.
-        let _ = std::fs::write(t.dir.join(snapshot::IMAGE), b"");
-    }
-    let saved = {
-        let _p = snapshot::Progress::watch(
-            format!("checkpointing pod {}", pod.name),
-            t.dir.join(snapshot::IMAGE),
-        );
-        runsc.checkpoint(flags, &pod.id, &t.dir, true)
-    };
-    let checkpoint_ms = t0.elapsed().as_millis() as u64;
+    let (saved, checkpoint_ms) = super::save_image(runsc, flags, pod, &t, true);
     if let Err(e) = saved {
         let e = give_up(ctx, e.into());
         let still = runsc
@@ -136,29 +124,17 @@ pub(super) fn save(
         .set_checkpoint_state(&pod.id, CheckpointState::Saved, None)?;
     failpoint::hit("checkpoint:saved");
 
-    let written = (|| -> Result<SnapshotMeta> {
-        let meta = write_snapshot(
-            ctx,
-            pod,
-            flags,
-            opts,
-            &t,
-            snap_id,
-            name,
-            req.leave_running,
-            checkpoint_ms,
-        )?;
-        failpoint::hit("checkpoint:written");
-        if failpoint::fail("checkpoint:disk-full") {
-            return Err(PodError::Io {
-                what: "cannot write",
-                path: t.dir.join(snapshot::DIFF),
-                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
-            });
-        }
-        store.put_in_place(&mut t, snap_id)?;
-        Ok(meta)
-    })();
+    let written = super::complete(
+        ctx,
+        store,
+        pod,
+        flags,
+        opts,
+        &mut t,
+        (snap_id, name),
+        req.leave_running,
+        checkpoint_ms,
+    );
     let meta = match written {
         Ok(m) => m,
         Err(e) => return Err(give_up(ctx, e)),
