@@ -164,7 +164,7 @@ fn finish(
     // returns and deletes the container).
     let sandbox = ctx.db.pod(&pod.id)?.and_then(|p| p.pid).or(pod.pid);
     match sandbox {
-        Some(pid) if pid > 1 => {
+        Some(pid) if pid > 1 && sandbox_alive(pid, &pod.id) => {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -198,19 +198,45 @@ pub(crate) fn recover(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
     {
         return Ok(());
     }
-    tracing::warn!(
-        "pod {} was left paused by a checkpoint that did not finish; {}",
-        pod.name,
-        if c.state == CheckpointState::Done && !c.leave_running {
-            "stopping it (its snapshot is complete)"
-        } else {
-            "resuming it"
-        }
-    );
     if c.state == CheckpointState::Done {
+        // Its owner may have stopped it already (the sandbox reads as paused
+        // until runsc's `run` in the monitor has deleted the container).
+        if !c.leave_running && !pod.pid.is_some_and(|p| sandbox_alive(p, &pod.id)) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "pod {} was left paused by a checkpoint that did not finish; {} it (its snapshot is complete)",
+            pod.name,
+            if c.leave_running { "resuming" } else { "stopping" }
+        );
         return finish(ctx, &runsc, &flags, pod, c.leave_running);
     }
+    tracing::warn!(
+        "pod {} was left paused by a checkpoint that did not finish; resuming it",
+        pod.name
+    );
     ctx.db.clear_checkpoint(&pod.id)?;
     runsc.resume(&flags, &pod.id)?;
     Ok(())
+}
+
+/// Whether `pid` is the sandbox process of pod `id` (`runsc-sandbox … boot
+/// … ID`), not a process that reused its pid.
+fn sandbox_alive(pid: i32, id: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first().is_some_and(|a| a.ends_with(b"runsc-sandbox"))
+            && args.contains(&id.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_pods_own_sandbox_is_killed() {
+        // This test process is no sandbox, whatever id is asked about.
+        let me = std::process::id() as i32;
+        assert!(!super::sandbox_alive(me, "x"));
+        assert!(!super::sandbox_alive(i32::MAX, "x"));
+    }
 }
