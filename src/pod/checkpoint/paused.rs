@@ -225,8 +225,7 @@ pub(crate) fn recover(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
 fn sandbox_alive(pid: i32, id: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
         let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-        args.first().is_some_and(|a| a.ends_with(b"runsc-sandbox"))
-            && args.contains(&id.as_bytes())
+        args.first().is_some_and(|a| a.ends_with(b"runsc-sandbox")) && args.contains(&id.as_bytes())
     })
 }
 
