@@ -47,6 +47,70 @@ pub fn drop_in_background<T: Send + 'static>(v: T) {
     }
 }
 
+/// A wake-up source for loops that re-check a condition kept in files of
+/// one directory (runsc's state files, a pid file): an inotify watch of the
+/// directory for files written, closed or renamed in. It only wakes the
+/// caller, who reads the files again, so a missed event costs at most one
+/// `wait` slice, never a hang; without inotify (limits, old kernels) a
+/// wait is a plain sleep of `fallback`. Dropped on a background thread
+/// ([`drop_in_background`]): closing an inotify instance waits for an SRCU
+/// grace period (10-30 ms), time a pod's start must not spend.
+pub struct DirWatch {
+    inotify: Option<nix::sys::inotify::Inotify>,
+    fallback: std::time::Duration,
+}
+
+impl DirWatch {
+    /// Watches `dir` for IN_CLOSE_WRITE, IN_MOVED_TO and, with `modify`, IN_MODIFY.
+    pub fn new(dir: &Path, modify: bool, fallback: std::time::Duration) -> DirWatch {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let mut mask = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO;
+        if modify {
+            mask |= AddWatchFlags::IN_MODIFY;
+        }
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|i| i.add_watch(dir, mask).map(|_| i))
+            .ok();
+        DirWatch { inotify, fallback }
+    }
+
+    /// Sleeps until an event in the directory, one of `also` is readable
+    /// (a pidfd whose process exited), or `slice` has passed; the events are
+    /// drained and returned as (mask, name) for tracing.
+    pub fn wait(
+        &self,
+        also: &[std::os::fd::BorrowedFd],
+        slice: std::time::Duration,
+    ) -> Vec<(nix::sys::inotify::AddWatchFlags, Option<std::ffi::OsString>)> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let Some(i) = &self.inotify else {
+            std::thread::sleep(self.fallback);
+            return vec![];
+        };
+        let mut fds: Vec<PollFd> = std::iter::once(PollFd::new(i.as_fd(), PollFlags::POLLIN))
+            .chain(also.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)))
+            .collect();
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(slice).unwrap_or(PollTimeout::NONE),
+        );
+        i.read_events()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.mask, e.name))
+            .collect()
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        if let Some(i) = self.inotify.take() {
+            drop_in_background(i);
+        }
+    }
+}
+
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];

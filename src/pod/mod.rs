@@ -206,18 +206,21 @@ impl Ctx {
     /// pods recorded without one, or when the recorded binary is gone (a
     /// warning: `rm -f` must still work after a runsc was removed).
     pub fn runsc_for(&self, flags: &GlobalFlags) -> Result<Runsc> {
-        match &flags.bin {
-            Some(bin) if self.runsc.get().is_none_or(|r| r.bin != *bin) => {
-                match Runsc::at(bin, &self.root) {
-                    Ok(r) => Ok(r),
-                    Err(e) => {
-                        tracing::warn!("{e}; using the current runsc instead");
-                        Ok(self.runsc()?.clone())
-                    }
-                }
-            }
-            _ => Ok(self.runsc()?.clone()),
+        let Some(bin) = &flags.bin else {
+            return Ok(self.runsc()?.clone());
+        };
+        // The usual case, the current runsc: detected once per process.
+        let current = match self.runsc.get() {
+            Some(r) => r.bin == *bin,
+            None => crate::runsc::find_binary().is_ok_and(|b| b == *bin),
+        };
+        if current {
+            return Ok(self.runsc()?.clone());
         }
+        Runsc::at(bin, &self.root).or_else(|e| {
+            tracing::warn!("{e}; using the current runsc instead");
+            Ok(self.runsc()?.clone())
+        })
     }
 
     pub fn bundle_dir(&self, id: &str) -> PathBuf {

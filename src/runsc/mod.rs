@@ -273,7 +273,8 @@ fn hide_proc_sys_net(cmd: &mut Command) {
     }
 }
 
-fn find_binary() -> Result<PathBuf> {
+/// The runsc this process uses: `GVPOD_RUNSC`, else the first on `$PATH`.
+pub fn find_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("GVPOD_RUNSC") {
         let p = PathBuf::from(p);
         return if p.is_file() {

@@ -139,51 +139,19 @@ impl Runsc {
         done: impl Fn(Option<&str>) -> bool,
         mut give_up: impl FnMut() -> bool,
     ) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        use std::os::fd::AsFd;
-        let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .and_then(|i| {
-                i.add_watch(
-                    &flags.root,
-                    AddWatchFlags::IN_CLOSE_WRITE
-                        | AddWatchFlags::IN_MOVED_TO
-                        | AddWatchFlags::IN_MODIFY,
-                )?;
-                Ok(i)
-            })
-            .ok();
-        let finish = |watch: Option<Inotify>, outcome: bool| {
-            // Closing an inotify instance waits for an SRCU grace period
-            // (10-30 ms): not on the caller's path (a restore's start).
-            if let Some(w) = watch {
-                crate::util::drop_in_background(w);
-            }
-            outcome
-        };
+        let watch =
+            crate::util::DirWatch::new(&flags.root, true, std::time::Duration::from_millis(5));
         loop {
             let status = self.status(flags, id);
             tracing::trace!("wait_status {id}: {status:?}");
             if done(status.as_deref()) {
-                return finish(watch, true);
+                return true;
             }
             if give_up() {
-                return finish(watch, false);
+                return false;
             }
-            match &watch {
-                Some(i) => {
-                    let mut fds = [PollFd::new(i.as_fd(), PollFlags::POLLIN)];
-                    let _ = poll(&mut fds, PollTimeout::from(50u8));
-                    let ev = i.read_events().unwrap_or_default();
-                    tracing::trace!(
-                        "wait_status woken: {:?}",
-                        ev.iter()
-                            .map(|e| (e.mask, e.name.clone()))
-                            .collect::<Vec<_>>()
-                    );
-                }
-                None => std::thread::sleep(std::time::Duration::from_millis(5)),
-            }
+            let ev = watch.wait(&[], std::time::Duration::from_millis(50));
+            tracing::trace!("wait_status woken: {ev:?}");
         }
     }
 }

@@ -135,22 +135,7 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     let (saved, checkpoint_ms) = save_image(&runsc, &flags, &pod, &t, req.leave_running);
     if let Err(e) = saved {
         let _ = ctx.db.clear_checkpoint(&pod.id);
-        let still = ctx
-            .runsc_for(&flags)?
-            .state(&flags, &pod.id)?
-            .is_some_and(|s| s.status == "running");
-        let note = if still {
-            String::new()
-        } else {
-            format!(
-                "; runsc {} ends the sandbox when a save fails, so pod {} has stopped",
-                runsc.version.release, pod.name
-            )
-        };
-        return Err(PodError::Checkpoint {
-            pod: pod.name.clone(),
-            msg: format!("{}{note}", one_line(&e.to_string())),
-        });
+        return Err(save_failed(&runsc, &flags, &pod, &e.into()));
     }
     ctx.db
         .set_checkpoint_state(&pod.id, CheckpointState::Saved, None)?;
@@ -252,6 +237,28 @@ fn owner_gone(store: &SnapshotStore, c: &CheckpointRow) -> bool {
                 _ => false,
             }
     })
+}
+
+/// The one line for a save runsc refused, saying whether the pod still
+/// runs (it does, unless this runsc ended the sandbox: 20221219).
+fn save_failed(runsc: &Runsc, flags: &GlobalFlags, pod: &PodRow, e: &PodError) -> PodError {
+    let running = runsc
+        .state(flags, &pod.id)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.status == "running" || s.status == "paused");
+    let note = if running {
+        format!("; pod {} is still running as it was", pod.name)
+    } else {
+        format!(
+            "; runsc {} ended the sandbox, so pod {} has stopped",
+            runsc.version.release, pod.name
+        )
+    };
+    PodError::Checkpoint {
+        pod: pod.name.clone(),
+        msg: format!("{}{note}", one_line(&e.to_string())),
+    }
 }
 
 /// `runsc checkpoint` into the temp directory, with progress shown; its
@@ -466,10 +473,14 @@ fn wait_for_monitor(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
 /// not wait, so that its time stays runsc's; every command that looks at the
 /// pod goes through here (via [`Ctx::refresh`]).
 pub(crate) fn settle(ctx: &mut Ctx, pod: PodRow) -> Result<PodRow> {
-    if pod.status == PodStatus::Running {
-        paused::recover(ctx, &pod)?;
+    if pod.status != PodStatus::Running {
+        return Ok(pod);
     }
-    if pod.status != PodStatus::Running || checkpoint_pending(ctx, &pod).is_none() {
+    let Some(c) = ctx.db.checkpoint_of(&pod.id)? else {
+        return Ok(pod);
+    };
+    paused::recover(ctx, &pod, &c)?;
+    if !stops_launch(&pod, &c) {
         return Ok(pod);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -492,9 +503,14 @@ pub(crate) fn settle(ctx: &mut Ctx, pod: PodRow) -> Result<PodRow> {
 /// launch of the pod went to.
 fn checkpoint_pending(ctx: &Ctx, pod: &PodRow) -> Option<String> {
     let c = ctx.db.checkpoint_of(&pod.id).ok()??;
+    stops_launch(pod, &c).then_some(c.snapshot_name)
+}
+
+/// Whether checkpoint `c` (done, without `--leave-running`) ends the pod's
+/// current launch.
+fn stops_launch(pod: &PodRow, c: &CheckpointRow) -> bool {
     let started = pod.started.as_deref().unwrap_or("");
-    (c.state == CheckpointState::Done && !c.leave_running && c.at.as_str() >= started)
-        .then_some(c.snapshot_name)
+    c.state == CheckpointState::Done && !c.leave_running && c.at.as_str() >= started
 }
 
 fn wait_state(

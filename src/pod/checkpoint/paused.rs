@@ -31,7 +31,7 @@ use super::{one_line, CheckpointRequest};
 use crate::bundle::PodOptions;
 use crate::runsc::{GlobalFlags, Runsc};
 use crate::snapshot::{SnapshotMeta, SnapshotStore, TempSnapshot};
-use crate::state::{CheckpointState, PodRow};
+use crate::state::{CheckpointRow, CheckpointState, PodRow};
 
 /// Held by the gvpod checkpointing a pod, for as long as the pod may be paused.
 pub(super) struct Owner(#[allow(dead_code)] nix::fcntl::Flock<File>);
@@ -105,20 +105,7 @@ pub(super) fn save(
     let (saved, checkpoint_ms) = super::save_image(runsc, flags, pod, &t, true);
     if let Err(e) = saved {
         let e = give_up(ctx, e.into());
-        let still = runsc
-            .state(flags, &pod.id)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.status == "running");
-        let note = if still {
-            format!("; pod {} is still running", pod.name)
-        } else {
-            format!("; pod {} has stopped", pod.name)
-        };
-        return Err(PodError::Checkpoint {
-            pod: pod.name.clone(),
-            msg: format!("{}{note}", one_line(&e.to_string())),
-        });
+        return Err(super::save_failed(runsc, flags, pod, &e));
     }
     ctx.db
         .set_checkpoint_state(&pod.id, CheckpointState::Saved, None)?;
@@ -178,11 +165,9 @@ fn finish(
 /// A pod left paused (or a snapshot left unfinished) by a gvpod killed
 /// while checkpointing it: resumed, or stopped if its snapshot was
 /// registered without `--leave-running`. Nothing when the checkpoint's
-/// owner still holds the lock, or there is nothing to recover.
-pub(crate) fn recover(ctx: &mut Ctx, pod: &PodRow) -> Result<()> {
-    let Some(c) = ctx.db.checkpoint_of(&pod.id)? else {
-        return Ok(());
-    };
+/// owner still holds the lock, or there is nothing to recover (`c` is
+/// the pod's checkpoint row).
+pub(crate) fn recover(ctx: &mut Ctx, pod: &PodRow, c: &CheckpointRow) -> Result<()> {
     if matches!(c.state, CheckpointState::Resumed | CheckpointState::Failed)
         || !lock_path(ctx, &pod.id).exists()
     {
