@@ -51,7 +51,7 @@ status=0
 # Pass 1: unit tests and the integration tests with the system's runsc.
 echo "==> pass 1: $("$first" --version | head -1) ($first)"
 GVPOD_RUNSC="$first" GVPOD_RUNSC_OTHER="$second" \
-    cargo test --locked --no-fail-fast --bins "${tests[@]}" -- --test-threads=2 || status=$?
+    cargo test --locked --no-fail-fast --lib "${tests[@]}" -- --test-threads=2 || status=$?
 
 # Pass 2: the integration tests with the second release.
 echo "==> pass 2: $("$second" --version | head -1) ($second)"

@@ -1,16 +1,5 @@
-//! gvpod: run OCI containers ("pods") in gVisor sandboxes with no daemon.
-
-mod bundle;
-mod cli;
-mod image;
-mod net;
-mod pod;
-mod runsc;
-mod snapshot;
-mod state;
-mod sys;
-mod util;
+//! gvpod's binary: everything lives in the library (`src/lib.rs`).
 
 fn main() {
-    std::process::exit(cli::main());
+    std::process::exit(gvpod::main());
 }

@@ -1,0 +1,23 @@
+//! gvpod: run OCI containers ("pods") in gVisor sandboxes with no daemon.
+//!
+//! The crate is a library with one thin binary (`src/main.rs`) so that the
+//! unit tests run with `cargo test --lib`, as any user and with no runsc: the
+//! orchestrator reaches runsc and the host only through the seams described in
+//! the README's "Design in brief", which the tests replace with in-memory fakes.
+//! The modules stay private: the only public entry point is [`main`].
+
+mod bundle;
+mod cli;
+mod image;
+mod net;
+mod pod;
+mod runsc;
+mod snapshot;
+mod state;
+mod sys;
+mod util;
+
+/// Runs the command line and returns the process exit code (see `cli`).
+pub fn main() -> i32 {
+    cli::main()
+}
