@@ -120,7 +120,19 @@ pub fn random_hex(n: usize) -> String {
 
 /// Current time as RFC 3339 with nanoseconds, UTC.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    rfc3339(&chrono::Utc::now())
+}
+
+/// How gvpod writes times into its state (RFC 3339, UTC, nanoseconds).
+pub fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A time gvpod wrote with [`rfc3339`] (any RFC 3339 time), in UTC.
+pub fn parse_rfc3339(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// /proc/self/mountinfo escapes space, tab, newline and backslash as octal.

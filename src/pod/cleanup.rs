@@ -109,10 +109,10 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
             };
             ctx.runsc_for(flags)?.delete_force(flags, &r.value)?;
         }
-        ResourceKind::Mount => crate::bundle::unmount(Path::new(&r.value))?,
-        ResourceKind::Path => remove_path(Path::new(&r.value))?,
-        ResourceKind::Cgroup => remove_cgroup(&r.value)?,
-        ResourceKind::Netns => crate::net::netns::remove(Path::new(&r.value))?,
+        ResourceKind::Mount => ctx.host().unmount(Path::new(&r.value))?,
+        ResourceKind::Path => ctx.host().remove_path(Path::new(&r.value))?,
+        ResourceKind::Cgroup => ctx.host().remove_cgroup(&r.value)?,
+        ResourceKind::Netns => ctx.host().remove_netns(Path::new(&r.value))?,
         ResourceKind::Veth => {
             // The pod's namespace is undone right after (it was recorded
             // first); destroying it destroys both ends of the pair in the
@@ -121,14 +121,14 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
             // the 2-core test VM). A veth whose namespace is already gone
             // is deleted by name.
             let ns = super::network::netns_path(ctx, &r.pod_id);
-            if !crate::net::netns::exists(&ns) {
-                crate::net::delete_link(&r.value)?;
+            if !ctx.host().netns_exists(&ns) {
+                ctx.host().delete_link(&r.value)?;
             }
         }
         ResourceKind::Firewall => {
             let rules = super::network::port_rules(ctx, &r.pod_id)?;
-            crate::net::Firewall::new(crate::net::table_name(&ctx.root))
-                .remove_ports(&r.pod_id, &rules)?;
+            ctx.host()
+                .remove_ports(&crate::net::table_name(&ctx.root), &r.pod_id, &rules)?;
         }
     }
     Ok(())
@@ -150,36 +150,6 @@ fn default_flags(ctx: &Ctx) -> GlobalFlags {
         net_disconnect_ok: false,
         bin: None,
     }
-}
-
-fn remove_path(p: &Path) -> Result<()> {
-    crate::sys::remove_path(p).map_err(super::io("cannot remove", p))
-}
-
-/// Removes `path` in every cgroup hierarchy (v2: one; v1: one per controller).
-fn remove_cgroup(rel: &str) -> Result<()> {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut dirs = vec![base.join(rel)];
-    if let Ok(rd) = std::fs::read_dir(base) {
-        for e in rd.flatten() {
-            dirs.push(e.path().join(rel));
-        }
-    }
-    for d in dirs {
-        match std::fs::remove_dir(&d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
-            Err(e) => {
-                return Err(PodError::Io {
-                    what: "cannot remove cgroup",
-                    path: d,
-                    source: e,
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -265,7 +235,7 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let id = name.strip_suffix(strip).unwrap_or(&name);
                 if id.len() == 64 && !live.contains(id) {
-                    remove_path(&e.path())?;
+                    ctx.host().remove_path(&e.path())?;
                     rep.paths.push(e.path().display().to_string());
                 }
             }
@@ -295,7 +265,7 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
         }
     }
     for id in cg_ids {
-        remove_cgroup(&format!("gvpod/{id}"))?;
+        ctx.host().remove_cgroup(&format!("gvpod/{id}"))?;
         rep.cgroups.push(format!("gvpod/{id}"));
     }
     gc_network(ctx, &live, &mut rep)?;

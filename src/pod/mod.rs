@@ -8,6 +8,7 @@ mod commit;
 mod create;
 mod exec;
 mod failpoint;
+mod host;
 mod id;
 mod info;
 mod logs;
@@ -19,6 +20,8 @@ mod relay;
 mod restore;
 mod start;
 mod stop;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use checkpoint::{checkpoint, CheckpointRequest};
@@ -36,6 +39,7 @@ pub use stop::{kill, stop, wait};
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::bundle::BundleError;
 use crate::image::{ImageError, ImageStore};
@@ -151,7 +155,10 @@ pub(crate) fn io<'a>(
 }
 
 /// Everything a pod operation needs: the data root, its state database, the
-/// image store and (lazily detected) runsc.
+/// image store, (lazily detected) runsc and the host. runsc and the host are
+/// the two test seams ([`crate::runsc::Exec`], [`host::Host`]): unit tests
+/// build a `Ctx` over a temporary data root with fakes of both
+/// ([`Ctx::with_seams`]).
 pub struct Ctx {
     pub root: PathBuf,
     /// Per-data-root runtime directory under /run/gvpod (runsc state, sockets).
@@ -159,6 +166,7 @@ pub struct Ctx {
     pub db: Db,
     pub images: ImageStore,
     runsc: OnceCell<Runsc>,
+    host: Arc<dyn host::Host>,
 }
 
 impl Ctx {
@@ -189,7 +197,38 @@ impl Ctx {
             db,
             images,
             runsc: OnceCell::new(),
+            host: Arc::new(host::System),
         })
+    }
+
+    /// A context over data root `root` whose runsc and host are the given
+    /// fakes; no root privileges, no /run/gvpod (its run directory is
+    /// `root/run`).
+    #[cfg(test)]
+    pub(crate) fn with_seams(root: &Path, runsc: Runsc, host: Arc<dyn host::Host>) -> Result<Ctx> {
+        let run_dir = root.join("run");
+        for d in ["bundles", "logs", "images", "run/runsc"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(io("cannot create", &p))?;
+        }
+        Ok(Ctx {
+            root: root.to_owned(),
+            run_dir,
+            db: Db::open(root)?,
+            images: ImageStore::new(root)?,
+            runsc: OnceCell::from(runsc),
+            host,
+        })
+    }
+
+    /// The host the pod operations change (see [`host::Host`]).
+    pub(crate) fn host(&self) -> &dyn host::Host {
+        &*self.host
+    }
+
+    /// Whether `pid` is the monitor of pod `id` (guards against pid reuse).
+    pub(crate) fn monitor_alive(&self, pid: i32, id: &str) -> bool {
+        self.host.runs(pid, &["__monitor", id])
     }
 
     /// runsc, detected on first use (cached on disk across invocations).
@@ -209,7 +248,8 @@ impl Ctx {
         let Some(bin) = &flags.bin else {
             return Ok(self.runsc()?.clone());
         };
-        // The usual case, the current runsc: detected once per process.
+        // The usual case, the current runsc: detected once per process
+        // (and the only one a test context has).
         let current = match self.runsc.get() {
             Some(r) => r.bin == *bin,
             None => crate::runsc::find_binary().is_ok_and(|b| b == *bin),
@@ -261,7 +301,7 @@ impl Ctx {
     /// `exited` with an unknown exit code.
     pub fn refresh(&mut self, pod: PodRow) -> Result<PodRow> {
         let mut pod = checkpoint::settle(self, pod)?;
-        if let Some(pid) = pod.monitor_pid.filter(|p| !monitor_alive(*p, &pod.id)) {
+        if let Some(pid) = pod.monitor_pid.filter(|p| !self.monitor_alive(*p, &pod.id)) {
             // Killed (or ended without saying so): forget it.
             self.db.monitor_done(&pod.id, pid)?;
             pod.monitor_pid = None;
@@ -332,15 +372,11 @@ pub(crate) fn await_monitor(pod: &PodRow) -> bool {
     true
 }
 
-/// Whether `pid` is the monitor of pod `id` (guards against pid reuse).
+/// Whether `pid` is the monitor of pod `id` (guards against pid reuse), on
+/// the real host (see [`Ctx::monitor_alive`] for the seam).
 pub(crate) fn monitor_alive(pid: i32, id: &str) -> bool {
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(c) => {
-            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-            args.contains(&&b"__monitor"[..]) && args.contains(&id.as_bytes())
-        }
-        Err(_) => false,
-    }
+    use host::Host;
+    host::System.runs(pid, &["__monitor", id])
 }
 
 /// /run/gvpod/<first 12 hex of sha256(data root)>: short enough for unix socket paths.

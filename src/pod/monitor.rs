@@ -155,8 +155,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     let mut first = true;
     let mut chores = None;
     let mut checkpointed: Option<String> = None;
+    // A temp snapshot directory taken over from a killed gvpod, held until
+    // the restore from it has loaded.
+    let mut claimed = None;
     let status = loop {
-        let launched_at = crate::util::now_rfc3339();
+        let launched_at = chrono::Utc::now();
         let has_stdin = client.as_ref().is_some_and(|c| c.stdin.is_some());
         let (mut child, stdio) = match spawn(ctx, id, &flags, &opts, &launch, has_stdin) {
             Ok(x) => x,
@@ -211,7 +214,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         }
         first = false;
         if let (Launch::Restore(_), Some(_)) = (&launch, pid) {
-            super::checkpoint::after_restore_started(ctx, id, &flags);
+            super::checkpoint::after_restore_started(ctx, id, &flags, claimed.take());
         }
 
         if let Stdio3::Pty { master } = &stdio {
@@ -223,13 +226,14 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         tracing::debug!("step monitor:relayed");
         out.flush();
         let clean = matches!(status, Some(s) if s.success());
-        match super::checkpoint::after_sandbox_exit(ctx, id, &flags, &launched_at, clean) {
+        match super::checkpoint::after_sandbox_exit(ctx, id, &flags, launched_at, clean) {
             super::checkpoint::AfterExit::Exit => break status,
             super::checkpoint::AfterExit::Checkpointed(snap) => {
                 checkpointed = Some(snap);
                 break status;
             }
-            super::checkpoint::AfterExit::Resume(dir) => {
+            super::checkpoint::AfterExit::Resume { dir, claimed: c } => {
+                claimed = c;
                 tracing::debug!("step monitor:resume");
                 // DESIGN.md fact 4: the sandbox that was checkpointed took the
                 // interface's addresses; give them back before the restore.

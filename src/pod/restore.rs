@@ -344,7 +344,11 @@ fn prepare_in_place(
     let untouched = ctx.db.checkpoint_of(&pod.id)?.is_some_and(|c| {
         c.snapshot_id == meta.id
             && c.state == CheckpointState::Done
-            && pod.started.as_deref().unwrap_or("") <= c.at.as_str()
+            && pod
+                .started
+                .as_deref()
+                .and_then(crate::util::parse_rfc3339)
+                .is_none_or(|s| s <= c.at)
     });
     if !untouched || !super::start::is_mountpoint(&paths.merged) {
         crate::bundle::unmount(&paths.merged)?;

@@ -16,16 +16,21 @@
 //!    without an explicit request.
 
 mod detect;
+mod exec;
+#[cfg(test)]
+pub mod fake;
 mod flags;
 mod probe;
 mod snapshot;
 
 pub use detect::{Features, Version};
+pub use exec::Exec;
 pub use flags::GlobalFlags;
 pub use snapshot::reap_leftovers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -68,6 +73,8 @@ pub struct Runsc {
     pub bin: PathBuf,
     pub version: Version,
     pub features: Features,
+    /// How its short subcommands run (the test seam, see [`Exec`]).
+    exec: Arc<dyn Exec>,
 }
 
 /// The OCI state runsc reports for a container (`runsc state`).
@@ -95,6 +102,7 @@ impl Runsc {
             bin: bin.to_owned(),
             version,
             features,
+            exec: Arc::new(exec::System),
         })
     }
 
@@ -132,10 +140,13 @@ impl Runsc {
             .arg(id)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let out = cmd.output().map_err(|source| RunscError::Spawn {
-            bin: self.bin.clone(),
-            source,
-        })?;
+        let out = self
+            .exec
+            .output(&mut cmd)
+            .map_err(|source| RunscError::Spawn {
+                bin: self.bin.clone(),
+                source,
+            })?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
@@ -161,10 +172,13 @@ impl Runsc {
     pub fn state(&self, flags: &GlobalFlags, id: &str) -> Result<Option<ContainerState>> {
         let mut cmd = self.command(flags, "state");
         cmd.arg(id).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let out = cmd.output().map_err(|source| RunscError::Spawn {
-            bin: self.bin.clone(),
-            source,
-        })?;
+        let out = self
+            .exec
+            .output(&mut cmd)
+            .map_err(|source| RunscError::Spawn {
+                bin: self.bin.clone(),
+                source,
+            })?;
         if !out.status.success() {
             return Ok(None);
         }
@@ -183,10 +197,13 @@ impl Runsc {
             cmd.arg("--all");
         }
         cmd.arg(id).arg(signal).stderr(Stdio::piped());
-        let out = cmd.output().map_err(|source| RunscError::Spawn {
-            bin: self.bin.clone(),
-            source,
-        })?;
+        let out = self
+            .exec
+            .output(&mut cmd)
+            .map_err(|source| RunscError::Spawn {
+                bin: self.bin.clone(),
+                source,
+            })?;
         if out.status.success() {
             Ok(())
         } else {
@@ -211,10 +228,13 @@ impl Runsc {
     pub fn list(&self, flags: &GlobalFlags) -> Result<Vec<ContainerState>> {
         let mut cmd = self.command(flags, "list");
         cmd.arg("--format=json").stdout(Stdio::piped());
-        let out = cmd.output().map_err(|source| RunscError::Spawn {
-            bin: self.bin.clone(),
-            source,
-        })?;
+        let out = self
+            .exec
+            .output(&mut cmd)
+            .map_err(|source| RunscError::Spawn {
+                bin: self.bin.clone(),
+                source,
+            })?;
         let text = String::from_utf8_lossy(&out.stdout);
         if text.trim().is_empty() || text.trim() == "null" {
             return Ok(vec![]);

@@ -162,12 +162,10 @@ impl Runsc {
     /// /proc/net/tcp{,6} with `runsc exec ID cat`. `None` when that cannot
     /// be read (no `cat` in the image): the caller goes on without the check.
     pub fn open_tcp(&self, flags: &GlobalFlags, id: &str) -> Option<Vec<String>> {
-        let out = self
-            .command(flags, "exec")
-            .args([id, "cat", "/proc/net/tcp", "/proc/net/tcp6"])
-            .stdout(std::process::Stdio::piped())
-            .output()
-            .ok()?;
+        let mut cmd = self.command(flags, "exec");
+        cmd.args([id, "cat", "/proc/net/tcp", "/proc/net/tcp6"])
+            .stdout(std::process::Stdio::piped());
+        let out = self.exec.output(&mut cmd).ok()?;
         if !out.status.success() {
             return None;
         }
@@ -290,6 +288,7 @@ mod tests {
                 leave_running_in_place: release >= 20240415,
                 ..Default::default()
             },
+            exec: std::sync::Arc::new(super::super::exec::System),
         }
     }
 

@@ -14,7 +14,7 @@ mod snapshots;
 pub use images::ImageRow;
 pub use networks::{Lease, NetworkRow, PortRow};
 pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
-pub use snapshots::{CheckpointRow, CheckpointState, SnapshotRow};
+pub use snapshots::{CheckpointEvent, CheckpointRow, CheckpointState, SnapshotRow};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

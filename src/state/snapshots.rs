@@ -36,7 +36,38 @@ pub enum CheckpointState {
     Resumed,
 }
 
+/// What happens to a checkpoint; [`CheckpointState::next`] says where each
+/// leads. Every write of the state goes through it, in the transaction that
+/// reads the current state, so the client (`gvpod checkpoint`) and the pod's
+/// monitor cannot both win a race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointEvent {
+    /// runsc wrote the memory image.
+    ImageWritten,
+    /// The snapshot was registered (`insert_snapshot_finishing`).
+    Registered,
+    /// The save failed after the sandbox stopped, or its gvpod died: the
+    /// monitor restores the pod from the image.
+    SaveFailed,
+    /// The pod runs again after a `--leave-running` save or a failure.
+    Resumed,
+}
+
 impl CheckpointState {
+    /// The state `event` leads to from `self`; `None` when it cannot happen
+    /// there (the checkpoint moved on meanwhile: the caller lost a race).
+    pub fn next(self, event: CheckpointEvent) -> Option<CheckpointState> {
+        use CheckpointEvent as E;
+        use CheckpointState as S;
+        match (self, event) {
+            (S::Saving, E::ImageWritten) => Some(S::Saved),
+            (S::Saved, E::Registered) => Some(S::Done),
+            (S::Saving | S::Saved, E::SaveFailed) => Some(S::Failed),
+            (S::Failed | S::Done, E::Resumed) => Some(S::Resumed),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CheckpointState::Saving => "saving",
@@ -67,7 +98,9 @@ pub struct CheckpointRow {
     pub dir: String,
     pub leave_running: bool,
     pub state: CheckpointState,
-    pub at: String,
+    /// When the checkpoint began: it explains a sandbox exit only of a
+    /// launch that started before it.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 const SNAP_COLS: &str = "id, name, pod_id, pod_name, image_id, image_ref, runsc_version, platform, created, size, meta_json";
@@ -88,6 +121,36 @@ fn snap_from_row(r: &Row) -> rusqlite::Result<SnapshotRow> {
     })
 }
 
+/// [`Db::advance_checkpoint`] inside a transaction.
+fn advance(
+    tx: &rusqlite::Transaction,
+    pod_id: &str,
+    event: CheckpointEvent,
+    dir: Option<&str>,
+) -> Result<CheckpointState> {
+    let now: Option<String> = tx
+        .query_row(
+            "SELECT state FROM pod_checkpoints WHERE pod_id=?1",
+            [pod_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    let from = now.as_deref().and_then(CheckpointState::parse);
+    let Some(to) = from.and_then(|f| f.next(event)) else {
+        return Err(StateError::Corrupt(format!(
+            "checkpoint of pod {pod_id}: {event:?} cannot happen in state {}",
+            now.as_deref().unwrap_or("(none)")
+        )));
+    };
+    tx.execute(
+        "UPDATE pod_checkpoints SET state=?2, dir=coalesce(?3, dir) WHERE pod_id=?1",
+        params![pod_id, to.as_str(), dir],
+    )
+    .map_err(sql)?;
+    Ok(to)
+}
+
 impl Db {
     /// Registers a snapshot (a taken name is `SnapshotNameInUse`) and,
     /// with `finishing`, in the same transaction marks the
@@ -100,11 +163,7 @@ impl Db {
     ) -> Result<()> {
         self.write(|tx| {
             if let Some((pod, dir)) = finishing {
-                tx.execute(
-                    "UPDATE pod_checkpoints SET state='done', dir=?2 WHERE pod_id=?1",
-                    params![pod, dir],
-                )
-                .map_err(sql)?;
+                advance(tx, pod, CheckpointEvent::Registered, Some(dir))?;
             }
             let res = tx.execute(
                 &format!("INSERT INTO snapshots ({SNAP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"),
@@ -177,7 +236,7 @@ impl Db {
             }
             tx.execute(
                 "INSERT OR REPLACE INTO pod_checkpoints (pod_id, snapshot_id, snapshot_name, dir, leave_running, state, at) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-                params![c.pod_id, c.snapshot_id, c.snapshot_name, c.dir, c.leave_running, c.state.as_str(), c.at],
+                params![c.pod_id, c.snapshot_id, c.snapshot_name, c.dir, c.leave_running, c.state.as_str(), crate::util::rfc3339(&c.at)],
             )
             .map_err(sql)?;
             Ok(true)
@@ -206,6 +265,11 @@ impl Db {
             .map_err(|e| self.err(e))?;
         row.map(
             |(pod_id, snapshot_id, snapshot_name, dir, leave_running, state, at)| {
+                let at = crate::util::parse_rfc3339(&at).ok_or_else(|| {
+                    StateError::Corrupt(format!(
+                        "checkpoint of pod {pod_id}: column at is not a time ({at:?})"
+                    ))
+                })?;
                 Ok(CheckpointRow {
                     pod_id,
                     snapshot_id,
@@ -222,21 +286,16 @@ impl Db {
         .transpose()
     }
 
-    /// Moves a pod's checkpoint to `state` (and its image to `dir` when given).
-    pub fn set_checkpoint_state(
+    /// Moves a pod's checkpoint on by `event` (and its image to `dir` when
+    /// given). Fails when the checkpoint is gone or `event` cannot happen in
+    /// its current state ([`CheckpointState::next`]): someone else moved it.
+    pub fn advance_checkpoint(
         &mut self,
         pod_id: &str,
-        state: CheckpointState,
+        event: CheckpointEvent,
         dir: Option<&str>,
-    ) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE pod_checkpoints SET state=?2, dir=coalesce(?3, dir) WHERE pod_id=?1",
-                params![pod_id, state.as_str(), dir],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
+    ) -> Result<CheckpointState> {
+        self.write(|tx| advance(tx, pod_id, event, dir))
     }
 
     pub fn clear_checkpoint(&mut self, pod_id: &str) -> Result<()> {
@@ -312,19 +371,65 @@ mod tests {
             dir: "/tmp/x".into(),
             leave_running: false,
             state: CheckpointState::Saving,
-            at: "t".into(),
+            at: chrono::Utc::now(),
         };
         assert!(db.begin_checkpoint(&c).unwrap());
         assert!(!db.begin_checkpoint(&c).unwrap());
-        db.set_checkpoint_state("p", CheckpointState::Done, Some("/final"))
+        assert_eq!(db.checkpoint_of("p").unwrap().unwrap().at, c.at);
+        db.advance_checkpoint("p", CheckpointEvent::ImageWritten, None)
+            .unwrap();
+        db.advance_checkpoint("p", CheckpointEvent::Registered, Some("/final"))
             .unwrap();
         let got = db.checkpoint_of("p").unwrap().unwrap();
         assert_eq!(
             (got.state, got.dir.as_str()),
             (CheckpointState::Done, "/final")
         );
+        // Registered twice: the second writer lost a race and is told so.
+        assert!(db
+            .advance_checkpoint("p", CheckpointEvent::Registered, None)
+            .is_err());
         assert!(db.begin_checkpoint(&c).unwrap());
         assert_eq!(db.clear_orphan_checkpoints().unwrap(), 1);
         assert!(db.checkpoint_of("p").unwrap().is_none());
+    }
+
+    #[test]
+    fn checkpoint_transitions() {
+        use CheckpointEvent as E;
+        use CheckpointState as S;
+        let all_s = [S::Saving, S::Saved, S::Done, S::Failed, S::Resumed];
+        let all_e = [E::ImageWritten, E::Registered, E::SaveFailed, E::Resumed];
+        let legal = [
+            (S::Saving, E::ImageWritten, S::Saved),
+            (S::Saved, E::Registered, S::Done),
+            (S::Saving, E::SaveFailed, S::Failed),
+            (S::Saved, E::SaveFailed, S::Failed),
+            (S::Failed, E::Resumed, S::Resumed),
+            (S::Done, E::Resumed, S::Resumed),
+        ];
+        for s in all_s {
+            for e in all_e {
+                let want = legal.iter().find(|l| l.0 == s && l.1 == e).map(|l| l.2);
+                assert_eq!(s.next(e), want, "{s:?} + {e:?}");
+            }
+        }
+        // Nothing leaves Resumed; a new checkpoint starts a new row.
+        assert!(all_e.iter().all(|e| S::Resumed.next(*e).is_none()));
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_time_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        db.conn()
+            .execute(
+                "INSERT INTO pod_checkpoints (pod_id, snapshot_id, snapshot_name, dir, leave_running, state, at) VALUES ('p','s','n','/d',0,'saving','yesterday')",
+                [],
+            )
+            .unwrap();
+        let e = db.checkpoint_of("p").unwrap_err().to_string();
+        assert!(e.contains("pod p") && e.contains("yesterday"), "{e}");
+        let _ = &mut db;
     }
 }

@@ -31,7 +31,7 @@ use super::{one_line, CheckpointRequest};
 use crate::bundle::PodOptions;
 use crate::runsc::{GlobalFlags, Runsc};
 use crate::snapshot::{SnapshotMeta, SnapshotStore, TempSnapshot};
-use crate::state::{CheckpointRow, CheckpointState, PodRow};
+use crate::state::{CheckpointEvent, CheckpointRow, CheckpointState, PodRow};
 
 /// Held by the gvpod checkpointing a pod, for as long as the pod may be paused.
 pub(super) struct Owner(#[allow(dead_code)] nix::fcntl::Flock<File>);
@@ -108,7 +108,7 @@ pub(super) fn save(
         return Err(super::save_failed(runsc, flags, pod, &e));
     }
     ctx.db
-        .set_checkpoint_state(&pod.id, CheckpointState::Saved, None)?;
+        .advance_checkpoint(&pod.id, CheckpointEvent::ImageWritten, None)?;
     failpoint::hit("checkpoint:saved");
 
     let written = super::complete(
@@ -143,7 +143,7 @@ fn finish(
     if leave_running {
         runsc.resume(flags, &pod.id)?;
         ctx.db
-            .set_checkpoint_state(&pod.id, CheckpointState::Resumed, None)?;
+            .advance_checkpoint(&pod.id, CheckpointEvent::Resumed, None)?;
         return Ok(());
     }
     // The sandbox is paused: a signal to the pod would wait for a resume;
