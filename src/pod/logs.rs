@@ -1,10 +1,13 @@
-//! `logs`: reads the monitor's JSON-lines log, with `--tail`, `--since` and `-f`.
+//! `logs`: reads the monitor's JSON-lines log, with `--tail`, `--since` and
+//! `-f`. The log's line format is defined here once ([`LogLine`]): the
+//! monitor writes with [`LogLine::encode`], readers parse with
+//! [`LogLine::decode`].
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Ctx, PodError, Result};
 use crate::state::{PodRow, PodStatus};
@@ -16,11 +19,35 @@ pub struct LogsRequest {
     pub since: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One line of a pod's log file: `{"t":…,"stream":…,"line":…}` and a newline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
+    /// When the monitor read it (RFC 3339, UTC, ns).
     pub t: String,
+    /// `stdout` or `stderr`.
     pub stream: String,
+    /// The text, without its newline (invalid UTF-8 replaced).
     pub line: String,
+}
+
+impl LogLine {
+    /// The log file's line for `line` read now from `stream`, newline included.
+    pub(crate) fn encode(stream: &str, line: &[u8]) -> String {
+        let rec = LogLine {
+            t: crate::util::now_rfc3339(),
+            stream: stream.to_string(),
+            line: String::from_utf8_lossy(line).into_owned(),
+        };
+        let mut s = serde_json::to_string(&rec).expect("a log line serialises");
+        s.push('\n');
+        s
+    }
+
+    /// A line of the log file (with or without its newline); `None` when
+    /// it is not one (a torn last line while the monitor writes).
+    pub(crate) fn decode(text: &str) -> Option<LogLine> {
+        serde_json::from_str(text).ok()
+    }
 }
 
 /// Calls `emit` for each selected line; with `follow`, keeps going until the pod stops.
@@ -66,7 +93,7 @@ pub fn logs(
         {
             break;
         }
-        if let Ok(l) = serde_json::from_str::<LogLine>(&buf) {
+        if let Some(l) = LogLine::decode(&buf) {
             if keep(&l) {
                 lines.push(l);
             }
@@ -105,7 +132,7 @@ pub fn logs(
             if !partial.ends_with('\n') {
                 continue;
             }
-            if let Ok(l) = serde_json::from_str::<LogLine>(&partial) {
+            if let Some(l) = LogLine::decode(&partial) {
                 if keep(&l) {
                     emit(&l);
                 }
@@ -154,6 +181,22 @@ pub fn parse_since(s: &str) -> Result<DateTime<chrono::FixedOffset>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_log_format_round_trips() {
+        let text = LogLine::encode("stderr", b"caf\xc3\xa9 \"quoted\" \xff");
+        assert!(
+            text.ends_with('\n') && text.matches('\n').count() == 1,
+            "{text}"
+        );
+        let l = LogLine::decode(&text).unwrap();
+        assert_eq!(
+            (l.stream.as_str(), l.line.as_str()),
+            ("stderr", "café \"quoted\" \u{fffd}")
+        );
+        assert!(crate::util::parse_rfc3339(&l.t).is_some());
+        assert_eq!(LogLine::decode("{\"t\":\"x\",\"stream\":"), None);
+    }
+
     use super::*;
 
     #[test]

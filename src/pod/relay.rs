@@ -219,7 +219,7 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
     Ok(())
 }
 
-/// The pod log: one JSON object per line, `{"t":…,"stream":…,"line":…}`.
+/// The pod log, in the format of [`super::logs::LogLine`].
 pub(super) struct Output {
     file: File,
     pub tty: bool,
@@ -261,13 +261,7 @@ impl Output {
     }
 
     pub fn line(&mut self, stream: &str, line: &[u8]) {
-        let rec = serde_json::json!({
-            "t": crate::util::now_rfc3339(),
-            "stream": stream,
-            "line": String::from_utf8_lossy(line),
-        });
-        let mut s = rec.to_string();
-        s.push('\n');
+        let s = super::logs::LogLine::encode(stream, line);
         let _ = self.file.write_all(s.as_bytes());
     }
 
