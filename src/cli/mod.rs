@@ -149,7 +149,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let mut code = 0;
             for key in pods {
                 let pod = ctx.lookup(&key)?;
-                let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+                let opts = pod.options()?;
                 let mode = if attach {
                     Attach::Foreground {
                         stdin: opts.interactive,

@@ -42,8 +42,9 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     }
     let bundle_dir = ctx.bundle_dir(&pod.id);
     let rootfs = bundle_dir.join("rootfs");
-    let main: ProcessSpec = serde_json::from_str(&pod.process_json)
-        .map_err(|e| PodError::Monitor(format!("pod {} has no recorded process: {e}", pod.name)))?;
+    let main: &ProcessSpec = pod
+        .main_process()?
+        .ok_or_else(|| PodError::Monitor(format!("pod {} has no recorded process", pod.name)))?;
     for e in &req.env {
         bundle::check_env(e)?;
     }

@@ -237,12 +237,7 @@ impl Ctx {
 
     /// The flags of a pod's runsc container, as recorded at creation.
     pub fn flags_of(&self, pod: &PodRow) -> Result<GlobalFlags> {
-        serde_json::from_str(&pod.runsc_json).map_err(|e| {
-            PodError::State(StateError::Corrupt(format!(
-                "runsc flags of pod {}: {e}",
-                pod.name
-            )))
-        })
+        Ok(pod.flags()?.clone())
     }
 
     /// Finds one pod by name, full id or unique id prefix.

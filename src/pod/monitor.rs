@@ -99,7 +99,10 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         Ok(f) => f,
         Err(e) => return Err((Some(sync), e)),
     };
-    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let opts: PodOptions = match pod.options() {
+        Ok(o) => o.clone(),
+        Err(e) => return Err((Some(sync), e.into())),
+    };
 
     // The first message says whether the client stays attached. The socket
     // is kept either way until the start is reported; an attached client

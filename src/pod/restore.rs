@@ -294,7 +294,7 @@ fn make_pod(
         image_id: &image.id,
         image_ref: &meta.image.reference,
         opts,
-        process_json: meta.process.to_string(),
+        process: crate::state::process_column(meta.process.to_string()),
         flags: &flags,
         auto_remove,
     };
@@ -361,7 +361,7 @@ fn prepare_in_place(
         unpack_diff(dir, &paths.merged, &meta.name)?;
     }
     let cgroup = format!("gvpod/{}", pod.id);
-    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let opts = pod.options()?.clone();
     let network = super::network::resolve(ctx, &opts.network)?;
     let netopts = super::network::PodNetOpts {
         ports: vec![],

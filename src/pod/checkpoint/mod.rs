@@ -64,7 +64,7 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
             hint: "only a running pod can be checkpointed (start it first)",
         });
     }
-    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let opts: PodOptions = pod.options()?.clone();
     if opts.tty {
         return Err(PodError::Usage(format!(
             "pod {} has a terminal (-t): runsc cannot carry a terminal across a checkpoint; run it without -t to snapshot it",
@@ -400,7 +400,9 @@ fn write_snapshot(
             ip: ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip.to_string()),
         },
         options: opts.clone(),
-        process: serde_json::from_str(&pod.process_json).unwrap_or_default(),
+        process: pod
+            .main_process()?
+            .map_or_else(|| serde_json::json!({}), |p| serde_json::json!(p)),
         leave_running,
         memory_image_bytes,
         rootfs_diff_bytes,
