@@ -214,12 +214,8 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
         Ok(StartOutcome::Exited { code }) => {
             let flags = ctx.flags_of(&pod)?;
             Some(
-                crate::runsc::last_error(&flags.log)
-                    .map(|m| {
-                        // runsc appends a goroutine dump to some errors: one line is enough.
-                        let first = m.lines().next().unwrap_or_default().trim_end_matches(':');
-                        format!("runsc: {first} (runsc log: {})", flags.log.display())
-                    })
+                crate::runsc::last_error_line(&flags.log)
+                    .map(|first| format!("runsc: {first} (runsc log: {})", flags.log.display()))
                     .unwrap_or_else(|| {
                         format!(
                             "the pod exited at once (code {}); see `gvpod logs {}`",

@@ -16,11 +16,13 @@
 //!    without an explicit request.
 
 mod detect;
+mod failure;
 mod flags;
 mod probe;
 mod snapshot;
 
 pub use detect::{Features, Version};
+pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
 pub use snapshot::reap_leftovers;
 
