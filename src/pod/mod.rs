@@ -139,16 +139,7 @@ impl PodError {
 
 pub type Result<T> = std::result::Result<T, PodError>;
 
-pub(crate) fn io<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> PodError + 'a {
-    move |source| PodError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
+crate::util::io_error_fn!(pub(crate) PodError);
 
 /// Everything a pod operation needs: the data root, its state database, the
 /// image store and (lazily detected) runsc.
