@@ -418,6 +418,20 @@ pub fn flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) }))
 }
 
+/// `pidfd_open(2)` (Linux 5.3): a descriptor of process `pid` that turns
+/// readable (`poll`) when the process exits, and that names this process
+/// only, never one that later reuses its pid.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: a plain syscall with integer arguments and no pointers; it
+    // returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened for this process and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
 pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: valid fd.
     cvt(unsafe { libc::fsync(fd.as_raw_fd()) })

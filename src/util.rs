@@ -1,4 +1,5 @@
-//! Small helpers shared by the layers: atomic file writes, timestamps, random ids.
+//! Small helpers shared by the layers: atomic file writes, timestamps,
+//! random ids, the name rule, the `io()` error adapter.
 
 use std::io::Write;
 use std::path::Path;
@@ -111,6 +112,37 @@ impl Drop for DirWatch {
     }
 }
 
+/// Whether `name` follows docker's rule for names,
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}` (pods and snapshots). At most 63
+/// characters, so a name is never mistaken for a 64-hex id.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Defines `io(what, path)` in a module whose error enum `$err` has an
+/// `Io { what, path, source }` variant: the `map_err` adapter that turns an
+/// `std::io::Error` met doing `what` to `path` into that variant. One
+/// definition for the pod, snapshot and net errors; each module's `io` stays
+/// typed, so `.map_err(io(..))?` and match arms infer the error.
+macro_rules! io_error_fn {
+    ($vis:vis $err:ident) => {
+        $vis fn io<'a>(
+            what: &'static str,
+            path: &'a std::path::Path,
+        ) -> impl FnOnce(std::io::Error) -> $err + 'a {
+            move |source| $err::Io {
+                what,
+                path: path.to_owned(),
+                source,
+            }
+        }
+    };
+}
+pub(crate) use io_error_fn;
+
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
@@ -154,4 +186,29 @@ pub fn unescape_mountinfo(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_name_rule() {
+        for ok in ["a", "0", "web-1", "A.b_c", &"x".repeat(63)] {
+            assert!(super::is_valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "a b",
+            "a/b",
+            "ä",
+            "a:b",
+            &"x".repeat(64),
+        ] {
+            assert!(!super::is_valid_name(bad), "{bad}");
+        }
+        // An id is never a valid name.
+        assert!(!super::is_valid_name(&super::random_hex(32)));
+    }
 }

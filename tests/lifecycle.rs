@@ -38,9 +38,7 @@ fn foreground_run_streams_both_streams_and_returns_the_exit_code() {
 fn wait_and_stop_outlive_a_detached_rm_pod() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&[
-        "run",
-        "-d",
+    r.run_detached(&[
         "--rm",
         "--name",
         "gone",
@@ -49,7 +47,6 @@ fn wait_and_stop_outlive_a_detached_rm_pod() {
         "-c",
         "sleep 1; exit 5",
     ]);
-    r.track(id.trim());
     assert_eq!(r.ok(&["wait", "gone"]).trim(), "5");
     assert!(r.ps_all().is_empty(), "the --rm pod was not removed");
     let o = r.gvpod(&["wait", "gone"]);
@@ -58,10 +55,7 @@ fn wait_and_stop_outlive_a_detached_rm_pod() {
         Some(2),
         "gone before wait began: no such pod"
     );
-    let id = r.ok(&[
-        "run", "-d", "--rm", "--name", "gone2", "busybox", "sleep", "60",
-    ]);
-    r.track(id.trim());
+    r.run_detached(&["--rm", "--name", "gone2", "busybox", "sleep", "60"]);
     r.ok(&["stop", "-t", "5", "gone2"]);
     assert!(r.ps_all().is_empty(), "the --rm pod was not removed");
     r.assert_clean();
@@ -157,9 +151,7 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
 fn detached_pod_logs_exec_stop_and_rm() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&[
-        "run",
-        "-d",
+    let id = r.run_detached(&[
         "--name",
         "ticker",
         "busybox",
@@ -167,8 +159,6 @@ fn detached_pod_logs_exec_stop_and_rm() {
         "-c",
         "i=0; while true; do echo tick $i; echo warn $i >&2; i=$((i+1)); sleep 0.1; done",
     ]);
-    let id = id.trim().to_string();
-    r.track(&id);
     assert_eq!(id.len(), 64);
     let v = r.inspect("ticker");
     assert_eq!(v["status"], "running");
@@ -258,9 +248,7 @@ fn detached_pod_logs_exec_stop_and_rm() {
 fn stop_escalates_to_sigkill_and_kill_sends_signals() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&[
-        "run",
-        "-d",
+    r.run_detached(&[
         "--name",
         "stubborn",
         "busybox",
@@ -268,7 +256,6 @@ fn stop_escalates_to_sigkill_and_kill_sends_signals() {
         "-c",
         "trap '' TERM; echo trapped; while true; do sleep 0.1; done",
     ]);
-    r.track(id.trim());
     r.wait_logs("stubborn", |l| l.contains("trapped"));
     let t = std::time::Instant::now();
     r.ok(&["stop", "-t", "1", "stubborn"]);
@@ -277,8 +264,7 @@ fn stop_escalates_to_sigkill_and_kill_sends_signals() {
         "stop must wait the grace time"
     );
     assert_eq!(r.inspect("stubborn")["exit_code"], 137);
-    let id = r.ok(&["run", "-d", "--name", "k", "busybox", "sleep", "100"]);
-    r.track(id.trim());
+    r.run_detached(&["--name", "k", "busybox", "sleep", "100"]);
     r.ok(&["kill", "-s", "TERM", "k"]);
     let code = r.ok(&["wait", "k"]);
     assert_eq!(code.trim(), "143");
@@ -474,9 +460,7 @@ fn limits_are_enforced() {
     assert_eq!(o.status.code(), Some(137), "{}", stdout(&o));
     assert!(!stdout(&o).contains("survived"));
     // CPU and pids limits land in the pod's host cgroup.
-    let id = r.ok(&[
-        "run",
-        "-d",
+    let id = r.run_detached(&[
         "--cpus",
         "0.5",
         "--pids-limit",
@@ -487,8 +471,6 @@ fn limits_are_enforced() {
         "sleep",
         "100",
     ]);
-    let id = id.trim();
-    r.track(id);
     let cg = |ctrl: &str, file: &str| -> Option<String> {
         for base in [
             format!("/sys/fs/cgroup/{ctrl}/gvpod/{id}/{file}"),
@@ -603,9 +585,7 @@ fn kvm_is_used_only_after_a_probe_answers() {
 fn logs_follow_ends_with_the_pod_and_images_in_use_are_kept() {
     require_runsc!();
     let r = Root::new();
-    let id = r.ok(&[
-        "run",
-        "-d",
+    r.run_detached(&[
         "--name",
         "f",
         "busybox",
@@ -613,7 +593,6 @@ fn logs_follow_ends_with_the_pod_and_images_in_use_are_kept() {
         "-c",
         "for i in 1 2 3; do echo line $i; sleep 0.3; done",
     ]);
-    r.track(id.trim());
     let t = std::time::Instant::now();
     let out = r.ok(&["logs", "-f", "f"]);
     assert_eq!(out, "line 1\nline 2\nline 3\n");
@@ -655,8 +634,7 @@ fn tty_for_run_and_exec() {
     );
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(stdout(&o).contains("RUN-TTY"), "{o:?}");
-    let id = r.ok(&["run", "-d", "--name", "t", "busybox", "sleep", "60"]);
-    r.track(id.trim());
+    r.run_detached(&["--name", "t", "busybox", "sleep", "60"]);
     let o = on_a_terminal(&r, "exec -t t sh -c 'test -t 1 && echo EXEC-TTY'");
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(stdout(&o).contains("EXEC-TTY"), "{o:?}");

@@ -141,12 +141,10 @@ fn http_get_retry(addr: SocketAddr) -> String {
 
 /// A pod serving /etc over HTTP on port 80 (busybox httpd).
 fn httpd(r: &Root, name: &str, extra: &[&str]) -> String {
-    let mut args = vec!["run", "-d", "--name", name];
+    let mut args = vec!["--name", name];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
-    let id = r.ok(&args).trim().to_string();
-    r.track(&id);
-    id
+    r.run_detached(&args)
 }
 
 /// `wget` from a throw-away pod; returns (exit code, output). (busybox

@@ -63,7 +63,7 @@ fn counter_continues_after_checkpoint_and_restore() {
     );
 
     // The pod still exists and is stopped: restored in place, same id.
-    let id = r.ok(&["restore", "snap1"]).trim().to_string();
+    let id = r.restore(&["snap1"]);
     assert_eq!(id, r.inspect("count")["id"].as_str().unwrap());
     assert_eq!(status(&r, "count"), "running");
     wait_count(&r, "count", at_checkpoint + 3);
@@ -77,7 +77,7 @@ fn counter_continues_after_checkpoint_and_restore() {
 
     // Gone pod: the original comes back with its name and id.
     r.ok(&["rm", "-f", "count"]);
-    let id2 = r.ok(&["restore", "snap1"]).trim().to_string();
+    let id2 = r.restore(&["snap1"]);
     assert_eq!(id2, id);
     assert_eq!(status(&r, "count"), "running");
     assert_eq!(r.ok(&["exec", "count", "cat", "/written"]), "before\n");
@@ -98,20 +98,11 @@ fn leave_running_and_two_clones_side_by_side() {
     wait_count(&r, "src", n + 2);
     assert_eq!(r.ok(&["exec", "src", "cat", "/written"]), "before\n");
 
-    let a = r
-        .ok(&["restore", "--name", "clone-a", "warm"])
-        .trim()
-        .to_string();
-    let b = r
-        .ok(&["restore", "--name", "clone-b", "warm"])
-        .trim()
-        .to_string();
-    r.track(&a);
-    r.track(&b);
+    let a = r.restore(&["--name", "clone-a", "warm"]);
+    let b = r.restore(&["--name", "clone-b", "warm"]);
     assert_ne!(a, b);
     // Without --name, a running source gets another clone.
-    let c = r.ok(&["restore", "warm"]).trim().to_string();
-    r.track(&c);
+    r.restore(&["warm"]);
     let names: Vec<String> = r
         .ps_all()
         .iter()
@@ -193,11 +184,7 @@ fn export_rm_import_restore() {
         "go2",
         archive.to_str().unwrap(),
     ]);
-    let id = r
-        .ok(&["restore", "--name", "trip2", "go2"])
-        .trim()
-        .to_string();
-    r.track(&id);
+    r.restore(&["--name", "trip2", "go2"]);
     assert_eq!(status(&r, "trip2"), "running");
     r.ok(&["snapshot", "rm", "go", "go2"]);
     r.assert_clean();
@@ -208,11 +195,7 @@ fn export_rm_import_restore() {
 fn commit_then_run_sees_the_change() {
     require_runsc!();
     let r = Root::new();
-    let id = r
-        .ok(&["run", "-d", "--name", "dev", "busybox", "sleep", "60"])
-        .trim()
-        .to_string();
-    r.track(&id);
+    r.run_detached(&["--name", "dev", "busybox", "sleep", "60"]);
     r.ok(&[
         "exec",
         "dev",
@@ -307,11 +290,7 @@ fn bad_input_is_one_clear_line() {
     r.fails(&["restore", "--name", "idle", "s"], 2, "\"idle\"");
     r.fails(&["restore", "nosuch"], 2, "\"nosuch\"");
     // A terminal cannot be checkpointed.
-    let id = r
-        .ok(&["run", "-d", "-t", "--name", "tty", "busybox", "sleep", "60"])
-        .trim()
-        .to_string();
-    r.track(&id);
+    r.run_detached(&["-t", "--name", "tty", "busybox", "sleep", "60"]);
     r.fails(&["checkpoint", "tty"], 2, "terminal");
     // Bad ports, unknown networks, another kind of network, a pod that
     // still exists asked for other ports: refused before anything is made.
@@ -599,18 +578,13 @@ fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_port
     // Two clones at once next to it: own addresses, own ports.
     let (pa, pb) = (free_port(), free_port());
     for (name, p) in [("web-a", pa), ("web-b", pb)] {
-        let id = r
-            .ok(&[
-                "restore",
-                "--name",
-                name,
-                "-p",
-                &format!("127.0.0.1:{p}:80"),
-                "websnap",
-            ])
-            .trim()
-            .to_string();
-        r.track(&id);
+        r.restore(&[
+            "--name",
+            name,
+            "-p",
+            &format!("127.0.0.1:{p}:80"),
+            "websnap",
+        ]);
     }
     let ips: Vec<String> = ["web", "web-a", "web-b"]
         .iter()
@@ -641,7 +615,7 @@ fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_port
 
     // The original gone: re-created with its address and port.
     r.ok(&["rm", "-f", "web", "web-a", "web-b"]);
-    let id = r.ok(&["restore", "websnap"]).trim().to_string();
+    let id = r.restore(&["websnap"]);
     assert_eq!(id, r.inspect("web")["id"].as_str().unwrap());
     http_ok(&format!("127.0.0.1:{port}"));
     assert_eq!(r.inspect("web")["ip"], ip.as_str());

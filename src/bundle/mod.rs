@@ -1,6 +1,8 @@
 //! OCI runtime bundle builder: `config.json` (oci-spec builders) from the
-//! image config and the pod's options, and the pod's rootfs assembly.
-//! Runs nothing; mounting the rootfs is the only host change it makes.
+//! image config and the pod's options, the process spec of `runsc exec`
+//! (same capability rules as the main process), and the pod's rootfs
+//! assembly. Runs nothing; mounting the rootfs is the only host change it
+//! makes.
 
 mod options;
 mod rootfs;
@@ -14,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +180,55 @@ fn default_caps() -> Vec<Capability> {
     ]
 }
 
+/// The capabilities of a pod's processes: docker's default set as the
+/// bounding set, and as the effective and permitted sets of root only (a
+/// non-root process starts with none, as under docker). Every set is given:
+/// oci-spec fills an unset one with its own defaults.
+fn capabilities(root_user: bool) -> Result<LinuxCapabilities, BundleError> {
+    let caps: std::collections::HashSet<Capability> = default_caps().into_iter().collect();
+    let empty = std::collections::HashSet::new();
+    let granted = if root_user {
+        caps.clone()
+    } else {
+        empty.clone()
+    };
+    Ok(LinuxCapabilitiesBuilder::default()
+        .bounding(caps)
+        .permitted(granted.clone())
+        .effective(granted)
+        .inheritable(empty.clone())
+        .ambient(empty)
+        .build()?)
+}
+
+/// The process spec of `runsc exec --process` for a process `p` in a
+/// running pod: its user, command, environment and terminal, with the main
+/// process's capability rules. No rlimits and no `noNewPrivileges` (unset,
+/// not oci-spec's defaults): the process gets the sandbox's.
+pub fn exec_process(p: &ProcessSpec) -> Result<Process, BundleError> {
+    let mut process = process_builder(p)?.build()?;
+    process.set_rlimits(None).set_no_new_privileges(None);
+    Ok(process)
+}
+
+/// A process builder with `p`'s user, command, environment, working
+/// directory, terminal and capabilities set.
+fn process_builder(p: &ProcessSpec) -> Result<ProcessBuilder, BundleError> {
+    Ok(ProcessBuilder::default()
+        .terminal(p.terminal)
+        .user(
+            UserBuilder::default()
+                .uid(p.uid)
+                .gid(p.gid)
+                .additional_gids(p.additional_gids.clone())
+                .build()?,
+        )
+        .args(p.args.clone())
+        .env(p.env.clone())
+        .cwd(PathBuf::from(&p.cwd))
+        .capabilities(capabilities(p.uid == 0)?))
+}
+
 /// Everything `build_spec` needs besides the process.
 pub struct SpecInput<'a> {
     pub opts: &'a PodOptions,
@@ -193,37 +244,7 @@ pub struct SpecInput<'a> {
 /// Builds the OCI runtime spec of a pod.
 pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleError> {
     let opts = input.opts;
-    let caps: std::collections::HashSet<Capability> = default_caps().into_iter().collect();
-    let empty = std::collections::HashSet::new();
-    let root_user = p.uid == 0;
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .permitted(if root_user {
-            caps.clone()
-        } else {
-            empty.clone()
-        })
-        .effective(if root_user {
-            caps.clone()
-        } else {
-            empty.clone()
-        })
-        .inheritable(empty.clone())
-        .ambient(empty)
-        .build()?;
-    let process = ProcessBuilder::default()
-        .terminal(p.terminal)
-        .user(
-            UserBuilder::default()
-                .uid(p.uid)
-                .gid(p.gid)
-                .additional_gids(p.additional_gids.clone())
-                .build()?,
-        )
-        .args(p.args.clone())
-        .env(p.env.clone())
-        .cwd(PathBuf::from(&p.cwd))
-        .capabilities(capabilities)
+    let process = process_builder(p)?
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
             .hard(1_048_576u64)
@@ -373,6 +394,66 @@ mod tests {
             env,
             ["PATH=/bin", "A=pod", "HOME=/root", "TERM=xterm", "B=1"]
         );
+    }
+
+    /// What `runsc exec --process` got when exec built it by hand: the
+    /// same keys, the same capability sets (an empty set and an absent one
+    /// mean the same to runsc), nothing else.
+    #[test]
+    fn exec_process_matches_the_hand_built_spec() {
+        let caps = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE",
+        ];
+        let set = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+            v.as_array()
+                .map(|a| a.iter().map(|c| c.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default()
+        };
+        let all: std::collections::BTreeSet<String> = caps.iter().map(|c| c.to_string()).collect();
+        for (uid, granted) in [(0, all.clone()), (1000, Default::default())] {
+            let p = ProcessSpec {
+                args: vec!["sh".into(), "-c".into(), "id".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/tmp".into(),
+                uid,
+                gid: 100,
+                additional_gids: vec![10],
+                terminal: true,
+            };
+            let j = serde_json::to_value(exec_process(&p).unwrap()).unwrap();
+            let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                ["args", "capabilities", "cwd", "env", "terminal", "user"],
+                "{j}"
+            );
+            assert_eq!(
+                j["user"],
+                serde_json::json!({"uid": uid, "gid": 100, "additionalGids": [10]})
+            );
+            assert_eq!(j["args"], serde_json::json!(["sh", "-c", "id"]));
+            assert_eq!(j["env"], serde_json::json!(["PATH=/bin"]));
+            assert_eq!(j["cwd"], "/tmp");
+            assert_eq!(j["terminal"], true);
+            let c = &j["capabilities"];
+            assert_eq!(set(&c["bounding"]), all, "{c}");
+            assert_eq!(set(&c["effective"]), granted, "{c}");
+            assert_eq!(set(&c["permitted"]), granted, "{c}");
+            assert!(set(&c["inheritable"]).is_empty() && set(&c["ambient"]).is_empty());
+        }
     }
 
     #[test]

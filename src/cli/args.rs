@@ -1,8 +1,12 @@
-//! clap argument structs.
+//! clap argument structs, and the one place their pod options become
+//! [`PodOptions`] (`run`, `create`; `restore` shares `-p`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::bundle::{self, PodOptions};
+use crate::pod::PodError;
 
 #[derive(Parser)]
 #[command(
@@ -69,9 +73,8 @@ pub struct PodArgs {
     /// use), none (loopback only) or host (the host's network stack).
     #[arg(long, default_value = "gvpod")]
     pub network: String,
-    /// Publish a port: [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp], or PODPORT for a free host port.
-    #[arg(short = 'p', long = "publish")]
-    pub publish: Vec<String>,
+    #[command(flatten)]
+    pub ports: PublishArgs,
     /// Fixed IPv4 address on the pod's network.
     #[arg(long)]
     pub ip: Option<String>,
@@ -98,6 +101,16 @@ pub struct PodArgs {
     pub tty: bool,
 }
 
+/// `-p`, as `run`, `create` and `restore` take it.
+#[derive(Args)]
+pub struct PublishArgs {
+    /// Publish a port: [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp], or PODPORT for a
+    /// free host port (needs a pod network).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+}
+
+/// `run` and `create`.
 #[derive(Args)]
 pub struct RunArgs {
     /// Run in the background and print the pod id.
@@ -112,6 +125,81 @@ pub struct RunArgs {
     /// Command and arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cmd: Vec<String>,
+}
+
+/// Lowest `--pids-limit` that leaves the sandbox room to start and run a few processes.
+const MIN_PIDS_LIMIT: i64 = 64;
+
+/// The pod's options from `run`/`create` arguments, each value checked the
+/// way every entry point checks it (`bundle`'s parsers). The errors stay
+/// `BundleError`s and `PodError`s for the exit code (both 2 here).
+impl TryFrom<&RunArgs> for PodOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(r: &RunArgs) -> anyhow::Result<PodOptions> {
+        let a = &r.pod;
+        let mut env = vec![];
+        for f in &a.env_file {
+            env.extend(bundle::parse_env_file(f)?);
+        }
+        for e in &a.env {
+            bundle::check_env(e)?;
+            env.push(e.clone());
+        }
+        let mut runsc_flags = vec![];
+        for f in &a.runsc_flag {
+            let (k, v) = f.split_once('=').ok_or_else(|| {
+                PodError::Usage(format!("invalid --runsc-flag {f:?}: use NAME=VALUE"))
+            })?;
+            runsc_flags.push((k.trim_start_matches('-').to_string(), v.to_string()));
+        }
+        if let Some(p) = &a.platform {
+            if !matches!(p.as_str(), "ptrace" | "systrap" | "kvm") {
+                return Err(PodError::Usage(format!(
+                    "invalid --platform {p:?}: use ptrace, systrap or kvm"
+                ))
+                .into());
+            }
+        }
+        let opts = PodOptions {
+            cmd: r.cmd.clone(),
+            entrypoint: a.entrypoint.clone(),
+            env,
+            workdir: a.workdir.clone(),
+            user: a.user.clone(),
+            hostname: a.hostname.clone(),
+            volumes: a
+                .volume
+                .iter()
+                .map(|v| bundle::parse_volume(v))
+                .collect::<Result<_, _>>()?,
+            memory: a.memory.as_deref().map(bundle::parse_memory).transpose()?,
+            cpus: a.cpus.as_deref().map(bundle::parse_cpus).transpose()?,
+            pids_limit: a.pids_limit,
+            read_only: a.read_only,
+            network: a.network.clone(),
+            publish: a.ports.publish.clone(),
+            ip: a.ip.clone(),
+            dns: a.dns.clone(),
+            add_hosts: a.add_host.clone(),
+            platform: a.platform.clone(),
+            runsc_flags,
+            tty: a.tty,
+            interactive: a.interactive,
+        };
+        if let Some(n) = opts.pids_limit {
+            // The limit applies to the sandbox's host tasks: gVisor's own threads
+            // (and, on ptrace, one stub process per address space) count too, and
+            // below ~40 the sandbox cannot even start (measured on 20221219).
+            if n < MIN_PIDS_LIMIT {
+                return Err(PodError::Usage(format!(
+                    "invalid --pids-limit {n}: the gVisor sandbox's own threads count against it; use at least {MIN_PIDS_LIMIT}"
+                ))
+                .into());
+            }
+        }
+        Ok(opts)
+    }
 }
 
 #[derive(Subcommand)]

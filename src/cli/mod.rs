@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::bundle::{self, PodOptions};
+use crate::bundle::PodOptions;
 use crate::image::registry::{self, RegistryError};
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
-use args::{Cli, Cmd, ImageCmd, NetworkCmd, PodArgs, SaveFormat, SystemCmd};
+use args::{Cli, Cmd, ImageCmd, NetworkCmd, RunArgs, SaveFormat, SystemCmd};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -105,7 +105,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Run(a) => {
             let detach = a.detach;
             let (stdin, tty) = (a.pod.interactive, a.pod.tty);
-            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug, true)?;
+            let pod = create(&mut ctx, &a, debug, true)?;
             let attach = if detach {
                 Attach::Detached
             } else {
@@ -141,7 +141,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Cmd::Create(a) => {
-            let pod = create(&mut ctx, a.pod, a.image, a.cmd, a.rm, debug, false)?;
+            let pod = create(&mut ctx, &a, debug, false)?;
             println!("{}", pod.id);
             Ok(0)
         }
@@ -149,7 +149,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let mut code = 0;
             for key in pods {
                 let pod = ctx.lookup(&key)?;
-                let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+                let opts = pod.options()?;
                 let mode = if attach {
                     Attach::Foreground {
                         stdin: opts.interactive,
@@ -475,86 +475,21 @@ fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Lowest `--pids-limit` that leaves the sandbox room to start and run a few processes.
-const MIN_PIDS_LIMIT: i64 = 64;
-
 fn create(
     ctx: &mut Ctx,
-    a: PodArgs,
-    image: String,
-    cmd: Vec<String>,
-    rm: bool,
+    a: &RunArgs,
     debug: bool,
     starting: bool,
 ) -> anyhow::Result<crate::state::PodRow> {
-    let mut env = vec![];
-    for f in &a.env_file {
-        env.extend(bundle::parse_env_file(f)?);
-    }
-    for e in &a.env {
-        bundle::check_env(e)?;
-        env.push(e.clone());
-    }
-    let mut runsc_flags = vec![];
-    for f in &a.runsc_flag {
-        let (k, v) = f.split_once('=').ok_or_else(|| {
-            PodError::Usage(format!("invalid --runsc-flag {f:?}: use NAME=VALUE"))
-        })?;
-        runsc_flags.push((k.trim_start_matches('-').to_string(), v.to_string()));
-    }
-    if let Some(p) = &a.platform {
-        if !matches!(p.as_str(), "ptrace" | "systrap" | "kvm") {
-            return Err(PodError::Usage(format!(
-                "invalid --platform {p:?}: use ptrace, systrap or kvm"
-            ))
-            .into());
-        }
-    }
-    let opts = PodOptions {
-        cmd,
-        entrypoint: a.entrypoint,
-        env,
-        workdir: a.workdir,
-        user: a.user,
-        hostname: a.hostname,
-        volumes: a
-            .volume
-            .iter()
-            .map(|v| bundle::parse_volume(v))
-            .collect::<Result<_, _>>()?,
-        memory: a.memory.as_deref().map(bundle::parse_memory).transpose()?,
-        cpus: a.cpus.as_deref().map(bundle::parse_cpus).transpose()?,
-        pids_limit: a.pids_limit,
-        read_only: a.read_only,
-        network: a.network,
-        publish: a.publish,
-        ip: a.ip,
-        dns: a.dns,
-        add_hosts: a.add_host,
-        platform: a.platform,
-        runsc_flags,
-        tty: a.tty,
-        interactive: a.interactive,
-    };
-    if let Some(n) = opts.pids_limit {
-        // The limit applies to the sandbox's host tasks: gVisor's own threads
-        // (and, on ptrace, one stub process per address space) count too, and
-        // below ~40 the sandbox cannot even start (measured on 20221219).
-        if n < MIN_PIDS_LIMIT {
-            return Err(PodError::Usage(format!(
-                "invalid --pids-limit {n}: the gVisor sandbox's own threads count against it; use at least {MIN_PIDS_LIMIT}"
-            ))
-            .into());
-        }
-    }
-    pull_if_missing(ctx, &image)?;
+    let opts = PodOptions::try_from(a)?;
+    pull_if_missing(ctx, &a.image)?;
     Ok(pod::create(
         ctx,
         pod::CreateRequest {
-            image,
-            name: a.name,
+            image: a.image.clone(),
+            name: a.pod.name.clone(),
             opts,
-            auto_remove: rm,
+            auto_remove: a.rm,
             debug,
             starting,
         },

@@ -30,9 +30,8 @@ pub struct RestoreArgs {
     /// Restore as a new pod (a clone) with this name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Publish a port: [IP:]HOST:POD[/PROTO] (needs pod networking).
-    #[arg(short = 'p', long = "publish")]
-    pub publish: Vec<String>,
+    #[command(flatten)]
+    pub ports: super::args::PublishArgs,
     /// Network of the restored pod (must be the snapshot's).
     #[arg(long)]
     pub network: Option<String>,
@@ -101,7 +100,7 @@ pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32
         pod::RestoreRequest {
             snapshot: a.snapshot,
             name: a.name,
-            ports: a.publish,
+            ports: a.ports.publish,
             network: a.network,
             debug,
         },

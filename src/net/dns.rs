@@ -57,23 +57,49 @@ fn parse(text: &str) -> (Vec<String>, Vec<String>) {
 /// The host files read for upstream servers, in order.
 pub const HOST_RESOLV: &[&str] = &["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"];
 
-/// /etc/hosts: localhost, the pod itself, the other pods of its network, `--add-host`.
+/// The line of a pod's /etc/hosts after which the other pods of its
+/// network are listed: [`replace_peers`] rewrites what follows it.
+const PEERS_MARKER: &str = "# gvpod peers";
+
+/// A pod's /etc/hosts: localhost; the pod's hostname and name on its
+/// address (on 127.0.1.1 without a network, as Debian names its own host);
+/// `--add-host` entries; then, after [`PEERS_MARKER`], the other pods of
+/// its network.
 pub fn hosts(
-    own: Option<(Ipv4Addr, &[&str])>,
+    hostname: &str,
+    name: &str,
+    ip: Option<Ipv4Addr>,
     peers: &[(Ipv4Addr, String)],
     extra: &[(String, IpAddr)],
 ) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    if let Some((ip, names)) = own {
-        out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
-    }
-    for (ip, name) in peers {
-        out.push_str(&format!("{ip}\t{name}\n"));
+    let ip = ip.unwrap_or(Ipv4Addr::new(127, 0, 1, 1));
+    if hostname == name {
+        out.push_str(&format!("{ip}\t{hostname}\n"));
+    } else {
+        out.push_str(&format!("{ip}\t{hostname} {name}\n"));
     }
     for (name, ip) in extra {
         out.push_str(&format!("{ip}\t{name}\n"));
     }
+    push_peers(&mut out, peers);
     out
+}
+
+/// A pod's hosts file `old` with the peer lines replaced by `peers`; its
+/// own and `--add-host` lines are kept.
+pub fn replace_peers(old: &str, peers: &[(Ipv4Addr, String)]) -> String {
+    let mut out = old.split(PEERS_MARKER).next().unwrap_or(old).to_string();
+    push_peers(&mut out, peers);
+    out
+}
+
+fn push_peers(out: &mut String, peers: &[(Ipv4Addr, String)]) {
+    out.push_str(PEERS_MARKER);
+    out.push('\n');
+    for (ip, name) in peers {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
 }
 
 /// Parses `--add-host NAME:IP`.
@@ -124,17 +150,46 @@ mod tests {
     #[test]
     fn hosts_and_add_host() {
         let h = hosts(
-            Some(("198.18.0.2".parse().unwrap(), &["web", "abc"])),
+            "web",
+            "abc",
+            Some("198.18.0.2".parse().unwrap()),
             &[("198.18.0.3".parse().unwrap(), "db".into())],
             &[parse_add_host("cache:198.18.0.9").unwrap()],
         );
-        assert!(h.contains("198.18.0.2\tweb abc\n"), "{h}");
-        assert!(
-            h.contains("198.18.0.3\tdb\n") && h.contains("198.18.0.9\tcache\n"),
-            "{h}"
+        assert_eq!(
+            h,
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             198.18.0.2\tweb abc\n198.18.0.9\tcache\n# gvpod peers\n198.18.0.3\tdb\n"
         );
+        // Without a network: the pod's own name on 127.0.1.1, once.
+        let h = hosts("web", "web", None, &[], &[]);
+        assert!(h.ends_with("127.0.1.1\tweb\n# gvpod peers\n"), "{h}");
         assert!(parse_add_host("nocolon").is_err());
         assert!(parse_add_host("a b:1.2.3.4").is_err());
         assert!(parse_add_host("x:999.1.1.1").is_err());
+    }
+
+    #[test]
+    fn peers_are_replaced_and_the_rest_kept() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let extra = [parse_add_host("cache:198.18.0.9").unwrap()];
+        let old = hosts(
+            "web",
+            "web",
+            Some(ip("198.18.0.2")),
+            &[(ip("198.18.0.3"), "db".into())],
+            &extra,
+        );
+        let peers = [
+            (ip("198.18.0.4"), "a".into()),
+            (ip("198.18.0.5"), "b".into()),
+        ];
+        let new = replace_peers(&old, &peers);
+        assert_eq!(
+            new,
+            hosts("web", "web", Some(ip("198.18.0.2")), &peers, &extra)
+        );
+        assert_eq!(replace_peers(&new, &peers), new);
+        assert!(replace_peers(&new, &[]).ends_with("198.18.0.9\tcache\n# gvpod peers\n"));
     }
 }

@@ -14,13 +14,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::{NetError, Result};
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NetError + 'a {
-    move |source| NetError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
+crate::util::io_error_fn!(NetError);
 
 /// Makes the namespace directory exist.
 pub fn ensure_dir(dir: &Path) -> Result<()> {

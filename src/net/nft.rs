@@ -39,7 +39,7 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -627,21 +627,12 @@ impl HostLock {
                 path: path.to_owned(),
                 source,
             })?;
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-            if r == 0 {
-                return Ok(HostLock { _file: f });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(NetError::Io {
-                    what: "cannot lock",
-                    path: path.to_owned(),
-                    source: e,
-                });
-            }
-        }
+        crate::sys::flock_exclusive(f.as_fd()).map_err(|source| NetError::Io {
+            what: "cannot lock",
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(HostLock { _file: f })
     }
 }
 

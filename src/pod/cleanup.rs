@@ -23,9 +23,16 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
     }
     if pod.status == PodStatus::Running || pod.monitor_pid.is_some() {
         if pod.status == PodStatus::Running {
-            let flags = ctx.flags_of(&pod)?;
-            if let Ok(r) = ctx.runsc_for(&flags) {
-                let _ = r.kill(&flags, &pod.id, "KILL", false);
+            // Corrupt flags (the row's runsc_json) must not keep `rm -f`
+            // from removing the pod: `release` deletes its container with
+            // this root's default flags then.
+            match ctx.flags_of(&pod) {
+                Ok(flags) => {
+                    if let Ok(r) = ctx.runsc_for(&flags) {
+                        let _ = r.kill(&flags, &pod.id, "KILL", false);
+                    }
+                }
+                Err(e) => tracing::warn!("{e}"),
             }
         }
         // Let the monitor record the exit and let go of the pod; then make sure it is gone.

@@ -78,7 +78,7 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         image_id: &image.id,
         image_ref: &image.reference,
         opts: &req.opts,
-        process_json: "{}".to_string(),
+        process: None,
         flags: &flags,
         auto_remove: req.auto_remove,
     };
@@ -160,10 +160,7 @@ fn assemble(
         },
     )?;
     bundle::write_config(&bundle_dir, &spec, sync_config)?;
-    ctx.db.set_pod_process(
-        &row.id,
-        &serde_json::to_string(&process).expect("process serialises"),
-    )?;
+    ctx.db.set_pod_process(&row.id, &process)?;
     failpoint::hit("create:configured");
     Ok(())
 }

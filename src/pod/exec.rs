@@ -42,8 +42,9 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     }
     let bundle_dir = ctx.bundle_dir(&pod.id);
     let rootfs = bundle_dir.join("rootfs");
-    let main: ProcessSpec = serde_json::from_str(&pod.process_json)
-        .map_err(|e| PodError::Monitor(format!("pod {} has no recorded process: {e}", pod.name)))?;
+    let main: &ProcessSpec = pod
+        .main_process()?
+        .ok_or_else(|| PodError::Monitor(format!("pod {} has no recorded process", pod.name)))?;
     for e in &req.env {
         bundle::check_env(e)?;
     }
@@ -57,19 +58,20 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     };
     let cwd = req.workdir.clone().unwrap_or_else(|| main.cwd.clone());
     super::check_command(&rootfs, &req.cmd[0], &env, &cwd, &pod.image_ref)?;
-    let process = serde_json::json!({
-        "terminal": req.tty,
-        "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
-        "args": req.cmd,
-        "env": env,
-        "cwd": cwd,
-        "capabilities": if uid == 0 { caps_json() } else { serde_json::json!({"bounding": caps_list()}) },
-    });
+    let process = bundle::exec_process(&ProcessSpec {
+        args: req.cmd.clone(),
+        env,
+        cwd,
+        uid,
+        gid,
+        additional_gids,
+        terminal: req.tty,
+    })?;
     let dir = ctx.pod_run_dir(&pod.id);
     std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
     let file = dir.join(format!("exec-{}.json", crate::util::random_hex(6)));
-    crate::util::write_atomic(&file, process.to_string().as_bytes())
-        .map_err(super::io("cannot write", &file))?;
+    let data = serde_json::to_vec(&process).expect("a process spec serialises");
+    crate::util::write_atomic(&file, &data).map_err(super::io("cannot write", &file))?;
     let flags = ctx.flags_of(&pod)?;
     let runsc = ctx.runsc_for(&flags)?;
     let mut cmd = runsc.command(&flags, "exec");
@@ -77,7 +79,10 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
         .arg(&pod.id);
     // The sentry writes a donated regular file at its own offset (clobbering
     // what the caller already wrote there), so files get a pipe in between.
-    let (out_file, err_file) = (is_regular_file(1), is_regular_file(2));
+    let (out_file, err_file) = (
+        is_regular_file(&std::io::stdout()),
+        is_regular_file(&std::io::stderr()),
+    );
     cmd.stdin(if req.interactive || req.tty {
         Stdio::inherit()
     } else {
@@ -113,47 +118,12 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    if code == 128 {
-        if let Some(msg) = crate::runsc::last_error(&flags.log) {
-            return Err(PodError::Runsc(crate::runsc::RunscError::Failed {
-                cmd: "exec".into(),
-                id: pod.name.clone(),
-                msg,
-                log: flags.log.clone(),
-            }));
-        }
+    if let Some(f) = crate::runsc::OwnFailure::of_exit(code, &flags) {
+        return Err(f.into_error("exec", &pod.name).into());
     }
     Ok(code)
 }
 
-fn is_regular_file(fd: i32) -> bool {
-    // SAFETY: fstat only fills the struct.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
-    }
-}
-
-fn caps_list() -> Vec<&'static str> {
-    vec![
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-}
-
-fn caps_json() -> serde_json::Value {
-    let c = caps_list();
-    serde_json::json!({"bounding": c, "effective": c, "permitted": c})
+fn is_regular_file(fd: &impl std::os::fd::AsFd) -> bool {
+    crate::sys::fstat(fd.as_fd()).is_ok_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFREG)
 }

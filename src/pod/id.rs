@@ -7,14 +7,9 @@ pub fn new_id() -> String {
     crate::util::random_hex(32)
 }
 
-/// Names follow docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}`.
+/// Pod names follow docker's rule ([`crate::util::is_valid_name`]).
 pub fn validate_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = name.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    // A 64-hex name would be indistinguishable from an id; the length rule already excludes it.
-    if ok {
+    if crate::util::is_valid_name(name) {
         Ok(())
     } else {
         Err(PodError::BadName(name.to_string()))

@@ -36,12 +36,14 @@ pub struct PodView {
     pub checkpointed: Option<String>,
 }
 
-fn view(ctx: &Ctx, p: PodRow) -> PodView {
+fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     let bundle = ctx.bundle_dir(&p.id);
-    let command = serde_json::from_str::<serde_json::Value>(&p.process_json)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["args"].clone()).ok())
+    let command = p
+        .main_process()?
+        .map(|m| m.args.clone())
         .unwrap_or_default();
+    let config = p.options()?.clone();
+    let runsc = serde_json::to_value(p.flags()?).expect("runsc flags serialise");
     let checkpointed = super::checkpoint::checkpointed_to(ctx, &p);
     // A just-checkpointed pod is stopped even while its monitor records it.
     let status = if checkpointed.is_some() {
@@ -49,7 +51,7 @@ fn view(ctx: &Ctx, p: PodRow) -> PodView {
     } else {
         p.status.as_str()
     };
-    PodView {
+    Ok(PodView {
         status,
         checkpointed,
         log_path: ctx.log_path(&p.id).display().to_string(),
@@ -73,13 +75,13 @@ fn view(ctx: &Ctx, p: PodRow) -> PodView {
             .collect(),
         auto_remove: p.auto_remove,
         monitor_pid: p.monitor_pid,
-        config: serde_json::from_str(&p.config_json).unwrap_or_default(),
-        runsc: serde_json::from_str(&p.runsc_json).unwrap_or_default(),
+        config,
+        runsc,
         image: p.image_ref,
         image_id: p.image_id,
         name: p.name,
         id: p.id,
-    }
+    })
 }
 
 /// Pods, oldest first, their status reconciled with the host.
@@ -88,7 +90,7 @@ pub fn list(ctx: &mut Ctx, all: bool) -> Result<Vec<PodView>> {
     for p in ctx.db.pods()? {
         let p = ctx.refresh(p)?;
         if all || p.status.can_stop() {
-            out.push(view(ctx, p));
+            out.push(view(ctx, p)?);
         }
     }
     Ok(out)
@@ -97,7 +99,7 @@ pub fn list(ctx: &mut Ctx, all: bool) -> Result<Vec<PodView>> {
 pub fn inspect(ctx: &mut Ctx, key: &str) -> Result<PodView> {
     let p = ctx.lookup(key)?;
     let p = ctx.refresh(p)?;
-    Ok(view(ctx, p))
+    view(ctx, p)
 }
 
 /// `system info`.

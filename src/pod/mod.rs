@@ -143,16 +143,7 @@ impl PodError {
 
 pub type Result<T> = std::result::Result<T, PodError>;
 
-pub(crate) fn io<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> PodError + 'a {
-    move |source| PodError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
+crate::util::io_error_fn!(pub(crate) PodError);
 
 /// Everything a pod operation needs: the data root, its state database, the
 /// image store, (lazily detected) runsc and the host. runsc and the host are
@@ -277,12 +268,7 @@ impl Ctx {
 
     /// The flags of a pod's runsc container, as recorded at creation.
     pub fn flags_of(&self, pod: &PodRow) -> Result<GlobalFlags> {
-        serde_json::from_str(&pod.runsc_json).map_err(|e| {
-            PodError::State(StateError::Corrupt(format!(
-                "runsc flags of pod {}: {e}",
-                pod.name
-            )))
-        })
+        Ok(pod.flags()?.clone())
     }
 
     /// Finds one pod by name, full id or unique id prefix.
@@ -309,7 +295,11 @@ impl Ctx {
         if pod.status != PodStatus::Running || pod.monitor_pid.is_some() {
             return Ok(pod);
         }
-        let flags = self.flags_of(&pod)?;
+        // Corrupt flags: runsc cannot be asked; the row stays as it is, so
+        // that `rm -f` (which cleans up with default flags) still works.
+        let Ok(flags) = self.flags_of(&pod) else {
+            return Ok(pod);
+        };
         let state = self.runsc_for(&flags)?.state(&flags, &pod.id)?;
         if state
             .as_ref()

@@ -99,7 +99,10 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         Ok(f) => f,
         Err(e) => return Err((Some(sync), e)),
     };
-    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let opts: PodOptions = match pod.options() {
+        Ok(o) => o.clone(),
+        Err(e) => return Err((Some(sync), e.into())),
+    };
 
     // The first message says whether the client stays attached. The socket
     // is kept either way until the start is reported; an attached client
@@ -264,30 +267,14 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         Some(s) => exit_code_of(s),
         None => None,
     };
-    // runsc exits 128 when it, not the pod, failed; its JSON log says why.
-    if code == Some(128) {
-        if let Some(msg) = crate::runsc::last_error(&flags.log) {
-            let mapped = if msg.contains("failed to load") && msg.contains("no such file") {
-                127
-            } else if msg.contains("permission denied") {
-                126
-            } else {
-                125
-            };
-            let where_ = match &flags.debug_log {
-                Some(d) => format!("runsc debug logs: {}", d.display()),
-                None => format!(
-                    "runsc log: {}; run gvpod with --debug for a full debug log",
-                    flags.log.display()
-                ),
-            };
-            let line = format!("gvpod: runsc: {msg} ({where_})");
-            out.line("stderr", line.as_bytes());
-            if let Some(c) = &client {
-                let _ = nix::unistd::write(c.stderr.as_fd(), format!("{line}\n").as_bytes());
-            }
-            code = Some(mapped);
+    // runsc's own failure, not the pod's exit: reported as docker would.
+    if let Some(f) = code.and_then(|c| crate::runsc::OwnFailure::of_exit(c, &flags)) {
+        let line = format!("gvpod: runsc: {} ({})", f.msg, f.logs_hint());
+        out.line("stderr", line.as_bytes());
+        if let Some(c) = &client {
+            let _ = nix::unistd::write(c.stderr.as_fd(), format!("{line}\n").as_bytes());
         }
+        code = Some(f.exit_code());
     }
     failpoint::hit("monitor:exited");
     if let Err(e) = ctx.db.set_pod_exited(id, &crate::util::now_rfc3339(), code) {
@@ -544,16 +531,7 @@ fn recv_any(conn: &std::os::unix::net::UnixStream) -> Result<(usize, Vec<OwnedFd
 }
 
 pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd> {
-    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(PodError::Monitor(format!(
-            "pidfd_open({pid}): {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: see above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    crate::sys::pidfd_open(pid).map_err(|e| PodError::Monitor(format!("pidfd_open({pid}): {e}")))
 }
 
 /// Sleeps until process `pid` exits (a pidfd turns readable) or `slice`

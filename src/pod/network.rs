@@ -462,7 +462,7 @@ pub fn refresh_peer_hosts(ctx: &Ctx, network: &str) -> Result<()> {
         };
         let peers = peers(ctx, network, &id)?;
         let _ = (ip, name);
-        let text = rebuild_hosts(&old, &peers);
+        let text = net::dns::replace_peers(&old, &peers);
         if text != old {
             // Same inode (the pod's bind mount points at it): truncate and
             // write, never create: a pod being removed concurrently must not
@@ -480,20 +480,8 @@ pub fn refresh_peer_hosts(ctx: &Ctx, network: &str) -> Result<()> {
     Ok(())
 }
 
-/// Keeps the pod's own and --add-host lines, replaces the peer lines.
-fn rebuild_hosts(old: &str, peers: &[(Ipv4Addr, String)]) -> String {
-    let marker = "# gvpod peers";
-    let mut out = old.split(marker).next().unwrap_or(old).to_string();
-    out.push_str(marker);
-    out.push('\n');
-    for (ip, name) in peers {
-        out.push_str(&format!("{ip}\t{name}\n"));
-    }
-    out
-}
-
-/// A pod's /etc/hosts: its hostname and name on its address (127.0.1.1
-/// without a network), its peers on the network, `--add-host` entries.
+/// A pod's /etc/hosts (see [`net::dns::hosts`]), its peers read from the
+/// network's leases.
 pub fn pod_hosts(
     ctx: &Ctx,
     pod_id: &str,
@@ -502,30 +490,17 @@ pub fn pod_hosts(
     attach: Option<(&Network, Ipv4Addr)>,
     add_hosts: &[(String, IpAddr)],
 ) -> Result<String> {
-    let names = [hostname, name];
-    let names: &[&str] = if names[0] == names[1] {
-        &names[..1]
-    } else {
-        &names
+    let peers = match attach {
+        Some((n, _)) => peers(ctx, &n.name, pod_id)?,
+        None => vec![],
     };
-    Ok(match attach {
-        Some((n, ip)) => hosts_file(Some((ip, names)), &peers(ctx, &n.name, pod_id)?, add_hosts),
-        None => hosts_file(Some((Ipv4Addr::new(127, 0, 1, 1), names)), &[], add_hosts),
-    })
-}
-
-/// The hosts file of a new pod.
-pub fn hosts_file(
-    own: Option<(Ipv4Addr, &[&str])>,
-    peers: &[(Ipv4Addr, String)],
-    extra: &[(String, IpAddr)],
-) -> String {
-    let mut s = net::dns::hosts(own, &[], extra);
-    s.push_str("# gvpod peers\n");
-    for (ip, name) in peers {
-        s.push_str(&format!("{ip}\t{name}\n"));
-    }
-    s
+    Ok(net::dns::hosts(
+        hostname,
+        name,
+        attach.map(|(_, ip)| ip),
+        &peers,
+        add_hosts,
+    ))
 }
 
 /// Binds the pod's published ports (the monitor holds them). TCP listeners

@@ -7,10 +7,10 @@
 use std::net::Ipv4Addr;
 
 use super::{network, Ctx, Result};
-use crate::bundle::{PodOptions, RootfsPaths};
+use crate::bundle::{PodOptions, ProcessSpec, RootfsPaths};
 use crate::net::Network;
 use crate::runsc::{GlobalFlags, Runsc};
-use crate::state::{PodRow, PodStatus, ResourceKind};
+use crate::state::{Json, PodRow, PodStatus, ResourceKind};
 
 /// The runsc choices of a pod; the rest of its global flags follow from
 /// where gvpod keeps the pod (DESIGN.md fact 1: replayed on every call).
@@ -54,8 +54,8 @@ pub(super) struct NewRow<'a> {
     pub image_id: &'a str,
     pub image_ref: &'a str,
     pub opts: &'a PodOptions,
-    /// The resolved process as JSON (`{}` until the bundle is written).
-    pub process_json: String,
+    /// The resolved process (`None` until the bundle is written).
+    pub process: Option<Json<ProcessSpec>>,
     pub flags: &'a GlobalFlags,
     pub auto_remove: bool,
 }
@@ -68,9 +68,9 @@ impl NewRow<'_> {
             image_id: self.image_id.to_string(),
             image_ref: self.image_ref.to_string(),
             status: PodStatus::Created,
-            config_json: serde_json::to_string(self.opts).expect("options serialise"),
-            process_json: self.process_json,
-            runsc_json: serde_json::to_string(self.flags).expect("flags serialise"),
+            config: Json::new(self.opts.clone()),
+            process: self.process,
+            runsc: Json::new(self.flags.clone()),
             created: crate::util::now_rfc3339(),
             started: None,
             finished: None,

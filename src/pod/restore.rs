@@ -214,12 +214,8 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
         Ok(StartOutcome::Exited { code }) => {
             let flags = ctx.flags_of(&pod)?;
             Some(
-                crate::runsc::last_error(&flags.log)
-                    .map(|m| {
-                        // runsc appends a goroutine dump to some errors: one line is enough.
-                        let first = m.lines().next().unwrap_or_default().trim_end_matches(':');
-                        format!("runsc: {first} (runsc log: {})", flags.log.display())
-                    })
+                crate::runsc::last_error_line(&flags.log)
+                    .map(|first| format!("runsc: {first} (runsc log: {})", flags.log.display()))
                     .unwrap_or_else(|| {
                         format!(
                             "the pod exited at once (code {}); see `gvpod logs {}`",
@@ -294,7 +290,7 @@ fn make_pod(
         image_id: &image.id,
         image_ref: &meta.image.reference,
         opts,
-        process_json: meta.process.to_string(),
+        process: crate::state::process_column(meta.process.to_string()),
         flags: &flags,
         auto_remove,
     };
@@ -365,7 +361,7 @@ fn prepare_in_place(
         unpack_diff(dir, &paths.merged, &meta.name)?;
     }
     let cgroup = format!("gvpod/{}", pod.id);
-    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let opts = pod.options()?.clone();
     let network = super::network::resolve(ctx, &opts.network)?;
     let netopts = super::network::PodNetOpts {
         ports: vec![],

@@ -17,6 +17,7 @@
 
 mod detect;
 mod exec;
+mod failure;
 #[cfg(test)]
 pub mod fake;
 mod flags;
@@ -25,6 +26,7 @@ mod snapshot;
 
 pub use detect::{Features, Version};
 pub use exec::Exec;
+pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
 pub use snapshot::reap_leftovers;
 

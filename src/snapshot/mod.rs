@@ -86,16 +86,7 @@ impl SnapshotError {
 
 pub type Result<T> = std::result::Result<T, SnapshotError>;
 
-pub(crate) fn io<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> SnapshotError + 'a {
-    move |source| SnapshotError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
+crate::util::io_error_fn!(pub(crate) SnapshotError);
 
 /// The source pod as it was when checkpointed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -406,13 +397,9 @@ pub fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Snapshot names follow the pod rule `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}`.
+/// Snapshot names follow the pod rule ([`crate::util::is_valid_name`]).
 pub fn validate_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = name.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if crate::util::is_valid_name(name) {
         Ok(())
     } else {
         Err(SnapshotError::BadName(name.to_string()))

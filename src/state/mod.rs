@@ -13,7 +13,7 @@ mod snapshots;
 
 pub use images::ImageRow;
 pub use networks::{Lease, NetworkRow, PortRow};
-pub use pods::{PodRow, PodStatus, Resource, ResourceKind};
+pub use pods::{process_column, Json, PodRow, PodStatus, Resource, ResourceKind};
 pub use snapshots::{CheckpointEvent, CheckpointRow, CheckpointState, SnapshotRow};
 
 use std::path::{Path, PathBuf};
@@ -54,6 +54,12 @@ pub enum StateError {
     PortTaken { port: String, by: String },
     #[error("corrupt record in state database: {0}")]
     Corrupt(String),
+    #[error("pod {pod}: state column {column} is corrupt ({why}); remove the pod with `gvpod rm -f {pod}`")]
+    CorruptColumn {
+        pod: String,
+        column: &'static str,
+        why: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;

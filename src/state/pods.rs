@@ -1,7 +1,20 @@
 //! Pod rows and the host resources recorded against them.
+//!
+//! A pod row keeps three values as JSON text: the pod's options
+//! (`config_json`), its resolved main process (`process_json`) and the
+//! runsc global flags it was created with (`runsc_json`, replayed on every
+//! runsc call: DESIGN.md fact 1). They are decoded here, once, when a row is
+//! read, into the types their owners define (`bundle`, `runsc`: plain data,
+//! neither module calls into `state`). A column that does not decode is
+//! never read as defaults: its accessor fails naming the pod and the column
+//! ([`StateError::CorruptColumn`]), and only where the value is needed, so
+//! `rm -f`, which needs none of them, still removes the pod.
 
 use super::{sql, Db, Result, StateError};
+use crate::bundle::{PodOptions, ProcessSpec};
+use crate::runsc::GlobalFlags;
 use rusqlite::{params, OptionalExtension, Row};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Lifecycle state of a pod as recorded. `Created` pods have a bundle but no
@@ -45,6 +58,51 @@ impl PodStatus {
     }
 }
 
+/// A JSON column of a pod row, decoded when the row was read: the value, or
+/// why the stored text does not decode. Written back as the text it was read
+/// from (or that the value serialises to), so a row is never rewritten with
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct Json<T> {
+    text: String,
+    value: std::result::Result<T, String>,
+}
+
+impl<T: Serialize> Json<T> {
+    pub fn new(value: T) -> Json<T> {
+        Json {
+            text: serde_json::to_string(&value).expect("state values serialise"),
+            value: Ok(value),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Json<T> {
+    /// Decodes stored (or otherwise received) JSON text.
+    pub fn decode(text: String) -> Json<T> {
+        let value = serde_json::from_str(&text).map_err(|e| e.to_string());
+        Json { text, value }
+    }
+}
+
+impl<T> Json<T> {
+    fn get(&self, pod: &str, column: &'static str) -> Result<&T> {
+        self.value
+            .as_ref()
+            .map_err(|why| StateError::CorruptColumn {
+                pod: pod.to_string(),
+                column,
+                why: why.clone(),
+            })
+    }
+}
+
+/// The stored `process_json`: `{}` (the column's default) until the pod's
+/// bundle is built and its main process resolved.
+pub fn process_column(text: String) -> Option<Json<ProcessSpec>> {
+    (text.trim() != "{}").then(|| Json::decode(text))
+}
+
 #[derive(Debug, Clone)]
 pub struct PodRow {
     pub id: String,
@@ -52,9 +110,12 @@ pub struct PodRow {
     pub image_id: String,
     pub image_ref: String,
     pub status: PodStatus,
-    pub config_json: String,
-    pub process_json: String,
-    pub runsc_json: String,
+    /// `config_json`: the pod's options.
+    pub config: Json<PodOptions>,
+    /// `process_json`: the resolved main process, once the bundle is built.
+    pub process: Option<Json<ProcessSpec>>,
+    /// `runsc_json`: the runsc global flags fixed at creation.
+    pub runsc: Json<GlobalFlags>,
     pub created: String,
     pub started: Option<String>,
     pub finished: Option<String>,
@@ -62,6 +123,28 @@ pub struct PodRow {
     pub pid: Option<i32>,
     pub monitor_pid: Option<i32>,
     pub auto_remove: bool,
+}
+
+impl PodRow {
+    /// The pod's options; fails if `config_json` is corrupt.
+    pub fn options(&self) -> Result<&PodOptions> {
+        self.config.get(&self.name, "config_json")
+    }
+
+    /// The resolved main process (`None` before the bundle is built); fails
+    /// if `process_json` is corrupt.
+    pub fn main_process(&self) -> Result<Option<&ProcessSpec>> {
+        self.process
+            .as_ref()
+            .map(|p| p.get(&self.name, "process_json"))
+            .transpose()
+    }
+
+    /// The runsc global flags of the pod's container; fails if `runsc_json`
+    /// is corrupt.
+    pub fn flags(&self) -> Result<&GlobalFlags> {
+        self.runsc.get(&self.name, "runsc_json")
+    }
 }
 
 /// Kinds of host resources a pod can hold; each is undone by `pod::cleanup`.
@@ -129,8 +212,8 @@ fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
         image_id: r.get(2)?,
         image_ref: r.get(3)?,
         status: PodStatus::parse(&status).unwrap_or(PodStatus::Exited),
-        config_json: r.get(5)?,
-        runsc_json: r.get(6)?,
+        config: Json::decode(r.get(5)?),
+        runsc: Json::decode(r.get(6)?),
         created: r.get(7)?,
         started: r.get(8)?,
         finished: r.get(9)?,
@@ -138,7 +221,7 @@ fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
         pid: r.get(11)?,
         monitor_pid: r.get(12)?,
         auto_remove: r.get(13)?,
-        process_json: r.get(14)?,
+        process: process_column(r.get(14)?),
     })
 }
 
@@ -156,8 +239,8 @@ pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
             Value::Text(p.image_id.clone()),
             Value::Text(p.image_ref.clone()),
             Value::Text(p.status.as_str().into()),
-            Value::Text(p.config_json.clone()),
-            Value::Text(p.runsc_json.clone()),
+            Value::Text(p.config.text.clone()),
+            Value::Text(p.runsc.text.clone()),
             Value::Text(p.created.clone()),
             opt_s(&p.started),
             opt_s(&p.finished),
@@ -165,7 +248,7 @@ pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
             opt_i(p.pid),
             opt_i(p.monitor_pid),
             Value::Integer(p.auto_remove.into()),
-            Value::Text(p.process_json.clone()),
+            Value::Text(p.process.as_ref().map_or("{}", |j| &j.text).to_string()),
         ],
     )
 }
@@ -250,11 +333,12 @@ impl Db {
     }
 
     /// Records the resolved main process once the bundle is built.
-    pub fn set_pod_process(&mut self, id: &str, process_json: &str) -> Result<()> {
+    pub fn set_pod_process(&mut self, id: &str, process: &ProcessSpec) -> Result<()> {
+        let text = Json::new(process).text;
         self.write(|tx| {
             tx.execute(
                 "UPDATE pods SET process_json=?2 WHERE id=?1",
-                params![id, process_json],
+                params![id, text],
             )
             .map_err(sql)?;
             Ok(())
@@ -416,6 +500,113 @@ mod tests {
             .unwrap();
     }
 
+    /// A `created` pod row of image `sha256:x`, its JSON columns `{}`.
+    fn created_row(id: &str) -> PodRow {
+        PodRow {
+            id: id.into(),
+            name: id.into(),
+            image_id: "sha256:x".into(),
+            image_ref: "busybox".into(),
+            status: PodStatus::Created,
+            config: Json::decode("{}".into()),
+            process: None,
+            runsc: Json::decode("{}".into()),
+            created: "t".into(),
+            started: None,
+            finished: None,
+            exit_code: None,
+            pid: None,
+            monitor_pid: None,
+            auto_remove: false,
+        }
+    }
+
+    #[test]
+    fn a_corrupt_json_column_is_an_error_naming_the_pod_not_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(d.path()).unwrap();
+        db.conn().execute_batch("PRAGMA foreign_keys=OFF").unwrap();
+        add_pod(&db, "web", "created", None);
+        db.conn()
+            .execute(
+                "UPDATE pods SET config_json='{\"cmd\": [\"sh\"', process_json='[1]' WHERE id='web'",
+                [],
+            )
+            .unwrap();
+        let p = db.pod("web").unwrap().expect("the row still reads");
+        let e = p.options().unwrap_err();
+        assert!(
+            matches!(&e, StateError::CorruptColumn { pod, column: "config_json", .. } if pod == "web"),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("pod web: state column config_json is corrupt (")
+                && msg.ends_with("; remove the pod with `gvpod rm -f web`"),
+            "{msg}"
+        );
+        let e = p.main_process().unwrap_err().to_string();
+        assert!(e.contains("column process_json is corrupt"), "{e}");
+        // `{}` is not a set of runsc flags either.
+        assert!(p.flags().is_err());
+        // The other rows and columns are unaffected, and so is a listing.
+        assert_eq!(db.pods().unwrap().len(), 1);
+        assert_eq!(db.find_pods("web").unwrap()[0].id, "web");
+    }
+
+    #[test]
+    fn json_columns_round_trip_and_process_starts_unset() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        db.conn().execute_batch("PRAGMA foreign_keys=OFF").unwrap();
+        let opts = PodOptions {
+            cmd: vec!["sh".into()],
+            network: "none".into(),
+            tty: true,
+            ..Default::default()
+        };
+        let flags = GlobalFlags {
+            root: "/run/gvpod/x/runsc".into(),
+            platform: "ptrace".into(),
+            network: "none".into(),
+            overlay2: None,
+            log: "/l".into(),
+            debug_log: None,
+            extra: vec![],
+            net_disconnect_ok: false,
+            bin: None,
+        };
+        let row = PodRow {
+            config: Json::new(opts.clone()),
+            runsc: Json::new(flags.clone()),
+            ..created_row("a")
+        };
+        db.insert_pod_networked(&row, None, &[]).unwrap();
+        let stored: String = db
+            .conn()
+            .query_row("SELECT process_json FROM pods WHERE id='a'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, "{}");
+        let p = db.pod("a").unwrap().unwrap();
+        assert_eq!(p.options().unwrap(), &opts);
+        assert_eq!(p.flags().unwrap().platform, "ptrace");
+        assert_eq!(p.main_process().unwrap(), None);
+        let process = ProcessSpec {
+            args: vec!["sh".into()],
+            env: vec![],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            terminal: true,
+        };
+        db.set_pod_process("a", &process).unwrap();
+        let p = db.pod("a").unwrap().unwrap();
+        assert_eq!(p.main_process().unwrap(), Some(&process));
+    }
+
     #[test]
     fn a_removed_pods_exit_is_kept_for_a_while() {
         let d = tempfile::tempdir().unwrap();
@@ -468,23 +659,7 @@ mod tests {
                 .map(|i| Ipv4Addr::new(198, 18, 9, i))
                 .find(|ip| !taken.contains(ip))
         };
-        let pod = |id: &str| PodRow {
-            id: id.into(),
-            name: id.into(),
-            image_id: "sha256:x".into(),
-            image_ref: "busybox".into(),
-            status: PodStatus::Created,
-            config_json: "{}".into(),
-            process_json: "{}".into(),
-            runsc_json: "{}".into(),
-            created: "t".into(),
-            started: None,
-            finished: None,
-            exit_code: None,
-            pid: None,
-            monitor_pid: None,
-            auto_remove: false,
-        };
+        let pod = created_row;
         let a = pod("a");
         let ip = |db: &mut Db, p: &PodRow| {
             db.insert_pod_networked(p, Some(("n", Lease::Pick(&lowest))), &[])

@@ -152,6 +152,29 @@ impl Root {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `gvpod run -d ARGS` (options, image, command): asserts success,
+    /// tracks the pod for the leak check and returns its id.
+    pub fn run_detached(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        self.started(&all)
+    }
+
+    /// `gvpod restore ARGS`: asserts success, tracks the pod (a clone is a
+    /// new one) and returns its id.
+    pub fn restore(&self, args: &[&str]) -> String {
+        let mut all = vec!["restore"];
+        all.extend_from_slice(args);
+        self.started(&all)
+    }
+
+    /// Runs a command that prints the id of the pod it started.
+    fn started(&self, args: &[&str]) -> String {
+        let id = self.ok(args).trim().to_string();
+        self.track(&id);
+        id
+    }
+
     /// Waits (20 s at most, for slow CI machines) until the pod's stdout
     /// log satisfies `done`; returns that log.
     pub fn wait_logs(&self, pod: &str, done: impl Fn(&str) -> bool) -> String {

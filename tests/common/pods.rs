@@ -11,11 +11,7 @@ pub const COUNTER: &str =
     "echo before > /written; rm /bin/vi; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
 
 pub fn start_counter(r: &Root, name: &str) -> String {
-    let id = r
-        .ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", COUNTER])
-        .trim()
-        .to_string();
-    r.track(&id);
+    let id = r.run_detached(&["--name", name, "busybox", "sh", "-c", COUNTER]);
     wait_count(r, name, 3);
     id
 }
@@ -95,24 +91,18 @@ pub fn free_port() -> u16 {
 pub fn web(r: &Root, name: &str, net: &str) -> u16 {
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    let id = r
-        .ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "-p",
-            &publish,
-            "busybox",
-            "sh",
-            "-c",
-            "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
-        ])
-        .trim()
-        .to_string();
-    r.track(&id);
+    r.run_detached(&[
+        "--name",
+        name,
+        "--network",
+        net,
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "httpd -p 80 -h /etc; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+    ]);
     wait_count(r, name, 3);
     port
 }

@@ -75,7 +75,7 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
             hint: "only a running pod can be checkpointed (start it first)",
         });
     }
-    let opts: PodOptions = serde_json::from_str(&pod.config_json).unwrap_or_default();
+    let opts: PodOptions = pod.options()?.clone();
     if opts.tty {
         return Err(PodError::Usage(format!(
             "pod {} has a terminal (-t): runsc cannot carry a terminal across a checkpoint; run it without -t to snapshot it",

@@ -33,8 +33,11 @@ use crate::runsc::{GlobalFlags, Runsc};
 use crate::snapshot::{SnapshotMeta, SnapshotStore, TempSnapshot};
 use crate::state::{CheckpointEvent, CheckpointRow, CheckpointState, PodRow};
 
-/// Held by the gvpod checkpointing a pod, for as long as the pod may be paused.
-pub(super) struct Owner(#[allow(dead_code)] nix::fcntl::Flock<File>);
+/// Held by the gvpod checkpointing a pod, for as long as the pod may be
+/// paused: the lock is released when it drops.
+pub(super) struct Owner {
+    _lock: nix::fcntl::Flock<File>,
+}
 
 fn lock_path(ctx: &Ctx, pod_id: &str) -> std::path::PathBuf {
     ctx.pod_run_dir(pod_id).join("checkpoint.lock")
@@ -54,7 +57,7 @@ fn try_own(ctx: &Ctx, pod_id: &str) -> Result<Option<Owner>> {
         .open(&path)
         .map_err(super::super::io("cannot open", &path))?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(Some(Owner(l))),
+        Ok(l) => Ok(Some(Owner { _lock: l })),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(PodError::Io {
             what: "cannot lock",

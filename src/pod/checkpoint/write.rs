@@ -153,7 +153,9 @@ fn write_snapshot(
             ip: ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip.to_string()),
         },
         options: opts.clone(),
-        process: serde_json::from_str(&pod.process_json).unwrap_or_default(),
+        process: pod
+            .main_process()?
+            .map_or_else(|| serde_json::json!({}), |p| serde_json::json!(p)),
         leave_running,
         memory_image_bytes,
         rootfs_diff_bytes,

@@ -19,7 +19,7 @@ use crate::bundle::PodOptions;
 use crate::net::nft::PortRule;
 use crate::runsc::fake::{FakeRunsc, Release};
 use crate::runsc::{GlobalFlags, Runsc};
-use crate::state::{PodRow, PodStatus};
+use crate::state::{Json, PodRow, PodStatus};
 
 /// A host that changes nothing: it records each call ("unmount /x") in
 /// order, fails the calls a test names, and answers process and netns
@@ -156,9 +156,9 @@ impl World {
             image_id: "sha256:feed".into(),
             image_ref: "test:latest".into(),
             status,
-            config_json: serde_json::to_string(&opts).unwrap(),
-            process_json: serde_json::json!({"args": ["sh"], "cwd": "/"}).to_string(),
-            runsc_json: serde_json::to_string(&flags).unwrap(),
+            config: Json::new(opts),
+            process: None,
+            runsc: Json::new(flags),
             created: crate::util::now_rfc3339(),
             started,
             finished: None,

@@ -118,3 +118,34 @@ fn rm_force_kills_a_running_pod_then_removes_it() {
     assert!(subs.contains(&"kill".to_string()), "{subs:?}");
     assert_eq!(subs.last().map(String::as_str), Some("delete"));
 }
+
+#[test]
+fn rm_force_removes_a_pod_whose_runsc_flags_are_corrupt() {
+    let mut w = world(Release::R20240729);
+    let p = w.pod("web", PodStatus::Running, no_network());
+    w.ctx
+        .db
+        .add_resource(&p.id, ResourceKind::Path, "/d/b")
+        .unwrap();
+    w.ctx
+        .db
+        .conn()
+        .execute(
+            "UPDATE pods SET runsc_json='{not json' WHERE id=?1",
+            [&p.id],
+        )
+        .unwrap();
+    // Its monitor is gone too: the status cannot be checked with runsc.
+    w.ctx.db.set_pod_monitor(&p.id, 4242).unwrap();
+    let e = w
+        .ctx
+        .lookup("web")
+        .unwrap()
+        .flags()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("runsc_json") && e.contains("rm -f web"), "{e}");
+    cleanup::remove(&mut w.ctx, "web", true).unwrap();
+    assert!(w.row(&p.id).is_none());
+    assert_eq!(w.host.calls(), ["remove /d/b"]);
+}
