@@ -16,13 +16,11 @@ mod monitor;
 mod network;
 mod proto;
 mod provision;
-mod relay;
 mod restore;
 mod start;
 mod stop;
 #[cfg(test)]
 mod tests;
-mod watch;
 
 pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};

@@ -1,18 +1,16 @@
-//! The monitor's relay: pod output to the JSON log and an attached client,
-//! client input and control messages (resize, signals) to the pod, until
-//! runsc exits. Split from `monitor` (which starts runsc and records the
-//! outcome); the pod log format is documented on [`Output`].
+//! The monitor's stdio relay (conmon's `ctr_stdio`): pod output to the log
+//! writer ([`super::log`]) and an attached client, client input and control
+//! messages (resize, signals) to the pod, until runsc exits.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::monitor::pidfd_open;
-use super::proto::{self, ToMonitor};
+use super::super::proto::{self, ToMonitor};
+use super::log::Output;
+use super::watch::pidfd_open;
 
 /// The client's stdio, passed over the socket.
 pub(super) struct Client {
@@ -217,60 +215,4 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The pod log, in the format of [`super::logs::LogLine`].
-pub(super) struct Output {
-    file: File,
-    pub tty: bool,
-    partial: [Vec<u8>; 2],
-}
-
-/// Longer lines are split, like docker's 16 KiB log chunks.
-const MAX_LINE: usize = 16 * 1024;
-
-impl Output {
-    pub fn new(file: File, tty: bool) -> Self {
-        Output {
-            file,
-            tty,
-            partial: [vec![], vec![]],
-        }
-    }
-
-    pub fn write(&mut self, stream: &'static str, data: &[u8]) {
-        let i = usize::from(stream == "stderr");
-        let mut buf = std::mem::take(&mut self.partial[i]);
-        buf.extend_from_slice(data);
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
-            let mut line = &buf[start..start + pos];
-            if self.tty && line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            self.line(stream, line);
-            start += pos + 1;
-        }
-        let mut rest = buf[start..].to_vec();
-        while rest.len() >= MAX_LINE {
-            let tail = rest.split_off(MAX_LINE);
-            self.line(stream, &rest);
-            rest = tail;
-        }
-        self.partial[i] = rest;
-    }
-
-    pub fn line(&mut self, stream: &str, line: &[u8]) {
-        let s = super::logs::LogLine::encode(stream, line);
-        let _ = self.file.write_all(s.as_bytes());
-    }
-
-    pub fn flush(&mut self) {
-        for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
-            if !self.partial[i].is_empty() {
-                let p = std::mem::take(&mut self.partial[i]);
-                self.line(stream, &p);
-            }
-        }
-    }
 }
