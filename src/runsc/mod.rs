@@ -134,6 +134,14 @@ impl Runsc {
         cmd
     }
 
+    /// Runs `cmd` to completion through the [`Exec`] seam.
+    fn output(&self, cmd: &mut Command) -> Result<std::process::Output> {
+        self.exec.output(cmd).map_err(|source| RunscError::Spawn {
+            bin: self.bin.clone(),
+            source,
+        })
+    }
+
     /// Runs a short runsc subcommand to completion, returning stdout; a failure
     /// carries runsc's own error line and the log path.
     pub fn call(&self, flags: &GlobalFlags, sub: &str, args: &[&str], id: &str) -> Result<String> {
@@ -142,13 +150,7 @@ impl Runsc {
             .arg(id)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let out = self
-            .exec
-            .output(&mut cmd)
-            .map_err(|source| RunscError::Spawn {
-                bin: self.bin.clone(),
-                source,
-            })?;
+        let out = self.output(&mut cmd)?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
@@ -174,13 +176,7 @@ impl Runsc {
     pub fn state(&self, flags: &GlobalFlags, id: &str) -> Result<Option<ContainerState>> {
         let mut cmd = self.command(flags, "state");
         cmd.arg(id).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let out = self
-            .exec
-            .output(&mut cmd)
-            .map_err(|source| RunscError::Spawn {
-                bin: self.bin.clone(),
-                source,
-            })?;
+        let out = self.output(&mut cmd)?;
         if !out.status.success() {
             return Ok(None);
         }
@@ -199,13 +195,7 @@ impl Runsc {
             cmd.arg("--all");
         }
         cmd.arg(id).arg(signal).stderr(Stdio::piped());
-        let out = self
-            .exec
-            .output(&mut cmd)
-            .map_err(|source| RunscError::Spawn {
-                bin: self.bin.clone(),
-                source,
-            })?;
+        let out = self.output(&mut cmd)?;
         if out.status.success() {
             Ok(())
         } else {
@@ -230,13 +220,7 @@ impl Runsc {
     pub fn list(&self, flags: &GlobalFlags) -> Result<Vec<ContainerState>> {
         let mut cmd = self.command(flags, "list");
         cmd.arg("--format=json").stdout(Stdio::piped());
-        let out = self
-            .exec
-            .output(&mut cmd)
-            .map_err(|source| RunscError::Spawn {
-                bin: self.bin.clone(),
-                source,
-            })?;
+        let out = self.output(&mut cmd)?;
         let text = String::from_utf8_lossy(&out.stdout);
         if text.trim().is_empty() || text.trim() == "null" {
             return Ok(vec![]);
