@@ -8,6 +8,7 @@
 
 mod bundle;
 mod cli;
+mod error;
 mod image;
 mod net;
 mod pod;

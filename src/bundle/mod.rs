@@ -44,6 +44,19 @@ pub enum BundleError {
     Spec(#[from] oci_spec::OciSpecError),
 }
 
+impl BundleError {
+    /// See [`crate::error::Kind`].
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            BundleError::BadValue { .. } | BundleError::NoCommand(_) => Kind::User,
+            BundleError::Io { .. } | BundleError::Mount { .. } | BundleError::Spec(_) => {
+                Kind::Internal
+            }
+        }
+    }
+}
+
 /// The pod's main process after merging image config and options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessSpec {

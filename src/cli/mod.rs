@@ -33,23 +33,7 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = e
-                .downcast_ref::<PodError>()
-                .map(PodError::exit_code)
-                .or_else(|| {
-                    e.downcast_ref::<crate::image::ImageError>()
-                        .map(image_exit_code)
-                })
-                .or_else(|| e.downcast_ref::<crate::bundle::BundleError>().map(|_| 2))
-                .or_else(|| {
-                    e.downcast_ref::<RegistryError>()
-                        .map(RegistryError::exit_code)
-                })
-                .or_else(|| {
-                    e.downcast_ref::<crate::snapshot::SnapshotError>()
-                        .map(crate::snapshot::SnapshotError::exit_code)
-                })
-                .unwrap_or(125);
+            let code = crate::error::exit_code(&e);
             if e.downcast_ref::<crate::image::ImageError>().is_some()
                 || e.downcast_ref::<RegistryError>().is_some()
             {
@@ -65,24 +49,6 @@ pub fn main() -> i32 {
             }
             code
         }
-    }
-}
-
-/// 2 for what the user got wrong (names, values, inputs that are not
-/// images), 125 when gvpod failed.
-fn image_exit_code(e: &crate::image::ImageError) -> i32 {
-    use crate::image::ImageError as E;
-    match e {
-        E::NotFound(_)
-        | E::InvalidReference { .. }
-        | E::InvalidId(_)
-        | E::InvalidChange { .. }
-        | E::AmbiguousId { .. }
-        | E::MultipleTags { .. }
-        | E::InvalidDigest(_)
-        | E::InvalidArchive { .. }
-        | E::BadInput { .. } => 2,
-        _ => 125,
     }
 }
 
@@ -465,10 +431,7 @@ fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("gvpod: {e}");
-                code = e
-                    .downcast_ref::<PodError>()
-                    .map_or(125, PodError::exit_code)
-                    .max(if code == 0 { 0 } else { code });
+                code = crate::error::exit_code(&e).max(code);
             }
         }
     }

@@ -193,7 +193,7 @@ pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
         }
         SnapshotCmd::Rm { snapshots } => Ok(super::format::each_name(
             &snapshots,
-            crate::snapshot::SnapshotError::exit_code,
+            |e: &crate::snapshot::SnapshotError| e.kind().exit_code(),
             |key| {
                 store
                     .lookup(&ctx.db, key)

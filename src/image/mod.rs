@@ -158,6 +158,27 @@ pub enum ImageError {
     State(#[from] StateError),
 }
 
+impl ImageError {
+    /// See [`crate::error::Kind`]: names and inputs the user got wrong, or
+    /// an image that does not exist; everything else is the store's failure.
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            ImageError::NotFound(_) => Kind::NotFound,
+            ImageError::InvalidReference { .. }
+            | ImageError::InvalidId(_)
+            | ImageError::InvalidChange { .. }
+            | ImageError::AmbiguousId { .. }
+            | ImageError::InvalidDigest(_)
+            | ImageError::InvalidArchive { .. }
+            | ImageError::BadInput { .. } => Kind::User,
+            ImageError::MultipleTags { .. } => Kind::Conflict,
+            ImageError::State(e) => e.kind(),
+            _ => Kind::Internal,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, ImageError>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {

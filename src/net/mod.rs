@@ -69,6 +69,21 @@ pub enum NetError {
     Other(String),
 }
 
+impl NetError {
+    /// See [`crate::error::Kind`].
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            NetError::BadValue { .. } => Kind::User,
+            NetError::PortInUse { .. } | NetError::Overlap { .. } => Kind::Conflict,
+            NetError::Netlink { .. }
+            | NetError::Nft(_)
+            | NetError::Io { .. }
+            | NetError::Other(_) => Kind::Internal,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, NetError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -100,41 +100,36 @@ pub enum PodError {
 }
 
 impl PodError {
-    /// 2 for bad input, 126/127 for a command that cannot run, 125 for gvpod's own failures.
-    pub fn exit_code(&self) -> i32 {
+    /// See [`crate::error::Kind`]; wrapped errors keep their own kind.
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
         match self {
-            PodError::NotFound(_)
-            | PodError::Ambiguous(..)
-            | PodError::BadState { .. }
+            PodError::NotFound(_) | PodError::NoNetwork(_) => Kind::NotFound,
+            PodError::Ambiguous(..)
             | PodError::BadName(_)
             | PodError::Usage(_)
-            | PodError::NotRoot => 2,
-            PodError::State(
-                StateError::NameInUse(_)
-                | StateError::SnapshotNameInUse(_)
-                | StateError::NetworkExists(_)
-                | StateError::SubnetInUse(_)
-                | StateError::NetworkInUse { .. }
-                | StateError::NetworkFull { .. }
-                | StateError::AddressTaken { .. }
-                | StateError::PortTaken { .. },
-            ) => 2,
-            PodError::NoNetwork(_) => 2,
-            PodError::Net(
-                crate::net::NetError::BadValue { .. }
-                | crate::net::NetError::PortInUse { .. }
-                | crate::net::NetError::Overlap { .. },
-            ) => 2,
-            PodError::Snapshot(e) => e.exit_code(),
-            PodError::Image(ImageError::NotFound(_) | ImageError::InvalidReference { .. }) => 2,
-            PodError::Bundle(BundleError::BadValue { .. } | BundleError::NoCommand(_)) => 2,
+            | PodError::NotRoot
+            | PodError::Command { .. } => Kind::User,
+            PodError::BadState { .. } => Kind::Conflict,
+            PodError::State(e) => e.kind(),
+            PodError::Image(e) => e.kind(),
+            PodError::Bundle(e) => e.kind(),
+            PodError::Runsc(e) => e.kind(),
+            PodError::Net(e) => e.kind(),
+            PodError::Snapshot(e) => e.kind(),
+            PodError::Io { .. }
+            | PodError::Monitor(_)
+            | PodError::Checkpoint { .. }
+            | PodError::Restore { .. } => Kind::Internal,
+        }
+    }
+
+    /// gvpod's exit code: 126/127 for a command that cannot run in the
+    /// pod (as a shell), else from [`PodError::kind`].
+    pub fn exit_code(&self) -> i32 {
+        match self {
             PodError::Command { code, .. } => *code,
-            PodError::Runsc(
-                RunscError::NotFound(_)
-                | RunscError::Platform(..)
-                | RunscError::PlatformUnusable { .. },
-            ) => 2,
-            _ => 125,
+            e => e.kind().exit_code(),
         }
     }
 }

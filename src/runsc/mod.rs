@@ -67,6 +67,22 @@ pub enum RunscError {
     },
 }
 
+impl RunscError {
+    /// See [`crate::error::Kind`]: a missing runsc or an unusable platform
+    /// is the user's to fix (install it, pick another).
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            RunscError::NotFound(_)
+            | RunscError::Platform(..)
+            | RunscError::PlatformUnusable { .. } => Kind::User,
+            RunscError::Spawn { .. } | RunscError::Failed { .. } | RunscError::Parse { .. } => {
+                Kind::Internal
+            }
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, RunscError>;
 
 /// A detected runsc binary.

@@ -69,17 +69,18 @@ pub enum SnapshotError {
 }
 
 impl SnapshotError {
-    /// 2 for bad input (unknown, ambiguous or clashing names, unusable
-    /// snapshots, damaged archives), 125 for gvpod's own failures.
-    pub fn exit_code(&self) -> i32 {
+    /// See [`crate::error::Kind`]: unknown, ambiguous or badly named
+    /// snapshots, unusable snapshots and damaged archives are the user's.
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
         match self {
-            SnapshotError::NotFound(_)
-            | SnapshotError::Ambiguous(..)
+            SnapshotError::NotFound(_) => Kind::NotFound,
+            SnapshotError::Ambiguous(..)
             | SnapshotError::BadName(_)
             | SnapshotError::BadArchive { .. }
-            | SnapshotError::Unusable { .. }
-            | SnapshotError::State(StateError::SnapshotNameInUse(_)) => 2,
-            _ => 125,
+            | SnapshotError::Unusable { .. } => Kind::User,
+            SnapshotError::State(e) => e.kind(),
+            SnapshotError::Io { .. } => Kind::Internal,
         }
     }
 }

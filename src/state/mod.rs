@@ -62,6 +62,27 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// See [`crate::error::Kind`].
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            StateError::NameInUse(_)
+            | StateError::SnapshotNameInUse(_)
+            | StateError::NetworkExists(_)
+            | StateError::SubnetInUse(_)
+            | StateError::NetworkInUse { .. }
+            | StateError::NetworkFull { .. }
+            | StateError::AddressTaken { .. }
+            | StateError::PortTaken { .. } => Kind::Conflict,
+            StateError::Sqlite { .. }
+            | StateError::TooNew { .. }
+            | StateError::Corrupt(_)
+            | StateError::CorruptColumn { .. } => Kind::Internal,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StateError>;
 
 /// An open state database.

@@ -101,21 +101,25 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// gvpod's exit code for this error: 2 for what the user named wrongly
-    /// (unknown image or tag, bad platform, not logged in), else 125.
-    pub fn exit_code(&self) -> i32 {
+    /// See [`crate::error::Kind`]: an unknown image or tag, a bad platform or
+    /// reference, not logged in: the user's; an unreachable registry or a
+    /// protocol failure: gvpod's (125).
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
         match self {
-            RegistryError::NotFound { .. }
-            | RegistryError::NoPlatform { .. }
+            RegistryError::NotFound { .. } => Kind::NotFound,
+            RegistryError::NoPlatform { .. }
             | RegistryError::InvalidPlatform(_)
-            | RegistryError::BadReference(_)
             | RegistryError::NotLoggedIn(_)
-            | RegistryError::Usage(_)
-            | RegistryError::Store {
-                source: ImageError::NotFound(_) | ImageError::InvalidReference { .. },
-                ..
-            } => 2,
-            _ => 125,
+            | RegistryError::Usage(_) => Kind::User,
+            RegistryError::BadReference(e) | RegistryError::Store { source: e, .. } => e.kind(),
+            RegistryError::Unreachable { .. }
+            | RegistryError::Auth { .. }
+            | RegistryError::Digest { .. }
+            | RegistryError::Unsupported { .. }
+            | RegistryError::Protocol { .. }
+            | RegistryError::AuthFile { .. }
+            | RegistryError::Runtime(_) => Kind::Internal,
         }
     }
 }
@@ -525,7 +529,7 @@ mod tests {
             assert!(msg.contains(needle), "{msg}");
             assert!(msg.contains("127.0.0.1:5000"), "{msg}");
             assert!(msg.contains("127.0.0.1:5000/app:v1"), "{msg}");
-            assert_eq!(r.exit_code(), code, "{msg}");
+            assert_eq!(r.kind().exit_code(), code, "{msg}");
             assert!(!msg.contains('\n'), "{msg}");
         }
     }

@@ -612,7 +612,7 @@ mod tests {
         ] {
             let e = Platform::parse(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
-            assert_eq!(e.exit_code(), 2);
+            assert_eq!(e.kind().exit_code(), 2);
         }
         let h = Platform::host();
         assert_eq!(h.os, "linux");
