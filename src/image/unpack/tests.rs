@@ -651,7 +651,7 @@ pub(crate) fn merged_view(layers: &[PathBuf]) -> Vec<String> {
     let target = mnt.path().to_path_buf();
     let layers = layers.to_vec();
     std::thread::spawn(move || {
-        private_mount_namespace().unwrap();
+        overlay::private_mount_namespace().unwrap();
         let lower: Vec<String> = layers
             .iter()
             .rev()
