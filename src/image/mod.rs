@@ -44,8 +44,7 @@ mod unpack;
 pub use archive::ArchiveFormat;
 pub use info::PruneReport;
 pub use reference::Reference;
-#[allow(unused_imports)] // for the registry pull path and the bundle builder
-pub use unpack::{unpack_layer, unpack_layer_unsynced, UnpackStats};
+pub use unpack::unpack_layer_unsynced;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -169,7 +168,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
 
 /// A resolved image, ready to build a pod's rootfs from.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // read by the bundle builder and the pod layer
 pub struct Image {
     /// "sha256:<hex>" digest of the image config.
     pub id: String,
@@ -181,12 +179,12 @@ pub struct Image {
     /// Unpacked read-only layer directories, lowest first.
     pub layers: Vec<PathBuf>,
     /// Unpacked size in bytes.
+    #[allow(dead_code)] // only the unit tests read it; `gvpod images` shows the row's size
     pub size: u64,
 }
 
 /// One line of `gvpod images`: one per tag, or one for an untagged image.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[allow(dead_code)] // read by the CLI
 pub struct ImageSummary {
     /// Full normalised reference `registry/repository:tag`; `None` when untagged.
     pub reference: Option<String>,
@@ -315,7 +313,6 @@ struct Found {
     tag: Option<String>,
 }
 
-#[allow(dead_code)] // the public API is called by the CLI and the pod layer
 impl ImageStore {
     /// Opens the store under `<data_root>/images`, creating its layout if needed.
     pub fn new(data_root: &Path) -> Result<Self> {
@@ -336,6 +333,7 @@ impl ImageStore {
     }
 
     /// `<data_root>/images`.
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -565,13 +563,7 @@ impl ImageStore {
     /// Points the reference `target` at the image `source` designates.
     /// Returns the normalised target.
     pub fn tag(&self, db: &mut Db, source: &str, target: &str) -> Result<String> {
-        let r = Reference::parse(target)?;
-        let key = r.tagged().filter(|_| r.digest.is_none()).ok_or_else(|| {
-            ImageError::InvalidReference {
-                value: target.to_string(),
-                reason: "a tag cannot carry a digest".into(),
-            }
-        })?;
+        let key = Reference::parse_tag(target, "a tag cannot carry a digest")?;
         let _lock = self.lock()?;
         let found = self.find(db, source)?;
         db.put_image(&found.row, Some(&key))?;
@@ -669,10 +661,12 @@ impl ImageStore {
         Ok((layers, blobs))
     }
 
-    /// Garbage collection for `gvpod system gc`: removes layer dirs and blobs
-    /// no registered image references, leftovers of interrupted removals, and
-    /// temp files older than `min_temp_age` (younger ones may belong to an
-    /// import in progress). Returns what was removed.
+    /// Garbage collection: removes layer dirs and blobs no registered image
+    /// references, leftovers of interrupted removals, and temp files older
+    /// than `min_temp_age` (younger ones may belong to an import in
+    /// progress). Returns what was removed. `gvpod image prune` runs the
+    /// same collection ([`ImageStore::prune`]); this form is the unit tests'.
+    #[cfg(test)]
     pub fn gc(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<PathBuf>> {
         Ok(self
             .collect_garbage(db, min_temp_age)?

@@ -45,6 +45,11 @@ pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar"
 /// Largest manifest or config blob accepted (they are read whole).
 pub const MAX_JSON_BLOB: u64 = 8 << 20;
 
+/// The first bytes of a gzip stream.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first bytes of a zstd frame.
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// How a layer blob is compressed, from its media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -66,6 +71,18 @@ impl Compression {
             "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Compression::Zstd,
             _ => return None,
         })
+    }
+
+    /// The compression the first bytes of a stream show (gzip and zstd
+    /// magic numbers; anything else is taken as uncompressed).
+    pub fn from_magic(head: &[u8]) -> Compression {
+        if head.starts_with(&GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(&ZSTD_MAGIC) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
     }
 
     /// Wraps `r` in the matching decompressor.
@@ -231,7 +248,6 @@ struct Unpacked {
     hex: String,
 }
 
-#[allow(dead_code)] // called by the registry pull and by `load`
 impl ImageStore {
     /// Registers an image whose manifest (OCI image manifest or Docker v2
     /// schema 2 manifest JSON), config and layer blobs are all already in
@@ -249,18 +265,9 @@ impl ImageStore {
         manifest_digest: &str,
         tag: Option<&str>,
     ) -> Result<Image> {
-        let tag = match tag {
-            None => None,
-            Some(t) => {
-                let r = Reference::parse(t)?;
-                Some(r.tagged().filter(|_| r.digest.is_none()).ok_or_else(|| {
-                    ImageError::InvalidReference {
-                        value: t.to_string(),
-                        reason: "a tag cannot carry a digest".into(),
-                    }
-                })?)
-            }
-        };
+        let tag = tag
+            .map(|t| Reference::parse_tag(t, "a tag cannot carry a digest"))
+            .transpose()?;
         let manifest = self.read_small_blob(manifest_digest, None, MAX_JSON_BLOB)?;
         let checked = check_manifest(manifest_digest, &manifest)?;
         let config_json = self.read_small_blob(

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,9 +26,7 @@ use crate::image::register::{
     Compression, Descriptor, MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD,
     MT_OCI_MANIFEST,
 };
-use crate::image::{
-    io_err, sha256_hex, temp_name, Found, ImageError, ImageStore, Result, TempPath, TMP_PREFIX,
-};
+use crate::image::{io_err, sha256_hex, Found, ImageError, ImageStore, Result, TempPath};
 use crate::state::ImageRow;
 
 /// One image of a docker-archive `manifest.json`.
@@ -114,22 +111,9 @@ impl Staged<'_> {
 fn sniff(store: &ImageStore, digest: &str) -> Result<Compression> {
     let mut f = store.open_blob(digest, None)?;
     let mut head = [0u8; 4];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(&store.blob_path(digest).unwrap_or_default())(e)),
-        }
-    }
-    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    })
+    let n = crate::util::read_up_to(&mut f, &mut head)
+        .map_err(|e| io_err(&store.blob_path(digest).unwrap_or_default())(e))?;
+    Ok(Compression::from_magic(&head[..n]))
 }
 
 impl ImageStore {
@@ -201,13 +185,7 @@ impl ImageStore {
         diff_id: &str,
     ) -> Result<TempPath> {
         let blob = self.open_blob(digest, None)?;
-        let tmp = TempPath::new(self.blobs_dir().join(temp_name(TMP_PREFIX)));
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp.path)
-            .map_err(io_err(&tmp.path))?;
+        let (tmp, mut out) = self.new_blob_tmp(0o600)?;
         let corrupt = |e: io::Error| ImageError::CorruptArchive {
             what: format!("layer blob {digest}"),
             source: e,

@@ -34,7 +34,7 @@ use std::path::Path;
 
 use super::{Index, IndexEntry, ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use crate::image::register::{check_manifest, MAX_JSON_BLOB, MT_DOCKER_LIST, MT_OCI_INDEX};
-use crate::image::unpack;
+use crate::image::unpack::{self, EofGuard};
 use crate::image::{io_err, sha256_hex, ImageError, ImageStore, Reference, Result};
 use crate::state::Db;
 
@@ -52,24 +52,6 @@ pub(super) fn bad_archive(source: &str, reason: impl Into<String>) -> ImageError
     ImageError::InvalidArchive {
         source_name: source.to_string(),
         reason: reason.into(),
-    }
-}
-
-/// Records, where the reader can see it during iteration, whether the
-/// stream hit EOF (a well-formed archive is parsed up to its end blocks
-/// before EOF is ever seen).
-struct EofFlag<R> {
-    inner: R,
-    eof: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl<R: Read> Read for EofFlag<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.eof.set(true);
-        }
-        Ok(n)
     }
 }
 
@@ -150,11 +132,8 @@ impl<'a> Staged<'a> {
                 format!("not a tar archive (plain, gzip or zstd): {e}"),
             )
         };
-        let eof = std::rc::Rc::new(std::cell::Cell::new(false));
-        let mut guard = EofFlag {
-            inner: reader,
-            eof: eof.clone(),
-        };
+        let mut guard = EofGuard::new(reader);
+        let eof = guard.flag();
         {
             let mut archive = tar::Archive::new(&mut guard);
             let mut first = true;
@@ -244,11 +223,8 @@ impl<'a> Staged<'a> {
                 }
             }
         }
-        if eof.get() {
-            return Err(corrupt(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive ends without an end-of-archive block (truncated?)",
-            )));
+        if let Some(e) = guard.truncated() {
+            return Err(corrupt(e));
         }
         Ok(())
     }
@@ -479,11 +455,7 @@ fn entry_name(e: &IndexEntry) -> Option<String> {
 
 /// `busybox:1` → `docker.io/library/busybox:1`; `None` if not a tag reference.
 pub(super) fn normalise_tag(s: &str) -> Option<String> {
-    let r = Reference::parse(s).ok()?;
-    if r.digest.is_some() {
-        return None;
-    }
-    r.tagged()
+    Reference::parse_tag(s, "a digest is no tag").ok()
 }
 
 /// What a registration changed, to undo it.

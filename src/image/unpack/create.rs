@@ -21,9 +21,10 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use super::{copy, At, CopyError, DirMeta, Meta, Previous, Unpacker};
+use super::{At, DirMeta, Meta, Previous, Unpacker};
 use crate::image::ImageError;
 use crate::sys;
+use crate::util::{copy, CopyError};
 
 impl Unpacker<'_> {
     pub(super) fn directory(&mut self, at: &At<'_>, meta: &Meta) -> Result<(), ImageError> {
@@ -54,7 +55,7 @@ impl Unpacker<'_> {
         )
         .map_err(|e| self.io(shown, "create file", e))?;
         let mut file = std::fs::File::from(fd);
-        let written = copy(content, &mut file).map_err(|e| match e {
+        let written = copy(content, &mut file, 128 * 1024).map_err(|e| match e {
             CopyError::Read(e) => self.corrupt(e),
             CopyError::Write(e) => self.io(shown, "write file", e),
         })?;

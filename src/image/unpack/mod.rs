@@ -50,12 +50,14 @@ mod whiteout;
 
 pub use overlay::apply_layer;
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use tar::EntryType;
 
@@ -136,26 +138,44 @@ fn unpack<R: Read>(
             u.apply(&mut entry)?;
         }
     }
-    if guard.eof {
-        return Err(u.corrupt(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "archive ends without an end-of-archive block (truncated?)",
-        )));
+    if let Some(e) = guard.truncated() {
+        return Err(u.corrupt(e));
     }
     u.finish()?;
     Ok(u.stats)
 }
 
 /// Records whether the underlying stream hit EOF. A well-formed archive is
-/// fully parsed (up to its zero block) before EOF is ever seen.
+/// fully parsed (up to its end-of-archive block) before EOF is ever seen,
+/// so a stream that hit EOF was cut short. The flag is shared, so that it
+/// can be read while a `tar::Archive` borrows the guard ([`EofGuard::flag`]).
 pub(crate) struct EofGuard<R> {
     inner: R,
-    pub(crate) eof: bool,
+    eof: Rc<Cell<bool>>,
 }
 
 impl<R> EofGuard<R> {
     pub(crate) fn new(inner: R) -> Self {
-        EofGuard { inner, eof: false }
+        EofGuard {
+            inner,
+            eof: Rc::new(Cell::new(false)),
+        }
+    }
+
+    /// A handle on the flag, readable while the guard is lent out.
+    pub(crate) fn flag(&self) -> Rc<Cell<bool>> {
+        self.eof.clone()
+    }
+
+    /// The error for a stream that ended before its end-of-archive block,
+    /// if this one did (call once the archive has been read).
+    pub(crate) fn truncated(&self) -> Option<io::Error> {
+        self.eof.get().then(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ends without an end-of-archive block (truncated?)",
+            )
+        })
     }
 }
 
@@ -163,7 +183,7 @@ impl<R: Read> Read for EofGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
-            self.eof = true;
+            self.eof.set(true);
         }
         Ok(n)
     }
@@ -173,18 +193,7 @@ impl<R: Read> Read for EofGuard<R> {
 /// layer root (leading `/` and `.` dropped, `..` applied). `None` when `..`
 /// climbs above the root.
 pub(crate) fn normalize(p: &Path) -> Option<PathBuf> {
-    let mut out: Vec<&OsStr> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::Prefix(_) => return None,
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop()?;
-            }
-            Component::Normal(n) => out.push(n),
-        }
-    }
-    Some(out.iter().collect())
+    resolve::resolve_lexically(Path::new(""), p)
 }
 
 /// Owner, mode, time and xattrs of an entry.
@@ -429,27 +438,6 @@ impl Unpacker<'_> {
             return Ok(());
         }
         sys::syncfs(self.root.as_fd()).map_err(|e| self.io(".", "sync layer", e))
-    }
-}
-
-enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-/// Copies an entry's content, telling read (archive) errors from write (disk) errors.
-fn copy(r: &mut impl Read, w: &mut impl Write) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; 128 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        w.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        total += n as u64;
     }
 }
 

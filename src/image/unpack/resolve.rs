@@ -29,7 +29,7 @@ use crate::sys;
 /// Where a symlink in the directory `dir` (relative to the root) with
 /// target `target` points, relative to the root, resolved lexically;
 /// `None` if it climbs above the root.
-fn resolve_lexically(dir: &Path, target: &Path) -> Option<PathBuf> {
+pub(super) fn resolve_lexically(dir: &Path, target: &Path) -> Option<PathBuf> {
     let mut out: Vec<&OsStr> = if target.has_root() {
         Vec::new()
     } else {
