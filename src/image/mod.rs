@@ -39,6 +39,8 @@ mod info;
 mod reference;
 mod register;
 pub mod registry;
+#[cfg(test)]
+mod test_tar;
 mod unpack;
 
 pub use archive::ArchiveFormat;
@@ -204,6 +206,11 @@ pub struct ImageSummary {
 /// The image store under `<data_root>/images`.
 pub struct ImageStore {
     dir: PathBuf,
+    /// Unit tests only: when set, layers are applied without the overlay
+    /// mount and each application is recorded here
+    /// ([`ImageStore::without_mounts`]).
+    #[cfg(test)]
+    unmounted: Option<register::AppliedLog>,
 }
 
 /// Holds the store's exclusive lock until dropped.
@@ -318,6 +325,8 @@ impl ImageStore {
     pub fn new(data_root: &Path) -> Result<Self> {
         let store = ImageStore {
             dir: data_root.join("images"),
+            #[cfg(test)]
+            unmounted: None,
         };
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true).mode(0o700);

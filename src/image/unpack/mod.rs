@@ -476,14 +476,5 @@ fn kind_name(k: EntryType) -> String {
     }
 }
 
-/// Names of the entries directly in a directory (for tests and the store).
-#[cfg(test)]
-fn names(dir: &Path) -> Vec<std::ffi::OsString> {
-    let fd = sys::open_dir(dir).unwrap();
-    let mut v = sys::list_dir(fd.as_fd()).unwrap();
-    v.sort();
-    v
-}
-
 #[cfg(test)]
 mod tests;
