@@ -20,7 +20,7 @@
 //! with a store made [`ImageStore::without_mounts`]: each layer is unpacked
 //! on its own and what would have been stacked on what is recorded, so the
 //! tests check the store's logic (chain ids, parents, caching, rollback)
-//! and `tests/images.rs` checks the mount, as root.
+//! and `tests/images/unpacked.rs` checks the mount, as root.
 
 use crate::sys;
 use std::io::{self, BufReader, Read};

@@ -3,7 +3,7 @@
 //!
 //! They run as any user: the store is made
 //! [`ImageStore::without_mounts`], so a layer with parents is not applied in
-//! an overlay mount (root only; `tests/images.rs` covers it) and the tests
+//! an overlay mount (root only; `tests/images/unpacked.rs` covers it) and the tests
 //! check what would have been stacked on what instead.
 
 mod import;

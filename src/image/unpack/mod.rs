@@ -40,8 +40,8 @@
 //!   between entries is reported as truncated, never taken as a short layer.
 //!
 //! This needs root (device nodes, owners, mounts), as does the rest of gvpod.
-//! Owners are set only when running as root. The unit tests (`tests.rs`) run
-//! as any user; what needs root is covered by `tests/images.rs`.
+//! Owners are set only when running as root. The unit tests (`tests/`) run
+//! as any user; what needs root is covered by `tests/images/unpacked.rs`.
 
 mod create;
 mod overlay;

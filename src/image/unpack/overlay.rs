@@ -16,6 +16,12 @@
 //! seen outside the unpacking thread's namespace, and is detached before
 //! the thread ends (a fork by another thread may still hold descriptors
 //! into it).
+//!
+//! Mounting needs root. The unit tests check the mount options
+//! ([`overlay_options`]) and, on a plain merged directory, everything the
+//! unpacker decides; `tests/images/unpacked.rs`
+//! (`layer_dirs_are_overlay_upper_dirs`) checks the mount and the upper
+//! dirs it leaves, as root.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -73,7 +79,7 @@ pub fn apply_layer<R: Read + Send>(
 /// Moves the calling thread into a mount namespace of its own whose mounts
 /// do not propagate to the host: a mount made there disappears with the
 /// thread, even if the process is killed.
-pub(super) fn private_mount_namespace() -> io::Result<()> {
+fn private_mount_namespace() -> io::Result<()> {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
     mount(
@@ -116,20 +122,7 @@ fn mount_overlay<'a>(
         .and_then(Path::parent)
         .unwrap_or(Path::new("/"));
     std::env::set_current_dir(base).map_err(io_err)?;
-    let rel = |p: &Path| -> String {
-        let r = p.strip_prefix(base).unwrap_or(p);
-        r.to_string_lossy()
-            .replace('\\', "\\\\")
-            .replace(':', "\\:")
-            .replace(',', "\\,")
-    };
-    let lower: Vec<String> = parents.iter().rev().map(|p| rel(p)).collect();
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
-        lower.join(":"),
-        rel(upper),
-        rel(work)
-    );
+    let opts = overlay_options(parents, upper, work, base);
     nix::mount::mount(
         Some("overlay"),
         merged,
@@ -144,4 +137,29 @@ fn mount_overlay<'a>(
         )))
     })?;
     Ok(Mounted(merged))
+}
+
+/// The overlay mount options for `parents` (lowest first, so listed top
+/// first), `upper` and `work`, each path relative to `base` and escaped
+/// (`\`, `:` and `,` are separators in the options).
+pub(super) fn overlay_options(
+    parents: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    base: &Path,
+) -> String {
+    let rel = |p: &Path| -> String {
+        let r = p.strip_prefix(base).unwrap_or(p);
+        r.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+            .replace(',', "\\,")
+    };
+    let lower: Vec<String> = parents.iter().rev().map(|p| rel(p)).collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+        lower.join(":"),
+        rel(upper),
+        rel(work)
+    )
 }

@@ -6,7 +6,7 @@
 //! keeps. Here every layer is unpacked into one plain directory, which then
 //! holds that merged view, so those decisions are tested as any user. What
 //! the kernel makes of them in the layer's own dir (whiteout devices, opaque
-//! xattrs, copied-up parents) needs root: `tests/images.rs`
+//! xattrs, copied-up parents) needs root: `tests/images/unpacked.rs`
 //! (`layer_dirs_are_overlay_upper_dirs`) loads these same stacks.
 
 use super::*;
@@ -143,4 +143,27 @@ fn whiteouts_and_opaque_dirs_give_the_merged_tree() {
     assert!(m.contains(&"d/sub/again file a".to_string()), "{m:?}");
     assert!(!m.iter().any(|l| l.starts_with("d/sub/old2")), "{m:?}");
     st.sb.assert_victim_intact("stack");
+}
+
+/// What the overlay mount is given (the mount itself needs root:
+/// tests/images/unpacked.rs): the parents top first, every path relative to the
+/// layer cache and escaped.
+#[test]
+fn overlay_options_list_the_parents_top_first_relative_and_escaped() {
+    let base = Path::new("/var/lib/gvpod/images/layers");
+    let parents = [
+        base.join("aaa"),
+        base.join(".tmp-1/upper"),
+        base.join(r"we:ird,na\me"),
+    ];
+    let opts = overlay::overlay_options(
+        &parents,
+        &base.join(".tmp-2/upper"),
+        &base.join(".tmp-2/work"),
+        base,
+    );
+    assert_eq!(
+        opts,
+        r"lowerdir=we\:ird\,na\\me:.tmp-1/upper:aaa,upperdir=.tmp-2/upper,workdir=.tmp-2/work,redirect_dir=off,index=off,metacopy=off"
+    );
 }

@@ -1,7 +1,7 @@
 //! Unit tests of the layer unpacker. They run as any user (no mount, no
 //! device node but fifos and overlay whiteouts, no chown): what needs root
 //! (device nodes, owners, the overlay mount and the upper dirs the kernel
-//! makes of a layer) is checked by `tests/images.rs`.
+//! makes of a layer) is checked by `tests/images/unpacked.rs`.
 //!
 //! * this file: every entry type, replacement, truncation, removal;
 //! * [`hostile`]: the hostile-layer cases, one table;
@@ -119,8 +119,8 @@ fn lines(v: &[&str]) -> Vec<String> {
 }
 
 /// Every entry type a layer may hold that needs no privilege, with modes,
-/// times and xattrs. Device nodes and owners need root: tests/images.rs
-/// (`devices_owners_and_modes_reach_the_layer_dir`).
+/// times and xattrs. Device nodes and owners need root:
+/// `tests/images/unpacked.rs` (`devices_owners_and_modes_reach_the_layer_dir`).
 #[test]
 fn unpacks_every_entry_type() {
     let s = sandbox();
