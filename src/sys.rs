@@ -190,6 +190,7 @@ pub fn lstatat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<libc::sta
     Ok(Some(st))
 }
 
+/// `fstat(2)` of an open descriptor.
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: stat is plain old data.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -456,10 +457,12 @@ pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
 /// Removes `name` in `dir` and, if it is a directory, everything below it.
 ///
 /// Never follows a symlink (symlinks are unlinked, not entered), copes with
-/// device nodes (overlay whiteouts) and makes read-only directories writable
-/// before emptying them. At most two descriptors are open at any depth: each
-/// level is reopened from the top with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`.
-/// A missing `name` is not an error.
+/// device nodes (overlay whiteouts) and makes read-only directories
+/// readable and writable before emptying them; a directory is opened only
+/// after that (`chmodat_nofollow` from its parent), so its owner can remove
+/// a mode-0 directory without root. At most two descriptors are open at any
+/// depth: each level is reopened from the top with `RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS`. A missing `name` is not an error.
 pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let Some(st) = lstatat(dir, name)? else {
         return Ok(());
@@ -467,23 +470,32 @@ pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     if !is_dir(&st) {
         return unlinkat(dir, name, false);
     }
+    make_dir_usable(dir, name, &st)?;
     let top = openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     remove_contents(top.as_fd(), Path::new(""))?;
     drop(top);
     unlinkat(dir, name, true)
 }
 
+/// Gives the owner rwx on the directory `name` in `dir` (whose `lstat` is
+/// `st`) if it lacks any, without following a symlink.
+fn make_dir_usable(dir: BorrowedFd<'_>, name: &OsStr, st: &libc::stat) -> io::Result<()> {
+    if st.st_mode & 0o700 == 0o700 {
+        return Ok(());
+    }
+    chmodat_nofollow(dir, name, (st.st_mode & 0o7777) | 0o700)
+}
+
 fn remove_contents(top: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
     let fd = open_beneath_nofollow(top, rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
-    let st = fstat(fd.as_fd())?;
-    if st.st_mode & 0o700 != 0o700 {
-        fchmod(fd.as_fd(), (st.st_mode & 0o7777) | 0o700)?;
-    }
     let mut subdirs = Vec::new();
     for n in list_dir(fd.as_fd())? {
         match lstatat(fd.as_fd(), &n)? {
             None => {}
-            Some(s) if is_dir(&s) => subdirs.push(n),
+            Some(s) if is_dir(&s) => {
+                make_dir_usable(fd.as_fd(), &n, &s)?;
+                subdirs.push(n);
+            }
             Some(_) => unlinkat(fd.as_fd(), &n, false)?,
         }
     }

@@ -1,7 +1,8 @@
-//! Small helpers shared by the layers: atomic file writes, timestamps,
-//! random ids, the name rule, the `io()` error adapter.
+//! Small helpers shared by the layers: atomic file writes, a copy that tells
+//! read errors from write errors, timestamps, random ids, the name rule, the
+//! `io()` error adapter.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename.
@@ -142,6 +143,47 @@ macro_rules! io_error_fn {
     };
 }
 pub(crate) use io_error_fn;
+
+/// Why a [`copy`] stopped: reading the source failed (a damaged or cut
+/// archive: the input's fault) or writing the destination did (our disk).
+pub enum CopyError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// `io::copy` through a buffer of `buf_len` bytes that tells read errors
+/// from write errors, so a caller can blame the archive or the disk.
+/// Returns the bytes copied; a read interrupted by a signal is retried.
+pub fn copy(r: &mut impl Read, w: &mut impl Write, buf_len: usize) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; buf_len];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        w.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+    }
+}
+
+/// Reads into `buf` until it is full or the stream ends (a read
+/// interrupted by a signal is retried); returns the bytes read. For magic
+/// numbers at the head of a stream that may be shorter than the buffer.
+pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {

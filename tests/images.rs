@@ -2,8 +2,12 @@
 //! result): load/save round trips in every format, a multi-layer image whose
 //! pod sees exactly the merged tree, a corpus of hostile layers checked on
 //! the host side, corrupt archives, tag/inspect/images/prune and exit codes.
+//! What needs root but no runsc (device nodes, owners, the overlay upper
+//! dirs of the layer cache, the busybox recipe) is in `images/unpacked.rs`.
 
 mod common;
+#[path = "images/unpacked.rs"]
+mod unpacked;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

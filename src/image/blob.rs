@@ -26,7 +26,6 @@ pub(super) struct Ingested {
 /// Read buffer for blob copies.
 const BUF: usize = 256 * 1024;
 
-#[allow(dead_code)] // called by the registry pull and by `load`
 impl ImageStore {
     /// Whether the blob `sha256:<hex>` is in the store (false for a malformed digest).
     pub fn has_blob(&self, digest: &str) -> bool {
@@ -71,13 +70,7 @@ impl ImageStore {
             }
         }
         let blobs = self.blobs_dir();
-        let tmp = TempPath::new(blobs.join(temp_name(TMP_PREFIX)));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp.path)
-            .map_err(io_err(&tmp.path))?;
+        let (tmp, mut file) = self.new_blob_tmp(0o644)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; BUF];
         let mut total: u64 = 0;
@@ -154,6 +147,19 @@ impl ImageStore {
             digest: format!("sha256:{actual}"),
             created,
         })
+    }
+
+    /// A new, empty temp file `blobs/sha256/.tmp-<rand>` created with
+    /// `mode` (removed on drop unless kept, and by `gc` if gvpod dies first).
+    pub(super) fn new_blob_tmp(&self, mode: u32) -> Result<(TempPath, std::fs::File)> {
+        let tmp = TempPath::new(self.blobs_dir().join(temp_name(TMP_PREFIX)));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp.path)
+            .map_err(io_err(&tmp.path))?;
+        Ok((tmp, file))
     }
 
     /// Opens a blob for reading, checking that its size is `size` when given.

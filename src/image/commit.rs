@@ -35,13 +35,7 @@ impl ImageStore {
         reference: &str,
         created_by: &str,
     ) -> Result<Image> {
-        let r = Reference::parse(reference)?;
-        let tag = r.tagged().filter(|_| r.digest.is_none()).ok_or_else(|| {
-            ImageError::InvalidReference {
-                value: reference.to_string(),
-                reason: "a committed image gets a tag, not a digest".into(),
-            }
-        })?;
+        let tag = Reference::parse_tag(reference, "a committed image gets a tag, not a digest")?;
         let mut counted = Counted { inner: layer, n: 0 };
         let layer_blob = self.ingest(&mut counted, None, None, created_by)?;
         let layer_size = counted.n;

@@ -19,7 +19,6 @@ use crate::sys;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -29,11 +28,9 @@ use oci_spec::image::{
 };
 use sha2::{Digest, Sha256};
 
+use super::register::Compression;
 use super::unpack::{self, EofGuard};
-use super::{
-    changes, io_err, temp_name, Image, ImageError, ImageStore, Reference, Result, TempPath,
-    TMP_PREFIX,
-};
+use super::{changes, io_err, Image, ImageError, ImageStore, Reference, Result, TempPath};
 use crate::state::{Db, ImageRow};
 
 /// What the single pass over the source found.
@@ -46,7 +43,6 @@ struct Scan {
     content_bytes: u64,
 }
 
-#[allow(dead_code)] // called by the CLI
 impl ImageStore {
     /// Imports the rootfs tarball at `src` (plain, gzip or zstd, detected by
     /// magic bytes) as a one-layer image tagged `reference` (empty: untagged),
@@ -78,14 +74,7 @@ impl ImageStore {
         let mut config = Config::default();
         changes::apply(&mut config, changes)?;
 
-        let blobs = self.blobs_dir();
-        let tmp_blob = TempPath::new(blobs.join(temp_name(TMP_PREFIX)));
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp_blob.path)
-            .map_err(io_err(&tmp_blob.path))?;
+        let (tmp_blob, out) = self.new_blob_tmp(0o600)?;
         let scan = scan(reader, source, out, &tmp_blob.path)?;
         let diff_id = format!("sha256:{}", scan.hex);
         let layer_name = format!("{diff_id} (from {source})");
@@ -137,15 +126,9 @@ impl ImageStore {
 
     /// Unpacks the temp blob into a fresh `layers/.tmp-*` directory.
     fn unpack_from_blob(&self, blob: &Path, layer_name: &str) -> Result<TempPath> {
-        let tmp = TempPath::new(self.layers_dir().join(temp_name(TMP_PREFIX)));
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&tmp.path)
-            .map_err(io_err(&tmp.path))?;
         // The layer root is the container's `/`: 0755 whatever the umask
         // (a `./` entry in the archive may set it otherwise).
-        std::fs::set_permissions(&tmp.path, std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err(&tmp.path))?;
+        let tmp = self.new_layer_tmp()?;
         let f = File::open(blob).map_err(io_err(blob))?;
         unpack::unpack_layer(BufReader::with_capacity(1 << 20, f), &tmp.path, layer_name)?;
         Ok(tmp)
@@ -222,14 +205,11 @@ fn parse_target(reference: &str) -> Result<Option<String>> {
     if reference.is_empty() {
         return Ok(None);
     }
-    let r = Reference::parse(reference)?;
-    if r.digest.is_some() {
-        return Err(ImageError::InvalidReference {
-            value: reference.to_string(),
-            reason: "an imported image gets a tag, not a digest (its digest is computed)".into(),
-        });
-    }
-    Ok(r.tagged())
+    Reference::parse_tag(
+        reference,
+        "an imported image gets a tag, not a digest (its digest is computed)",
+    )
+    .map(Some)
 }
 
 pub(super) fn exists(p: &Path) -> Result<bool> {
@@ -259,34 +239,28 @@ pub(super) fn rename_into_place(from: &Path, to: &Path) -> Result<bool> {
 /// Wraps the source in the right decompressor, chosen by magic bytes.
 pub(super) fn decompress<'a, R: Read + 'a>(mut r: R, source: &str) -> Result<Box<dyn Read + 'a>> {
     let mut head = [0u8; 6];
-    let mut n = 0;
-    while n < head.len() {
-        match r.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(Path::new(source))(e)),
-        }
-    }
+    let n = crate::util::read_up_to(&mut r, &mut head).map_err(io_err(Path::new(source)))?;
     let head = &head[..n];
     let chained = io::Cursor::new(head.to_vec()).chain(r);
     let unsupported = |format| ImageError::UnsupportedCompression {
         source_name: source.to_string(),
         format,
     };
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        return Err(unsupported("xz"));
+    }
+    if head.starts_with(b"BZh") {
+        return Err(unsupported("bzip2"));
+    }
+    Ok(match Compression::from_magic(head) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
             1 << 16,
             chained,
-        )))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err(Path::new(source)))?)
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        return Err(unsupported("xz"));
-    } else if head.starts_with(b"BZh") {
-        return Err(unsupported("bzip2"));
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, chained))
+        ))),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(chained).map_err(io_err(Path::new(source)))?)
+        }
+        Compression::None => Box::new(BufReader::with_capacity(1 << 16, chained)),
     })
 }
 
@@ -347,11 +321,8 @@ fn scan<R: Read>(reader: R, source: &str, out: File, blob_path: &Path) -> Result
         return Err(io_err(blob_path)(e));
     }
     let content_bytes = walked.map_err(corrupt)?;
-    if tee.inner.eof {
-        return Err(corrupt(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "archive ends without an end-of-archive block (truncated?)",
-        )));
+    if let Some(e) = tee.inner.truncated() {
+        return Err(corrupt(e));
     }
     // The rest (end blocks, record padding) is part of the stream and its digest.
     let drained = io::copy(&mut tee, &mut io::sink());

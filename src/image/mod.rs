@@ -34,26 +34,27 @@ mod archive;
 mod blob;
 mod changes;
 mod commit;
+mod gc;
 mod import;
 mod info;
 mod reference;
 mod register;
 pub mod registry;
+#[cfg(test)]
+mod test_tar;
 mod unpack;
 
 pub use archive::ArchiveFormat;
 pub use info::PruneReport;
 pub use reference::Reference;
-#[allow(unused_imports)] // for the registry pull path and the bundle builder
-pub use unpack::{unpack_layer, unpack_layer_unsynced, UnpackStats};
+pub use unpack::unpack_layer_unsynced;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use crate::state::{Db, ImageRow, StateError};
 use crate::sys;
@@ -190,7 +191,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
 
 /// A resolved image, ready to build a pod's rootfs from.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // read by the bundle builder and the pod layer
 pub struct Image {
     /// "sha256:<hex>" digest of the image config.
     pub id: String,
@@ -202,12 +202,12 @@ pub struct Image {
     /// Unpacked read-only layer directories, lowest first.
     pub layers: Vec<PathBuf>,
     /// Unpacked size in bytes.
+    #[allow(dead_code)] // only the unit tests read it; `gvpod images` shows the row's size
     pub size: u64,
 }
 
 /// One line of `gvpod images`: one per tag, or one for an untagged image.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[allow(dead_code)] // read by the CLI
 pub struct ImageSummary {
     /// Full normalised reference `registry/repository:tag`; `None` when untagged.
     pub reference: Option<String>,
@@ -227,6 +227,11 @@ pub struct ImageSummary {
 /// The image store under `<data_root>/images`.
 pub struct ImageStore {
     dir: PathBuf,
+    /// Unit tests only: when set, layers are applied without the overlay
+    /// mount and each application is recorded here
+    /// ([`ImageStore::without_mounts`]).
+    #[cfg(test)]
+    unmounted: Option<register::AppliedLog>,
 }
 
 /// Holds the store's exclusive lock until dropped.
@@ -336,12 +341,13 @@ struct Found {
     tag: Option<String>,
 }
 
-#[allow(dead_code)] // the public API is called by the CLI and the pod layer
 impl ImageStore {
     /// Opens the store under `<data_root>/images`, creating its layout if needed.
     pub fn new(data_root: &Path) -> Result<Self> {
         let store = ImageStore {
             dir: data_root.join("images"),
+            #[cfg(test)]
+            unmounted: None,
         };
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
@@ -357,6 +363,7 @@ impl ImageStore {
     }
 
     /// `<data_root>/images`.
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -586,13 +593,7 @@ impl ImageStore {
     /// Points the reference `target` at the image `source` designates.
     /// Returns the normalised target.
     pub fn tag(&self, db: &mut Db, source: &str, target: &str) -> Result<String> {
-        let r = Reference::parse(target)?;
-        let key = r.tagged().filter(|_| r.digest.is_none()).ok_or_else(|| {
-            ImageError::InvalidReference {
-                value: target.to_string(),
-                reason: "a tag cannot carry a digest".into(),
-            }
-        })?;
+        let key = Reference::parse_tag(target, "a tag cannot carry a digest")?;
         let _lock = self.lock()?;
         let found = self.find(db, source)?;
         db.put_image(&found.row, Some(&key))?;
@@ -674,81 +675,6 @@ impl ImageStore {
             None => Ok(()),
         }
     }
-
-    /// Layer hexes (chain ids) and blob hexes referenced by registered images.
-    fn referenced(&self, db: &Db) -> Result<(HashSet<String>, HashSet<String>)> {
-        let mut layers = HashSet::new();
-        let mut blobs = HashSet::new();
-        for row in db.images()? {
-            let (l, b) = row_files(&row)?;
-            layers.extend(l);
-            blobs.extend(b);
-        }
-        for (digest, _, blobs_json) in db.manifests()? {
-            blobs.extend(manifest_files(&digest, &blobs_json));
-        }
-        Ok((layers, blobs))
-    }
-
-    /// Garbage collection for `gvpod system gc`: removes layer dirs and blobs
-    /// no registered image references, leftovers of interrupted removals, and
-    /// temp files older than `min_temp_age` (younger ones may belong to an
-    /// import in progress). Returns what was removed.
-    pub fn gc(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<PathBuf>> {
-        Ok(self
-            .collect_garbage(db, min_temp_age)?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect())
-    }
-
-    /// [`ImageStore::gc`], with the bytes each removed path held.
-    fn collect_garbage(&self, db: &Db, min_temp_age: Duration) -> Result<Vec<(PathBuf, u64)>> {
-        let _lock = self.lock()?;
-        let (used_layers, used_blobs) = self.referenced(db)?;
-        let mut removed = Vec::new();
-        let now = SystemTime::now();
-        for (dir, used) in [
-            (self.layers_dir(), &used_layers),
-            (self.blobs_dir(), &used_blobs),
-        ] {
-            let rd = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
-            for e in rd {
-                let e = e.map_err(io_err(&dir))?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                let path = e.path();
-                let stale = if name.starts_with(TMP_PREFIX) {
-                    let age = std::fs::symlink_metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|m| now.duration_since(m).ok())
-                        .unwrap_or_default();
-                    age >= min_temp_age
-                } else {
-                    name.starts_with(RM_PREFIX) || !used.contains(&name)
-                };
-                if stale {
-                    let bytes = disk_usage(&path);
-                    sys::remove_path(&path).map_err(io_err(&path))?;
-                    removed.push((path, bytes));
-                }
-            }
-        }
-        Ok(removed)
-    }
-}
-
-/// Bytes of the files at or below `path`, symlinks not followed.
-fn disk_usage(path: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !m.is_dir() {
-        return m.len();
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -94,6 +94,17 @@ impl Reference {
         })
     }
 
+    /// Parses `s` as the name to tag an image with: a tag (`latest` when
+    /// none is given) and no digest, `no_digest` saying why a digest is
+    /// refused here. Returns the normalised `registry/repository:tag`.
+    pub fn parse_tag(s: &str, no_digest: &str) -> Result<String, ImageError> {
+        let r = Reference::parse(s)?;
+        match (&r.digest, r.tagged()) {
+            (None, Some(tag)) => Ok(tag),
+            _ => Err(invalid(s, no_digest)),
+        }
+    }
+
     /// `registry/repository`, without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
@@ -104,9 +115,9 @@ impl Reference {
         self.tag.as_ref().map(|t| format!("{}:{t}", self.name()))
     }
 
-    #[allow(dead_code)] // used by the CLI's tables
     /// Short display form: `docker.io/library/` and `docker.io/` are dropped
     /// (`busybox:latest`, `foo/bar:1`); other registries are kept.
+    #[allow(dead_code)] // not shown anywhere yet: the CLI prints full references
     pub fn short(&self) -> String {
         let mut out = if self.registry == DEFAULT_REGISTRY {
             match self.repository.strip_prefix("library/") {

@@ -14,6 +14,13 @@
 //! store lock; under the lock they are renamed into place and the image row
 //! is written in one transaction. Any failure removes the temp dirs and
 //! whatever this call put in place, and registers nothing.
+//!
+//! A layer with parents is applied in an overlay mount of them
+//! (`unpack::apply_layer`), which needs root. The unit tests run as any user
+//! with a store made [`ImageStore::without_mounts`]: each layer is unpacked
+//! on its own and what would have been stacked on what is recorded, so the
+//! tests check the store's logic (chain ids, parents, caching, rollback)
+//! and `tests/images/unpacked.rs` checks the mount, as root.
 
 use crate::sys;
 use std::io::{self, BufReader, Read};
@@ -45,6 +52,11 @@ pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar"
 /// Largest manifest or config blob accepted (they are read whole).
 pub const MAX_JSON_BLOB: u64 = 8 << 20;
 
+/// The first bytes of a gzip stream.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first bytes of a zstd frame.
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// How a layer blob is compressed, from its media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -66,6 +78,18 @@ impl Compression {
             "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Compression::Zstd,
             _ => return None,
         })
+    }
+
+    /// The compression the first bytes of a stream show (gzip and zstd
+    /// magic numbers; anything else is taken as uncompressed).
+    pub fn from_magic(head: &[u8]) -> Compression {
+        if head.starts_with(&GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(&ZSTD_MAGIC) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
     }
 
     /// Wraps `r` in the matching decompressor.
@@ -222,6 +246,23 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
+/// A layer application a store made [`ImageStore::without_mounts`] was
+/// asked for (unit tests).
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub(super) struct Applied {
+    /// The layer's name in messages: `<blob> (layer N of image <manifest>)`.
+    pub layer: String,
+    /// Where it was unpacked (the upper dir of the mount).
+    pub dest: PathBuf,
+    /// The parent layer dirs it would have been stacked on, lowest first.
+    pub parents: Vec<PathBuf>,
+}
+
+/// The applications recorded by a store made [`ImageStore::without_mounts`].
+#[cfg(test)]
+pub(super) type AppliedLog = std::sync::Arc<std::sync::Mutex<Vec<Applied>>>;
+
 /// The layer itself inside a layer temp dir (the rest is overlay scratch space).
 const UPPER: &str = "upper";
 
@@ -231,7 +272,6 @@ struct Unpacked {
     hex: String,
 }
 
-#[allow(dead_code)] // called by the registry pull and by `load`
 impl ImageStore {
     /// Registers an image whose manifest (OCI image manifest or Docker v2
     /// schema 2 manifest JSON), config and layer blobs are all already in
@@ -249,18 +289,9 @@ impl ImageStore {
         manifest_digest: &str,
         tag: Option<&str>,
     ) -> Result<Image> {
-        let tag = match tag {
-            None => None,
-            Some(t) => {
-                let r = Reference::parse(t)?;
-                Some(r.tagged().filter(|_| r.digest.is_none()).ok_or_else(|| {
-                    ImageError::InvalidReference {
-                        value: t.to_string(),
-                        reason: "a tag cannot carry a digest".into(),
-                    }
-                })?)
-            }
-        };
+        let tag = tag
+            .map(|t| Reference::parse_tag(t, "a tag cannot carry a digest"))
+            .transpose()?;
         let manifest = self.read_small_blob(manifest_digest, None, MAX_JSON_BLOB)?;
         let checked = check_manifest(manifest_digest, &manifest)?;
         let config_json = self.read_small_blob(
@@ -454,7 +485,7 @@ impl ImageStore {
             inner: reader,
             hasher: Sha256::new(),
         };
-        unpack::apply_layer(&mut hr, &dest, parents, &tmp.path, name)?;
+        self.apply_layer(&mut hr, &dest, parents, &tmp.path, name)?;
         io::copy(&mut hr, &mut io::sink()).map_err(corrupt)?;
         let actual = format!("sha256:{}", hex::encode(hr.hasher.finalize()));
         if actual != diff_id {
@@ -466,6 +497,40 @@ impl ImageStore {
             });
         }
         Ok(tmp)
+    }
+
+    /// [`unpack::apply_layer`], except in a store made
+    /// [`ImageStore::without_mounts`] (unit tests): there the layer is
+    /// unpacked on its own and the application recorded.
+    fn apply_layer<R: Read + Send>(
+        &self,
+        reader: R,
+        dest: &Path,
+        parents: &[PathBuf],
+        scratch: &Path,
+        name: &str,
+    ) -> Result<unpack::UnpackStats> {
+        #[cfg(test)]
+        if let Some(log) = &self.unmounted {
+            log.lock().unwrap().push(Applied {
+                layer: name.to_string(),
+                dest: dest.to_path_buf(),
+                parents: parents.to_vec(),
+            });
+            return unpack::unpack_layer(reader, dest, name);
+        }
+        unpack::apply_layer(reader, dest, parents, scratch, name)
+    }
+
+    /// This store, with layers applied without the overlay mount (which
+    /// needs root) and each application recorded in the returned log: for
+    /// unit tests of the store's logic. A layer is then unpacked as if it
+    /// had no parents, so its dir is not what the mount would give.
+    #[cfg(test)]
+    pub(super) fn without_mounts(mut self) -> (ImageStore, AppliedLog) {
+        let log = AppliedLog::default();
+        self.unmounted = Some(log.clone());
+        (self, log)
     }
 
     /// A fresh, empty `layers/.tmp-*` directory (mode 0755), removed on drop.

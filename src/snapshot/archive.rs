@@ -13,7 +13,7 @@
 //! structure and the sums each catch a different kind of damage).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ use super::{
     META, SPEC,
 };
 use crate::state::{Db, SnapshotRow, StateError};
+use crate::util::{copy, CopyError};
 
 const SUMS: &str = "SHA256SUMS";
 const MEMBERS: [&str; 4] = [META, SPEC, DIFF, IMAGE];
@@ -193,7 +194,7 @@ pub fn import(
             inner: &mut entry,
             hash: Sha256::new(),
         };
-        copy(&mut r, &mut w).map_err(|e| match e {
+        copy(&mut r, &mut w, 1 << 20).map_err(|e| match e {
             CopyError::Read(e) => bad(format!("corrupt or truncated: {e}")),
             CopyError::Write(e) => io("cannot write", &dest)(e),
         })?;
@@ -262,27 +263,6 @@ pub fn read_meta(path: &Path) -> std::result::Result<SnapshotMeta, String> {
     }
     serde_json::from_value(v)
         .map_err(|e| format!("{META} is not a gvpod snapshot description: {e}"))
-}
-
-enum CopyError {
-    Read(std::io::Error),
-    Write(std::io::Error),
-}
-
-/// `io::copy` that tells read errors (a damaged archive) from write errors (our disk).
-fn copy(r: &mut impl Read, w: &mut impl Write) -> std::result::Result<u64, CopyError> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = match r.read(&mut buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        w.write_all(&buf[..k]).map_err(CopyError::Write)?;
-        n += k as u64;
-    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,23 @@ macro_rules! require_runsc {
     };
 }
 
+/// Skips (by returning early) when not root, for tests that need root but
+/// not runsc (mounts, device nodes, owners). Where a skip would hide a
+/// missing test (CI, or `GVPOD_REQUIRE_ROOT_TESTS=1`) it fails instead.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::is_root() {
+            assert!(
+                !common::skips_forbidden(),
+                "this test needs root (mounts, device nodes, owners), and skipping is not allowed here"
+            );
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
 /// Whether a skipped test must fail instead (CI, GVPOD_REQUIRE_ROOT_TESTS=1).
 pub fn skips_forbidden() -> bool {
     std::env::var("GVPOD_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
@@ -58,7 +75,7 @@ pub fn runsc_info(r: &Root) -> serde_json::Value {
 }
 
 pub fn can_run() -> bool {
-    nix_is_root()
+    is_root()
         && Command::new(runsc_bin())
             .arg("--version")
             .stdout(Stdio::null())
@@ -67,7 +84,7 @@ pub fn can_run() -> bool {
             .is_ok_and(|s| s.success())
 }
 
-fn nix_is_root() -> bool {
+pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 

@@ -82,6 +82,29 @@ impl Layer {
         self.link(EntryType::Link, path, target)
     }
 
+    /// An entry of any type with its mode and owner, `data` as content.
+    pub fn owned(
+        &mut self,
+        kind: EntryType,
+        path: &str,
+        mode: u32,
+        (uid, gid): (u64, u64),
+        data: &[u8],
+    ) -> &mut Self {
+        let mut h = Self::header(kind, path, mode, data.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        self.raw(h, data)
+    }
+
+    /// A character or block device `major:minor`, mode 0640.
+    pub fn device(&mut self, kind: EntryType, path: &str, major: u32, minor: u32) -> &mut Self {
+        let mut h = Self::header(kind, path, 0o640, 0);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        self.raw(h, &[])
+    }
+
     /// Copies every entry of another (well-formed) tarball.
     pub fn extend_from(&mut self, tarball: &[u8]) -> &mut Self {
         let mut a = tar::Archive::new(tarball);

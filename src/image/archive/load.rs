@@ -1,14 +1,4 @@
-//! `gvpod load` and `gvpod save`: OCI image layouts and image archives.
-//!
-//! Accepted by [`ImageStore::load`]:
-//!
-//! * an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`);
-//! * an oci-archive: a tar of such a layout;
-//! * a docker-archive (`docker save`): `manifest.json` listing each image's
-//!   config file, `RepoTags` and layer files (legacy `<id>/layer.tar`
-//!   directories, possibly symlinked to one another, or `blobs/sha256/…`
-//!   in Docker ≥ 25, whose archives are also OCI layouts and load as such);
-//! * any of those archives gzip- or zstd-compressed, or on stdin (`-`).
+//! Loading: an archive read in one pass, or a layout directory read on demand.
 //!
 //! An archive is read in one pass, so it can be a pipe: every
 //! `blobs/sha256/<hex>` entry is streamed into the blob store and verified
@@ -17,57 +7,36 @@
 //! A layout directory is read on demand, each path resolved inside it
 //! (`openat2(RESOLVE_IN_ROOT)`), and only the blobs an image needs are copied.
 //! Then each image manifest (image indexes resolved to the host platform;
-//! a docker-archive entry gets an OCI manifest written for it, with layer
-//! media types from the blobs' magic bytes) is registered with
+//! a docker-archive entry gets an OCI manifest written for it, see
+//! [`super::docker`]) is registered with
 //! [`ImageStore::register_manifest`], which verifies and unpacks the layers.
 //!
-//! All or nothing: if anything fails, the images this load registered are
-//! unregistered again (tags it moved are put back), and blobs and layers it
-//! created that nothing references are removed.
+//! Invariants:
 //!
-//! [`ImageStore::save`] writes an oci-archive (default) or a docker-archive
-//! to a temp file next to the output, fsyncs it and renames it into place.
-//! Blobs are copied as stored; a docker-archive needs uncompressed
-//! `layer.tar`s, so compressed layers are decompressed (and their diff id
-//! checked) through a temp file.
+//! * no path inside an archive leaves it: names are normalised lexically
+//!   (`..` above the top is dropped with the entry), archive-internal links
+//!   are followed at most [`MAX_LINKS`] deep, and a layout directory is only
+//!   ever opened with `RESOLVE_IN_ROOT`;
+//! * memory is bounded: small files up to [`SMALL_BUDGET`] in total, JSON
+//!   blobs up to `MAX_JSON_BLOB` each, image indexes [`MAX_INDEX_DEPTH`] deep;
+//! * a stream that stops before its end-of-archive blocks is truncated,
+//!   never a shorter archive;
+//! * all or nothing: if anything fails, the images this load registered are
+//!   unregistered again (tags it moved are put back), and blobs and layers it
+//!   created that nothing references are removed.
 
 use crate::sys;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use super::register::{
-    self, check_manifest, Compression, Descriptor, MAX_JSON_BLOB, MT_DOCKER_LIST, MT_OCI_CONFIG,
-    MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD, MT_OCI_MANIFEST,
-};
-use super::unpack;
-use super::{
-    io_err, sha256_hex, temp_name, Found, ImageError, ImageStore, Reference, Result, TempPath,
-    TMP_PREFIX,
-};
-use crate::state::{Db, ImageRow};
-
-/// Archive formats `gvpod save` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ArchiveFormat {
-    /// A tar of an OCI image layout.
-    #[default]
-    OciArchive,
-    /// The `docker save` format (manifest.json, `<id>/layer.tar`).
-    DockerArchive,
-}
-
-/// Annotation naming an image in an OCI index (the full reference when
-/// gvpod, podman or skopeo write it; sometimes just a tag).
-const ANN_REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Annotation containerd and Docker use for the full image name.
-const ANN_CONTAINERD_NAME: &str = "io.containerd.image.name";
+use super::{Index, IndexEntry, ANN_CONTAINERD_NAME, ANN_REF_NAME};
+use crate::image::register::{check_manifest, MAX_JSON_BLOB, MT_DOCKER_LIST, MT_OCI_INDEX};
+use crate::image::unpack::{self, EofGuard};
+use crate::image::{io_err, sha256_hex, ImageError, ImageStore, Reference, Result};
+use crate::state::Db;
 
 /// Files below this size that are not `blobs/sha256/*` are kept in memory
 /// while an archive is read; larger ones are streamed into the blob store.
@@ -79,70 +48,11 @@ const MAX_INDEX_DEPTH: u32 = 4;
 /// Symlink chains inside an archive are followed at most this far.
 const MAX_LINKS: u32 = 16;
 
-fn bad_archive(source: &str, reason: impl Into<String>) -> ImageError {
+pub(super) fn bad_archive(source: &str, reason: impl Into<String>) -> ImageError {
     ImageError::InvalidArchive {
         source_name: source.to_string(),
         reason: reason.into(),
     }
-}
-
-/// Records, where the reader can see it during iteration, whether the
-/// stream hit EOF (a well-formed archive is parsed up to its end blocks
-/// before EOF is ever seen).
-struct EofFlag<R> {
-    inner: R,
-    eof: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl<R: Read> Read for EofFlag<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.eof.set(true);
-        }
-        Ok(n)
-    }
-}
-
-/// An OCI image index (or Docker manifest list) with the fields used here.
-#[derive(Debug, Deserialize, Serialize)]
-struct Index {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
-    manifests: Vec<IndexEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-struct IndexEntry {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-struct Platform {
-    architecture: String,
-    os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    variant: Option<String>,
-}
-
-/// One image of a docker-archive `manifest.json`.
-#[derive(Debug, Deserialize, Serialize)]
-struct DockerEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
 }
 
 /// The host's architecture in OCI (Go) terms.
@@ -173,9 +83,9 @@ enum Origin {
 }
 
 /// An archive being loaded: what was found where, and what this load created.
-struct Staged<'a> {
-    store: &'a ImageStore,
-    source: String,
+pub(super) struct Staged<'a> {
+    pub(super) store: &'a ImageStore,
+    pub(super) source: String,
     origin: Origin,
     /// Small files by normalised path (stream only).
     files: HashMap<String, Vec<u8>>,
@@ -202,7 +112,7 @@ impl<'a> Staged<'a> {
         }
     }
 
-    fn note(&mut self, ing: super::blob::Ingested) -> String {
+    pub(super) fn note(&mut self, ing: crate::image::blob::Ingested) -> String {
         if ing.created {
             self.created.insert(ing.digest.clone());
         }
@@ -222,11 +132,8 @@ impl<'a> Staged<'a> {
                 format!("not a tar archive (plain, gzip or zstd): {e}"),
             )
         };
-        let eof = std::rc::Rc::new(std::cell::Cell::new(false));
-        let mut guard = EofFlag {
-            inner: reader,
-            eof: eof.clone(),
-        };
+        let mut guard = EofGuard::new(reader);
+        let eof = guard.flag();
         {
             let mut archive = tar::Archive::new(&mut guard);
             let mut first = true;
@@ -316,11 +223,8 @@ impl<'a> Staged<'a> {
                 }
             }
         }
-        if eof.get() {
-            return Err(corrupt(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive ends without an end-of-archive block (truncated?)",
-            )));
+        if let Some(e) = guard.truncated() {
+            return Err(corrupt(e));
         }
         Ok(())
     }
@@ -355,7 +259,7 @@ impl<'a> Staged<'a> {
     }
 
     /// A small file's content (JSON), at most `MAX_JSON_BLOB` bytes.
-    fn small(&mut self, path: &str) -> Result<Vec<u8>> {
+    pub(super) fn small(&mut self, path: &str) -> Result<Vec<u8>> {
         let p = self.resolve(path)?;
         let missing = || bad_archive(&self.source, format!("{path} is missing"));
         match &self.origin {
@@ -384,7 +288,7 @@ impl<'a> Staged<'a> {
 
     /// Makes sure the file at `path` is in the blob store (verified against
     /// `expected` digest and size when given) and returns its digest.
-    fn blob(&mut self, path: &str, expected: Option<(&str, u64)>) -> Result<String> {
+    pub(super) fn blob(&mut self, path: &str, expected: Option<(&str, u64)>) -> Result<String> {
         let p = self.resolve(path)?;
         let missing = || bad_archive(&self.source, format!("{path} is missing"));
         let digest = match &self.origin {
@@ -535,71 +439,6 @@ impl<'a> Staged<'a> {
             }
         }
     }
-
-    /// The images of a docker-archive `manifest.json`, each given an OCI
-    /// manifest of its own.
-    fn docker_manifests(&mut self) -> Result<Vec<(String, Vec<String>)>> {
-        let data = self.small("manifest.json")?;
-        let entries: Vec<DockerEntry> = serde_json::from_slice(&data)
-            .map_err(|e| bad_archive(&self.source, format!("manifest.json: {e}")))?;
-        if entries.is_empty() {
-            return Err(bad_archive(&self.source, "manifest.json lists no image"));
-        }
-        let mut out = Vec::new();
-        for e in entries {
-            let config = self.small(&e.config)?;
-            let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
-            let ing =
-                self.store
-                    .ingest(&mut &config[..], Some(&config_digest), None, &config_digest)?;
-            self.note(ing);
-            let mut layers = Vec::new();
-            for l in &e.layers {
-                let d = self.blob(l, None)?;
-                let size = self
-                    .store
-                    .blob_path(&d)
-                    .and_then(|p| p.metadata().ok())
-                    .map_or(0, |m| m.len());
-                let media_type = match sniff(self.store, &d)? {
-                    Compression::None => MT_OCI_LAYER,
-                    Compression::Gzip => MT_OCI_LAYER_GZIP,
-                    Compression::Zstd => MT_OCI_LAYER_ZSTD,
-                };
-                layers.push(Descriptor {
-                    media_type: media_type.to_string(),
-                    digest: d,
-                    size,
-                    annotations: None,
-                });
-            }
-            let manifest = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MT_OCI_MANIFEST,
-                "config": {"mediaType": MT_OCI_CONFIG, "digest": config_digest, "size": config.len()},
-                "layers": layers,
-            });
-            let bytes = serde_json::to_vec(&manifest).map_err(|err| ImageError::Encode {
-                what: "manifest",
-                image: config_digest.clone(),
-                reason: err.to_string(),
-            })?;
-            let md = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-            let ing = self.store.ingest(&mut &bytes[..], Some(&md), None, &md)?;
-            self.note(ing);
-            let mut tags = Vec::new();
-            for t in e.repo_tags.unwrap_or_default() {
-                tags.push(normalise_tag(&t).ok_or_else(|| {
-                    bad_archive(
-                        &self.source,
-                        format!("RepoTags entry {t:?} is not a valid tag"),
-                    )
-                })?);
-            }
-            out.push((md, tags));
-        }
-        Ok(out)
-    }
 }
 
 /// The name an index entry gives its image, normalised; `None` when it has
@@ -615,34 +454,8 @@ fn entry_name(e: &IndexEntry) -> Option<String> {
 }
 
 /// `busybox:1` → `docker.io/library/busybox:1`; `None` if not a tag reference.
-fn normalise_tag(s: &str) -> Option<String> {
-    let r = Reference::parse(s).ok()?;
-    if r.digest.is_some() {
-        return None;
-    }
-    r.tagged()
-}
-
-/// The compression of a stored blob, from its magic bytes.
-fn sniff(store: &ImageStore, digest: &str) -> Result<Compression> {
-    let mut f = store.open_blob(digest, None)?;
-    let mut head = [0u8; 4];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(&store.blob_path(digest).unwrap_or_default())(e)),
-        }
-    }
-    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    })
+pub(super) fn normalise_tag(s: &str) -> Option<String> {
+    Reference::parse_tag(s, "a digest is no tag").ok()
 }
 
 /// What a registration changed, to undo it.
@@ -653,7 +466,6 @@ struct Undo {
     tags: Vec<(String, Option<String>)>,
 }
 
-#[allow(dead_code)] // called by the CLI
 impl ImageStore {
     /// Loads the images of an OCI layout directory, an oci-archive or a
     /// docker-archive (possibly gzip- or zstd-compressed; `-` reads stdin).
@@ -687,7 +499,8 @@ impl ImageStore {
         source: &str,
     ) -> Result<Vec<String>> {
         let mut staged = Staged::new(self, source, Origin::Stream);
-        let res = super::import::decompress(reader, source).and_then(|r| staged.read_stream(r));
+        let res =
+            crate::image::import::decompress(reader, source).and_then(|r| staged.read_stream(r));
         if let Err(e) = res {
             self.drop_created(db, &staged.created);
             return Err(e);
@@ -769,7 +582,7 @@ impl ImageStore {
             }
             for id in &undo.new_images {
                 if let Some(row) = db.image(id)? {
-                    let manifests = super::manifests_of(db, id)?;
+                    let manifests = crate::image::manifests_of(db, id)?;
                     if db.untag_image(None, id)? {
                         self.remove_unused_files(db, &row, &manifests)?;
                     }
@@ -803,304 +616,5 @@ impl ImageStore {
         if let Err(e) = res {
             tracing::warn!(error = %e, "cannot remove the blobs of a load; `gvpod image prune` removes them");
         }
-    }
-
-    /// Writes `names` (references or ids) to `out` as an archive.
-    /// Returns the references saved (the id for an image named by id).
-    pub fn save(
-        &self,
-        db: &Db,
-        names: &[String],
-        out: &Path,
-        format: ArchiveFormat,
-    ) -> Result<Vec<String>> {
-        if names.is_empty() {
-            return Err(ImageError::BadInput {
-                what: "image",
-                value: String::new(),
-                reason: "no image to save".into(),
-            });
-        }
-        let mut found: Vec<Found> = Vec::new();
-        for n in names {
-            found.push(self.find(db, n)?);
-        }
-        let out_name = out
-            .file_name()
-            .ok_or_else(|| ImageError::BadInput {
-                what: "output",
-                value: out.display().to_string(),
-                reason: "not a file name".into(),
-            })?
-            .to_string_lossy()
-            .into_owned();
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(ImageError::BadInput {
-                what: "output",
-                value: out.display().to_string(),
-                reason: format!("directory {} does not exist", dir.display()),
-            });
-        }
-        let tmp =
-            TempPath::new(dir.join(format!(".{out_name}.tmp-{}", crate::util::random_hex(6))));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp.path)
-            .map_err(io_err(&tmp.path))?;
-        let mut w = ArchiveWriter {
-            tar: tar::Builder::new(BufWriter::with_capacity(1 << 20, file)),
-            path: tmp.path.clone(),
-            written: HashSet::new(),
-        };
-        match format {
-            ArchiveFormat::OciArchive => self.write_oci(&mut w, &found)?,
-            ArchiveFormat::DockerArchive => self.write_docker(&mut w, &found)?,
-        }
-        let file = w
-            .tar
-            .into_inner()
-            .map_err(io_err(&tmp.path))?
-            .into_inner()
-            .map_err(|e| io_err(&tmp.path)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&tmp.path))?;
-        std::fs::rename(&tmp.path, out).map_err(io_err(out))?;
-        tmp.keep();
-        if let Ok(d) = sys::open_dir(&dir) {
-            let _ = sys::fsync(d.as_fd());
-        }
-        Ok(found.into_iter().map(|f| f.reference).collect())
-    }
-
-    /// The manifest of a registered image, parsed and checked.
-    fn manifest_of(&self, row: &ImageRow) -> Result<(Vec<u8>, register::Checked)> {
-        let data = self.read_small_blob(&row.manifest_digest, None, MAX_JSON_BLOB)?;
-        let checked = check_manifest(&row.manifest_digest, &data)?;
-        Ok((data, checked))
-    }
-
-    fn write_oci(&self, w: &mut ArchiveWriter, found: &[Found]) -> Result<()> {
-        w.dir("blobs/")?;
-        w.dir("blobs/sha256/")?;
-        let mut entries = Vec::new();
-        for f in found {
-            let (data, checked) = self.manifest_of(&f.row)?;
-            let media_type = serde_json::from_slice::<register::Manifest>(&data)
-                .ok()
-                .and_then(|m| m.media_type)
-                .unwrap_or_else(|| MT_OCI_MANIFEST.to_string());
-            for d in [&f.row.manifest_digest, &checked.config.digest]
-                .into_iter()
-                .chain(checked.layers.iter().map(|(l, _)| &l.digest))
-            {
-                let hex = sha256_hex(d).unwrap_or_default();
-                let path = self
-                    .blob_path(d)
-                    .ok_or_else(|| ImageError::InvalidDigest(d.clone()))?;
-                w.file_from(&format!("blobs/sha256/{hex}"), &path)?;
-            }
-            let annotations = f.tag.as_ref().map(|t| {
-                BTreeMap::from([
-                    (ANN_REF_NAME.to_string(), t.clone()),
-                    (ANN_CONTAINERD_NAME.to_string(), t.clone()),
-                ])
-            });
-            let cfg = parse_row_config(&f.row)?;
-            entries.push(IndexEntry {
-                media_type,
-                digest: f.row.manifest_digest.clone(),
-                size: data.len() as u64,
-                platform: Some(Platform {
-                    architecture: cfg.architecture().to_string(),
-                    os: cfg.os().to_string(),
-                    variant: cfg.variant().clone(),
-                }),
-                annotations,
-            });
-        }
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(MT_OCI_INDEX.to_string()),
-            manifests: entries,
-        };
-        let json = serde_json::to_vec(&index).map_err(|e| ImageError::Encode {
-            what: "index",
-            image: "being saved".into(),
-            reason: e.to_string(),
-        })?;
-        w.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        w.bytes("index.json", &json)
-    }
-
-    fn write_docker(&self, w: &mut ArchiveWriter, found: &[Found]) -> Result<()> {
-        // One manifest.json entry per image, with every tag asked for.
-        let mut order: Vec<&ImageRow> = Vec::new();
-        let mut tags: HashMap<String, Vec<String>> = HashMap::new();
-        for f in found {
-            if !order.iter().any(|r| r.id == f.row.id) {
-                order.push(&f.row);
-            }
-            if let Some(t) = &f.tag {
-                let v = tags.entry(f.row.id.clone()).or_default();
-                if !v.contains(t) {
-                    v.push(t.clone());
-                }
-            }
-        }
-        let mut manifest = Vec::new();
-        for row in order {
-            let (_, checked) = self.manifest_of(row)?;
-            let cfg = parse_row_config(row)?;
-            let diff_ids = cfg.rootfs().diff_ids();
-            let config_hex = sha256_hex(&row.id).unwrap_or_default().to_string();
-            let config_name = format!("{config_hex}.json");
-            let config_path = self
-                .blob_path(&row.id)
-                .ok_or_else(|| ImageError::InvalidDigest(row.id.clone()))?;
-            w.file_from(&config_name, &config_path)?;
-            let mut layers = Vec::new();
-            for ((l, compression), diff_id) in checked.layers.iter().zip(diff_ids) {
-                let hex = sha256_hex(diff_id)
-                    .ok_or_else(|| ImageError::InvalidDigest(diff_id.clone()))?;
-                let name = format!("{hex}/layer.tar");
-                if !w.written.contains(&name) {
-                    w.dir(&format!("{hex}/"))?;
-                    if *compression == Compression::None {
-                        let p = self
-                            .blob_path(&l.digest)
-                            .ok_or_else(|| ImageError::InvalidDigest(l.digest.clone()))?;
-                        w.file_from(&name, &p)?;
-                    } else {
-                        let tmp = self.decompressed(&l.digest, *compression, diff_id)?;
-                        w.file_from(&name, &tmp.path)?;
-                    }
-                }
-                layers.push(name);
-            }
-            manifest.push(DockerEntry {
-                config: config_name,
-                repo_tags: Some(tags.remove(&row.id).unwrap_or_default()),
-                layers,
-            });
-        }
-        let json = serde_json::to_vec(&manifest).map_err(|e| ImageError::Encode {
-            what: "manifest.json",
-            image: "being saved".into(),
-            reason: e.to_string(),
-        })?;
-        w.bytes("manifest.json", &json)
-    }
-
-    /// Decompresses a layer blob into a temp file in the blob dir, checking
-    /// its diff id.
-    fn decompressed(
-        &self,
-        digest: &str,
-        compression: Compression,
-        diff_id: &str,
-    ) -> Result<TempPath> {
-        let blob = self.open_blob(digest, None)?;
-        let tmp = TempPath::new(self.blobs_dir().join(temp_name(TMP_PREFIX)));
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp.path)
-            .map_err(io_err(&tmp.path))?;
-        let corrupt = |e: io::Error| ImageError::CorruptArchive {
-            what: format!("layer blob {digest}"),
-            source: e,
-        };
-        let mut r = compression
-            .reader(BufReader::with_capacity(1 << 20, blob))
-            .map_err(corrupt)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(corrupt(e)),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io_err(&tmp.path))?;
-        }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != diff_id {
-            return Err(ImageError::BlobMismatch {
-                digest: digest.to_string(),
-                what: "uncompressed digest (diff id)",
-                expected: diff_id.to_string(),
-                actual,
-            });
-        }
-        Ok(tmp)
-    }
-}
-
-fn parse_row_config(row: &ImageRow) -> Result<oci_spec::image::ImageConfiguration> {
-    register::parse_config(row.config_json.as_bytes()).map_err(|reason| ImageError::CorruptRecord {
-        id: row.id.clone(),
-        reason,
-    })
-}
-
-/// A tar being written: reproducible headers (owner 0, mode 0644/0755, mtime 0).
-struct ArchiveWriter {
-    tar: tar::Builder<BufWriter<File>>,
-    path: PathBuf,
-    written: HashSet<String>,
-}
-
-impl ArchiveWriter {
-    fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    }
-
-    fn dir(&mut self, name: &str) -> Result<()> {
-        if !self.written.insert(name.to_string()) {
-            return Ok(());
-        }
-        let mut h = Self::header(tar::EntryType::Directory, 0, 0o755);
-        self.tar
-            .append_data(&mut h, name, io::empty())
-            .map_err(io_err(&self.path))
-    }
-
-    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<()> {
-        self.written.insert(name.to_string());
-        let mut h = Self::header(tar::EntryType::Regular, data.len() as u64, 0o644);
-        self.tar
-            .append_data(&mut h, name, data)
-            .map_err(io_err(&self.path))
-    }
-
-    /// Appends the file at `src` (a store file) as `name`, once.
-    fn file_from(&mut self, name: &str, src: &Path) -> Result<()> {
-        if !self.written.insert(name.to_string()) {
-            return Ok(());
-        }
-        let f = File::open(src).map_err(io_err(src))?;
-        let len = f.metadata().map_err(io_err(src))?.len();
-        let mut h = Self::header(tar::EntryType::Regular, len, 0o644);
-        // The length in the header must match what follows, even if the file
-        // changed: read exactly `len` bytes.
-        let mut r = BufReader::with_capacity(1 << 20, f).take(len);
-        self.tar
-            .append_data(&mut h, name, &mut r)
-            .map_err(io_err(&self.path))
     }
 }
