@@ -23,7 +23,9 @@ pub(super) struct Ended {
     pub checkpointed: bool,
 }
 
-/// Records the end of `pod`'s launch; returns its exit code.
+/// Records the end of `pod`'s launch; returns its exit code and the
+/// directories of a removed `--rm` pod left to delete once its client has
+/// the answer (`cleanup::remove_pod_deferring`).
 pub(super) fn record(
     ctx: &mut Ctx,
     pod: &PodRow,
@@ -31,7 +33,7 @@ pub(super) fn record(
     e: Ended,
     client: &Option<Client>,
     out: &mut Output,
-) -> Option<i32> {
+) -> (Option<i32>, Vec<std::path::PathBuf>) {
     let id = pod.id.as_str();
     let mut code = match e.status {
         // Stopped by gvpod after its checkpoint (as runsc 20221219 does, 0).
@@ -67,9 +69,13 @@ pub(super) fn record(
     }
     let _ = ctx.db.remove_resource(ResourceKind::Runsc, id);
     failpoint::hit("monitor:recorded");
+    let mut later = vec![];
     let removed = pod.auto_remove
-        && match super::super::cleanup::remove_pod(ctx, id) {
-            Ok(()) => true,
+        && match super::super::cleanup::remove_pod_deferring(ctx, id) {
+            Ok(dirs) => {
+                later = dirs;
+                true
+            }
             Err(e) => {
                 tracing::warn!("removing --rm pod {id}: {e}");
                 false
@@ -81,7 +87,7 @@ pub(super) fn record(
     if !removed {
         let _ = ctx.db.monitor_done(id, std::process::id() as i32);
     }
-    code
+    (code, later)
 }
 
 /// The shell's convention: a signal's exit code is 128 + its number.

@@ -278,7 +278,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         let _ = nix::unistd::write(c.stderr.as_fd(), line.as_bytes());
     }
 
-    let code = exit::record(
+    let (code, later) = exit::record(
         ctx,
         &pod,
         &flags,
@@ -293,6 +293,12 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
+    }
+    // A removed --rm pod's bundle, renamed aside: deleted after the answer.
+    for d in later {
+        if let Err(e) = crate::sys::remove_path(&d) {
+            tracing::warn!("removing {}: {e}", d.display());
+        }
     }
     // A pod that exited at once: its chores start now, after the answer.
     if let Some((done, t)) = chores {

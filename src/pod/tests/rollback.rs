@@ -149,3 +149,34 @@ fn rm_force_removes_a_pod_whose_runsc_flags_are_corrupt() {
     assert!(w.row(&p.id).is_none());
     assert_eq!(w.host.calls(), ["remove /d/b"]);
 }
+
+#[test]
+fn a_removal_with_an_answer_to_give_renames_the_bundle_aside() {
+    let mut w = world(Release::R20240729);
+    let p = w.pod("web", PodStatus::Exited, no_network());
+    let bundle = w.ctx.bundle_dir(&p.id);
+    let rootfs = bundle.join("rootfs").display().to_string();
+    w.ctx
+        .db
+        .add_resource(&p.id, ResourceKind::Path, &bundle.display().to_string())
+        .unwrap();
+    w.ctx
+        .db
+        .add_resource(&p.id, ResourceKind::Mount, &rootfs)
+        .unwrap();
+    let later = cleanup::remove_pod_deferring(&mut w.ctx, &p.id).unwrap();
+    // The mount is undone first, then the directory is renamed, not removed.
+    assert_eq!(w.host.calls(), [format!("unmount {rootfs}")]);
+    let gone = bundle.with_file_name(format!("{}{}", cleanup::GONE_PREFIX, p.id));
+    assert_eq!(later, std::slice::from_ref(&gone));
+    assert!(gone.join("config.json").is_file() && !bundle.exists());
+    assert!(w.row(&p.id).is_none());
+    assert!(w.ctx.db.resources(Some(&p.id)).unwrap().is_empty());
+    // Left behind by a killed monitor: `system gc` removes it.
+    let rep = cleanup::gc(&mut w.ctx).unwrap();
+    assert!(rep.paths.contains(&gone.display().to_string()), "{rep:?}");
+    assert!(w
+        .host
+        .calls()
+        .contains(&format!("remove {}", gone.display())));
+}
