@@ -127,12 +127,10 @@ pub struct RunArgs {
     pub cmd: Vec<String>,
 }
 
-/// Lowest `--pids-limit` that leaves the sandbox room to start and run a few processes.
-const MIN_PIDS_LIMIT: i64 = 64;
-
-/// The pod's options from `run`/`create` arguments, each value checked the
-/// way every entry point checks it (`bundle`'s parsers). The errors stay
-/// `BundleError`s and `PodError`s for the exit code (both 2 here).
+/// The pod's options from `run`/`create` arguments, each value parsed the
+/// way every entry point parses it (`bundle`'s parsers); what depends on the
+/// sandbox (platform, pids limit) is checked by `pod::create` for every
+/// front end. The errors stay `BundleError`s and `PodError`s (exit 2).
 impl TryFrom<&RunArgs> for PodOptions {
     type Error = anyhow::Error;
 
@@ -152,14 +150,6 @@ impl TryFrom<&RunArgs> for PodOptions {
                 PodError::Usage(format!("invalid --runsc-flag {f:?}: use NAME=VALUE"))
             })?;
             runsc_flags.push((k.trim_start_matches('-').to_string(), v.to_string()));
-        }
-        if let Some(p) = &a.platform {
-            if !matches!(p.as_str(), "ptrace" | "systrap" | "kvm") {
-                return Err(PodError::Usage(format!(
-                    "invalid --platform {p:?}: use ptrace, systrap or kvm"
-                ))
-                .into());
-            }
         }
         let opts = PodOptions {
             cmd: r.cmd.clone(),
@@ -187,17 +177,6 @@ impl TryFrom<&RunArgs> for PodOptions {
             tty: a.tty,
             interactive: a.interactive,
         };
-        if let Some(n) = opts.pids_limit {
-            // The limit applies to the sandbox's host tasks: gVisor's own threads
-            // (and, on ptrace, one stub process per address space) count too, and
-            // below ~40 the sandbox cannot even start (measured on 20221219).
-            if n < MIN_PIDS_LIMIT {
-                return Err(PodError::Usage(format!(
-                    "invalid --pids-limit {n}: the gVisor sandbox's own threads count against it; use at least {MIN_PIDS_LIMIT}"
-                ))
-                .into());
-            }
-        }
         Ok(opts)
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::bundle::PodOptions;
-use crate::image::registry::{self, RegistryError};
+use crate::image::registry;
 use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
 use args::{Cli, Cmd, ImageCmd, NetworkCmd, RunArgs, SaveFormat, SystemCmd};
 
@@ -33,21 +33,15 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = crate::error::exit_code(&e);
-            if e.downcast_ref::<crate::image::ImageError>().is_some()
-                || e.downcast_ref::<RegistryError>().is_some()
-            {
-                // Archive errors can quote raw header bytes: keep it one clean line.
-                let msg: String = e
-                    .to_string()
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect();
-                eprintln!("gvpod: {msg}");
-            } else {
-                eprintln!("gvpod: {e}");
-            }
-            code
+            // One clean line, whatever the error quotes (archive errors can
+            // carry raw header bytes, runsc's a goroutine dump).
+            let msg: String = e
+                .to_string()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            eprintln!("gvpod: {msg}");
+            crate::error::exit_code(&e)
         }
     }
 }
@@ -69,45 +63,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let debug = cli.debug;
     match cli.cmd {
         Cmd::Run(a) => {
-            let detach = a.detach;
-            let (stdin, tty) = (a.pod.interactive, a.pod.tty);
-            let pod = create(&mut ctx, &a, debug, true)?;
-            let attach = if detach {
-                Attach::Detached
-            } else {
-                Attach::Foreground { stdin, tty }
+            let req = pod::RunRequest {
+                create: create_request(&a, debug, true)?,
+                detach: a.detach,
+                stdin: a.pod.interactive,
+                tty: a.pod.tty,
             };
-            match pod::start(&mut ctx, &pod, attach) {
-                Ok(StartOutcome::Started { .. }) => {
+            match pod::run(&mut ctx, req)? {
+                (pod, pod::RunOutcome::Detached) => {
                     println!("{}", pod.id);
                     Ok(0)
                 }
-                Ok(StartOutcome::Exited { code }) if detach => {
-                    // Like docker: a pod that ran and exited at once still ran.
-                    // Only a sandbox that never started (125, or no code) is an error.
-                    match code {
-                        Some(c) if c != 125 => {
-                            println!("{}", pod.id);
-                            Ok(0)
-                        }
-                        _ => Err(PodError::Monitor(format!(
-                            "pod {} failed to start; see `gvpod logs {}`",
-                            pod.name, pod.name
-                        ))
-                        .into()),
-                    }
-                }
-                Ok(StartOutcome::Exited { code }) => Ok(code.unwrap_or(125)),
-                Err(e) => {
-                    if pod.auto_remove {
-                        let _ = pod::remove(&mut ctx, &pod.id, true);
-                    }
-                    Err(e.into())
-                }
+                (_, pod::RunOutcome::Exited(code)) => Ok(code),
             }
         }
         Cmd::Create(a) => {
-            let pod = create(&mut ctx, &a, debug, false)?;
+            pod::ensure_image(&mut ctx, &a.image)?;
+            let pod = pod::create(&mut ctx, create_request(&a, debug, false)?)?;
             println!("{}", pod.id);
             Ok(0)
         }
@@ -410,69 +382,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
     let mut code = 0;
     for name in images {
-        let res = (|| -> anyhow::Result<Vec<String>> {
-            let img = ctx.images.resolve(&ctx.db, &name)?;
-            let users = ctx.db.pods_using_image(&img.id)?;
-            if !users.is_empty() {
-                if !force {
-                    return Err(PodError::Usage(format!(
-                        "image {name:?} is used by pod(s) {}; remove them first or use `gvpod rmi -f`",
-                        users.join(", ")
-                    ))
-                    .into());
-                }
-                for p in &users {
-                    pod::remove(ctx, p, true)?;
-                }
-            }
-            Ok(ctx.images.remove(&mut ctx.db, &name)?)
-        })();
-        match res {
+        match pod::remove_image(ctx, &name, force) {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("gvpod: {e}");
-                code = crate::error::exit_code(&e).max(code);
+                code = code.max(e.exit_code());
             }
         }
     }
     Ok(code)
 }
 
-fn create(
-    ctx: &mut Ctx,
-    a: &RunArgs,
-    debug: bool,
-    starting: bool,
-) -> anyhow::Result<crate::state::PodRow> {
-    let opts = PodOptions::try_from(a)?;
-    pull_if_missing(ctx, &a.image)?;
-    Ok(pod::create(
-        ctx,
-        pod::CreateRequest {
-            image: a.image.clone(),
-            name: a.pod.name.clone(),
-            opts,
-            auto_remove: a.rm,
-            debug,
-            starting,
-        },
-    )?)
-}
-
-/// `run`/`create` of an image that is not in the store pulls it first, like
-/// docker (a name that is an image id or id prefix is never pulled).
-fn pull_if_missing(ctx: &mut Ctx, image: &str) -> anyhow::Result<()> {
-    match ctx.images.resolve(&ctx.db, image) {
-        Err(crate::image::ImageError::NotFound(_)) if !image.starts_with("sha256:") => {
-            let opts = registry::PullOptions {
-                tls_verify: true,
-                platform: None,
-                quiet: false,
-            };
-            registry::pull(&ctx.images, &mut ctx.db, &ctx.root, image, &opts)?;
-            Ok(())
-        }
-        // Found, or an error that pod::create reports the usual way.
-        _ => Ok(()),
-    }
+/// The create request of `run`/`create` arguments.
+fn create_request(a: &RunArgs, debug: bool, starting: bool) -> anyhow::Result<pod::CreateRequest> {
+    Ok(pod::CreateRequest {
+        image: a.image.clone(),
+        name: a.pod.name.clone(),
+        opts: PodOptions::try_from(a)?,
+        auto_remove: a.rm,
+        debug,
+        starting,
+    })
 }

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::pod::{self, Ctx};
-use crate::snapshot::{archive, SnapshotStore};
 
 #[derive(Args)]
 pub struct CheckpointArgs {
@@ -132,14 +131,10 @@ struct SnapshotView {
 }
 
 pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
-    let store = SnapshotStore::new(&ctx.root)?;
     match cmd {
         SnapshotCmd::Ls { quiet, format } => {
             let json = super::format::check_format(&format)?;
-            store.sweep(&ctx.db)?;
-            let rows: Vec<SnapshotView> = ctx
-                .db
-                .snapshots()?
+            let rows: Vec<SnapshotView> = pod::snapshots::list(ctx)?
                 .into_iter()
                 .map(|r| SnapshotView {
                     size: u64::try_from(r.size).unwrap_or(0),
@@ -180,36 +175,26 @@ pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         SnapshotCmd::Inspect { snapshots } => {
-            let mut out = vec![];
-            for key in snapshots {
-                let row = store.lookup(&ctx.db, &key)?;
-                let mut v = serde_json::to_value(store.meta(&row)?)?;
-                v["size"] = row.size.into();
-                v["path"] = store.path(&row.id).display().to_string().into();
-                out.push(v);
-            }
+            let out = snapshots
+                .iter()
+                .map(|k| pod::snapshots::inspect(ctx, k))
+                .collect::<Result<Vec<_>, _>>()?;
             super::format::inspect(&out)?;
             Ok(0)
         }
         SnapshotCmd::Rm { snapshots } => Ok(super::format::each_name(
             &snapshots,
-            |e: &crate::snapshot::SnapshotError| e.kind().exit_code(),
-            |key| {
-                store
-                    .lookup(&ctx.db, key)
-                    .and_then(|row| store.remove(&mut ctx.db, &row))
-            },
+            pod::PodError::exit_code,
+            |key| pod::snapshots::remove(ctx, key),
         )),
         SnapshotCmd::Export { snapshot, output } => {
-            let row = store.lookup(&ctx.db, &snapshot)?;
-            let size = archive::export(&store, &row, &output)?;
-            tracing::info!("exported {} ({size} bytes)", row.name);
+            let (name, size) = pod::snapshots::export(ctx, &snapshot, &output)?;
+            tracing::info!("exported {name} ({size} bytes)");
             println!("{}", output.display());
             Ok(0)
         }
         SnapshotCmd::Import { file, name } => {
-            store.sweep(&ctx.db)?;
-            let meta = archive::import(&store, &mut ctx.db, &file, name.as_deref())?;
+            let meta = pod::snapshots::import(ctx, &file, name.as_deref())?;
             println!("{}", meta.name);
             Ok(0)
         }

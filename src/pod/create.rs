@@ -21,6 +21,7 @@ pub struct CreateRequest {
 
 /// Creates a pod and returns its row (status `created`).
 pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
+    check_options(&req.opts)?;
     let name = match &req.name {
         Some(n) => {
             id::validate_name(n)?;
@@ -167,4 +168,29 @@ fn assemble(
 
 fn write_plain(path: &std::path::Path, data: String) -> Result<()> {
     std::fs::write(path, data.as_bytes()).map_err(super::io("cannot write", path))
+}
+
+/// Lowest `--pids-limit` that leaves the sandbox room to start and run a few processes.
+const MIN_PIDS_LIMIT: i64 = 64;
+
+/// What every front end's options must satisfy before anything is made.
+fn check_options(opts: &PodOptions) -> Result<()> {
+    if let Some(p) = &opts.platform {
+        if !matches!(p.as_str(), "ptrace" | "systrap" | "kvm") {
+            return Err(PodError::Usage(format!(
+                "invalid --platform {p:?}: use ptrace, systrap or kvm"
+            )));
+        }
+    }
+    if let Some(n) = opts.pids_limit {
+        // The limit applies to the sandbox's host tasks: gVisor's own threads
+        // (and, on ptrace, one stub process per address space) count too, and
+        // below ~40 the sandbox cannot even start (measured on 20221219).
+        if n < MIN_PIDS_LIMIT {
+            return Err(PodError::Usage(format!(
+                "invalid --pids-limit {n}: the gVisor sandbox's own threads count against it; use at least {MIN_PIDS_LIMIT}"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod exec;
 mod failpoint;
 mod host;
 mod id;
+mod images;
 mod info;
 mod logs;
 mod monitor;
@@ -17,6 +18,8 @@ mod network;
 mod proto;
 mod provision;
 mod restore;
+mod run;
+pub mod snapshots;
 mod start;
 mod stop;
 #[cfg(test)]
@@ -27,11 +30,13 @@ pub use cleanup::{gc, remove, GcReport};
 pub use commit::commit;
 pub use create::{create, CreateRequest};
 pub use exec::{exec, ExecRequest};
+pub use images::{ensure as ensure_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};
 pub use restore::{restore, RestoreRequest};
+pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stop::{kill, stop, wait};
 
@@ -87,6 +92,9 @@ pub enum PodError {
     Monitor(String),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// Boxed: a registry error is large, and every `Result` carries this enum.
+    #[error(transparent)]
+    Registry(Box<crate::image::registry::RegistryError>),
     #[error("checkpoint of pod {pod} failed: {msg}")]
     Checkpoint { pod: String, msg: String },
     #[error("restore of snapshot {snapshot} failed: {msg}")]
@@ -97,6 +105,12 @@ pub enum PodError {
     NoNetwork(String),
     #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
     NotRoot,
+}
+
+impl From<crate::image::registry::RegistryError> for PodError {
+    fn from(e: crate::image::registry::RegistryError) -> PodError {
+        PodError::Registry(Box::new(e))
+    }
 }
 
 impl PodError {
@@ -117,6 +131,7 @@ impl PodError {
             PodError::Runsc(e) => e.kind(),
             PodError::Net(e) => e.kind(),
             PodError::Snapshot(e) => e.kind(),
+            PodError::Registry(e) => e.kind(),
             PodError::Io { .. }
             | PodError::Monitor(_)
             | PodError::Checkpoint { .. }

@@ -1,0 +1,44 @@
+//! What the pod layer adds to the image store: the pull a `run` or `create`
+//! of a missing image does first, and `rmi -f`, which removes the pods that
+//! use an image before the image.
+
+use super::{Ctx, PodError, Result};
+use crate::image::registry;
+
+/// Pulls `image` when the store does not have it, like docker's `run`; a
+/// name that is an image id (or id prefix) is never pulled. Any other
+/// lookup error is left for `create` to report the usual way.
+pub fn ensure(ctx: &mut Ctx, image: &str) -> Result<()> {
+    match ctx.images.resolve(&ctx.db, image) {
+        Err(crate::image::ImageError::NotFound(_)) if !image.starts_with("sha256:") => {
+            let opts = registry::PullOptions {
+                tls_verify: true,
+                platform: None,
+                quiet: false,
+            };
+            registry::pull(&ctx.images, &mut ctx.db, &ctx.root, image, &opts)?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes image `name` (its tag, or the image once untagged); an image that
+/// pods use is refused unless `force`, which removes those pods first.
+/// Returns the store's lines (`Untagged: …`, `Deleted: …`).
+pub fn remove(ctx: &mut Ctx, name: &str, force: bool) -> Result<Vec<String>> {
+    let img = ctx.images.resolve(&ctx.db, name)?;
+    let users = ctx.db.pods_using_image(&img.id)?;
+    if !users.is_empty() {
+        if !force {
+            return Err(PodError::Usage(format!(
+                "image {name:?} is used by pod(s) {}; remove them first or use `gvpod rmi -f`",
+                users.join(", ")
+            )));
+        }
+        for p in &users {
+            super::remove(ctx, p, true)?;
+        }
+    }
+    Ok(ctx.images.remove(&mut ctx.db, name)?)
+}

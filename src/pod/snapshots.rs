@@ -1,0 +1,48 @@
+//! The snapshot verbs that are not `checkpoint` or `restore`: list, inspect,
+//! remove, export and import, each sweeping what a killed writer left
+//! first where it matters, so every front end sees the same store.
+
+use std::path::Path;
+
+use super::{Ctx, Result};
+use crate::snapshot::{archive, SnapshotMeta, SnapshotStore};
+use crate::state::SnapshotRow;
+
+/// Every registered snapshot, oldest first (temp dirs of killed writers swept).
+pub fn list(ctx: &mut Ctx) -> Result<Vec<SnapshotRow>> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    store.sweep(&ctx.db)?;
+    Ok(ctx.db.snapshots()?)
+}
+
+/// A snapshot's `snapshot.json`, plus its size on disk and its directory.
+pub fn inspect(ctx: &Ctx, key: &str) -> Result<serde_json::Value> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    let row = store.lookup(&ctx.db, key)?;
+    let mut v = serde_json::to_value(store.meta(&row)?).expect("snapshot metadata serialises");
+    v["size"] = row.size.into();
+    v["path"] = store.path(&row.id).display().to_string().into();
+    Ok(v)
+}
+
+/// Removes a snapshot (its row, then its directory).
+pub fn remove(ctx: &mut Ctx, key: &str) -> Result<()> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    let row = store.lookup(&ctx.db, key)?;
+    Ok(store.remove(&mut ctx.db, &row)?)
+}
+
+/// Writes a snapshot to one archive; returns its name and the archive's size.
+pub fn export(ctx: &Ctx, key: &str, out: &Path) -> Result<(String, u64)> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    let row = store.lookup(&ctx.db, key)?;
+    let size = archive::export(&store, &row, out)?;
+    Ok((row.name, size))
+}
+
+/// Registers a snapshot from an archive made by `export`.
+pub fn import(ctx: &mut Ctx, file: &Path, name: Option<&str>) -> Result<SnapshotMeta> {
+    let store = SnapshotStore::new(&ctx.root)?;
+    store.sweep(&ctx.db)?;
+    Ok(archive::import(&store, &mut ctx.db, file, name)?)
+}
