@@ -63,7 +63,7 @@ export GVPOD_RUNSC="$RUNSC" # gvpod uses the same runsc
 PLATFORM="${BENCH_PLATFORM:-}"
 if [ -z "$PLATFORM" ]; then
     # runsc's own default, as `runsc flags` states it: `(default "ptrace")`.
-    PLATFORM="$("$RUNSC" flags 2>&1 | grep -A1 -- '^ *-platform ' | sed -n 's/.*(default "\([a-z0-9]*\)").*/\1/p' | head -1)"
+    PLATFORM="$("$RUNSC" flags 2>&1 | grep -A1 -- '^ *-platform ' | sed -n 's/.*(default "\([a-z0-9]*\)").*/\1/p' | sed -n 1p)"
     [ -n "$PLATFORM" ] || die "cannot tell the default platform of $RUNSC from \`runsc flags\`; set BENCH_PLATFORM"
 fi
 case "$PLATFORM" in ''|*[!a-z0-9]*|kvm) die "BENCH_PLATFORM $PLATFORM is refused (kvm can hang under nested virtualisation)" ;; esac
@@ -286,7 +286,7 @@ for i in $(seq "$RUNS"); do
 done
 echo "answer $(median "${cold[@]}") $(median "${warm[@]}")" >>"$RESULTS"
 
-python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | head -1)" "$PLATFORM" <<'EOF'
+python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | sed -n 1p)" "$PLATFORM" <<'EOF'
 import os, sys
 rows = [l.split() for l in open(sys.argv[1])]
 print(f"\nsnapshot benchmark: medians (runs per tool in the first column), {sys.argv[3]}, {sys.argv[4]}, --network none (part 1), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")

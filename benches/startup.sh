@@ -74,10 +74,10 @@ if [ -z "${GVPOD_BIN:-}" ]; then
 fi
 RUNSC="$(readlink -f "${GVPOD_RUNSC:-$(command -v runsc)}")"
 export GVPOD_RUNSC="$RUNSC" # gvpod uses the same runsc
-RUNSC_VERSION="$("$RUNSC" --version | head -1)"
+RUNSC_VERSION="$("$RUNSC" --version | sed -n 1p)"
 if [ -z "$PLATFORM" ]; then
     # runsc's own default, as `runsc flags` states it: `(default "ptrace")`.
-    PLATFORM="$("$RUNSC" flags 2>&1 | grep -A1 -- '^ *-platform ' | sed -n 's/.*(default "\([a-z0-9]*\)").*/\1/p' | head -1)"
+    PLATFORM="$("$RUNSC" flags 2>&1 | grep -A1 -- '^ *-platform ' | sed -n 's/.*(default "\([a-z0-9]*\)").*/\1/p' | sed -n 1p)"
     [ -n "$PLATFORM" ] || die "cannot tell the default platform of $RUNSC from \`runsc flags\`; set BENCH_PLATFORM"
 fi
 case "$PLATFORM" in ''|*[!a-z0-9]*) die "bad BENCH_PLATFORM $PLATFORM" ;; esac

@@ -49,12 +49,12 @@ done
 
 status=0
 # Pass 1: unit tests and the integration tests with the system's runsc.
-echo "==> pass 1: $("$first" --version | head -1) ($first)"
+echo "==> pass 1: $("$first" --version | sed -n 1p) ($first)"
 GVPOD_RUNSC="$first" GVPOD_RUNSC_OTHER="$second" \
     cargo test --locked --no-fail-fast --lib "${tests[@]}" -- --test-threads=2 || status=$?
 
 # Pass 2: the integration tests with the second release.
-echo "==> pass 2: $("$second" --version | head -1) ($second)"
+echo "==> pass 2: $("$second" --version | sed -n 1p) ($second)"
 GVPOD_RUNSC="$second" GVPOD_RUNSC_OTHER="$first" \
     cargo test --locked --no-fail-fast "${tests[@]}" -- --test-threads=2 || status=$?
 
