@@ -378,6 +378,57 @@ pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>>
     Ok(Some(buf))
 }
 
+/// Extended attributes of `path` itself (not following a symlink), by
+/// name; none where the filesystem has no xattrs.
+pub fn lxattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        // SAFETY: the buffer is valid for its length; the kernel writes at most that.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => names.resize(names.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(vec![]),
+            _ => return Err(e),
+        }
+    };
+    let mut out = vec![];
+    for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let cname = std::ffi::CString::new(name)?;
+        let mut val = vec![0u8; 256];
+        let len = loop {
+            // SAFETY: as above.
+            let len = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    cname.as_ptr(),
+                    val.as_mut_ptr().cast(),
+                    val.len(),
+                )
+            };
+            if len >= 0 {
+                break len as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ERANGE) => val.resize(val.len() * 4, 0),
+                Some(libc::ENODATA) => break usize::MAX,
+                _ => return Err(e),
+            }
+        };
+        if len == usize::MAX {
+            continue;
+        }
+        val.truncate(len);
+        out.push((String::from_utf8_lossy(name).into_owned(), val));
+    }
+    Ok(out)
+}
+
 /// `renameat2(RENAME_NOREPLACE)`: fails with EEXIST if the target exists.
 pub fn rename_noreplace(
     old_dir: BorrowedFd<'_>,

@@ -282,19 +282,7 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
         }
     }
     // Bundle directories and logs with no pod.
-    for (dir, strip) in [(bundles, ""), (ctx.root.join("logs"), ".json")] {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let id = name.strip_suffix(strip).unwrap_or(&name);
-                let gone = strip.is_empty() && name.starts_with(GONE_PREFIX);
-                if gone || (id.len() == 64 && !live.contains(id)) {
-                    ctx.host().remove_path(&e.path())?;
-                    rep.paths.push(e.path().display().to_string());
-                }
-            }
-        }
-    }
+    rep.paths.extend(sweep_paths(ctx, &live)?);
     // Snapshot directories left by killed checkpoints and imports.
     let snapshots = crate::snapshot::SnapshotStore::new(&ctx.root)?;
     for p in snapshots.sweep(&ctx.db)? {
@@ -408,6 +396,31 @@ fn cgroup_parents() -> Vec<std::path::PathBuf> {
         }
     }
     v
+}
+
+/// Removes the bundle directories and logs of no pod in `live` (and bundle
+/// directories a `--rm` pod's monitor renamed aside and did not get to
+/// delete); returns what it removed.
+pub(crate) fn sweep_paths(
+    ctx: &Ctx,
+    live: &std::collections::HashSet<String>,
+) -> Result<Vec<String>> {
+    let mut removed = vec![];
+    let bundles = ctx.root.join("bundles");
+    for (dir, strip) in [(bundles, ""), (ctx.root.join("logs"), ".json")] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(strip).unwrap_or(&name);
+                let gone = strip.is_empty() && name.starts_with(GONE_PREFIX);
+                if gone || (id.len() == 64 && !live.contains(id)) {
+                    ctx.host().remove_path(&e.path())?;
+                    removed.push(e.path().display().to_string());
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

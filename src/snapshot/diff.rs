@@ -20,10 +20,9 @@
 //! adds. Entries are sorted by name, so an unchanged pod gives the same bytes.
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -42,11 +41,20 @@ const OPAQUE: &str = "trusted.overlay.opaque";
 /// Writes the diff held in the overlay upper directory `upper` to `out` as
 /// an uncompressed OCI layer tarball.
 pub fn write_diff<W: Write>(upper: &Path, out: W) -> Result<DiffStats> {
+    write_diff_with(upper, out, crate::sys::lxattrs)
+}
+
+/// How the diff reads a file's extended attributes: `sys::lxattrs`, or in
+/// unit tests a wrapper that adds the `trusted.*` ones only root can set.
+type ReadXattrs = fn(&Path) -> std::io::Result<Vec<(String, Vec<u8>)>>;
+
+fn write_diff_with<W: Write>(upper: &Path, out: W, xattrs: ReadXattrs) -> Result<DiffStats> {
     let mut w = Writer {
         tar: tar::Builder::new(out),
         upper: upper.to_owned(),
         links: HashMap::new(),
         stats: DiffStats::default(),
+        xattrs,
     };
     w.tar.follow_symlinks(false);
     w.dir(Path::new(""))?;
@@ -58,6 +66,7 @@ pub fn write_diff<W: Write>(upper: &Path, out: W) -> Result<DiffStats> {
 }
 
 struct Writer<W: Write> {
+    xattrs: ReadXattrs,
     tar: tar::Builder<W>,
     upper: PathBuf,
     /// (dev, ino) of multiply-linked files already written → their path.
@@ -93,7 +102,7 @@ impl<W: Write> Writer<W> {
         let abs = self.upper.join(rel);
         let meta = std::fs::symlink_metadata(&abs).map_err(io("cannot stat", &abs))?;
         let ft = meta.file_type();
-        let xattrs = xattrs(&abs).map_err(io("cannot read xattrs of", &abs))?;
+        let xattrs = (self.xattrs)(&abs).map_err(io("cannot read xattrs of", &abs))?;
         for (k, _) in &xattrs {
             if k == "trusted.overlay.redirect" || k == "trusted.overlay.metacopy" {
                 return Err(self.err(rel, format!("overlay feature {k} is not supported")));
@@ -196,56 +205,6 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// Extended attributes of `path` itself (not following a symlink).
-fn xattrs(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    let mut names = vec![0u8; 1024];
-    let n = loop {
-        // SAFETY: the buffer is valid for its length; the kernel writes at most that.
-        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => names.resize(names.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(vec![]),
-            _ => return Err(e),
-        }
-    };
-    let mut out = vec![];
-    for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let cname = CString::new(name)?;
-        let mut val = vec![0u8; 256];
-        let len = loop {
-            // SAFETY: as above.
-            let len = unsafe {
-                libc::lgetxattr(
-                    c.as_ptr(),
-                    cname.as_ptr(),
-                    val.as_mut_ptr().cast(),
-                    val.len(),
-                )
-            };
-            if len >= 0 {
-                break len as usize;
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ERANGE) => val.resize(val.len() * 4, 0),
-                Some(libc::ENODATA) => break usize::MAX,
-                _ => return Err(e),
-            }
-        };
-        if len == usize::MAX {
-            continue;
-        }
-        val.truncate(len);
-        out.push((String::from_utf8_lossy(name).into_owned(), val));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,12 +223,18 @@ mod tests {
             .collect()
     }
 
+    /// The real xattrs, plus overlay's opaque mark on every directory named
+    /// `opq` (a `trusted.*` xattr, which only root can set for real).
+    fn with_opaque(p: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let mut x = crate::sys::lxattrs(p)?;
+        if p.file_name().is_some_and(|n| n == "opq") {
+            x.push((OPAQUE.to_string(), b"y".to_vec()));
+        }
+        Ok(x)
+    }
+
     #[test]
     fn overlay_whiteouts_become_oci_whiteouts() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root (device nodes, trusted xattrs)");
-            return;
-        }
         let d = tempfile::tempdir().unwrap();
         let u = d.path();
         std::fs::create_dir_all(u.join("etc/opq")).unwrap();
@@ -283,13 +248,8 @@ mod tests {
             0,
         )
         .unwrap();
-        let p = CString::new(u.join("etc/opq").as_os_str().as_bytes()).unwrap();
-        let k = CString::new(OPAQUE).unwrap();
-        // SAFETY: valid C strings and buffer.
-        let rc = unsafe { libc::lsetxattr(p.as_ptr(), k.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
-        assert_eq!(rc, 0);
         let mut out = vec![];
-        let st = write_diff(u, &mut out).unwrap();
+        let st = write_diff_with(u, &mut out, with_opaque).unwrap();
         assert_eq!(st.whiteouts, 2);
         assert_eq!(st.bytes, 5);
         let n = names(&out);
@@ -304,7 +264,7 @@ mod tests {
         assert!(!n.iter().any(|(q, _)| q == "etc/gone"));
         // Deterministic.
         let mut again = vec![];
-        write_diff(u, &mut again).unwrap();
+        write_diff_with(u, &mut again, with_opaque).unwrap();
         assert_eq!(out, again);
     }
 }

@@ -172,9 +172,9 @@ fn a_removal_with_an_answer_to_give_renames_the_bundle_aside() {
     assert!(gone.join("config.json").is_file() && !bundle.exists());
     assert!(w.row(&p.id).is_none());
     assert!(w.ctx.db.resources(Some(&p.id)).unwrap().is_empty());
-    // Left behind by a killed monitor: `system gc` removes it.
-    let rep = cleanup::gc(&mut w.ctx).unwrap();
-    assert!(rep.paths.contains(&gone.display().to_string()), "{rep:?}");
+    // Left behind by a killed monitor: `system gc`'s sweep removes it.
+    let swept = cleanup::sweep_paths(&w.ctx, &Default::default()).unwrap();
+    assert!(swept.contains(&gone.display().to_string()), "{swept:?}");
     assert!(w
         .host
         .calls()
