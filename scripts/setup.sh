@@ -42,6 +42,15 @@ if [ -n "$missing" ]; then
         fi ;;
     esac
 fi
+# The API tests drive gvpod with the docker CLI. Only the client is wanted:
+# Debian 12 ships it in docker.io, whose daemon must not run here.
+if ! command -v docker >/dev/null; then
+    echo "setup.sh: installing docker.io (for the docker CLI only)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now docker.socket docker.service containerd.service >/dev/null 2>&1 || true
+    fi
+fi
 [ "$DEPS_ONLY" = 1 ] && exit 0
 
 if ! command -v cargo >/dev/null; then

@@ -60,7 +60,8 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
         crate::snapshot::SnapshotError,
         crate::state::StateError,
         crate::runsc::RunscError,
-        crate::net::NetError
+        crate::net::NetError,
+        crate::api::ApiError
     );
     Kind::Internal
 }

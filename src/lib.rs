@@ -6,6 +6,7 @@
 //! the README's "Design in brief", which the tests replace with in-memory fakes.
 //! The modules stay private: the only public entry point is [`main`].
 
+mod api;
 mod bundle;
 mod cli;
 mod error;

@@ -466,4 +466,15 @@ pub enum SystemCmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Serve the Docker Engine API on a unix socket (docker CLI, dockerode).
+    /// Pods do not depend on it: it exits when idle and they run on.
+    Service {
+        /// Exit after this many seconds with no request, stream or open
+        /// connection (0: never).
+        #[arg(long = "time", short = 't', default_value_t = 5)]
+        time: u64,
+        /// Where to listen (default: unix:///run/gvpod/gvpod.sock, or the
+        /// socket systemd passed).
+        address: Option<String>,
+    },
 }

@@ -56,6 +56,9 @@ fn init_tracing(level: &str) {
         .try_init();
 }
 
+/// Where `system service` listens when given no address.
+const DEFAULT_SOCKET: &str = "/run/gvpod/gvpod.sock";
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     tracing::debug!("step cli:start");
     let mut ctx = Ctx::open(&cli.root)?;
@@ -126,17 +129,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let pod = ctx.lookup(&key)?;
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();
-            let mut emit = |l: &pod::LogLine| {
+            let mut emit = |l: Option<&pod::LogLine>| {
+                let Some(l) = l else {
+                    return true;
+                };
                 let text = if timestamps {
                     format!("{} {}\n", l.t, l.line)
                 } else {
                     format!("{}\n", l.line)
                 };
-                let _ = if l.stream == "stderr" {
+                // A reader gone (a closed pipe) ends a follow.
+                let res = if l.stream == "stderr" {
                     stderr.lock().write_all(text.as_bytes())
                 } else {
                     stdout.lock().write_all(text.as_bytes())
                 };
+                res.is_ok()
             };
             pod::logs(
                 &mut ctx,
@@ -364,6 +372,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::System(SystemCmd::Info { format }) => {
             let info = pod::system_info(&mut ctx)?;
             format::info(&info, &format)?;
+            Ok(0)
+        }
+        Cmd::System(SystemCmd::Service { time, address }) => {
+            drop(ctx);
+            let listen = match (&address, crate::api::systemd_socket()) {
+                (Some(a), _) => crate::api::Listen::Path(crate::api::parse_address(a)?),
+                (None, Some(fd)) => crate::api::Listen::Inherited(fd),
+                (None, None) => crate::api::Listen::Path(DEFAULT_SOCKET.into()),
+            };
+            let idle = (time > 0).then(|| Duration::from_secs(time));
+            crate::api::serve(&cli.root, listen, idle)?;
             Ok(0)
         }
         Cmd::System(SystemCmd::Gc { format }) => {

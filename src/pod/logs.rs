@@ -50,12 +50,14 @@ impl LogLine {
     }
 }
 
-/// Calls `emit` for each selected line; with `follow`, keeps going until the pod stops.
+/// Calls `emit` for each selected line; with `follow`, keeps going until the
+/// pod stops, calling `emit(None)` every 100 ms while no line comes. `emit`
+/// returning false ends it (the reader has gone away).
 pub fn logs(
     ctx: &mut Ctx,
     pod: &PodRow,
     req: LogsRequest,
-    emit: &mut dyn FnMut(&LogLine),
+    emit: &mut dyn FnMut(Option<&LogLine>) -> bool,
 ) -> Result<()> {
     let since = req.since.as_deref().map(parse_since).transpose()?;
     let path = ctx.log_path(&pod.id);
@@ -101,7 +103,9 @@ pub fn logs(
     }
     let start = req.tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[start..] {
-        emit(l);
+        if !emit(Some(l)) {
+            return Ok(());
+        }
     }
     if !req.follow {
         return Ok(());
@@ -133,13 +137,13 @@ pub fn logs(
                 continue;
             }
             if let Some(l) = LogLine::decode(&partial) {
-                if keep(&l) {
-                    emit(&l);
+                if keep(&l) && !emit(Some(&l)) {
+                    return Ok(());
                 }
             }
             partial.clear();
         }
-        if !running {
+        if !running || !emit(None) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -34,6 +34,7 @@ pub use images::{ensure as ensure_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
+pub(crate) use monitor::sleep_until_exit;
 pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
