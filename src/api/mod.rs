@@ -11,9 +11,11 @@
 //! Errors are docker's `{"message": …}` with the status of the error's
 //! [`crate::error::Kind`].
 
+mod config;
 mod containers;
 mod http;
 mod images;
+mod shapes;
 mod system;
 
 use std::io::BufReader;
