@@ -316,3 +316,46 @@ fn bad_requests_get_one_clear_line() {
     drop(svc);
     r.assert_clean();
 }
+
+#[test]
+fn docker_run_streams_the_output_and_returns_the_exit_code() {
+    require_docker!();
+    let r = Root::new();
+    let svc = Service::start(&r, 0);
+    // Attached runs, over and over: each one's output, streams kept apart,
+    // and its own exit code; --rm leaves nothing.
+    for i in 0..20 {
+        let script = format!("echo out{i}; echo err{i} >&2; exit {}", i % 4);
+        let o = svc.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(o.status.code(), Some(i % 4), "run {i}: {}", stderr(&o));
+        assert_eq!(stdout(&o), format!("out{i}\n"), "run {i}");
+        assert_eq!(stderr(&o), format!("err{i}\n"), "run {i}");
+    }
+    assert!(r.ps_all().is_empty(), "--rm left pods: {:?}", r.ps_all());
+    // Without --rm the pod stays, exited, with its logs.
+    let o = svc.docker(&[
+        "run",
+        "--name",
+        "kept",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "kept",
+    ]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "kept\n"));
+    assert_eq!(r.inspect("kept")["status"], "exited");
+    assert_eq!(svc.ok(&["logs", "kept"]), "kept\n");
+    svc.ok(&["rm", "kept"]);
+    drop(svc);
+    r.assert_clean();
+}

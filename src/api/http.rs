@@ -336,17 +336,19 @@ impl<W: Write> Chunked<'_, W> {
     }
 }
 
-/// Whether the client has closed its end (or it broke): a blocking answer
-/// (`wait`, `logs -f`) stops instead of outliving its client.
+/// Whether the client has closed the connection (or it broke): a blocking
+/// answer (`wait`, `logs -f`, an attach) stops instead of outliving its
+/// client. A client that only shut its sending side down (the docker CLI
+/// does after an attach without stdin) still reads: that is not a hang-up.
 pub fn hung_up(s: &UnixStream) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
-    // nix has no name for POLLRDHUP (the peer shut its end down).
-    let gone =
-        PollFlags::from_bits_retain(libc::POLLRDHUP) | PollFlags::POLLHUP | PollFlags::POLLERR;
-    let mut fds = [PollFd::new(s.as_fd(), gone)];
-    // Only hang-ups are asked for, so any event is one (nix cannot name
-    // POLLRDHUP in `revents` either: its parse of the bits fails).
+    let mut fds = [PollFd::new(
+        s.as_fd(),
+        PollFlags::POLLHUP | PollFlags::POLLERR,
+    )];
+    // Only hang-ups are asked for (POLLHUP and POLLERR are reported even
+    // unasked), so any event is one.
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
@@ -387,9 +389,11 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_client_is_seen() {
+    fn a_closed_client_is_seen_a_half_closed_one_is_not() {
         let (a, b) = UnixStream::pair().unwrap();
         assert!(!hung_up(&a));
+        b.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(!hung_up(&a), "a client that stopped sending still reads");
         drop(b);
         assert!(hung_up(&a));
     }

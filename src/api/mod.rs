@@ -11,6 +11,7 @@
 //! Errors are docker's `{"message": …}` with the status of the error's
 //! [`crate::error::Kind`].
 
+mod attach;
 mod config;
 mod containers;
 mod http;
@@ -248,6 +249,7 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("POST", ["containers", id, "wait"]) => containers::wait(root, id, req, w),
         ("DELETE", ["containers", id]) => containers::remove(root, id, req, w),
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
+        ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)

@@ -115,11 +115,13 @@ pub fn logs(
         .map_err(super::io("cannot read", &path))?;
     let mut partial = String::new();
     loop {
-        let row = match ctx.db.pod(&pod.id)? {
-            Some(r) => ctx.refresh(r)?,
-            None => return Ok(()),
+        // A pod removed meanwhile (a `--rm` pod's monitor removes it, and
+        // its log, right after its last line): what is left in the open
+        // file is read before the end.
+        let running = match ctx.db.pod(&pod.id)? {
+            Some(r) => ctx.refresh(r)?.status == PodStatus::Running,
+            None => false,
         };
-        let running = row.status == PodStatus::Running;
         reader
             .seek(SeekFrom::Start(pos))
             .map_err(super::io("cannot read", &path))?;

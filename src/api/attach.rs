@@ -1,0 +1,129 @@
+//! `POST /containers/{id}/attach`: the hijacked stream a `docker run`
+//! without `-d` reads the pod's output from. The client attaches before it
+//! starts the pod; the answer (`101 UPGRADED` when the client asked for an
+//! upgrade, else `200`) goes out at once, then the connection carries the
+//! output of the next launch, framed as docker's multiplexed stream (raw
+//! for a TTY pod), and is closed when the pod stops.
+//!
+//! The output is read from the pod's log, which its monitor writes as the
+//! pod prints (from the moment the launch starts, so nothing is missed);
+//! input (`-i`) is not carried yet.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use super::http::{self, Request};
+use super::{After, Reply};
+use crate::pod::{self, Ctx};
+use crate::state::PodStatus;
+
+pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    let keep = req.keep_alive();
+    let mut ctx = match Ctx::open(root) {
+        Ok(c) => c,
+        Err(e) => return Reply::from_err(e.kind(), e).send(w, keep),
+    };
+    let pod = match ctx.lookup(key) {
+        Ok(p) => p,
+        Err(pod::PodError::NotFound(_)) => {
+            return Reply::Error(404, format!("No such container: {key}")).send(w, keep)
+        }
+        Err(e) => return Reply::from_err(e.kind(), e).send(w, keep),
+    };
+    if !req.flag("stream") {
+        // Only past output was asked for: what `logs` gives.
+        return Reply::Error(
+            400,
+            "attach without stream=1 is not supported: use logs".into(),
+        )
+        .send(w, keep);
+    }
+    let tty = pod.options().map(|o| o.tty).unwrap_or(false);
+    let (want_out, want_err) = (req.flag("stdout"), req.flag("stderr"));
+    let ctype = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let upgrade = req
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
+    let head = if upgrade {
+        format!("HTTP/1.1 101 UPGRADED\r\nContent-Type: {ctype}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    } else {
+        format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n\r\n")
+    };
+    w.write_all(head.as_bytes())?;
+    w.flush()?;
+    // The launch to follow: the current one if the pod runs, else the next.
+    let since = loop {
+        let row = match ctx.db.pod(&pod.id) {
+            Ok(Some(r)) => r,
+            _ => return Ok(After::Close),
+        };
+        let running = row.status == PodStatus::Running;
+        let new_launch = row.started.is_some() && row.started != pod.started;
+        if running || new_launch {
+            break row.started;
+        }
+        if http::hung_up(w) {
+            return Ok(After::Close);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let probe = w.try_clone()?;
+    let mut failed = None;
+    // The hijacked stream is raw: no chunked framing.
+    let mut out = RawOut(w);
+    let mut emit = |l: Option<&pod::LogLine>| {
+        let Some(l) = l else {
+            return !http::hung_up(&probe);
+        };
+        let is_err = l.stream == "stderr";
+        if (is_err && !want_err) || (!is_err && !want_out) {
+            return true;
+        }
+        let text = format!("{}\n", l.line);
+        let data = if tty {
+            text.into_bytes()
+        } else {
+            http::frame(if is_err { 2 } else { 1 }, text.as_bytes())
+        };
+        match out.send(&data) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    };
+    let res = pod::logs(
+        &mut ctx,
+        &pod,
+        pod::LogsRequest {
+            follow: true,
+            tail: None,
+            since,
+        },
+        &mut emit,
+    );
+    if let Err(e) = res {
+        tracing::warn!("attach to {key}: {e}");
+    }
+    if let Some(e) = failed {
+        tracing::debug!("attach to {key}: the client went away: {e}");
+    }
+    Ok(After::Close)
+}
+
+/// Writes to a hijacked connection as is.
+struct RawOut<'a>(&'a mut UnixStream);
+
+impl RawOut<'_> {
+    fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(data)?;
+        self.0.flush()
+    }
+}
