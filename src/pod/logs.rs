@@ -118,9 +118,12 @@ pub fn logs(
         // A pod removed meanwhile (a `--rm` pod's monitor removes it, and
         // its log, right after its last line): what is left in the open
         // file is read before the end.
-        let running = match ctx.db.pod(&pod.id)? {
-            Some(r) => ctx.refresh(r)?.status == PodStatus::Running,
-            None => false,
+        let (running, monitor) = match ctx.db.pod(&pod.id)? {
+            Some(r) => {
+                let r = ctx.refresh(r)?;
+                (r.status == PodStatus::Running, r.monitor_pid)
+            }
+            None => (false, None),
         };
         reader
             .seek(SeekFrom::Start(pos))
@@ -148,7 +151,9 @@ pub fn logs(
         if !running || !emit(None) {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // New lines are looked for every 100 ms, and at once when the
+        // monitor ends (the pod has stopped: its last lines are written).
+        super::monitor::sleep_until_exit(monitor, Duration::from_millis(100));
     }
 }
 
