@@ -108,6 +108,25 @@ impl Drop for Service {
     }
 }
 
+/// Children of process `pid` that have ended and were not reaped.
+fn zombies_of(pid: u32) -> Vec<String> {
+    let mut z = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: the comm may hold spaces, so split after ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1) == Some(&pid.to_string().as_str()) {
+            z.push(stat);
+        }
+    }
+    z
+}
+
 fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
@@ -249,6 +268,13 @@ fn rm_force_removes_a_running_pod_and_a_created_one_starts_later() {
     assert_eq!(r.inspect("later")["status"], "running");
     svc.ok(&["rm", "-f", "later"]);
     assert!(r.ps_all().is_empty());
+    // The pod's monitor was the service's child: it was reaped when it ended.
+    let pid = svc.child.as_ref().unwrap().id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !zombies_of(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(zombies_of(pid), Vec::<String>::new());
     drop(svc);
     r.assert_clean();
 }

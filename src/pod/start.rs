@@ -134,7 +134,7 @@ pub(crate) fn start_with(
     match attach {
         Attach::Detached => {
             proto::send(&mine, &ToMonitor::Detach, &[]).map_err(|_| monitor_died())?;
-            match proto::recv::<FromMonitor>(&mine) {
+            let outcome = match proto::recv::<FromMonitor>(&mine) {
                 Ok(Some((FromMonitor::Started { pid }, _))) => Ok(StartOutcome::Started { pid }),
                 Ok(Some((FromMonitor::Failed { code, msg }, _))) => Err(monitor_error(code, msg)),
                 Ok(Some((FromMonitor::Exited { code }, _))) => Ok(StartOutcome::Exited { code }),
@@ -149,7 +149,14 @@ pub(crate) fn start_with(
                         _ => Err(monitor_died()),
                     }
                 }
-            }
+            };
+            // A long-lived caller (the API service) must reap the monitor
+            // when it ends, or it stays a zombie until the caller exits; a
+            // CLI process exits first and init reaps it.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            outcome
         }
         Attach::Foreground { stdin, tty } => {
             // The monitor has finished its work when it reports the exit; it
