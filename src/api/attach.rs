@@ -42,11 +42,7 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     }
     let tty = pod.options().map(|o| o.tty).unwrap_or(false);
     let (want_out, want_err) = (req.flag("stdout"), req.flag("stderr"));
-    let ctype = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
+    let ctype = http::LogStream::content_type(tty);
     let upgrade = req
         .header("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
@@ -73,6 +69,12 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let sel = http::LogStream {
+        tty,
+        timestamps: false,
+        stdout: want_out,
+        stderr: want_err,
+    };
     let probe = w.try_clone()?;
     let mut failed = None;
     // The hijacked stream is raw: no chunked framing.
@@ -81,15 +83,8 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
         let Some(l) = l else {
             return !http::hung_up(&probe);
         };
-        let is_err = l.stream == "stderr";
-        if (is_err && !want_err) || (!is_err && !want_out) {
+        let Some(data) = sel.bytes(l) else {
             return true;
-        }
-        let text = format!("{}\n", l.line);
-        let data = if tty {
-            text.into_bytes()
-        } else {
-            http::frame(if is_err { 2 } else { 1 }, text.as_bytes())
         };
         match out.send(&data) {
             Ok(()) => true,

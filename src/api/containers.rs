@@ -324,13 +324,14 @@ pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
         .and_then(|s| s.split('.').next()?.parse::<i64>().ok())
         .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
         .map(|t| crate::util::rfc3339(&t));
-    let ctype = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
+    let ctype = http::LogStream::content_type(tty);
     http::stream_head(w, 200, ctype)?;
-    let timestamps = req.flag("timestamps");
+    let sel = http::LogStream {
+        tty,
+        timestamps: req.flag("timestamps"),
+        stdout: want_out,
+        stderr: want_err,
+    };
     let probe = w.try_clone()?;
     let mut c = Chunked(w);
     let mut failed = None;
@@ -338,19 +339,8 @@ pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
         let Some(l) = l else {
             return !http::hung_up(&probe);
         };
-        let is_err = l.stream == "stderr";
-        if (is_err && !want_err) || (!is_err && !want_out) {
+        let Some(data) = sel.bytes(l) else {
             return true;
-        }
-        let text = if timestamps {
-            format!("{} {}\n", l.t, l.line)
-        } else {
-            format!("{}\n", l.line)
-        };
-        let data = if tty {
-            text.into_bytes()
-        } else {
-            http::frame(if is_err { 2 } else { 1 }, text.as_bytes())
         };
         match c.send(&data) {
             Ok(()) => true,

@@ -352,6 +352,44 @@ pub fn hung_up(s: &UnixStream) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+/// Which pod log lines a stream carries and how: docker's multiplexed
+/// frames, or raw text for a pod with a terminal (`logs` and attach).
+pub struct LogStream {
+    pub tty: bool,
+    pub timestamps: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl LogStream {
+    /// The content type of such a stream.
+    pub fn content_type(tty: bool) -> &'static str {
+        if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }
+    }
+
+    /// The bytes to send for `l`; `None` when its stream is not wanted.
+    pub fn bytes(&self, l: &crate::pod::LogLine) -> Option<Vec<u8>> {
+        let is_err = l.stream == "stderr";
+        if (is_err && !self.stderr) || (!is_err && !self.stdout) {
+            return None;
+        }
+        let text = if self.timestamps {
+            format!("{} {}\n", l.t, l.line)
+        } else {
+            format!("{}\n", l.line)
+        };
+        Some(if self.tty {
+            text.into_bytes()
+        } else {
+            frame(if is_err { 2 } else { 1 }, text.as_bytes())
+        })
+    }
+}
+
 /// One frame of docker's multiplexed stdout/stderr stream (no TTY): a
 /// header of the stream (1 stdout, 2 stderr), three zero bytes and the
 /// big-endian length, then the payload.
