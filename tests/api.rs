@@ -7,125 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::api::{zombies_of, Service};
 use common::{stderr, stdout, Root};
-
-/// The docker CLI, or a skip (a failure under GVPOD_REQUIRE_ROOT_TESTS=1).
-macro_rules! require_docker {
-    () => {
-        require_runsc!();
-        if Command::new("docker").arg("--version").output().is_err() {
-            assert!(
-                !common::skips_forbidden(),
-                "the docker CLI is missing (scripts/setup.sh installs it)"
-            );
-            eprintln!("skipped: no docker CLI");
-            return;
-        }
-    };
-}
-
-/// A running `gvpod system service` on a socket in the data root; stopped
-/// (and waited for) when dropped.
-struct Service {
-    child: Option<Child>,
-    sock: PathBuf,
-    config: tempfile::TempDir,
-}
-
-impl Service {
-    fn start(r: &Root, idle_secs: u64) -> Service {
-        let sock = r.path().join("api.sock");
-        let child = r
-            .cmd(&[
-                "system",
-                "service",
-                "--time",
-                &idle_secs.to_string(),
-                &format!("unix://{}", sock.display()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the service");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the service did not listen on {}",
-                sock.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Service {
-            child: Some(child),
-            sock,
-            config: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_CONTEXT")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.docker(args);
-        assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    /// Waits for the service to exit on its own; its exit status.
-    fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        let child = self.child.as_mut()?;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = child.try_wait() {
-                self.child = None;
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Children of process `pid` that have ended and were not reaped.
-fn zombies_of(pid: u32) -> Vec<String> {
-    let mut z = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …: the comm may hold spaces, so split after ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.first() == Some(&"Z") && f.get(1) == Some(&pid.to_string().as_str()) {
-            z.push(stat);
-        }
-    }
-    z
-}
 
 fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
@@ -269,7 +156,7 @@ fn rm_force_removes_a_running_pod_and_a_created_one_starts_later() {
     svc.ok(&["rm", "-f", "later"]);
     assert!(r.ps_all().is_empty());
     // The pod's monitor was the service's child: it was reaped when it ended.
-    let pid = svc.child.as_ref().unwrap().id();
+    let pid = svc.pid().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !zombies_of(pid).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
