@@ -40,6 +40,9 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
     if let Some(p) = e.downcast_ref::<crate::pod::PodError>() {
         return p.exit_code();
     }
+    if let Some(r) = e.downcast_ref::<crate::machine::remote::RemoteError>() {
+        return r.exit_code();
+    }
     kind_of(e).exit_code()
 }
 
@@ -61,7 +64,8 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
         crate::state::StateError,
         crate::runsc::RunscError,
         crate::net::NetError,
-        crate::api::ApiError
+        crate::api::ApiError,
+        crate::machine::remote::RemoteError
     );
     Kind::Internal
 }

@@ -11,6 +11,7 @@ mod bundle;
 mod cli;
 mod error;
 mod image;
+mod machine;
 mod net;
 mod pod;
 mod runsc;

@@ -230,6 +230,33 @@ pub fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Puts the controlling terminal in raw mode for the life of the value.
+pub struct RawMode(nix::sys::termios::Termios);
+
+impl RawMode {
+    /// Raw mode on stdin when it is a terminal (`None` otherwise).
+    pub fn enter() -> Option<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        use std::os::fd::AsFd;
+        let orig = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = orig.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::os::fd::AsFd::as_fd(&std::io::stdin()),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,18 +6,17 @@
 //! for a TTY pod), and is closed when the pod stops.
 //!
 //! The output is read from the pod's log, which its monitor writes as the
-//! pod prints (from the moment the launch starts, so nothing is missed);
-//! input (`-i`) is not carried yet.
+//! pod prints; the log is opened before the answer goes out, so nothing the
+//! launch prints is missed, even by a `--rm` pod that is gone before this
+//! thread looks. Input (`-i`) is not carried yet.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
 use super::http::{self, Request};
 use super::{After, Reply};
 use crate::pod::{self, Ctx};
-use crate::state::PodStatus;
 
 pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
     let keep = req.keep_alive();
@@ -46,6 +45,12 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     let upgrade = req
         .header("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
+    // Opened before the client hears it is attached, so that nothing of
+    // the launch it then starts can be missed.
+    let output = match pod::open_launch_output(&ctx, &pod) {
+        Ok(o) => o,
+        Err(e) => return Reply::from_err(e.kind(), e).send(w, keep),
+    };
     let head = if upgrade {
         format!("HTTP/1.1 101 UPGRADED\r\nContent-Type: {ctype}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
     } else {
@@ -53,22 +58,6 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     };
     w.write_all(head.as_bytes())?;
     w.flush()?;
-    // The launch to follow: the current one if the pod runs, else the next.
-    let since = loop {
-        let row = match ctx.db.pod(&pod.id) {
-            Ok(Some(r)) => r,
-            _ => return Ok(After::Close),
-        };
-        let running = row.status == PodStatus::Running;
-        let new_launch = row.started.is_some() && row.started != pod.started;
-        if running || new_launch {
-            break row.started;
-        }
-        if http::hung_up(w) {
-            return Ok(After::Close);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
     let sel = http::LogStream {
         tty,
         timestamps: false,
@@ -94,16 +83,7 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
             }
         }
     };
-    let res = pod::logs(
-        &mut ctx,
-        &pod,
-        pod::LogsRequest {
-            follow: true,
-            tail: None,
-            since,
-        },
-        &mut emit,
-    );
+    let res = pod::follow_launch(&mut ctx, output, &mut emit);
     if let Err(e) = res {
         tracing::warn!("attach to {key}: {e}");
     }

@@ -293,6 +293,21 @@ pub fn remove(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     .send(w, keep)
 }
 
+/// A `since` as docker's CLI sends it (`SECONDS[.NANOS]` since the epoch)
+/// as the RFC 3339 time the pod layer takes; anything else (an RFC 3339
+/// time or a duration, as the remote CLI sends them) is passed on as is.
+fn since_of(s: &str) -> String {
+    let (secs, nanos) = s.split_once('.').unwrap_or((s, "0"));
+    let nanos = format!("{nanos:0<9}");
+    match (secs.parse::<i64>(), nanos.get(..9).map(str::parse::<u32>)) {
+        (Ok(secs), Some(Ok(ns))) => match chrono::DateTime::from_timestamp(secs, ns) {
+            Some(t) => crate::util::rfc3339(&t),
+            None => s.to_string(),
+        },
+        _ => s.to_string(),
+    }
+}
+
 /// `logs`: docker's multiplexed frames (or raw text for a TTY pod), with
 /// `follow` until the pod stops, `timestamps`, `tail` and `since`.
 pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
@@ -321,9 +336,7 @@ pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
     let since = req
         .query("since")
         .filter(|s| !s.is_empty() && *s != "0")
-        .and_then(|s| s.split('.').next()?.parse::<i64>().ok())
-        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-        .map(|t| crate::util::rfc3339(&t));
+        .map(since_of);
     let ctype = http::LogStream::content_type(tty);
     http::stream_head(w, 200, ctype)?;
     let sel = http::LogStream {
@@ -368,4 +381,18 @@ pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
     }
     c.finish()?;
     Ok(After::Next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_of;
+
+    #[test]
+    fn since_takes_epoch_seconds_and_passes_the_rest_on() {
+        assert_eq!(since_of("1700000000"), "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(since_of("1700000000.5"), "2023-11-14T22:13:20.500000000Z");
+        for other in ["10m", "2024-01-02T03:04:05Z", "junk"] {
+            assert_eq!(since_of(other), other);
+        }
+    }
 }

@@ -7,7 +7,8 @@
 //!
 //! One thread per connection (the pod layer is synchronous and requests
 //! such as `wait` or `logs -f` block); [`http`] holds the wire format,
-//! [`system`] the ping, version and info, [`containers`] the containers.
+//! [`system`] the ping, version and info, [`containers`] the containers,
+//! [`native`] gvpod's own endpoints for the remote CLI (`gvpod --url`).
 //! Errors are docker's `{"message": …}` with the status of the error's
 //! [`crate::error::Kind`].
 
@@ -16,6 +17,7 @@ mod config;
 mod containers;
 mod http;
 mod images;
+mod native;
 mod shapes;
 mod system;
 
@@ -254,6 +256,12 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)
         }
+        ("GET", ["gvpod", "v1", "pods"]) => native::list_pods(root, req, w),
+        ("POST", ["gvpod", "v1", "pods"]) => native::create_pod(root, req, w),
+        ("GET", ["gvpod", "v1", "pods", key]) => native::inspect_pod(root, key, req, w),
+        ("GET", ["gvpod", "v1", "images"]) => native::list_images(root, req, w),
+        ("GET", ["gvpod", "v1", "info"]) => native::info(root, req, w),
+        ("GET", ["gvpod", "v1", "version"]) => native::version(req, w),
         _ => {
             let msg = format!("page not found: {m} {}", req.path);
             Reply::Error(404, msg).send(w, keep)

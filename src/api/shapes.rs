@@ -25,7 +25,7 @@ fn status_text(v: &PodView) -> String {
             _ => format!("{} hours", secs / 3600),
         }
     };
-    match v.status {
+    match v.status.as_str() {
         "running" => format!("Up {}", ago(&v.started)),
         "created" => "Created".into(),
         _ => match v.exit_code {

@@ -29,6 +29,10 @@ pub struct Cli {
     /// gvpod's own log level (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "GVPOD_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Run the command through a gvpod service (`gvpod system service`)
+    /// instead of on this host's data root: unix:///PATH.
+    #[arg(long, global = true, env = "GVPOD_HOST")]
+    pub url: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

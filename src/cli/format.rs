@@ -94,7 +94,7 @@ pub fn ago(t: &str) -> String {
 }
 
 fn status_text(p: &PodView) -> String {
-    match p.status {
+    match p.status.as_str() {
         "running" => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
         "exited" if p.checkpointed.is_some() => format!(
             "Checkpointed ({}) {} ago",

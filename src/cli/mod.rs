@@ -5,6 +5,7 @@
 
 mod args;
 mod format;
+mod remote;
 mod snapshot;
 
 use std::io::Write;
@@ -30,7 +31,13 @@ pub fn main() -> i32 {
     if let Cmd::Monitor { id, restore } = &cli.cmd {
         return pod::monitor_main(&cli.root, id, restore.as_deref());
     }
-    match dispatch(cli) {
+    let res = match cli.url.clone() {
+        Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
+            remote::dispatch(cli, &url)
+        }
+        _ => dispatch(cli),
+    };
+    match res {
         Ok(code) => code,
         Err(e) => {
             // One clean line, whatever the error quotes (archive errors can

@@ -207,7 +207,7 @@ pub struct Image {
 }
 
 /// One line of `gvpod images`: one per tag, or one for an untagged image.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageSummary {
     /// Full normalised reference `registry/repository:tag`; `None` when untagged.
     pub reference: Option<String>,

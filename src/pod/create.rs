@@ -1,11 +1,15 @@
 //! `create`: validate, register the pod, assemble its bundle. Every host
 //! resource is recorded before it is made; any failure undoes them all.
 
+use serde::{Deserialize, Serialize};
+
 use super::provision::{self, NewRow, RunscChoice};
 use super::{failpoint, id, network, Ctx, PodError, Result};
 use crate::bundle::{self, PodOptions, SpecInput};
 use crate::state::PodRow;
 
+/// What `create` makes (also the body of the API's `POST /gvpod/v1/pods`).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CreateRequest {
     pub image: String,
     pub name: Option<String>,

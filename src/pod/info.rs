@@ -1,20 +1,20 @@
 //! Views of pods for `ps` and `inspect`, and of the host for `system info`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Result};
 use crate::bundle::PodOptions;
 use crate::state::PodRow;
 
 /// What `inspect` prints (and `ps --format json` lists).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PodView {
     pub id: String,
     pub name: String,
     pub image: String,
     pub image_id: String,
     pub command: Vec<String>,
-    pub status: &'static str,
+    pub status: String,
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
     pub created: String,
@@ -47,9 +47,9 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     let checkpointed = super::checkpoint::checkpointed_to(ctx, &p);
     // A just-checkpointed pod is stopped even while its monitor records it.
     let status = if checkpointed.is_some() {
-        "exited"
+        "exited".to_string()
     } else {
-        p.status.as_str()
+        p.status.as_str().to_string()
     };
     Ok(PodView {
         status,
@@ -103,9 +103,9 @@ pub fn inspect(ctx: &mut Ctx, key: &str) -> Result<PodView> {
 }
 
 /// `system info`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SystemInfo {
-    pub gvpod_version: &'static str,
+    pub gvpod_version: String,
     pub data_root: String,
     pub runsc_root: String,
     pub runsc_path: String,
@@ -124,7 +124,7 @@ pub fn system_info(ctx: &mut Ctx) -> Result<SystemInfo> {
     let r = ctx.runsc()?.clone();
     let f = &r.features;
     Ok(SystemInfo {
-        gvpod_version: env!("CARGO_PKG_VERSION"),
+        gvpod_version: env!("CARGO_PKG_VERSION").to_string(),
         data_root: ctx.root.display().to_string(),
         runsc_root: ctx.run_dir.join("runsc").display().to_string(),
         runsc_path: r.bin.display().to_string(),

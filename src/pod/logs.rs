@@ -110,29 +110,111 @@ pub fn logs(
     if !req.follow {
         return Ok(());
     }
-    let mut pos = reader
+    let pos = reader
         .stream_position()
         .map_err(super::io("cannot read", &path))?;
+    follow(ctx, pod, (reader, pos, &path), &keep, emit, &mut |_| true)
+}
+
+/// The output of a pod's launch for an attaching client (docker's attach
+/// before start): the log is opened at its end when this is made, so every
+/// line of the launch that follows is read, even when a `--rm` pod runs,
+/// exits and is removed (its log with it) before the client looks.
+pub struct LaunchOutput {
+    reader: BufReader<std::fs::File>,
+    pos: u64,
+    path: std::path::PathBuf,
+    /// The pod as it was: a launch is a start after this one.
+    before: PodRow,
+}
+
+/// Opens `pod`'s log for [`follow_launch`]: call it before the client is
+/// told it is attached.
+pub fn open_launch_output(ctx: &Ctx, pod: &PodRow) -> Result<LaunchOutput> {
+    let path = ctx.log_path(&pod.id);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&path)
+        .map_err(super::io("cannot open", &path))?;
+    let pos = file
+        .seek(SeekFrom::End(0))
+        .map_err(super::io("cannot read", &path))?;
+    Ok(LaunchOutput {
+        reader: BufReader::new(file),
+        pos,
+        path,
+        before: pod.clone(),
+    })
+}
+
+/// Streams what the pod prints from [`open_launch_output`] on, through its
+/// current launch (if it runs) or its next one, until that launch ends.
+/// `emit(None)` comes every 100 ms while no line does; false ends it.
+pub fn follow_launch(
+    ctx: &mut Ctx,
+    out: LaunchOutput,
+    emit: &mut dyn FnMut(Option<&LogLine>) -> bool,
+) -> Result<()> {
+    let LaunchOutput {
+        reader,
+        pos,
+        path,
+        before,
+    } = out;
+    let mut launched = before.status == PodStatus::Running;
+    let mut seen = |row: Option<&PodRow>| {
+        launched = launched
+            || match row {
+                None => true,
+                Some(r) => r.status == PodStatus::Running || r.started != before.started,
+            };
+        launched
+    };
+    follow(
+        ctx,
+        &before,
+        (reader, pos, &path),
+        &|_| true,
+        emit,
+        &mut seen,
+    )
+}
+
+/// Follows the log from `pos` until the pod is not running (and
+/// `launched` says the launch awaited has happened), reading what is left
+/// before it ends.
+fn follow(
+    ctx: &mut Ctx,
+    pod: &PodRow,
+    (mut reader, mut pos, path): (BufReader<std::fs::File>, u64, &std::path::Path),
+    keep: &dyn Fn(&LogLine) -> bool,
+    emit: &mut dyn FnMut(Option<&LogLine>) -> bool,
+    launched: &mut dyn FnMut(Option<&PodRow>) -> bool,
+) -> Result<()> {
+    let mut buf = String::new();
     let mut partial = String::new();
     loop {
         // A pod removed meanwhile (a `--rm` pod's monitor removes it, and
         // its log, right after its last line): what is left in the open
         // file is read before the end.
-        let (running, monitor) = match ctx.db.pod(&pod.id)? {
+        let (running, monitor, done) = match ctx.db.pod(&pod.id)? {
             Some(r) => {
                 let r = ctx.refresh(r)?;
-                (r.status == PodStatus::Running, r.monitor_pid)
+                let done = launched(Some(&r)) && r.status != PodStatus::Running;
+                (r.status == PodStatus::Running, r.monitor_pid, done)
             }
-            None => (false, None),
+            None => (false, None, launched(None)),
         };
         reader
             .seek(SeekFrom::Start(pos))
-            .map_err(super::io("cannot read", &path))?;
+            .map_err(super::io("cannot read", path))?;
         loop {
             buf.clear();
             let n = reader
                 .read_line(&mut buf)
-                .map_err(super::io("cannot read", &path))?;
+                .map_err(super::io("cannot read", path))?;
             if n == 0 {
                 break;
             }
@@ -148,12 +230,18 @@ pub fn logs(
             }
             partial.clear();
         }
-        if !running || !emit(None) {
+        if done || !emit(None) {
             return Ok(());
         }
         // New lines are looked for every 100 ms, and at once when the
         // monitor ends (the pod has stopped: its last lines are written).
-        super::monitor::sleep_until_exit(monitor, Duration::from_millis(100));
+        let wait = if running || monitor.is_some() {
+            Duration::from_millis(100)
+        } else {
+            // Not launched yet: the start comes through another request.
+            Duration::from_millis(5)
+        };
+        super::monitor::sleep_until_exit(monitor, wait);
     }
 }
 

@@ -32,7 +32,7 @@ pub use create::{create, CreateRequest};
 pub use exec::{exec, ExecRequest};
 pub use images::{ensure as ensure_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
-pub use logs::{logs, LogLine, LogsRequest};
+pub use logs::{follow_launch, logs, open_launch_output, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub(crate) use monitor::sleep_until_exit;
 pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};

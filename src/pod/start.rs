@@ -185,7 +185,11 @@ fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Opt
     let fds: Vec<i32> = if stdin { vec![0, 1, 2] } else { vec![1, 2] };
     proto::send(sock, &ToMonitor::Attach { stdin }, &fds)
         .map_err(|e| PodError::Monitor(format!("attach: {e}")))?;
-    let _raw = if tty { RawMode::enter() } else { None };
+    let _raw = if tty {
+        crate::util::RawMode::enter()
+    } else {
+        None
+    };
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -231,31 +235,6 @@ fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Opt
                 _ => return Ok(None),
             }
         }
-    }
-}
-
-/// Puts the controlling terminal in raw mode for the life of the value.
-struct RawMode(nix::sys::termios::Termios);
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let orig = tcgetattr(stdin.as_fd()).ok()?;
-        let mut raw = orig.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode(orig))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(
-            std::io::stdin().as_fd(),
-            nix::sys::termios::SetArg::TCSANOW,
-            &self.0,
-        );
     }
 }
 

@@ -126,4 +126,3 @@ pub fn zombies_of(pid: u32) -> Vec<String> {
     }
     z
 }
-
