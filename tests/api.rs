@@ -191,6 +191,81 @@ fn the_service_exits_when_idle_and_its_pods_run_on() {
     r.assert_clean();
 }
 
+/// The service started by systemd's socket activation (`LISTEN_FDS`, as
+/// contrib/systemd/gvpod.socket does it; here systemd-socket-activate, the
+/// same protocol): it serves on the socket it was handed, exits when idle
+/// and leaves the socket, which is systemd's, where it was.
+#[test]
+fn a_socket_activated_service_serves_and_leaves_the_socket_to_systemd() {
+    require_docker!();
+    if Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !common::skips_forbidden(),
+            "systemd-socket-activate is missing (Debian's systemd package)"
+        );
+        return;
+    }
+    let r = Root::new();
+    let sock = r.path().join("activated.sock");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg(format!("--setenv=GVPOD_ROOT={}", r.path().display()))
+        .args([common::BIN, "system", "service", "--time", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !exists(&sock) {
+        assert!(std::time::Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .env("DOCKER_CONFIG", r.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        "act",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = docker(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(stdout(&o).trim(), "act");
+    // Idle for a second: the service ends; the socket file is systemd's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the activated service did not exit when idle");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(exists(&sock), "the service removed systemd's socket");
+    assert_eq!(r.inspect("act")["status"], "running");
+    r.ok(&["rm", "-f", "act"]);
+    r.assert_clean();
+}
+
 #[test]
 fn bad_requests_get_one_clear_line() {
     require_docker!();
