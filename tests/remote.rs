@@ -246,5 +246,75 @@ fn a_missing_service_a_bad_url_and_a_local_only_verb_are_one_line_each() {
     require_runsc!();
     let r = Root::new();
     let svc = Service::start(&r, 0);
-    fails(&run(&svc, &["checkpoint", "x"]), 2, "checkpoint");
+    fails(&run(&svc, &["push", "busybox"]), 2, "gvpod push");
+}
+
+#[test]
+fn snapshots_and_images_go_through_the_service_with_client_relative_paths() {
+    require_runsc!();
+    let r = Root::new();
+    let svc = Service::start(&r, 0);
+    let cwd = tempfile::tempdir().unwrap();
+    let at = |args: &[&str]| {
+        let o = remote(&svc, args).current_dir(cwd.path()).output().unwrap();
+        assert!(o.status.success(), "remote {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let id = at(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    r.track(id.trim());
+    assert_eq!(at(&["checkpoint", "--name", "snap1", "s1"]).trim(), "snap1");
+    assert_eq!(
+        json(&at(&["snapshot", "ls", "--format", "json"])),
+        json(&r.ok(&["snapshot", "ls", "--format", "json"]))
+    );
+    assert_eq!(
+        json(&at(&["snapshot", "inspect", "snap1"])),
+        json(&r.ok(&["snapshot", "inspect", "snap1"]))
+    );
+    let clone = at(&["restore", "--name", "s2", "snap1"]);
+    r.track(clone.trim());
+    assert_eq!(r.inspect("s2")["status"], "running");
+    // Relative paths are the client's: resolved against its working directory.
+    assert_eq!(
+        at(&["snapshot", "export", "snap1", "-o", "snap.tar"]).trim(),
+        "snap.tar"
+    );
+    assert!(cwd.path().join("snap.tar").metadata().unwrap().len() > 0);
+    assert_eq!(at(&["snapshot", "rm", "snap1"]).trim(), "snap1");
+    assert_eq!(
+        at(&["snapshot", "import", "snap.tar", "--name", "snap2"]).trim(),
+        "snap2"
+    );
+    assert_eq!(r.ok(&["snapshot", "ls", "-q"]).trim(), "snap2");
+    let img = at(&["commit", "s2", "committed:1"]);
+    assert!(img.trim().starts_with("sha256:"), "{img}");
+    at(&["save", "-o", "img.tar", "busybox"]);
+    assert!(cwd.path().join("img.tar").is_file());
+    at(&["tag", "busybox", "copy:x"]);
+    assert_eq!(
+        json(&at(&["image", "inspect", "copy:x"]))["id"],
+        json(&r.ok(&["image", "inspect", "busybox"]))["id"]
+    );
+    assert!(at(&["rmi", "copy:x"]).contains("Untagged"));
+    at(&["rmi", "committed:1"]);
+    let o = remote(&svc, &["rmi", "nosuch:tag"]).output().unwrap();
+    fails(&o, 2, "nosuch");
+    assert!(at(&["load", "-i", "img.tar"]).contains("Loaded image"));
+    let o = remote(&svc, &["load", "-i", "-"]).output().unwrap();
+    fails(&o, 2, "give a file path");
+    let gc = json(&at(&["system", "gc", "--format", "json"]));
+    assert!(gc["pods_removed"].as_array().unwrap().is_empty(), "{gc}");
+    at(&["rm", "-f", "s1", "s2"]);
+    at(&["snapshot", "rm", "snap2"]);
+    r.assert_clean();
 }

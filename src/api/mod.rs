@@ -256,12 +256,7 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)
         }
-        ("GET", ["gvpod", "v1", "pods"]) => native::list_pods(root, req, w),
-        ("POST", ["gvpod", "v1", "pods"]) => native::create_pod(root, req, w),
-        ("GET", ["gvpod", "v1", "pods", key]) => native::inspect_pod(root, key, req, w),
-        ("GET", ["gvpod", "v1", "images"]) => native::list_images(root, req, w),
-        ("GET", ["gvpod", "v1", "info"]) => native::info(root, req, w),
-        ("GET", ["gvpod", "v1", "version"]) => native::version(req, w),
+        (_, ["gvpod", "v1", rest @ ..]) => native_route(root, m, rest, req, w),
         _ => {
             let msg = format!("page not found: {m} {}", req.path);
             Reply::Error(404, msg).send(w, keep)
@@ -270,6 +265,50 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
     match res {
         Ok(a) => a,
         Err(_) => After::Close,
+    }
+}
+
+/// gvpod's own endpoints (`/gvpod/v1/…`, see [`native`]).
+fn native_route(
+    root: &Path,
+    m: &str,
+    parts: &[&str],
+    req: &Request,
+    w: &mut UnixStream,
+) -> std::io::Result<After> {
+    use native as n;
+    match (m, parts) {
+        ("GET", ["version"]) => n::version(req, w),
+        ("GET", ["info"]) => n::info(root, req, w),
+        ("POST", ["system", "gc"]) => n::gc(root, req, w),
+        ("GET", ["pods"]) => n::list_pods(root, req, w),
+        ("POST", ["pods"]) => n::create_pod(root, req, w),
+        ("GET", ["pods", key]) => n::inspect_pod(root, key, req, w),
+        ("POST", ["checkpoint"]) => n::checkpoint(root, req, w),
+        ("POST", ["restore"]) => n::restore(root, req, w),
+        ("POST", ["commit"]) => n::commit(root, req, w),
+        ("GET", ["snapshots"]) => n::list_snapshots(root, req, w),
+        ("POST", ["snapshots", "import"]) => n::import_snapshot(root, req, w),
+        ("GET", ["snapshots", key]) => n::inspect_snapshot(root, key, req, w),
+        ("DELETE", ["snapshots", key]) => n::remove_snapshot(root, key, req, w),
+        ("POST", ["snapshots", key, "export"]) => n::export_snapshot(root, key, req, w),
+        ("GET", ["images"]) => n::list_images(root, req, w),
+        ("POST", ["images", "load"]) => n::load(root, req, w),
+        ("POST", ["images", "save"]) => n::save(root, req, w),
+        ("POST", ["images", "import"]) => n::import(root, req, w),
+        ("POST", ["images", "tag"]) => n::tag(root, req, w),
+        ("POST", ["images", "prune"]) => n::prune(root, req, w),
+        // Image names hold slashes: the rest of the path is the name.
+        ("GET", ["images", name @ ..]) if !name.is_empty() => {
+            n::inspect_image(root, &name.join("/"), req, w)
+        }
+        ("DELETE", ["images", name @ ..]) if !name.is_empty() => {
+            n::remove(root, &name.join("/"), req, w)
+        }
+        _ => {
+            let msg = format!("page not found: {m} {}", req.path);
+            Reply::Error(404, msg).send(w, req.keep_alive())
+        }
     }
 }
 

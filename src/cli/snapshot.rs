@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
 
 use crate::pod::{self, Ctx};
 
@@ -115,63 +114,43 @@ pub fn commit(ctx: &mut Ctx, a: CommitArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// One line of `snapshot ls --format json`.
-#[derive(Serialize)]
-struct SnapshotView {
-    id: String,
-    name: String,
-    pod_id: String,
-    pod_name: String,
-    image: String,
-    image_id: String,
-    runsc_version: String,
-    platform: String,
-    created: String,
-    size: u64,
+/// `snapshot ls`: a table, names (`-q`) or JSON.
+pub fn print_snapshots(
+    rows: &[pod::snapshots::SnapshotView],
+    quiet: bool,
+    format: &str,
+) -> anyhow::Result<()> {
+    let json = super::format::check_format(format)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else if quiet {
+        rows.iter().for_each(|r| println!("{}", r.name));
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.id[..12.min(r.id.len())].to_string(),
+                    r.pod_name.clone(),
+                    r.image.clone(),
+                    format!("{} ago", super::format::ago(&r.created)),
+                    super::format::human_size(r.size),
+                ]
+            })
+            .collect();
+        super::format::table(
+            &["NAME", "SNAPSHOT ID", "POD", "IMAGE", "CREATED", "SIZE"],
+            &table,
+        );
+    }
+    Ok(())
 }
 
 pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
     match cmd {
         SnapshotCmd::Ls { quiet, format } => {
-            let json = super::format::check_format(&format)?;
-            let rows: Vec<SnapshotView> = pod::snapshots::list(ctx)?
-                .into_iter()
-                .map(|r| SnapshotView {
-                    size: u64::try_from(r.size).unwrap_or(0),
-                    id: r.id,
-                    name: r.name,
-                    pod_id: r.pod_id,
-                    pod_name: r.pod_name,
-                    image: r.image_ref,
-                    image_id: r.image_id,
-                    runsc_version: r.runsc_version,
-                    platform: r.platform,
-                    created: r.created,
-                })
-                .collect();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if quiet {
-                rows.iter().for_each(|r| println!("{}", r.name));
-            } else {
-                let table: Vec<Vec<String>> = rows
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.name.clone(),
-                            r.id[..12.min(r.id.len())].to_string(),
-                            r.pod_name.clone(),
-                            r.image.clone(),
-                            format!("{} ago", super::format::ago(&r.created)),
-                            super::format::human_size(r.size),
-                        ]
-                    })
-                    .collect();
-                super::format::table(
-                    &["NAME", "SNAPSHOT ID", "POD", "IMAGE", "CREATED", "SIZE"],
-                    &table,
-                );
-            }
+            print_snapshots(&pod::snapshots::views(ctx)?, quiet, &format)?;
             Ok(0)
         }
         SnapshotCmd::Inspect { snapshots } => {

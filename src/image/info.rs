@@ -50,7 +50,7 @@ pub struct LayerInspect {
 }
 
 /// What `gvpod image prune` removed.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct PruneReport {
     /// Blob digests removed.
     pub blobs: Vec<String>,

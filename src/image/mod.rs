@@ -609,6 +609,13 @@ impl ImageStore {
     /// The caller checks that no pod uses the image. If deleting files fails
     /// after the row is gone, the error is returned and [`ImageStore::gc`]
     /// removes what is left.
+    /// Whether [`ImageStore::remove`] of `name` would delete the image
+    /// itself (its last tag, or its id), not just untag one of its names.
+    pub fn remove_deletes(&self, db: &Db, name: &str) -> Result<bool> {
+        let found = self.find(db, name)?;
+        Ok(db.tags_of(&found.row.id)?.len() <= 1)
+    }
+
     pub fn remove(&self, db: &mut Db, name: &str) -> Result<Vec<String>> {
         let _lock = self.lock()?;
         let found = self.find(db, name)?;

@@ -205,7 +205,7 @@ fn default_flags(ctx: &Ctx) -> GlobalFlags {
     }
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub pods_removed: Vec<String>,
     pub resources_released: usize,

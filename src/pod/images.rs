@@ -23,12 +23,18 @@ pub fn ensure(ctx: &mut Ctx, image: &str) -> Result<()> {
     }
 }
 
-/// Removes image `name` (its tag, or the image once untagged); an image that
-/// pods use is refused unless `force`, which removes those pods first.
+/// Removes image `name` (its tag, or the image once untagged). Untagging one
+/// of several names always works (pods keep the image, as docker's do);
+/// deleting an image that pods use is refused unless `force`, which removes
+/// those pods first.
 /// Returns the store's lines (`Untagged: …`, `Deleted: …`).
 pub fn remove(ctx: &mut Ctx, name: &str, force: bool) -> Result<Vec<String>> {
     let img = ctx.images.resolve(&ctx.db, name)?;
-    let users = ctx.db.pods_using_image(&img.id)?;
+    let users = if ctx.images.remove_deletes(&ctx.db, name)? {
+        ctx.db.pods_using_image(&img.id)?
+    } else {
+        vec![]
+    };
     if !users.is_empty() {
         if !force {
             return Err(PodError::Usage(format!(

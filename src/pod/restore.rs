@@ -32,6 +32,8 @@ use crate::bundle::{PodOptions, RootfsPaths};
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SnapshotStore};
 use crate::state::{CheckpointState, PodRow, PodStatus};
 
+/// What `restore` brings back (also the body of `POST /gvpod/v1/restore`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct RestoreRequest {
     pub snapshot: String,
     pub name: Option<String>,

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Ctx, Result};
 use crate::snapshot::{archive, SnapshotMeta, SnapshotStore};
 use crate::state::SnapshotRow;
@@ -13,6 +15,40 @@ pub fn list(ctx: &mut Ctx) -> Result<Vec<SnapshotRow>> {
     let store = SnapshotStore::new(&ctx.root)?;
     store.sweep(&ctx.db)?;
     Ok(ctx.db.snapshots()?)
+}
+
+/// One line of `snapshot ls --format json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotView {
+    pub id: String,
+    pub name: String,
+    pub pod_id: String,
+    pub pod_name: String,
+    pub image: String,
+    pub image_id: String,
+    pub runsc_version: String,
+    pub platform: String,
+    pub created: String,
+    pub size: u64,
+}
+
+/// [`list`] as the views every front end prints.
+pub fn views(ctx: &mut Ctx) -> Result<Vec<SnapshotView>> {
+    Ok(list(ctx)?
+        .into_iter()
+        .map(|r| SnapshotView {
+            size: u64::try_from(r.size).unwrap_or(0),
+            id: r.id,
+            name: r.name,
+            pod_id: r.pod_id,
+            pod_name: r.pod_name,
+            image: r.image_ref,
+            image_id: r.image_id,
+            runsc_version: r.runsc_version,
+            platform: r.platform,
+            created: r.created,
+        })
+        .collect())
 }
 
 /// A snapshot's `snapshot.json`, plus its size on disk and its directory.

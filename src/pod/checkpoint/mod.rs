@@ -56,6 +56,8 @@ use crate::state::{CheckpointEvent, CheckpointRow, CheckpointState, PodRow, PodS
 use space::check_space;
 use write::{complete, save_image};
 
+/// What `checkpoint` saves (also the body of `POST /gvpod/v1/checkpoint`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointRequest {
     pub pod: String,
     pub name: Option<String>,

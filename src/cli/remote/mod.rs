@@ -9,23 +9,22 @@
 //! its environment for a bare `-e KEY`, its terminal) is resolved here,
 //! before the request goes out.
 
-use std::io::BufReader;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+mod store;
+mod stream;
 
-use nix::sys::signal::{SigSet, Signal};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::args::{Cli, Cmd, ImageCmd, RunArgs, SystemCmd};
 use super::format;
-use crate::machine::remote::{drain, enc, http, Remote, RemoteError};
+use crate::machine::remote::{enc, http, Remote, RemoteError};
 use crate::pod::{PodError, PodView};
+use stream::{foreground, is_terminal, wait_answer};
 
 #[derive(Deserialize)]
-struct Created {
+pub(super) struct Created {
     #[serde(rename = "Id")]
-    id: String,
+    pub id: String,
 }
 
 pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
@@ -113,7 +112,7 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             workdir,
             pod,
             cmd,
-        } => exec(&r, interactive, tty, env, user, workdir, &pod, cmd),
+        } => stream::exec(&r, interactive, tty, env, user, workdir, &pod, cmd),
         Cmd::Stop { time, pods } => {
             for key in pods {
                 r.call("POST", &format!("/containers/{}/stop?t={time}", enc(&key)))?;
@@ -154,6 +153,28 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             format::info(&info, &format)?;
             Ok(0)
         }
+        Cmd::System(SystemCmd::Gc { format }) => store::gc(&r, &format),
+        Cmd::Checkpoint(a) => store::checkpoint(&r, a),
+        Cmd::Restore(a) => store::restore(&r, a, debug),
+        Cmd::Commit(a) => store::commit(&r, a),
+        Cmd::Snapshot(c) => store::snapshot(&r, c),
+        Cmd::Load { input, quiet } => store::load(&r, &input, quiet),
+        Cmd::Save {
+            output,
+            format,
+            images,
+        } => store::save(&r, &output, format, images),
+        Cmd::Import {
+            change,
+            file,
+            reference,
+        } => store::import(&r, &file, &reference, change),
+        Cmd::Tag { source, target } => store::tag(&r, &source, &target),
+        Cmd::Rmi { force, images } | Cmd::Image(ImageCmd::Rm { force, images }) => {
+            Ok(store::rmi(&r, &images, force))
+        }
+        Cmd::Image(ImageCmd::Inspect { images }) => store::inspect_images(&r, &images),
+        Cmd::Image(ImageCmd::Prune { format }) => store::prune(&r, &format),
         other => Err(RemoteError::Unsupported(verb(&other)).into()),
     }
 }
@@ -161,22 +182,12 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
 /// The verb's name, for the one line that says it cannot go remote.
 fn verb(c: &Cmd) -> &'static str {
     match c {
-        Cmd::Import { .. } => "import",
         Cmd::Pull { .. } => "pull",
         Cmd::Push { .. } => "push",
         Cmd::Login { .. } => "login",
         Cmd::Logout { .. } => "logout",
-        Cmd::Load { .. } => "load",
-        Cmd::Save { .. } => "save",
-        Cmd::Tag { .. } => "tag",
-        Cmd::Rmi { .. } | Cmd::Image(ImageCmd::Rm { .. }) => "rmi",
-        Cmd::Image(_) => "image",
         Cmd::Network(_) => "network",
         Cmd::System(_) => "system",
-        Cmd::Checkpoint(_) => "checkpoint",
-        Cmd::Restore(_) => "restore",
-        Cmd::Snapshot(_) => "snapshot",
-        Cmd::Commit(_) => "commit",
         _ => "this verb",
     }
 }
@@ -196,7 +207,7 @@ fn create(r: &Remote, a: &RunArgs, debug: bool, starting: bool) -> anyhow::Resul
     Ok(made.id)
 }
 
-fn client_env(env: &[String]) -> Vec<String> {
+pub(super) fn client_env(env: &[String]) -> Vec<String> {
     env.iter()
         .filter_map(|e| {
             if e.contains('=') {
@@ -227,207 +238,4 @@ fn run(r: &Remote, a: &RunArgs, debug: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     Ok(foreground(r, &id, a.pod.interactive, a.pod.tty, a.rm)?)
-}
-
-fn is_terminal() -> bool {
-    nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false)
-}
-
-/// Starts pod `id` attached, as `run` without `-d` and `start -a` do: the
-/// output streams until the pod exits, whose code is returned.
-fn foreground(
-    r: &Remote,
-    id: &str,
-    stdin: bool,
-    tty: bool,
-    auto_remove: bool,
-) -> Result<i32, RemoteError> {
-    let signals = block_signals();
-    let attach = r.hijack(
-        "POST",
-        &format!(
-            "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
-            u8::from(stdin)
-        ),
-        None,
-    )?;
-    // The wait is asked before the start, so no exit can slip past it.
-    let condition = if auto_remove { "removed" } else { "next-exit" };
-    let waiter = r.request(
-        "POST",
-        &format!("/containers/{id}/wait?condition={condition}"),
-        None,
-    )?;
-    let waited = std::thread::spawn(move || wait_answer(waiter));
-    if let Err(e) = r.call("POST", &format!("/containers/{id}/start")) {
-        if auto_remove {
-            let _ = r.call("DELETE", &format!("/containers/{id}?force=1"));
-        }
-        return Err(e);
-    }
-    let resize = format!("/containers/{id}/resize");
-    stream(r, attach, stdin, tty, &resize, signals, id)?;
-    waited.join().unwrap_or(Ok(125))
-}
-
-/// The exit code a wait answer carries.
-fn wait_answer(resp: http::Response) -> Result<i32, RemoteError> {
-    #[derive(Deserialize)]
-    struct W {
-        #[serde(rename = "StatusCode")]
-        code: i32,
-    }
-    let raw = resp.read_all()?;
-    let w: W = serde_json::from_slice(&raw).map_err(|e| {
-        RemoteError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("unexpected wait answer: {e}"),
-        ))
-    })?;
-    Ok(w.code)
-}
-
-/// The signals a foreground client forwards (docker's sig-proxy) instead of
-/// dying of them; blocked here, before any thread starts, so every thread
-/// inherits the mask and one thread takes them with `sigwait`.
-fn block_signals() -> SigSet {
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGWINCH,
-    ] {
-        mask.add(s);
-    }
-    let _ = mask.thread_block();
-    mask
-}
-
-/// Carries a hijacked connection: output to our stdout/stderr until the
-/// service closes it, our stdin to it (`-i`), our terminal's size and the
-/// signals we get to the pod (or exec). `kill_of` names the container that
-/// forwarded signals go to.
-fn stream(
-    r: &Remote,
-    (conn, mux): (BufReader<UnixStream>, bool),
-    stdin: bool,
-    tty: bool,
-    resize: &str,
-    signals: SigSet,
-    kill_of: &str,
-) -> Result<(), RemoteError> {
-    let _raw = if tty {
-        crate::util::RawMode::enter()
-    } else {
-        None
-    };
-    if tty {
-        send_size(r, resize);
-    }
-    {
-        let (r, resize, kill) = (r.clone(), resize.to_string(), kill_of.to_string());
-        std::thread::spawn(move || loop {
-            let Ok(sig) = signals.wait() else {
-                return;
-            };
-            if sig == Signal::SIGWINCH {
-                send_size(&r, &resize);
-            } else if !tty {
-                // With a terminal, Ctrl-C is a byte the pod's tty turns into
-                // its own SIGINT; without one, the signal itself is sent.
-                let path = format!("/containers/{}/kill?signal={}", enc(&kill), sig as i32);
-                let _ = r.call("POST", &path);
-            }
-        });
-    }
-    if stdin {
-        let mut to_pod = conn.get_ref().try_clone()?;
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_pod);
-            let _ = to_pod.shutdown(std::net::Shutdown::Write);
-        });
-    } else {
-        let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
-    }
-    let mut conn = conn;
-    let res = http::demux(
-        &mut conn,
-        !mux,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    );
-    drop(_raw);
-    if let Err(e) = res {
-        // Our own stdout gone (a closed pipe) is not the service's fault.
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
-        drain(conn);
-    }
-    Ok(())
-}
-
-/// Tells the service our terminal's size.
-fn send_size(r: &Remote, resize: &str) {
-    // SAFETY: winsize is plain data; TIOCGWINSZ only writes it.
-    let ws = unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) != 0 {
-            return;
-        }
-        ws
-    };
-    let path = format!("{resize}?h={}&w={}", ws.ws_row, ws.ws_col);
-    let _ = r.call("POST", &path);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn exec(
-    r: &Remote,
-    interactive: bool,
-    tty: bool,
-    env: Vec<String>,
-    user: Option<String>,
-    workdir: Option<String>,
-    pod: &str,
-    cmd: Vec<String>,
-) -> anyhow::Result<i32> {
-    if tty && !is_terminal() {
-        return Err(PodError::Usage(
-            "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
-        )
-        .into());
-    }
-    let signals = block_signals();
-    let body = json!({
-        "AttachStdin": interactive,
-        "AttachStdout": true,
-        "AttachStderr": true,
-        "Tty": tty,
-        "Cmd": cmd,
-        "Env": client_env(&env),
-        "User": user.unwrap_or_default(),
-        "WorkingDir": workdir.unwrap_or_default(),
-    });
-    let made: Created = r.json(
-        "POST",
-        &format!("/containers/{}/exec", enc(pod)),
-        Some(&body),
-    )?;
-    let conn = r.hijack(
-        "POST",
-        &format!("/exec/{}/start", made.id),
-        Some(&json!({"Detach": false, "Tty": tty})),
-    )?;
-    let resize = format!("/exec/{}/resize", made.id);
-    stream(r, conn, interactive, tty, &resize, signals, pod)?;
-    #[derive(Deserialize)]
-    struct Inspect {
-        #[serde(rename = "ExitCode")]
-        exit_code: Option<i32>,
-    }
-    let i: Inspect = r.json("GET", &format!("/exec/{}/json", made.id), None)?;
-    Ok(i.exit_code.unwrap_or(125))
 }

@@ -5,6 +5,11 @@
 //! Everything the Docker API already says (start, stop, kill, wait, rm,
 //! logs, attach, exec) the remote CLI takes from the Docker endpoints.
 //!
+//! [`snapshots`] holds checkpoint, restore, commit and the snapshot store,
+//! [`images`] the image store's verbs; paths in requests (archives to read
+//! or write) are the service host's, made absolute by the client (on a Mac
+//! they are the same path in the Lima machine).
+//!
 //! The bodies are the pod layer's own types ([`crate::pod::PodView`],
 //! [`crate::pod::CreateRequest`], [`crate::image::ImageSummary`]), so the
 //! two ends cannot drift apart. An error is `{"message", "exitCode"}`: the
@@ -16,13 +21,19 @@ use std::path::Path;
 
 use serde_json::json;
 
+mod images;
+mod snapshots;
+
+pub use images::*;
+pub use snapshots::*;
+
 use super::http::Request;
 use super::{After, Reply};
 use crate::pod::{self, Ctx, PodError};
 
 /// The answer for a pod-layer error, with the exit code the host's CLI
 /// would end with.
-fn pod_err(e: PodError) -> Reply {
+pub(super) fn pod_err(e: PodError) -> Reply {
     let status = super::status_of(e.kind());
     Reply::Json(
         status,
@@ -30,6 +41,20 @@ fn pod_err(e: PodError) -> Reply {
     )
 }
 
+/// The body as `T`, or the 400 answer that names what is wrong with it.
+pub(super) fn body_of<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Reply> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| pod_err(PodError::Usage(format!("invalid request body: {e}"))))
+}
+
+/// A query parameter that must be there (a path, a name).
+pub(super) fn required<'a>(req: &'a Request, name: &str) -> Result<&'a str, Reply> {
+    req.query(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| pod_err(PodError::Usage(format!("the {name} parameter is missing"))))
+}
+
+/// Opens the data root, or answers why not.
 macro_rules! ctx_or_answer {
     ($root:expr, $w:expr, $keep:expr) => {
         match Ctx::open($root) {
@@ -37,6 +62,19 @@ macro_rules! ctx_or_answer {
             Err(e) => return pod_err(e).send($w, $keep),
         }
     };
+}
+
+pub(super) use ctx_or_answer;
+
+/// `POST /gvpod/v1/system/gc`: what `gvpod system gc --format json` prints.
+pub fn gc(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    let keep = req.keep_alive();
+    let mut ctx = ctx_or_answer!(root, w, keep);
+    match pod::gc(&mut ctx) {
+        Ok(v) => Reply::Json(200, json!(v)),
+        Err(e) => pod_err(e),
+    }
+    .send(w, keep)
 }
 
 /// `GET /gvpod/v1/pods?all=1`: what `gvpod ps --format json` prints.
@@ -70,11 +108,9 @@ pub fn inspect_pod(
 /// missing, as `run` and `create` do on the host); answers `{"Id"}`.
 pub fn create_pod(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
     let keep = req.keep_alive();
-    let create: pod::CreateRequest = match serde_json::from_slice(&req.body) {
+    let create: pod::CreateRequest = match body_of(req) {
         Ok(c) => c,
-        Err(e) => {
-            return pod_err(PodError::Usage(format!("invalid create request: {e}"))).send(w, keep)
-        }
+        Err(reply) => return reply.send(w, keep),
     };
     let mut ctx = ctx_or_answer!(root, w, keep);
     let made =
@@ -82,17 +118,6 @@ pub fn create_pod(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Re
     match made {
         Ok(p) => Reply::Json(201, json!({"Id": p.id, "Name": p.name})),
         Err(e) => pod_err(e),
-    }
-    .send(w, keep)
-}
-
-/// `GET /gvpod/v1/images`: what `gvpod images --format json` prints.
-pub fn list_images(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let ctx = ctx_or_answer!(root, w, keep);
-    match ctx.images.list(&ctx.db) {
-        Ok(v) => Reply::Json(200, json!(v)),
-        Err(e) => pod_err(e.into()),
     }
     .send(w, keep)
 }
