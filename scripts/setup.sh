@@ -51,6 +51,14 @@ if ! command -v docker >/dev/null; then
         systemctl disable --now docker.socket docker.service containerd.service >/dev/null 2>&1 || true
     fi
 fi
+# The dockerode tests (tests/dockerode.rs) run the dev-pod platform's npm
+# client, pinned by tests/dockerode/package-lock.json (no install scripts:
+# dockerode's optional native ssh helpers are not needed on a unix socket).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "setup.sh: installing nodejs and npm (for the dockerode tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+npm ci --prefix tests/dockerode --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 [ "$DEPS_ONLY" = 1 ] && exit 0
 
 if ! command -v cargo >/dev/null; then
