@@ -6,6 +6,7 @@
 mod args;
 mod format;
 mod snapshot;
+mod stats;
 
 use std::io::Write;
 use std::time::Duration;
@@ -362,6 +363,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 pod::remove_network(&mut ctx, n)
             }))
         }
+        Cmd::Stats {
+            pods,
+            all,
+            no_stream,
+            format,
+        } => stats::stats(&mut ctx, &pods, all, no_stream, &format),
         Cmd::Port { pod: key } => {
             let v = pod::inspect(&mut ctx, &key)?;
             for p in &v.ports {

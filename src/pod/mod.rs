@@ -21,6 +21,7 @@ mod restore;
 mod run;
 pub mod snapshots;
 mod start;
+mod stats;
 mod stop;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use network::{create_network, inspect_network, list_networks, remove_network
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
+pub use stats::{stats, stats_targets, PodStats};
 pub use stop::{kill, stop, wait};
 
 use std::cell::OnceCell;
