@@ -17,6 +17,7 @@ mod containers;
 mod http;
 mod images;
 mod shapes;
+mod stats;
 mod system;
 
 use std::io::BufReader;
@@ -250,6 +251,7 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("DELETE", ["containers", id]) => containers::remove(root, id, req, w),
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
         ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
+        ("GET", ["containers", id, "stats"]) => stats::stats(root, id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)
