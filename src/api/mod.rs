@@ -16,6 +16,7 @@ mod config;
 mod containers;
 mod http;
 mod images;
+mod networks;
 mod shapes;
 mod stats;
 mod system;
@@ -252,6 +253,10 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
         ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
         ("GET", ["containers", id, "stats"]) => stats::stats(root, id, req, w),
+        ("GET", ["networks"]) => networks::list(root, req, w),
+        ("POST", ["networks", "create"]) => networks::create(root, req, w),
+        ("GET", ["networks", id]) => networks::inspect(root, id, req, w),
+        ("DELETE", ["networks", id]) => networks::remove(root, id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)

@@ -36,7 +36,10 @@ pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub(crate) use monitor::sleep_until_exit;
-pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};
+pub use network::{
+    create_labeled_network, create_network, inspect_network, list_networks, remove_network,
+    NetworkView,
+};
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
