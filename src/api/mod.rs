@@ -14,6 +14,7 @@
 mod attach;
 mod config;
 mod containers;
+mod events;
 mod http;
 mod images;
 mod networks;
@@ -253,6 +254,7 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
         ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
         ("GET", ["containers", id, "stats"]) => stats::stats(root, id, req, w),
+        ("GET", ["events"]) => events::events(root, req, w),
         ("GET", ["networks"]) => networks::list(root, req, w),
         ("POST", ["networks", "create"]) => networks::create(root, req, w),
         ("GET", ["networks", id]) => networks::inspect(root, id, req, w),
