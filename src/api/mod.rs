@@ -18,6 +18,7 @@ mod events;
 mod http;
 mod images;
 mod networks;
+mod pull;
 mod shapes;
 mod stats;
 mod system;
@@ -260,6 +261,13 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("GET", ["networks", id]) => networks::inspect(root, id, req, w),
         ("DELETE", ["networks", id]) => networks::remove(root, id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
+        ("POST", ["images", "create"]) => pull::create(root, req, w),
+        ("POST", ["images", name @ .., "tag"]) if !name.is_empty() => {
+            images::tag(root, &name.join("/"), req, w)
+        }
+        ("DELETE", ["images", name @ ..]) if !name.is_empty() => {
+            images::remove(root, &name.join("/"), req, w)
+        }
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)
         }

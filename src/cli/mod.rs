@@ -235,6 +235,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 tls_verify,
                 platform,
                 quiet,
+                sink: None,
             };
             let img = registry::pull(&ctx.images, &mut ctx.db, &ctx.root, &image, &opts)?;
             println!("{}", img.id);

@@ -33,7 +33,7 @@ pub use commit::commit;
 pub use create::{create, CreateRequest};
 pub use events::{past_events, EventWatch, PodEvent};
 pub use exec::{exec, ExecRequest};
-pub use images::{ensure as ensure_image, remove as remove_image};
+pub use images::{ensure as ensure_image, pull as pull_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
 pub use monitor::monitor_main;
@@ -109,6 +109,8 @@ pub enum PodError {
     Restore { snapshot: String, msg: String },
     #[error(transparent)]
     Net(crate::net::NetError),
+    #[error("image {image:?} is used by pod(s) {pods}; remove them first or use `gvpod rmi -f`")]
+    ImageInUse { image: String, pods: String },
     #[error("no such network: {0:?} (see `gvpod network ls`)")]
     NoNetwork(String),
     #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
@@ -132,7 +134,7 @@ impl PodError {
             | PodError::Usage(_)
             | PodError::NotRoot
             | PodError::Command { .. } => Kind::User,
-            PodError::BadState { .. } => Kind::Conflict,
+            PodError::BadState { .. } | PodError::ImageInUse { .. } => Kind::Conflict,
             PodError::State(e) => e.kind(),
             PodError::Image(e) => e.kind(),
             PodError::Bundle(e) => e.kind(),
