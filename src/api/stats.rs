@@ -147,6 +147,10 @@ pub fn stats(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::
                 break;
             }
         };
+        if !cur.running {
+            prev = cur;
+            break;
+        }
         let mut line = serde_json::to_vec(&shape(&cur, Some(&prev))).expect("JSON serialises");
         line.push(b'\n');
         c.send(&line)?;

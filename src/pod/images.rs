@@ -25,11 +25,17 @@ pub fn ensure(ctx: &mut Ctx, image: &str) -> Result<()> {
     }
 }
 
-/// Removes image `name` (its tag, or the image once untagged); an image that
-/// pods use is refused unless `force`, which removes those pods first.
-/// Returns the store's lines (`Untagged: …`, `Deleted: …`).
+/// Removes image `name` (its tag, or the image once untagged); removing an
+/// image that pods use is refused unless `force`, which removes those pods
+/// first. Untagging one of several tags removes nothing pods need and is
+/// never refused (as docker). Returns the store's lines (`Untagged: …`,
+/// `Deleted: …`).
 pub fn remove(ctx: &mut Ctx, name: &str, force: bool) -> Result<Vec<String>> {
     let img = ctx.images.resolve(&ctx.db, name)?;
+    let by_tag = img.reference != img.id;
+    if by_tag && ctx.db.tags_of(&img.id)?.len() > 1 {
+        return Ok(ctx.images.remove(&mut ctx.db, name)?);
+    }
     let users = ctx.db.pods_using_image(&img.id)?;
     if !users.is_empty() {
         if !force {
