@@ -56,11 +56,10 @@ fn status(text: &str, id: Option<&str>) -> Value {
 /// Docker's `[=====>    ] 1.2MB/3.4MB` progress text.
 fn bar(current: u64, total: u64) -> String {
     let width = 50u64;
-    let filled = if total == 0 {
-        width
-    } else {
-        (current.min(total) * width / total).min(width)
-    };
+    let filled = (current.min(total) * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
     let mut b = "=".repeat(filled as usize);
     if filled < width {
         b.push('>');

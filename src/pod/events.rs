@@ -40,6 +40,7 @@ fn now_nanos() -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     name: String,
+    created: String,
     image: String,
     status: PodStatus,
     started: Option<String>,
@@ -51,6 +52,7 @@ impl Seen {
     fn of(p: &PodRow) -> Seen {
         Seen {
             name: p.name.clone(),
+            created: p.created.clone(),
             image: p.image_ref.clone(),
             status: p.status,
             started: p.started.clone(),
@@ -78,7 +80,7 @@ fn diff(old: &BTreeMap<String, Seen>, new: &BTreeMap<String, Seen>) -> Vec<PodEv
     for (id, n) in new {
         let o = old.get(id);
         if o.is_none() {
-            out.push(n.event(id, "create", now));
+            out.push(n.event(id, "create", nanos(Some(&n.created)).unwrap_or(now)));
         }
         let started_again = n.started.is_some() && o.is_none_or(|o| o.started != n.started);
         if started_again {
@@ -179,6 +181,7 @@ mod tests {
     fn seen(status: PodStatus, started: Option<&str>, finished: Option<&str>) -> Seen {
         Seen {
             name: "web".into(),
+            created: "2026-01-01T00:00:00Z".into(),
             image: "busybox".into(),
             status,
             started: started.map(str::to_string),
