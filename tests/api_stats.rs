@@ -374,7 +374,7 @@ fn events_stay_open_report_a_life_and_close_at_until() {
     let r = Root::new();
     // Idle after 1 s: an open event stream must keep the service up.
     let mut svc = Service::start(&r, 1);
-    let until = chrono::Utc::now().timestamp() + 4;
+    let until = chrono::Utc::now().timestamp() + 6;
     let t0 = Instant::now();
     let events = Command::new("docker")
         .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
@@ -390,7 +390,8 @@ fn events_stay_open_report_a_life_and_close_at_until() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Time for the CLI to start and connect (events are watched from then on).
+    std::thread::sleep(Duration::from_millis(1500));
     let o = svc.docker(&[
         "run",
         "--rm",
@@ -413,7 +414,7 @@ fn events_stay_open_report_a_life_and_close_at_until() {
     let took = t0.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(8),
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(10),
         "the stream closed at until, after {took:?}"
     );
     let got = stdout(&out);
@@ -428,7 +429,7 @@ fn events_stay_open_report_a_life_and_close_at_until() {
         ],
         "{got}"
     );
-    // Past events: since and until both before now replay and close at once.
+    // Past events: a range ending now replays them and closes.
     let since = chrono::Utc::now().timestamp() - 1;
     let pod = svc.ok(&[
         "create",
@@ -440,8 +441,8 @@ fn events_stay_open_report_a_life_and_close_at_until() {
         "true",
     ]);
     r.track(pod.trim());
-    std::thread::sleep(Duration::from_millis(1100));
-    let now = chrono::Utc::now().timestamp();
+    // Within the service's idle second: the next whole second as until.
+    let now = chrono::Utc::now().timestamp() + 1;
     let t = Instant::now();
     let past = svc.ok(&[
         "events",
