@@ -157,7 +157,7 @@ fn stats_through_the_docker_cli_curl_and_gvpod() {
     let read = chrono::DateTime::parse_from_rfc3339(s1["read"].as_str().unwrap()).unwrap();
     let preread = chrono::DateTime::parse_from_rfc3339(s1["preread"].as_str().unwrap()).unwrap();
     let gap = (read - preread).num_milliseconds();
-    assert!((800..3000).contains(&gap), "samples {gap} ms apart: {body}");
+    assert!((800..5000).contains(&gap), "samples {gap} ms apart: {body}");
     assert_eq!(s1["memory_stats"]["limit"], 256u64 << 20, "{body}");
     assert!(s1["memory_stats"]["usage"].as_u64().unwrap() > 0, "{body}");
     assert!(s1["pids_stats"]["current"].as_u64().unwrap() >= 1, "{body}");

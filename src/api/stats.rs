@@ -19,6 +19,9 @@ use super::http::{self, Chunked, Request};
 use super::{After, Reply};
 use crate::pod::{self, Ctx, PodStats};
 
+/// Failed samples in a row a stream skips before it ends.
+const MAX_FAILURES: u32 = 3;
+
 /// docker's zero time, for the `preread` of a one-shot sample.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -135,6 +138,7 @@ pub fn stats(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::
     let probe = w.try_clone()?;
     let mut c = Chunked(w);
     let mut prev = first;
+    let mut failures = 0;
     while prev.running {
         if !pause(&probe, Duration::from_secs(1)) {
             return Ok(After::Close);
@@ -142,11 +146,18 @@ pub fn stats(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::
         let cur = match sample(&mut ctx, &pod.id) {
             Ok(Some(s)) => s,
             Ok(None) => break,
+            // One failed sample is skipped; a run of them ends the stream.
+            Err(e) if failures < MAX_FAILURES => {
+                failures += 1;
+                tracing::debug!("stats of {key}: {e}");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("stats of {key}: {e}");
                 break;
             }
         };
+        failures = 0;
         if !cur.running {
             prev = cur;
             break;

@@ -9,7 +9,8 @@
 //! pod's eth0 read inside its namespace (runsc has none on older releases;
 //! `None` for `--network none` and `host`). A pod that is not running
 //! gives an all-zero sample, as docker's does; a sample never fails on a
-//! pod that stops while it is taken (it is then zero too).
+//! pod that stops while it is taken (runsc no longer runs its sandbox: it
+//! is then zero too).
 
 use serde::Serialize;
 
@@ -132,7 +133,8 @@ pub fn stats(ctx: &mut Ctx, pod: &PodRow) -> Result<PodStats> {
     };
     if pod.status == PodStatus::Running {
         let flags = ctx.flags_of(&pod)?;
-        match ctx.runsc_for(&flags)?.stats(&flags, &pod.id) {
+        let runsc = ctx.runsc_for(&flags)?;
+        match runsc.stats(&flags, &pod.id) {
             Ok(r) => {
                 s.running = true;
                 s.cpu_total_ns = r.cpu_total_ns;
@@ -141,9 +143,16 @@ pub fn stats(ctx: &mut Ctx, pod: &PodRow) -> Result<PodStats> {
                 s.memory_bytes = r.memory_bytes;
                 s.pids = r.pids;
             }
-            // Stopped while asked: a zero sample, as for any stopped pod.
-            Err(_) if ctx.refresh(pod.clone())?.status != PodStatus::Running => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // Stopping while asked (its monitor has not recorded the
+                // exit yet): a zero sample, as for any stopped pod.
+                let sandbox_runs = runsc
+                    .state(&flags, &pod.id)?
+                    .is_some_and(|st| st.status == "running");
+                if sandbox_runs {
+                    return Err(e.into());
+                }
+            }
         }
         if s.running && ctx.db.lease_of(&pod.id)?.is_some() {
             let ns = super::network::netns_path(ctx, &pod.id);
