@@ -558,6 +558,45 @@ fn pull_images_and_rmi_through_the_docker_cli() {
         "{}",
         stderr(&o)
     );
+
+    // A blob damaged in the registry: the stream has begun (200), so the
+    // failure is docker's errorDetail line, and nothing is registered.
+    let blobs = reg
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256");
+    let mut files = vec![];
+    for a in std::fs::read_dir(&blobs).unwrap().flatten() {
+        for b in std::fs::read_dir(a.path()).unwrap().flatten() {
+            let f = b.path().join("data");
+            files.push((std::fs::metadata(&f).unwrap().len(), f));
+        }
+    }
+    let (_, layer) = files.iter().max().unwrap(); // the busybox layer
+    let mut data = std::fs::read(layer).unwrap();
+    let n = data.len();
+    data[n / 2] ^= 0xff;
+    std::fs::write(layer, data).unwrap();
+    let (code, body) = curl(
+        &svc,
+        "POST",
+        &format!("/images/create?fromImage={}/bb&tag=v1", reg.addr()),
+    );
+    assert_eq!(code, 200, "{body}");
+    let msgs: Vec<serde_json::Value> = body.lines().map(json).collect();
+    assert!(
+        msgs.iter().any(|m| m["status"] == "Pulling fs layer"),
+        "{body}"
+    );
+    let last = msgs.last().unwrap();
+    let m = last["errorDetail"]["message"]
+        .as_str()
+        .expect("an errorDetail line");
+    assert_eq!(last["error"].as_str(), Some(m));
+    assert!(m.contains("sha256:"), "names the blob: {m}");
+    assert_eq!(svc.ok(&["images", "-q"]).trim(), "", "nothing registered");
+    let o = svc.docker(&["pull", &image]);
+    assert!(!o.status.success(), "{}", stdout(&o));
     r.assert_clean();
     src.assert_clean();
 }

@@ -163,13 +163,13 @@ fn all(ctx: &Ctx) -> pod::Result<Vec<Net>> {
 
 /// The network `key` names: a name (`bridge` and `default` are gvpod's
 /// default network), a full id or a unique id prefix.
-fn find(ctx: &Ctx, key: &str) -> Result<Net, Reply> {
-    let key = match key {
+fn find(ctx: &Ctx, asked: &str) -> Result<Net, Reply> {
+    let key = match asked {
         "bridge" | "default" => crate::net::DEFAULT_NETWORK,
         k => k,
     };
     let nets = all(ctx).map_err(|e| Reply::from_err(e.kind(), e))?;
-    let no_such = || Reply::Error(404, format!("network {key} not found"));
+    let no_such = || Reply::Error(404, format!("network {asked} not found"));
     if key.is_empty() {
         return Err(no_such());
     }
