@@ -96,9 +96,10 @@ fn pause(w: &UnixStream, d: Duration) -> bool {
 
 /// A sample of pod `id` as it is now; `None` once it is removed.
 fn sample(ctx: &mut Ctx, id: &str) -> pod::Result<Option<PodStats>> {
-    match ctx.db.pod(id)? {
-        Some(row) => pod::stats(ctx, &row).map(Some),
-        None => Ok(None),
+    match ctx.lookup(id) {
+        Ok(row) => pod::stats(ctx, &row).map(Some),
+        Err(pod::PodError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
