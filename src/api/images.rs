@@ -1,5 +1,7 @@
 //! `/images/json` and `/images/{name}/json`: the image store in docker's
-//! shapes (one summary per image with all its tags, docker's short names).
+//! shapes (one summary per image with all its tags, docker's short names);
+//! `DELETE /images/{name}` and `POST /images/{name}/tag` (the pull, `POST
+//! /images/create`, is in `pull`).
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
@@ -85,6 +87,63 @@ pub fn inspect(
             "RootFS": {"Type": "layers", "Layers": i.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}
         }),
     )
+    .send(w, keep)
+}
+
+/// `DELETE /images/{name}?force=`: docker's `[{"Untagged": …}, {"Deleted": …}]`;
+/// 409 while pods use it (unless `force`, which removes them), 404 unknown.
+pub fn remove(
+    root: &Path,
+    name: &str,
+    req: &Request,
+    w: &mut UnixStream,
+) -> std::io::Result<After> {
+    let keep = req.keep_alive();
+    let res = Ctx::open(root)
+        .and_then(|mut ctx| crate::pod::remove_image(&mut ctx, name, req.flag("force")));
+    match res {
+        Ok(lines) => {
+            let out: Vec<_> = lines
+                .iter()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(": ")?;
+                    let v = if k == "Untagged" {
+                        short_ref(v)
+                    } else {
+                        v.to_string()
+                    };
+                    Some(json!({ k: v }))
+                })
+                .collect();
+            Reply::Json(200, json!(out))
+        }
+        Err(crate::pod::PodError::Image(crate::image::ImageError::NotFound(_))) => {
+            Reply::Error(404, format!("No such image: {name}"))
+        }
+        Err(e) => Reply::from_err(e.kind(), e),
+    }
+    .send(w, keep)
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`: 201.
+pub fn tag(root: &Path, name: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    let keep = req.keep_alive();
+    let Some(repo) = req.query("repo").filter(|r| !r.is_empty()) else {
+        return Reply::Error(
+            400,
+            "repo is required: name the new tag's repository".into(),
+        )
+        .send(w, keep);
+    };
+    let target = super::pull::reference_of(repo, Some(req.query("tag").unwrap_or("latest")));
+    let res = Ctx::open(root).and_then(|mut ctx| Ok(ctx.images.tag(&mut ctx.db, name, &target)?));
+    match res {
+        Ok(_) => Reply::Empty(201),
+        Err(crate::pod::PodError::Image(crate::image::ImageError::NotFound(_))) => {
+            Reply::Error(404, format!("No such image: {name}"))
+        }
+        Err(e) => Reply::from_err(e.kind(), e),
+    }
     .send(w, keep)
 }
 

@@ -15,10 +15,14 @@
 mod attach;
 mod config;
 mod containers;
+mod events;
 mod http;
 mod images;
 mod native;
+mod networks;
+mod pull;
 mod shapes;
+mod stats;
 mod system;
 
 use std::io::BufReader;
@@ -252,7 +256,20 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("DELETE", ["containers", id]) => containers::remove(root, id, req, w),
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
         ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
+        ("GET", ["containers", id, "stats"]) => stats::stats(root, id, req, w),
+        ("GET", ["events"]) => events::events(root, req, w),
+        ("GET", ["networks"]) => networks::list(root, req, w),
+        ("POST", ["networks", "create"]) => networks::create(root, req, w),
+        ("GET", ["networks", id]) => networks::inspect(root, id, req, w),
+        ("DELETE", ["networks", id]) => networks::remove(root, id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
+        ("POST", ["images", "create"]) => pull::create(root, req, w),
+        ("POST", ["images", name @ .., "tag"]) if !name.is_empty() => {
+            images::tag(root, &name.join("/"), req, w)
+        }
+        ("DELETE", ["images", name @ ..]) if !name.is_empty() => {
+            images::remove(root, &name.join("/"), req, w)
+        }
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)
         }

@@ -367,6 +367,19 @@ pub enum Cmd {
     Network(NetworkCmd),
     /// List a pod's published ports.
     Port { pod: String },
+    /// Show pods' cpu, memory, network and pids use (running pods when none is named).
+    Stats {
+        pods: Vec<String>,
+        /// Show every pod (default: running only).
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Print one sample and exit (default: redraw every second until Ctrl-C).
+        #[arg(long)]
+        no_stream: bool,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Host-wide information and maintenance.
     #[command(subcommand)]
     System(SystemCmd),

@@ -7,6 +7,7 @@ mod args;
 mod format;
 mod remote;
 mod snapshot;
+mod stats;
 
 use std::io::Write;
 use std::time::Duration;
@@ -241,6 +242,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 tls_verify,
                 platform,
                 quiet,
+                sink: None,
             };
             let img = registry::pull(&ctx.images, &mut ctx.db, &ctx.root, &image, &opts)?;
             println!("{}", img.id);
@@ -369,6 +371,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 pod::remove_network(&mut ctx, n)
             }))
         }
+        Cmd::Stats {
+            pods,
+            all,
+            no_stream,
+            format,
+        } => stats::stats(&mut ctx, &pods, all, no_stream, &format),
         Cmd::Port { pod: key } => {
             let v = pod::inspect(&mut ctx, &key)?;
             for p in &v.ports {

@@ -131,6 +131,23 @@ pub fn name_of(l: &LinkMessage) -> Option<&str> {
     })
 }
 
+/// The 64-bit counters of a link (`IFLA_STATS64`), if the kernel gave them.
+pub fn counters_of(l: &LinkMessage) -> Option<super::IfStats> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Stats64(s) => Some(super::IfStats {
+            rx_bytes: s.rx_bytes,
+            rx_packets: s.rx_packets,
+            rx_errors: s.rx_errors,
+            rx_dropped: s.rx_dropped,
+            tx_bytes: s.tx_bytes,
+            tx_packets: s.tx_packets,
+            tx_errors: s.tx_errors,
+            tx_dropped: s.tx_dropped,
+        }),
+        _ => None,
+    })
+}
+
 /// Every link of the namespace as (name, alias).
 pub async fn links(h: &Handle) -> Result<Vec<(String, Option<String>)>> {
     let mut out = vec![];

@@ -341,6 +341,35 @@ pub fn delete_link(name: &str) -> Result<bool> {
     link::run(None, |h| async move { link::delete_link(&h, name).await })
 }
 
+/// Traffic counters of an interface, as the kernel keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IfStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// The counters of a pod's interface ([`link::POD_IF`]) read inside its
+/// namespace at `netns` (runsc reports none of its own on older releases;
+/// the sandbox's packets all cross this link). `None` when the namespace
+/// or the interface is gone (a pod being removed).
+pub fn pod_if_stats(netns: &Path) -> Result<Option<IfStats>> {
+    if !netns::exists(netns) {
+        return Ok(None);
+    }
+    link::run(Some(netns), |h| async move {
+        Ok(link::link_by_name(&h, link::POD_IF)
+            .await?
+            .as_ref()
+            .and_then(link::counters_of))
+    })
+}
+
 /// Links of the host as (name, alias).
 pub fn host_links() -> Result<Vec<(String, Option<String>)>> {
     link::run(None, |h| async move { link::links(&h).await })

@@ -1,6 +1,7 @@
 //! What the pod layer adds to the image store: the pull a `run` or `create`
 //! of a missing image does first, and `rmi -f`, which removes the pods that
-//! use an image before the image.
+//! use an image before the image, and the pull a front end reports
+//! itself ([`pull`]: the API's `images/create`).
 
 use super::{Ctx, PodError, Result};
 use crate::image::registry;
@@ -15,6 +16,7 @@ pub fn ensure(ctx: &mut Ctx, image: &str) -> Result<()> {
                 tls_verify: true,
                 platform: None,
                 quiet: false,
+                sink: None,
             };
             registry::pull(&ctx.images, &mut ctx.db, &ctx.root, image, &opts)?;
             Ok(())
@@ -37,14 +39,30 @@ pub fn remove(ctx: &mut Ctx, name: &str, force: bool) -> Result<Vec<String>> {
     };
     if !users.is_empty() {
         if !force {
-            return Err(PodError::Usage(format!(
-                "image {name:?} is used by pod(s) {}; remove them first or use `gvpod rmi -f`",
-                users.join(", ")
-            )));
+            return Err(PodError::ImageInUse {
+                image: name.to_string(),
+                pods: users.join(", "),
+            });
         }
         for p in &users {
             super::remove(ctx, p, true)?;
         }
     }
     Ok(ctx.images.remove(&mut ctx.db, name)?)
+}
+
+/// Pulls `name` (always asking the registry, as `docker pull` does),
+/// reporting progress to `sink`. Returns whether the reference now names
+/// another image than before (docker's "Downloaded newer image" rather
+/// than "Image is up to date").
+pub fn pull(ctx: &mut Ctx, name: &str, sink: registry::ProgressSink) -> Result<bool> {
+    let before = ctx.images.resolve(&ctx.db, name).ok().map(|i| i.id);
+    let opts = registry::PullOptions {
+        tls_verify: true,
+        platform: None,
+        quiet: false,
+        sink: Some(sink),
+    };
+    let image = registry::pull(&ctx.images, &mut ctx.db, &ctx.root, name, &opts)?;
+    Ok(before.as_deref() != Some(image.id.as_str()))
 }

@@ -6,6 +6,7 @@ mod checkpoint;
 mod cleanup;
 mod commit;
 mod create;
+mod events;
 mod exec;
 mod failpoint;
 mod host;
@@ -21,6 +22,7 @@ mod restore;
 mod run;
 pub mod snapshots;
 mod start;
+mod stats;
 mod stop;
 #[cfg(test)]
 mod tests;
@@ -29,16 +31,21 @@ pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};
 pub use commit::commit;
 pub use create::{create, CreateRequest};
+pub use events::{past_events, EventWatch, PodEvent};
 pub use exec::{exec, ExecRequest};
-pub use images::{ensure as ensure_image, remove as remove_image};
+pub use images::{ensure as ensure_image, pull as pull_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{follow_launch, logs, open_launch_output, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub(crate) use monitor::sleep_until_exit;
-pub use network::{create_network, inspect_network, list_networks, remove_network, NetworkView};
+pub use network::{
+    create_labeled_network, create_network, inspect_network, list_networks, remove_network,
+    NetworkView,
+};
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
+pub use stats::{stats, stats_targets, PodStats};
 pub use stop::{kill, stop, wait};
 
 use std::cell::OnceCell;
@@ -102,6 +109,8 @@ pub enum PodError {
     Restore { snapshot: String, msg: String },
     #[error(transparent)]
     Net(crate::net::NetError),
+    #[error("image {image:?} is used by pod(s) {pods}; remove them first or use `gvpod rmi -f`")]
+    ImageInUse { image: String, pods: String },
     #[error("no such network: {0:?} (see `gvpod network ls`)")]
     NoNetwork(String),
     #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
@@ -125,7 +134,7 @@ impl PodError {
             | PodError::Usage(_)
             | PodError::NotRoot
             | PodError::Command { .. } => Kind::User,
-            PodError::BadState { .. } => Kind::Conflict,
+            PodError::BadState { .. } | PodError::ImageInUse { .. } => Kind::Conflict,
             PodError::State(e) => e.kind(),
             PodError::Image(e) => e.kind(),
             PodError::Bundle(e) => e.kind(),

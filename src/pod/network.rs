@@ -43,6 +43,7 @@ pub struct NetworkView {
     pub gateway: String,
     pub internal: bool,
     pub created: String,
+    pub labels: std::collections::BTreeMap<String, String>,
     /// (pod name, address) of the pods attached.
     pub pods: Vec<NetworkPod>,
 }
@@ -72,6 +73,7 @@ fn view(ctx: &Ctx, r: NetworkRow) -> Result<NetworkView> {
         gateway: r.gateway,
         internal: r.internal,
         created: r.created,
+        labels: r.labels,
         pods,
     })
 }
@@ -117,6 +119,18 @@ pub fn create_network(
     subnet: Option<&str>,
     gateway: Option<&str>,
     internal: bool,
+) -> Result<NetworkView> {
+    create_labeled_network(ctx, name, subnet, gateway, internal, Default::default())
+}
+
+/// [`create_network`] with docker's labels recorded on the network.
+pub fn create_labeled_network(
+    ctx: &mut Ctx,
+    name: &str,
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+    internal: bool,
+    labels: std::collections::BTreeMap<String, String>,
 ) -> Result<NetworkView> {
     check_network_name(name)?;
     if ctx.db.network(name)?.is_some() {
@@ -198,6 +212,7 @@ pub fn create_network(
         gateway: gateway.to_string(),
         internal,
         created: crate::util::now_rfc3339(),
+        labels,
     };
     // Recorded first: a crash before the bridge exists leaves a row that
     // `network rm` (or the next pod, which re-ensures it) completes.

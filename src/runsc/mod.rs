@@ -23,6 +23,7 @@ pub mod fake;
 mod flags;
 mod probe;
 mod snapshot;
+mod stats;
 
 pub use detect::{Features, Version};
 pub use exec::Exec;

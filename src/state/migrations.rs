@@ -135,6 +135,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (network, ip)
     );
     "#,
+    // 8: a network's labels (docker's `Labels`, a JSON object of strings).
+    r#"
+    ALTER TABLE networks ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

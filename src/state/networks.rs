@@ -3,7 +3,7 @@
 //! lock, so ten concurrent `run`s can never share an address or a port) and
 //! vanish with its row (ON DELETE CASCADE).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 use rusqlite::{params, OptionalExtension};
@@ -18,6 +18,8 @@ pub struct NetworkRow {
     pub gateway: String,
     pub internal: bool,
     pub created: String,
+    /// Docker's labels (`labels_json`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A published port as stored.
@@ -44,7 +46,7 @@ pub enum Lease<'a> {
     Pick(&'a dyn Fn(&HashSet<Ipv4Addr>) -> Option<Ipv4Addr>),
 }
 
-const NET_COLS: &str = "name, bridge, subnet, gateway, internal, created";
+const NET_COLS: &str = "name, bridge, subnet, gateway, internal, created, labels_json";
 
 fn net_from_row(r: &rusqlite::Row) -> rusqlite::Result<NetworkRow> {
     Ok(NetworkRow {
@@ -54,6 +56,8 @@ fn net_from_row(r: &rusqlite::Row) -> rusqlite::Result<NetworkRow> {
         gateway: r.get(3)?,
         internal: r.get(4)?,
         created: r.get(5)?,
+        // Written by gvpod from a map: anything else reads as no labels.
+        labels: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
     })
 }
 
@@ -81,8 +85,16 @@ impl Db {
     pub fn insert_network(&mut self, n: &NetworkRow) -> Result<()> {
         self.write(|tx| {
             let res = tx.execute(
-                &format!("INSERT INTO networks ({NET_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
-                params![n.name, n.bridge, n.subnet, n.gateway, n.internal, n.created],
+                &format!("INSERT INTO networks ({NET_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"),
+                params![
+                    n.name,
+                    n.bridge,
+                    n.subnet,
+                    n.gateway,
+                    n.internal,
+                    n.created,
+                    serde_json::to_string(&n.labels).expect("a map of strings serialises")
+                ],
             );
             match res {
                 Ok(_) => Ok(()),

@@ -651,6 +651,7 @@ mod tests {
             gateway: "198.18.9.1".into(),
             internal: false,
             created: "t".into(),
+            labels: Default::default(),
         })
         .unwrap();
         // Lowest free address in 198.18.9.0/29 (.2 to .6), gateway aside.

@@ -23,6 +23,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
 pub use auth::{login, logout, LoginRequest};
+pub use progress::{ProgressSink, PullEvent};
 pub use pull::{pull, PullOptions};
 pub use push::{push, PushOptions};
 

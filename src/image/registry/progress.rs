@@ -1,18 +1,53 @@
 //! Progress of a pull or push, on stderr: indicatif bars on a terminal (one
 //! per blob plus a total, with bytes and rate), one plain line per blob when
 //! stderr is not a terminal (`3f4a1b2c9d8e: downloaded 2.1 MiB in 0.12s`),
-//! nothing at all with `-q`.
+//! nothing at all with `-q`, or events handed to a [`ProgressSink`] (the
+//! API turns them into docker's JSON-lines progress).
 
 use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::short_digest;
 
+/// What a pull reports to a [`ProgressSink`] (digests in full).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// A blob the store already has.
+    Exists { digest: String },
+    /// A blob's transfer starts.
+    Start { digest: String, size: u64 },
+    /// Bytes of a blob transferred so far (at most every [`SINK_EVERY`]).
+    Bytes {
+        digest: String,
+        current: u64,
+        total: u64,
+    },
+    /// A blob is complete and verified.
+    Done { digest: String },
+    /// An informational line (`Digest: …`).
+    Line(String),
+}
+
+/// How often a blob in transfer reports its bytes to a sink.
+pub const SINK_EVERY: Duration = Duration::from_millis(100);
+
+/// Where a pull's progress goes instead of stderr.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<dyn Fn(PullEvent) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
+}
+
 enum Mode {
     Quiet,
     Plain,
+    Sink(ProgressSink),
     Bars {
         multi: MultiProgress,
         total: ProgressBar,
@@ -49,6 +84,14 @@ impl Progress {
         Progress { mode, done_verb }
     }
 
+    /// Progress reported as events to `sink`.
+    pub fn to_sink(sink: ProgressSink, done_verb: &'static str) -> Progress {
+        Progress {
+            mode: Mode::Sink(sink),
+            done_verb,
+        }
+    }
+
     /// Adds `bytes` to the total still to transfer.
     pub fn add_total(&self, bytes: u64) {
         if let Mode::Bars { total, .. } = &self.mode {
@@ -58,6 +101,11 @@ impl Progress {
 
     /// A blob that needs no transfer.
     pub fn exists(&self, digest: &str) {
+        if let Mode::Sink(s) = &self.mode {
+            return (s.0)(PullEvent::Exists {
+                digest: digest.to_string(),
+            });
+        }
         self.line(&format!("{}: already exists", short_digest(digest)));
     }
 
@@ -65,6 +113,7 @@ impl Progress {
     pub fn line(&self, text: &str) {
         match &self.mode {
             Mode::Quiet => {}
+            Mode::Sink(s) => (s.0)(PullEvent::Line(text.to_string())),
             Mode::Plain => {
                 let _ = writeln!(std::io::stderr().lock(), "{text}");
             }
@@ -92,9 +141,21 @@ impl Progress {
             }
             _ => (None, None),
         };
+        let sink = match &self.mode {
+            Mode::Sink(s) => {
+                (s.0)(PullEvent::Start {
+                    digest: digest.to_string(),
+                    size,
+                });
+                Some((s.clone(), digest.to_string(), size))
+            }
+            _ => None,
+        };
         BlobProgress {
             bar,
             total,
+            sink,
+            last_sent: Instant::now(),
             plain: matches!(self.mode, Mode::Plain),
             label,
             done_verb: self.done_verb,
@@ -144,6 +205,9 @@ impl Drop for Busy {
 pub struct BlobProgress {
     bar: Option<ProgressBar>,
     total: Option<ProgressBar>,
+    /// The sink, the blob's digest and size.
+    sink: Option<(ProgressSink, String, u64)>,
+    last_sent: Instant,
     plain: bool,
     label: String,
     done_verb: &'static str,
@@ -161,10 +225,25 @@ impl BlobProgress {
         if let Some(t) = &self.total {
             t.inc(n);
         }
+        if let Some((s, digest, size)) = &self.sink {
+            if self.last_sent.elapsed() >= SINK_EVERY || self.bytes >= *size {
+                self.last_sent = Instant::now();
+                (s.0)(PullEvent::Bytes {
+                    digest: digest.clone(),
+                    current: self.bytes,
+                    total: *size,
+                });
+            }
+        }
     }
 
     /// The blob is complete (and verified).
     pub fn finish(self) {
+        if let Some((s, digest, _)) = &self.sink {
+            (s.0)(PullEvent::Done {
+                digest: digest.clone(),
+            });
+        }
         let text = format!(
             "{}: {} {} in {:.2}s",
             self.label,

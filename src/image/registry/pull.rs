@@ -38,6 +38,8 @@ pub struct PullOptions {
     pub platform: Option<String>,
     /// No progress output.
     pub quiet: bool,
+    /// Progress as events to this sink instead of stderr.
+    pub sink: Option<super::progress::ProgressSink>,
 }
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -242,7 +244,10 @@ pub fn pull(
     };
     let target = Target::new(&r);
     let auth = AuthFile::new(data_root).lookup(&r.registry)?;
-    let progress = Progress::new(opts.quiet, "downloaded");
+    let progress = match &opts.sink {
+        Some(s) => Progress::to_sink(s.clone(), "downloaded"),
+        None => Progress::new(opts.quiet, "downloaded"),
+    };
     let rt = runtime()?;
     let puller = Puller {
         store,
