@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::api::Service;
+use common::registry::Registry;
 use common::{stderr, stdout, Root};
 
 /// A client of `svc` whose own data root does not exist.
@@ -316,5 +317,77 @@ fn snapshots_and_images_go_through_the_service_with_client_relative_paths() {
     assert!(gc["pods_removed"].as_array().unwrap().is_empty(), "{gc}");
     at(&["rm", "-f", "s1", "s2"]);
     at(&["snapshot", "rm", "snap2"]);
+    r.assert_clean();
+}
+
+#[test]
+fn networks_stats_and_pull_go_through_the_service() {
+    require_runsc!();
+    require_registry!();
+    let reg = Registry::start();
+    let src = Root::new();
+    let image = format!("{}/bb:v1", reg.addr());
+    src.ok(&["push", "-q", "busybox", &image]);
+    let r = Root::empty();
+    let svc = Service::start(&r, 0);
+    // pull: progress on stderr, the id on stdout, as on the host.
+    let o = run(&svc, &["pull", &image]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Pull complete"), "{}", stderr(&o));
+    let id = stdout(&o);
+    assert_eq!(id.trim(), json(&r.ok(&["image", "inspect", &image]))["id"]);
+    assert_eq!(ok(&svc, &["pull", "-q", &image]), id);
+    let o = run(&svc, &["pull", "--tls-verify=false", &image]);
+    fails(&o, 2, "--tls-verify=false");
+    let o = run(&svc, &["pull", &format!("{}/nosuch:v1", reg.addr())]);
+    assert_ne!(o.status.code(), Some(0));
+    // network: create, ls, inspect, rm, the host's output.
+    assert_eq!(
+        ok(
+            &svc,
+            &["network", "create", "--subnet", "198.18.93.0/24", "rn"]
+        )
+        .trim(),
+        "rn"
+    );
+    assert_eq!(
+        json(&ok(&svc, &["network", "ls", "--format", "json"])),
+        json(&r.ok(&["network", "ls", "--format", "json"]))
+    );
+    assert_eq!(
+        json(&ok(&svc, &["network", "inspect", "rn"])),
+        json(&r.ok(&["network", "inspect", "rn"]))
+    );
+    // stats: one sample set, the pod's -m limit.
+    let pid = ok(
+        &svc,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "st",
+            "--network",
+            "rn",
+            "-m",
+            "128m",
+            &image,
+            "sleep",
+            "1000",
+        ],
+    );
+    r.track(pid.trim());
+    let rows = json(&ok(
+        &svc,
+        &["stats", "--no-stream", "--format", "json", "st"],
+    ));
+    assert_eq!(rows[0]["name"], "st", "{rows}");
+    assert_eq!(rows[0]["memory_limit"], 128 << 20, "{rows}");
+    assert!(rows[0]["memory_usage"].as_u64().unwrap() > 0, "{rows}");
+    let table = ok(&svc, &["stats", "--no-stream"]);
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert!(table.contains("128MiB"), "{table}");
+    fails(&run(&svc, &["network", "rm", "nosuch"]), 2, "nosuch");
+    ok(&svc, &["rm", "-f", "st"]);
+    assert_eq!(ok(&svc, &["network", "rm", "rn"]).trim(), "rn");
     r.assert_clean();
 }

@@ -175,7 +175,11 @@ pub fn create(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result
             o.event(e);
         }
     }));
-    let res = pod::pull_image(&mut ctx, &name, sink);
+    let platform = req
+        .query("platform")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    let res = pod::pull_image(&mut ctx, &name, platform, sink);
     let mut o = match out.lock() {
         Ok(o) => o,
         Err(p) => p.into_inner(),

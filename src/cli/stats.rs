@@ -124,19 +124,6 @@ fn print(rows: &[Row], json: bool, stream: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Samples every target pod; a pod removed meanwhile is left out.
-fn sample(ctx: &mut Ctx, keys: &[String], all: bool) -> anyhow::Result<Vec<PodStats>> {
-    let mut out = vec![];
-    for p in pod::stats_targets(ctx, keys, all)? {
-        match pod::stats(ctx, &p) {
-            Ok(s) => out.push(s),
-            Err(pod::PodError::NotFound(_)) if keys.is_empty() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
-}
-
 pub(super) fn stats(
     ctx: &mut Ctx,
     keys: &[String],
@@ -144,14 +131,22 @@ pub(super) fn stats(
     no_stream: bool,
     format: &str,
 ) -> anyhow::Result<i32> {
+    show(&mut || Ok(pod::samples(ctx, keys, all)?), no_stream, format)
+}
+
+/// Prints what `sample` gives (one sample per pod, taken now) the way
+/// `gvpod stats` does, on the host or through the service.
+pub(super) fn show(
+    sample: &mut dyn FnMut() -> anyhow::Result<Vec<PodStats>>,
+    no_stream: bool,
+    format: &str,
+) -> anyhow::Result<i32> {
     let json = check_format(format)?;
-    let mut prev: HashMap<String, PodStats> = sample(ctx, keys, all)?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
+    let mut prev: HashMap<String, PodStats> =
+        sample()?.into_iter().map(|s| (s.id.clone(), s)).collect();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let cur = sample(ctx, keys, all)?;
+        let cur = sample()?;
         let rows: Vec<Row> = cur.iter().map(|s| row(s, prev.get(&s.id))).collect();
         print(&rows, json, !no_stream)?;
         if no_stream {

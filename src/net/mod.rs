@@ -342,7 +342,7 @@ pub fn delete_link(name: &str) -> Result<bool> {
 }
 
 /// Traffic counters of an interface, as the kernel keeps them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IfStats {
     pub rx_bytes: u64,
     pub rx_packets: u64,

@@ -55,11 +55,16 @@ pub fn remove(ctx: &mut Ctx, name: &str, force: bool) -> Result<Vec<String>> {
 /// reporting progress to `sink`. Returns whether the reference now names
 /// another image than before (docker's "Downloaded newer image" rather
 /// than "Image is up to date").
-pub fn pull(ctx: &mut Ctx, name: &str, sink: registry::ProgressSink) -> Result<bool> {
+pub fn pull(
+    ctx: &mut Ctx,
+    name: &str,
+    platform: Option<String>,
+    sink: registry::ProgressSink,
+) -> Result<bool> {
     let before = ctx.images.resolve(&ctx.db, name).ok().map(|i| i.id);
     let opts = registry::PullOptions {
         tls_verify: true,
-        platform: None,
+        platform,
         quiet: false,
         sink: Some(sink),
     };

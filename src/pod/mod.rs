@@ -45,7 +45,7 @@ pub use network::{
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
-pub use stats::{stats, stats_targets, PodStats};
+pub use stats::{samples, stats, PodStats};
 pub use stop::{kill, stop, wait};
 
 use std::cell::OnceCell;

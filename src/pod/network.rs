@@ -35,7 +35,7 @@ fn to_network(r: &NetworkRow) -> Result<Network> {
 }
 
 /// What `network ls` and `network inspect` print.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct NetworkView {
     pub name: String,
     pub bridge: String,
@@ -48,7 +48,7 @@ pub struct NetworkView {
     pub pods: Vec<NetworkPod>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct NetworkPod {
     pub name: String,
     pub id: String,

@@ -19,7 +19,7 @@ use crate::net::IfStats;
 use crate::state::{PodRow, PodStatus};
 
 /// One sample of a pod's resource use.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct PodStats {
     pub id: String,
     pub name: String,
@@ -166,6 +166,20 @@ pub fn stats(ctx: &mut Ctx, pod: &PodRow) -> Result<PodStats> {
 
 /// The pods `stats` shows: the named ones, else the running ones (every
 /// pod with `all`).
+/// One sample of each pod [`stats_targets`] picks; a pod removed meanwhile
+/// is left out (unless it was named).
+pub fn samples(ctx: &mut Ctx, keys: &[String], all: bool) -> Result<Vec<PodStats>> {
+    let mut out = vec![];
+    for p in stats_targets(ctx, keys, all)? {
+        match stats(ctx, &p) {
+            Ok(s) => out.push(s),
+            Err(super::PodError::NotFound(_)) if keys.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 pub fn stats_targets(ctx: &mut Ctx, keys: &[String], all: bool) -> Result<Vec<PodRow>> {
     if !keys.is_empty() {
         return keys.iter().map(|k| ctx.lookup(k)).collect();

@@ -22,9 +22,11 @@ use std::path::Path;
 use serde_json::json;
 
 mod images;
+mod networks;
 mod snapshots;
 
 pub use images::*;
+pub use networks::*;
 pub use snapshots::*;
 
 use super::http::Request;

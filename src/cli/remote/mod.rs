@@ -154,6 +154,26 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::System(SystemCmd::Gc { format }) => store::gc(&r, &format),
+        Cmd::Stats {
+            pods,
+            all,
+            no_stream,
+            format,
+        } => {
+            let path = format!(
+                "/gvpod/v1/stats?pods={}&all={}",
+                enc(&pods.join(",")),
+                u8::from(all)
+            );
+            super::stats::show(&mut || Ok(r.json("GET", &path, None)?), no_stream, &format)
+        }
+        Cmd::Network(c) => store::network(&r, c),
+        Cmd::Pull {
+            quiet,
+            tls_verify,
+            platform,
+            image,
+        } => store::pull(&r, &image, quiet, tls_verify, platform),
         Cmd::Checkpoint(a) => store::checkpoint(&r, a),
         Cmd::Restore(a) => store::restore(&r, a, debug),
         Cmd::Commit(a) => store::commit(&r, a),
@@ -182,11 +202,9 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
 /// The verb's name, for the one line that says it cannot go remote.
 fn verb(c: &Cmd) -> &'static str {
     match c {
-        Cmd::Pull { .. } => "pull",
         Cmd::Push { .. } => "push",
         Cmd::Login { .. } => "login",
         Cmd::Logout { .. } => "logout",
-        Cmd::Network(_) => "network",
         Cmd::System(_) => "system",
         _ => "this verb",
     }

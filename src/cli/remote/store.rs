@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::super::args::SaveFormat;
+use super::super::args::{NetworkCmd, SaveFormat};
 use super::super::format;
 use super::super::snapshot::{self, CheckpointArgs, CommitArgs, RestoreArgs, SnapshotCmd};
 use super::Created;
@@ -210,5 +210,96 @@ pub(super) fn prune(r: &Remote, fmt: &str) -> anyhow::Result<i32> {
     format::check_format(fmt)?;
     let rep: crate::image::PruneReport = r.json("POST", "/gvpod/v1/images/prune", None)?;
     format::prune(&rep, fmt)?;
+    Ok(0)
+}
+
+pub(super) fn network(r: &Remote, cmd: NetworkCmd) -> anyhow::Result<i32> {
+    match cmd {
+        NetworkCmd::Create {
+            subnet,
+            gateway,
+            internal,
+            name,
+        } => {
+            let body =
+                json!({"name": name, "subnet": subnet, "gateway": gateway, "internal": internal});
+            let n: Named = r.json("POST", "/gvpod/v1/networks", Some(&body))?;
+            println!("{}", n.name);
+            Ok(0)
+        }
+        NetworkCmd::Ls { quiet, format } => {
+            format::check_format(&format)?;
+            let list: Vec<pod::NetworkView> = r.json("GET", "/gvpod/v1/networks", None)?;
+            format::networks(&list, quiet, &format)?;
+            Ok(0)
+        }
+        NetworkCmd::Inspect { names } => {
+            let views = names
+                .iter()
+                .map(|n| {
+                    r.json::<serde_json::Value>(
+                        "GET",
+                        &format!("/gvpod/v1/networks/{}", enc(n)),
+                        None,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            format::inspect(&views)?;
+            Ok(0)
+        }
+        NetworkCmd::Rm { names } => Ok(format::each_name(&names, RemoteError::exit_code, |n| {
+            r.call("DELETE", &format!("/gvpod/v1/networks/{}", enc(n)))
+        })),
+    }
+}
+
+/// `pull` through docker's `POST /images/create`: its JSON-lines progress
+/// shown one event per line on stderr (unless `quiet`), then the image id,
+/// as the host prints it.
+pub(super) fn pull(
+    r: &Remote,
+    image: &str,
+    quiet: bool,
+    tls_verify: bool,
+    platform: Option<String>,
+) -> anyhow::Result<i32> {
+    if !tls_verify {
+        return Err(PodError::Usage(
+            "--tls-verify=false does not work through --url: pull on the service's host".into(),
+        )
+        .into());
+    }
+    let mut path = format!("/images/create?fromImage={}", enc(image));
+    if let Some(p) = platform {
+        path.push_str(&format!("&platform={}", enc(&p)));
+    }
+    let resp = r.request("POST", &path, None)?;
+    let reader = std::io::BufReader::new(resp.body);
+    for line in std::io::BufRead::lines(reader) {
+        let line = line?;
+        let Ok(ev) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Some(msg) = ev.get("error").and_then(|e| e.as_str()) {
+            return Err(RemoteError::Api {
+                status: 500,
+                message: msg.to_string(),
+                exit_code: None,
+            }
+            .into());
+        }
+        if quiet {
+            continue;
+        }
+        let status = ev.get("status").and_then(|s| s.as_str()).unwrap_or("");
+        let progress = ev.get("progress").and_then(|s| s.as_str()).unwrap_or("");
+        match ev.get("id").and_then(|s| s.as_str()) {
+            Some(id) => eprintln!("{id}: {status} {progress}"),
+            None => eprintln!("{status}"),
+        }
+    }
+    let img: serde_json::Value =
+        r.json("GET", &format!("/gvpod/v1/images/{}", enc(image)), None)?;
+    println!("{}", img["id"].as_str().unwrap_or_default());
     Ok(0)
 }
