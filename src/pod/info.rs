@@ -34,6 +34,11 @@ pub struct PodView {
     pub runsc: serde_json::Value,
     /// The snapshot an exited pod was checkpointed to, when that is why it stopped.
     pub checkpointed: Option<String>,
+    /// Restarts by the pod's restart policy (`config.restart`) since the
+    /// user last started it.
+    pub restart_count: u32,
+    /// Between two launches of its restart policy (counted as running).
+    pub restarting: bool,
 }
 
 fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
@@ -51,8 +56,14 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     } else {
         p.status.as_str()
     };
+    let restarting = p.status == crate::state::PodStatus::Running
+        && p.pid.is_none()
+        && p.monitor_pid.is_some()
+        && p.restart_count > 0;
     Ok(PodView {
         status,
+        restart_count: p.restart_count,
+        restarting,
         checkpointed,
         log_path: ctx.log_path(&p.id).display().to_string(),
         bundle: bundle.display().to_string(),

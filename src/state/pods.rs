@@ -123,6 +123,12 @@ pub struct PodRow {
     pub pid: Option<i32>,
     pub monitor_pid: Option<i32>,
     pub auto_remove: bool,
+    /// Restarts by the pod's monitor (its restart policy) since the user
+    /// last started the pod.
+    pub restart_count: u32,
+    /// The user stopped or killed the pod since last starting it: no
+    /// restart policy undoes that.
+    pub stopped_by_user: bool,
 }
 
 impl PodRow {
@@ -202,7 +208,7 @@ pub struct Resource {
 /// How long the exit code of a removed pod is kept for `wait`.
 pub const EXIT_KEPT_SECS: i64 = 300;
 
-const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove, process_json";
+const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove, process_json, restart_count, stopped_by_user";
 
 fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
     let status: String = r.get(4)?;
@@ -222,6 +228,8 @@ fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
         monitor_pid: r.get(12)?,
         auto_remove: r.get(13)?,
         process: process_column(r.get(14)?),
+        restart_count: r.get(15)?,
+        stopped_by_user: r.get(16)?,
     })
 }
 
@@ -232,7 +240,7 @@ pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
     let opt_i = |v: Option<i32>| v.map_or(Value::Null, |x| Value::Integer(x.into()));
     let opt_s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
     (
-        format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
+        format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"),
         vec![
             Value::Text(p.id.clone()),
             Value::Text(p.name.clone()),
@@ -249,6 +257,8 @@ pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
             opt_i(p.monitor_pid),
             Value::Integer(p.auto_remove.into()),
             Value::Text(p.process.as_ref().map_or("{}", |j| &j.text).to_string()),
+            Value::Integer(p.restart_count.into()),
+            Value::Integer(p.stopped_by_user.into()),
         ],
     )
 }
@@ -366,6 +376,53 @@ impl Db {
             )
             .map_err(sql)?;
             Ok(())
+        })
+    }
+
+    /// The user starts the pod: its restart count and any stop by the
+    /// user are forgotten (docker resets both on a start).
+    pub fn set_pod_start_by_user(&mut self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE pods SET restart_count=0, stopped_by_user=0 WHERE id=?1",
+                [id],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// The user stops or kills the pod: its monitor must not restart it.
+    /// Written before the signal is sent, so the monitor sees it when the
+    /// pod ends.
+    pub fn set_pod_stopped_by_user(&mut self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("UPDATE pods SET stopped_by_user=1 WHERE id=?1", [id])
+                .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// The pod's process ended and its monitor restarts it (after a
+    /// back-off): the pod stays `running` with no process, its last exit
+    /// and restart number recorded. Nothing happens to a pod no longer
+    /// running (or no longer there); returns whether the row was updated.
+    pub fn set_pod_restarting(
+        &mut self,
+        id: &str,
+        finished: &str,
+        exit_code: Option<i32>,
+        restart_count: u32,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE pods SET finished=?2, exit_code=?3, pid=NULL, restart_count=?4 \
+                     WHERE id=?1 AND status='running'",
+                    params![id, finished, exit_code, restart_count],
+                )
+                .map_err(sql)?;
+            Ok(n == 1)
         })
     }
 
@@ -518,6 +575,8 @@ mod tests {
             pid: None,
             monitor_pid: None,
             auto_remove: false,
+            restart_count: 0,
+            stopped_by_user: false,
         }
     }
 
