@@ -475,3 +475,55 @@ fn the_docker_cli_sets_and_reads_a_restart_policy() {
     drop(svc);
     r.assert_clean();
 }
+
+#[test]
+fn a_checkpoint_is_no_exit_to_restart() {
+    require_runsc!();
+    let r = Root::new();
+    r.run_detached(&[
+        "--name",
+        "saved",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    // Left running: the sandbox is stopped and restored in place on some
+    // releases; either way no restart is counted.
+    r.ok(&["checkpoint", "--leave-running", "--name", "live", "saved"]);
+    let v = wait_for(&r, "saved", "running after its checkpoint", |v| {
+        v["status"] == "running" && v["pid"].is_i64()
+    });
+    assert_eq!(v["restart_count"], 0, "{v}");
+    assert_eq!(r.gvpod(&["exec", "saved", "true"]).status.code(), Some(0));
+    // Checkpointed: stopped, and it stays so.
+    r.ok(&["checkpoint", "--name", "snap", "saved"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let v = r.inspect("saved");
+    assert_eq!(
+        (
+            v["status"].as_str(),
+            v["checkpointed"].as_str(),
+            v["restart_count"].as_u64()
+        ),
+        (Some("exited"), Some("snap"), Some(0)),
+        "{v}"
+    );
+    // Restored, it keeps its policy: killed from outside, it runs again.
+    r.ok(&["restore", "snap"]);
+    let v = wait_for(&r, "saved", "restored", |v| {
+        v["status"] == "running" && v["pid"].is_i64()
+    });
+    assert_eq!(v["config"]["restart"]["name"], "always", "{v}");
+    let first = pid_of(&v);
+    sigkill(first);
+    let v = wait_for(&r, "saved", "restarted", |v| {
+        v["status"] == "running" && v["pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    assert_eq!(v["restart_count"], 1, "{v}");
+    r.ok(&["rm", "-f", "saved"]);
+    r.assert_clean();
+}

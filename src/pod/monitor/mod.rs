@@ -245,7 +245,8 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             }
         }
         // A restart the user stopped or removed the pod during: it stays down.
-        if !first && pid.is_some() && !exit::wanted(ctx, id) {
+        let restart = !first && matches!(launch, Launch::Run);
+        if restart && pid.is_some() && !exit::wanted(ctx, id) {
             signal(nix::sys::signal::Signal::SIGKILL as i32);
         }
         first = false;
