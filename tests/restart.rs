@@ -151,8 +151,17 @@ fn on_failure_gives_up_after_n_restarts_and_bad_policies_are_refused() {
         "busybox",
         "sh",
         "-c",
-        "echo run; exit 3",
+        "echo run; sleep 0.5; exit 3",
     ]);
+    // `logs -f` follows the pod through its restarts and ends when it
+    // stops for good.
+    let t = Instant::now();
+    assert_eq!(r.ok(&["logs", "-f", "flaky"]), "run\nrun\nrun\n");
+    assert!(
+        t.elapsed() > Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
     // `wait` waits through the restarts for the pod to stop for good.
     let code = r.ok(&["wait", "flaky"]);
     assert_eq!(code.trim(), "3");
@@ -320,6 +329,17 @@ fn simulate_reboot(r: &Root) {
 fn system_boot_starts_what_the_policies_say_after_a_reboot() {
     require_runsc!();
     let r = Root::new();
+    let broken = r.run_detached(&[
+        "--name",
+        "broken",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
     r.run_detached(&[
         "--name",
         "up",
@@ -343,8 +363,12 @@ fn system_boot_starts_what_the_policies_say_after_a_reboot() {
     ]);
     r.ok(&["stop", "-t", "0", "held"]);
     simulate_reboot(&r);
+    // One pod cannot start (its runsc configuration is lost): boot says
+    // so and fails, and still starts the others.
+    let config = r.path().join("bundles").join(&broken).join("config.json");
+    std::fs::rename(&config, config.with_extension("away")).unwrap();
     let o = r.gvpod(&["system", "boot", "--format", "json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let line = |n: &str| {
         lines
@@ -363,7 +387,16 @@ fn system_boot_starts_what_the_policies_say_after_a_reboot() {
     assert_eq!(line("plain")["action"], "left");
     assert_eq!(line("held")["action"], "left");
     assert_eq!(line("held")["reason"], "stopped by the user");
-    assert_eq!(lines.len(), 3, "one line per pod: {lines:?}");
+    assert_eq!(line("broken")["action"], "failed", "{lines:?}");
+    assert!(
+        line("broken")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("broken"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 4, "one line per pod: {lines:?}");
+    std::fs::rename(config.with_extension("away"), &config).unwrap();
     let v = r.inspect("up");
     assert_eq!(v["status"], "running", "{v}");
     let o = r.gvpod(&["exec", "up", "sh", "-c", "ip addr | grep 'inet 198.18.'"]);
@@ -383,7 +416,13 @@ fn system_boot_starts_what_the_policies_say_after_a_reboot() {
     // The table form: a header and one line per pod; a second boot leaves
     // the running pod alone.
     let table = r.ok(&["system", "boot"]);
-    assert_eq!(table.lines().count(), 4, "{table}");
+    assert_eq!(table.lines().count(), 5, "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("broken ") && l.ends_with("started")),
+        "{table}"
+    );
     assert!(
         table
             .lines()

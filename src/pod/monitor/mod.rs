@@ -271,10 +271,16 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         match super::checkpoint::after_sandbox_exit(ctx, id, &flags, launched_at, clean) {
             super::checkpoint::AfterExit::Exit => {
                 let code = exit::code_of(&ended, &flags, &client, &mut out);
-                let policy = opts.restart;
-                let Some(delay) =
-                    exit::restart_after(ctx, id, policy, code, launched_at, last_delay)
-                else {
+                // A launch that never started (runsc failed before the
+                // sandbox ran) is a failed start, not an exit to restart
+                // (docker's too): the start, or the restart, fails.
+                let delay = match pid {
+                    Some(_) => {
+                        exit::restart_after(ctx, id, opts.restart, code, launched_at, last_delay)
+                    }
+                    None => None,
+                };
+                let Some(delay) = delay else {
                     break (ended, code);
                 };
                 exit::clear_launch(ctx, id, &flags, &ended);
