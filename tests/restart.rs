@@ -499,6 +499,29 @@ fn the_docker_cli_sets_and_reads_a_restart_policy() {
         svc.ok(&["inspect", "-f", fmt, "f"]).trim(),
         "on-failure 2 2"
     );
+    // Attached, docker run ends with the first exit (its code, its output
+    // once), and the pod's restarts go on.
+    let o = svc.docker(&[
+        "run",
+        "--name",
+        "att",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "echo once; exit 6",
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert_eq!(common::stdout(&o), "once\n");
+    let id = r.inspect("att")["id"].as_str().unwrap().to_string();
+    r.track(&id);
+    wait_for(&r, "att", "restarted", |v| {
+        v["restart_count"].as_u64() >= Some(2)
+    });
+    svc.ok(&["rm", "-f", "att"]);
     // Refused as docker refuses them, before anything is made.
     let o = svc.docker(&[
         "run",

@@ -3,7 +3,8 @@
 //! starts the pod; the answer (`101 UPGRADED` when the client asked for an
 //! upgrade, else `200`) goes out at once, then the connection carries the
 //! output of the next launch, framed as docker's multiplexed stream (raw
-//! for a TTY pod), and is closed when the pod stops.
+//! for a TTY pod), and is closed when the pod stops or, with a restart
+//! policy, when that launch ends (as docker closes it at each exit).
 //!
 //! The output is read from the pod's log, which its monitor writes as the
 //! pod prints (from the moment the launch starts, so nothing is missed);
@@ -99,6 +100,7 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
         &pod,
         pod::LogsRequest {
             follow: true,
+            launch_only: true,
             tail: None,
             since,
         },

@@ -254,7 +254,7 @@ pub fn wait(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
         use crate::state::PodStatus;
         // An exit its restart policy followed with a restart (the pod counts
         // as running): docker's next-exit ends there too, with that exit's
-        // code while the back-off lasts (0 once the pod runs again).
+        // code (kept while the pod runs again).
         if condition == "next-exit"
             && row.status == PodStatus::Running
             && row.restart_count > pod.restart_count
@@ -364,6 +364,7 @@ pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
         &pod,
         pod::LogsRequest {
             follow: req.flag("follow"),
+            launch_only: false,
             tail,
             since,
         },

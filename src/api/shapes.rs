@@ -127,7 +127,7 @@ pub(crate) fn inspect(v: &PodView) -> Value {
             "Status": if v.restarting { "restarting" } else { v.status },
             "Running": running, "Paused": false, "Restarting": v.restarting,
             "OOMKilled": false, "Dead": false, "Pid": if running { v.pid.unwrap_or(0) } else { 0 },
-            "ExitCode": v.exit_code.unwrap_or(0), "Error": "",
+            "ExitCode": if running { 0 } else { v.exit_code.unwrap_or(0) }, "Error": "",
             "StartedAt": v.started.clone().unwrap_or_else(|| zero.clone()),
             "FinishedAt": v.finished.clone().unwrap_or(zero),
         },

@@ -151,6 +151,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &pod,
                 pod::LogsRequest {
                     follow,
+                    launch_only: false,
                     tail,
                     since,
                 },

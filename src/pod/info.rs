@@ -16,6 +16,8 @@ pub struct PodView {
     pub command: Vec<String>,
     pub status: &'static str,
     pub pid: Option<i32>,
+    /// The exit code (of a running pod: its last exit before its restart
+    /// policy restarted it, if any).
     pub exit_code: Option<i32>,
     pub created: String,
     pub started: Option<String>,

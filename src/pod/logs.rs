@@ -14,6 +14,10 @@ use crate::state::{PodRow, PodStatus};
 
 pub struct LogsRequest {
     pub follow: bool,
+    /// With `follow`: end when the launch running now ends, even if the
+    /// pod's restart policy restarts it (an attach, whose stream docker
+    /// ends at each exit), not when the pod stops for good.
+    pub launch_only: bool,
     pub tail: Option<usize>,
     /// RFC 3339 time or a duration back from now (`10m`, `1h30m`, `45s`).
     pub since: Option<String>,
@@ -114,6 +118,8 @@ pub fn logs(
         .stream_position()
         .map_err(super::io("cannot read", &path))?;
     let mut partial = String::new();
+    // A restart counts one more: the launch followed has ended.
+    let mut launch = None;
     loop {
         // A pod removed meanwhile (a `--rm` pod's monitor removes it, and
         // its log, right after its last line): what is left in the open
@@ -121,7 +127,9 @@ pub fn logs(
         let (running, monitor) = match ctx.db.pod(&pod.id)? {
             Some(r) => {
                 let r = ctx.refresh(r)?;
-                (r.status == PodStatus::Running, r.monitor_pid)
+                let same_launch =
+                    !req.launch_only || *launch.get_or_insert(r.restart_count) == r.restart_count;
+                (r.status == PodStatus::Running && same_launch, r.monitor_pid)
             }
             None => (false, None),
         };

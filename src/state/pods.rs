@@ -307,6 +307,9 @@ impl Db {
         )
     }
 
+    /// Records a launch as started. The last exit (code and time) is
+    /// forgotten, but for a restart by the pod's restart policy, whose last
+    /// exit stays readable (`wait`'s next-exit, inspect) while it runs.
     pub fn set_pod_started(
         &mut self,
         id: &str,
@@ -316,7 +319,9 @@ impl Db {
     ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE pods SET status='running', started=?2, pid=?3, monitor_pid=?4, finished=NULL, exit_code=NULL WHERE id=?1",
+                "UPDATE pods SET status='running', started=?2, pid=?3, monitor_pid=?4, \
+                 finished=CASE WHEN restart_count>0 THEN finished END, \
+                 exit_code=CASE WHEN restart_count>0 THEN exit_code END WHERE id=?1",
                 params![id, started, pid, monitor_pid],
             )
             .map_err(sql)?;
@@ -664,6 +669,43 @@ mod tests {
         db.set_pod_process("a", &process).unwrap();
         let p = db.pod("a").unwrap().unwrap();
         assert_eq!(p.main_process().unwrap(), Some(&process));
+    }
+
+    #[test]
+    fn a_restart_keeps_the_last_exit_and_a_start_by_the_user_forgets_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        db.conn().execute_batch("PRAGMA foreign_keys=OFF").unwrap();
+        add_pod(&db, "a", "created", None);
+        db.set_pod_started("a", "t1", Some(5), 6).unwrap();
+        assert!(db.set_pod_restarting("a", "t2", Some(3), 1).unwrap());
+        let p = db.pod("a").unwrap().unwrap();
+        assert_eq!(
+            (p.status, p.pid, p.exit_code, p.restart_count),
+            (PodStatus::Running, None, Some(3), 1),
+            "running, between two launches"
+        );
+        db.set_pod_started("a", "t3", Some(7), 6).unwrap();
+        let p = db.pod("a").unwrap().unwrap();
+        assert_eq!(
+            (p.pid, p.exit_code, p.finished.as_deref()),
+            (Some(7), Some(3), Some("t2"))
+        );
+        db.set_pod_stopped_by_user("a").unwrap();
+        db.set_pod_exited("a", "t4", Some(143)).unwrap();
+        let p = db.pod("a").unwrap().unwrap();
+        assert!(p.stopped_by_user && p.restart_count == 1);
+        assert!(
+            !db.set_pod_restarting("a", "t5", Some(1), 2).unwrap(),
+            "an exited pod is not restarting"
+        );
+        db.set_pod_start_by_user("a").unwrap();
+        db.set_pod_started("a", "t6", Some(8), 9).unwrap();
+        let p = db.pod("a").unwrap().unwrap();
+        assert_eq!(
+            (p.exit_code, p.finished, p.restart_count, p.stopped_by_user),
+            (None, None, 0, false)
+        );
     }
 
     #[test]
