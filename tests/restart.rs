@@ -234,24 +234,36 @@ fn stop_and_rm_f_during_the_back_off() {
             "exit 1",
         ]);
     }
-    // Three restarts in, the back-off is 800 ms, then 1.6 s: long enough to
-    // be caught in it.
-    for name in ["stopped", "removed"] {
+    // Five restarts in, the back-off is 1.6 s: each pod is caught in it.
+    let in_back_off = |name: &str| {
         wait_for(&r, name, "in a long back-off", |v| {
-            v["restarting"] == true && v["restart_count"].as_u64() >= Some(4)
-        });
-    }
-    let v = r.inspect("stopped");
+            v["restarting"] == true && v["restart_count"].as_u64() >= Some(5)
+        })
+    };
+    let v = in_back_off("stopped");
     assert_eq!(
         v["status"], "running",
         "a restarting pod counts as running: {v}"
     );
+    let ps = r.ok(&["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.contains("Restarting (1) ") && l.ends_with(" stopped")),
+        "{ps}"
+    );
     let t = Instant::now();
     r.ok(&["stop", "stopped"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    in_back_off("removed");
+    let t = Instant::now();
     r.ok(&["rm", "-f", "removed"]);
     assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "stop and rm -f took {:?}",
+        t.elapsed() < Duration::from_secs(3),
+        "rm -f took {:?}",
         t.elapsed()
     );
     let count = r.inspect("stopped")["restart_count"].clone();

@@ -26,6 +26,11 @@ fn status_text(v: &PodView) -> String {
         }
     };
     match v.status {
+        "running" if v.restarting => format!(
+            "Restarting ({}) {} ago",
+            v.exit_code.unwrap_or(0),
+            ago(&v.finished)
+        ),
         "running" => format!("Up {}", ago(&v.started)),
         "created" => "Created".into(),
         _ => match v.exit_code {

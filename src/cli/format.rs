@@ -95,6 +95,12 @@ pub fn ago(t: &str) -> String {
 
 fn status_text(p: &PodView) -> String {
     match p.status {
+        // Between two launches of its restart policy (docker's words).
+        "running" if p.restarting => format!(
+            "Restarting ({}) {} ago",
+            p.exit_code.map_or("unknown".to_string(), |c| c.to_string()),
+            p.finished.as_deref().map(ago).unwrap_or_default()
+        ),
         "running" => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
         "exited" if p.checkpointed.is_some() => format!(
             "Checkpointed ({}) {} ago",
