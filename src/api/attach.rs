@@ -3,7 +3,8 @@
 //! starts the pod; the answer (`101 UPGRADED` when the client asked for an
 //! upgrade, else `200`) goes out at once, then the connection carries the
 //! output of the next launch, framed as docker's multiplexed stream (raw
-//! for a TTY pod), and is closed when the pod stops.
+//! for a TTY pod), and is closed when the pod stops or, with a restart
+//! policy, when that launch ends (as docker closes it at each exit).
 //!
 //! The output is read from the pod's log, which its monitor writes as the
 //! pod prints; the log is opened before the answer goes out, so nothing the

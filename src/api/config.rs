@@ -1,6 +1,6 @@
 //! A docker container config (the body of `POST /containers/create`) as
 //! pod options. Unknown fields are ignored, never fatal; what gvpod cannot
-//! honour (another runtime, a restart policy for now) is refused with one
+//! honour (another runtime, an unknown restart policy) is refused with one
 //! line, before anything is made.
 
 use serde_json::{json, Value};
@@ -28,14 +28,15 @@ pub(crate) fn options_of(body: &Value) -> Result<(PodOptions, bool), String> {
             ))
         }
     }
-    match hc.pointer("/RestartPolicy/Name").and_then(Value::as_str) {
-        None | Some("") | Some("no") => {}
-        Some(p) => {
-            return Err(format!(
-                "restart policy {p:?} is not supported yet: use \"no\""
-            ))
-        }
-    }
+    let restart = crate::bundle::RestartPolicy::from_docker(
+        hc.pointer("/RestartPolicy/Name")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        hc.pointer("/RestartPolicy/MaximumRetryCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    )
+    .map_err(|e| e.to_string())?;
     let mut cmd = strings(body.get("Cmd").unwrap_or(&Value::Null));
     let mut entrypoint = None;
     let ep = strings(body.get("Entrypoint").unwrap_or(&Value::Null));
@@ -120,6 +121,7 @@ pub(crate) fn options_of(body: &Value) -> Result<(PodOptions, bool), String> {
             .get("OpenStdin")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        restart,
         ..Default::default()
     };
     let auto_remove = hc
@@ -179,8 +181,38 @@ mod tests {
         assert_eq!((o.cpus, o.network.as_str()), (Some(0.5), "none"));
         let e = options_of(&json!({"HostConfig": {"Runtime": "runc"}})).unwrap_err();
         assert!(e.contains("\"runc\""), "{e}");
-        let e =
-            options_of(&json!({"HostConfig": {"RestartPolicy": {"Name": "always"}}})).unwrap_err();
-        assert!(e.contains("always"), "{e}");
+        let e = options_of(&json!({"HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}))
+            .unwrap_err();
+        assert!(e.contains("\"sometimes\""), "{e}");
+        let e = options_of(
+            &json!({"HostConfig": {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 3}}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("on-failure"), "{e}");
+    }
+
+    #[test]
+    fn restart_policies_from_the_body() {
+        use crate::bundle::RestartPolicy;
+        let policy = |rp: Value| {
+            options_of(&json!({"HostConfig": {"RestartPolicy": rp}}))
+                .unwrap()
+                .0
+                .restart
+        };
+        assert_eq!(
+            policy(json!({"Name": "unless-stopped"})),
+            RestartPolicy::UnlessStopped
+        );
+        assert_eq!(
+            policy(json!({"Name": "always", "MaximumRetryCount": 0})),
+            RestartPolicy::Always
+        );
+        assert_eq!(
+            policy(json!({"Name": "on-failure", "MaximumRetryCount": 2})),
+            RestartPolicy::OnFailure { max_retries: 2 }
+        );
+        assert_eq!(policy(json!({"Name": ""})), RestartPolicy::No);
+        assert_eq!(options_of(&json!({})).unwrap().0.restart, RestartPolicy::No);
     }
 }

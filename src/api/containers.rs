@@ -252,6 +252,15 @@ pub fn wait(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
             break code.unwrap_or(0);
         };
         use crate::state::PodStatus;
+        // An exit its restart policy followed with a restart (the pod counts
+        // as running): docker's next-exit ends there too, with that exit's
+        // code (kept while the pod runs again).
+        if condition == "next-exit"
+            && row.status == PodStatus::Running
+            && row.restart_count > pod.restart_count
+        {
+            break row.exit_code.unwrap_or(0);
+        }
         let done = match condition.as_str() {
             "not-running" => row.status != PodStatus::Running,
             // An exit after a start the client had not seen yet.

@@ -26,6 +26,11 @@ fn status_text(v: &PodView) -> String {
         }
     };
     match v.status.as_str() {
+        "running" if v.restarting => format!(
+            "Restarting ({}) {} ago",
+            v.exit_code.unwrap_or(0),
+            ago(&v.finished)
+        ),
         "running" => format!("Up {}", ago(&v.started)),
         "created" => "Created".into(),
         _ => match v.exit_code {
@@ -124,15 +129,16 @@ pub(crate) fn inspect(v: &PodView) -> Value {
         "Path": path,
         "Args": args,
         "State": {
-            "Status": v.status, "Running": running, "Paused": false, "Restarting": false,
+            "Status": if v.restarting { "restarting" } else { v.status.as_str() },
+            "Running": running, "Paused": false, "Restarting": v.restarting,
             "OOMKilled": false, "Dead": false, "Pid": if running { v.pid.unwrap_or(0) } else { 0 },
-            "ExitCode": v.exit_code.unwrap_or(0), "Error": "",
+            "ExitCode": if running { 0 } else { v.exit_code.unwrap_or(0) }, "Error": "",
             "StartedAt": v.started.clone().unwrap_or_else(|| zero.clone()),
             "FinishedAt": v.finished.clone().unwrap_or(zero),
         },
         "Image": v.image_id,
         "Name": format!("/{}", v.name),
-        "RestartCount": 0,
+        "RestartCount": v.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
         "LogPath": v.log_path,
@@ -144,7 +150,7 @@ pub(crate) fn inspect(v: &PodView) -> Value {
             "NanoCpus": c.cpus.map_or(0, |n| (n * 1e9) as i64),
             "PidsLimit": c.pids_limit,
             "Binds": c.volumes.iter().map(|m| format!("{}:{}{}", m.host.display(), m.pod, if m.readonly {":ro"} else {""})).collect::<Vec<_>>(),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
         },
         "Config": {
             "Hostname": c.hostname.clone().unwrap_or_else(|| v.id[..12].to_string()),

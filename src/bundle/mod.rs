@@ -7,7 +7,10 @@
 mod options;
 mod rootfs;
 
-pub use options::{check_env, parse_cpus, parse_env_file, parse_memory, parse_volume, PodOptions};
+pub use options::{
+    check_env, parse_cpus, parse_env_file, parse_memory, parse_restart, parse_volume, PodOptions,
+    RestartPolicy,
+};
 pub use rootfs::{
     check_executable, mount_overlay, resolve_user, unmount, ExecProblem, RootfsPaths,
 };

@@ -53,6 +53,99 @@ pub struct PodOptions {
     pub runsc_flags: Vec<(String, String)>,
     pub tty: bool,
     pub interactive: bool,
+    /// `--restart`: what the pod's monitor does when the pod's process ends.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// A restart policy (`--restart`, docker's `HostConfig.RestartPolicy`),
+/// carried out by the pod's monitor (`pod::restart` decides). Stored with
+/// the pod's options as `{"name": "on-failure", "max_retries": 2}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart (the default).
+    #[default]
+    No,
+    /// Restart on any exit, unless the user stopped or killed the pod.
+    Always,
+    /// Restart on a non-zero exit, at most `max_retries` times (0: no limit).
+    OnFailure { max_retries: u32 },
+    /// As `Always`, and not started at boot once the user stopped it.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Docker's name: `no`, `always`, `on-failure`, `unless-stopped`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// Docker's `MaximumRetryCount` (0 but for `on-failure:N`).
+    pub fn max_retries(self) -> u32 {
+        match self {
+            RestartPolicy::OnFailure { max_retries } => max_retries,
+            _ => 0,
+        }
+    }
+
+    /// From docker's `{Name, MaximumRetryCount}` (an empty name is `no`); a
+    /// retry count is refused with any policy but `on-failure`, as docker does.
+    pub fn from_docker(name: &str, max_retries: i64) -> Result<RestartPolicy, BundleError> {
+        let bad = |hint| BundleError::BadValue {
+            what: "restart policy",
+            value: if max_retries == 0 {
+                name.to_string()
+            } else {
+                format!("{name}:{max_retries}")
+            },
+            hint,
+        };
+        let p = match name {
+            "" | "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => {
+                let max_retries = u32::try_from(max_retries)
+                    .map_err(|_| bad("the maximum retry count must be 0 or more"))?;
+                return Ok(RestartPolicy::OnFailure { max_retries });
+            }
+            _ => return Err(bad(RESTART_HINT)),
+        };
+        if max_retries != 0 {
+            return Err(bad(
+                "a maximum retry count goes only with on-failure (on-failure:N)",
+            ));
+        }
+        Ok(p)
+    }
+}
+
+const RESTART_HINT: &str = "use no, always, unless-stopped, on-failure or on-failure:N";
+
+/// Parses `--restart no|always|unless-stopped|on-failure[:N]`.
+pub fn parse_restart(s: &str) -> Result<RestartPolicy, BundleError> {
+    let bad = |hint| BundleError::BadValue {
+        what: "--restart",
+        value: s.to_string(),
+        hint,
+    };
+    match s.split_once(':') {
+        None => RestartPolicy::from_docker(s, 0).map_err(|_| bad(RESTART_HINT)),
+        Some(("on-failure", n)) => n
+            .parse::<u32>()
+            .map(|max_retries| RestartPolicy::OnFailure { max_retries })
+            .map_err(|_| bad("the retry count after on-failure: must be a number, 0 or more")),
+        Some((p, _)) if ["no", "always", "unless-stopped"].contains(&p) => Err(bad(
+            "a maximum retry count goes only with on-failure (on-failure:N)",
+        )),
+        Some(_) => Err(bad(RESTART_HINT)),
+    }
 }
 
 /// Parses a docker-style size: `256m`, `1g`, `512k`, `1048576`, `1.5g` (binary units).
@@ -218,6 +311,64 @@ mod tests {
         assert!(parse_volume("/tmp:data").is_err());
         assert!(parse_volume("/tmp:/a/../b").is_err());
         assert!(parse_volume("/tmp:/a:rx").is_err());
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(parse_restart("no").unwrap(), RestartPolicy::No);
+        assert_eq!(parse_restart("always").unwrap(), RestartPolicy::Always);
+        assert_eq!(
+            parse_restart("unless-stopped").unwrap(),
+            RestartPolicy::UnlessStopped
+        );
+        assert_eq!(
+            parse_restart("on-failure").unwrap(),
+            RestartPolicy::OnFailure { max_retries: 0 }
+        );
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap(),
+            RestartPolicy::OnFailure { max_retries: 3 }
+        );
+        for bad in [
+            "sometimes",
+            "on-failure:",
+            "on-failure:-1",
+            "on-failure:x",
+            "always:3",
+        ] {
+            let e = parse_restart(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid --restart {bad:?}: ")),
+                "{e}"
+            );
+        }
+        // Docker's API form.
+        assert_eq!(
+            RestartPolicy::from_docker("", 0).unwrap(),
+            RestartPolicy::No
+        );
+        assert_eq!(
+            RestartPolicy::from_docker("on-failure", 2).unwrap(),
+            RestartPolicy::OnFailure { max_retries: 2 }
+        );
+        assert!(RestartPolicy::from_docker("always", 2).is_err());
+        assert!(RestartPolicy::from_docker("on-failure", -1).is_err());
+        let e = RestartPolicy::from_docker("bogus", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"bogus\""), "{e}");
+        // Stored form, and options stored before policies existed.
+        let p = RestartPolicy::OnFailure { max_retries: 2 };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(text, r#"{"name":"on-failure","max_retries":2}"#);
+        assert_eq!(serde_json::from_str::<RestartPolicy>(&text).unwrap(), p);
+        let old: PodOptions = serde_json::from_str(
+            r#"{"cmd":[],"entrypoint":null,"env":[],"workdir":null,"user":null,"hostname":null,
+                "volumes":[],"memory":null,"cpus":null,"pids_limit":null,"read_only":false,
+                "network":"none","platform":null,"runsc_flags":[],"tty":false,"interactive":false}"#,
+        )
+        .unwrap();
+        assert_eq!(old.restart, RestartPolicy::No);
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct PodArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Restart policy: no, always, on-failure[:N] or unless-stopped (the
+    /// pod's monitor restarts it; `gvpod system boot` after a reboot).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
 }
 
 /// `-p`, as `run`, `create` and `restore` take it.
@@ -180,6 +184,7 @@ impl TryFrom<&RunArgs> for PodOptions {
             runsc_flags,
             tty: a.tty,
             interactive: a.interactive,
+            restart: bundle::parse_restart(&a.restart)?,
         };
         Ok(opts)
     }
@@ -475,6 +480,13 @@ pub enum NetworkCmd {
 pub enum SystemCmd {
     /// runsc version and features, platform, cgroups, data root.
     Info {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// After a host reboot: start the pods whose restart policy says so
+    /// (always; unless-stopped unless stopped by the user; on-failure if it
+    /// was running). Exits non-zero if any failed to start.
+    Boot {
         #[arg(long, default_value = "table")]
         format: String,
     },

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::pod::{GcReport, PodView, SystemInfo};
+use crate::pod::{BootLine, GcReport, PodView, SystemInfo};
 
 pub(super) fn check_format(f: &str) -> anyhow::Result<bool> {
     match f {
@@ -95,6 +95,12 @@ pub fn ago(t: &str) -> String {
 
 fn status_text(p: &PodView) -> String {
     match p.status.as_str() {
+        // Between two launches of its restart policy (docker's words).
+        "running" if p.restarting => format!(
+            "Restarting ({}) {} ago",
+            p.exit_code.map_or("unknown".to_string(), |c| c.to_string()),
+            p.finished.as_deref().map(ago).unwrap_or_default()
+        ),
         "running" => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
         "exited" if p.checkpointed.is_some() => format!(
             "Checkpointed ({}) {} ago",
@@ -143,6 +149,30 @@ pub fn ps(pods: &[PodView], quiet: bool, format: &str) -> anyhow::Result<()> {
         &["POD ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
         &rows,
     );
+    Ok(())
+}
+
+/// `system boot`: one line per pod (what was done, and why not).
+pub fn boot(lines: &[BootLine], format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(lines);
+    }
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let result = match &l.reason {
+                Some(r) => format!("{}: {r}", l.action),
+                None => l.action.to_string(),
+            };
+            // One line per pod, whatever the error quotes.
+            let result = result
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            vec![l.name.clone(), l.restart.to_string(), result]
+        })
+        .collect();
+    table(&["POD", "RESTART", "RESULT"], &rows);
     Ok(())
 }
 

@@ -400,6 +400,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             crate::api::serve(&cli.root, listen, idle)?;
             Ok(0)
         }
+        Cmd::System(SystemCmd::Boot { format }) => {
+            let lines = pod::boot(&mut ctx)?;
+            format::boot(&lines, &format)?;
+            Ok(lines.iter().find_map(|l| l.code).unwrap_or(0))
+        }
         Cmd::System(SystemCmd::Gc { format }) => {
             let rep = pod::gc(&mut ctx)?;
             format::gc(&rep, &format)?;

@@ -22,6 +22,9 @@ pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
         });
     }
     if pod.status == PodStatus::Running || pod.monitor_pid.is_some() {
+        // Before the kill: the pod's monitor must not restart it (one in
+        // its restart back-off ends on seeing this).
+        ctx.db.set_pod_stopped_by_user(&pod.id)?;
         if pod.status == PodStatus::Running {
             // Corrupt flags (the row's runsc_json) must not keep `rm -f`
             // from removing the pod: `release` deletes its container with

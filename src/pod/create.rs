@@ -26,6 +26,12 @@ pub struct CreateRequest {
 /// Creates a pod and returns its row (status `created`).
 pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
     check_options(&req.opts)?;
+    if req.auto_remove && req.opts.restart != bundle::RestartPolicy::No {
+        return Err(PodError::Usage(format!(
+            "restart policy {} cannot be used with --rm (AutoRemove): a removed pod cannot be restarted; drop one of them",
+            req.opts.restart.name()
+        )));
+    }
     let name = match &req.name {
         Some(n) => {
             id::validate_name(n)?;

@@ -16,6 +16,8 @@ pub struct PodView {
     pub command: Vec<String>,
     pub status: String,
     pub pid: Option<i32>,
+    /// The exit code (of a running pod: its last exit before its restart
+    /// policy restarted it, if any).
     pub exit_code: Option<i32>,
     pub created: String,
     pub started: Option<String>,
@@ -34,6 +36,11 @@ pub struct PodView {
     pub runsc: serde_json::Value,
     /// The snapshot an exited pod was checkpointed to, when that is why it stopped.
     pub checkpointed: Option<String>,
+    /// Restarts by the pod's restart policy (`config.restart`) since the
+    /// user last started it.
+    pub restart_count: u32,
+    /// Between two launches of its restart policy (counted as running).
+    pub restarting: bool,
 }
 
 fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
@@ -51,8 +58,14 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     } else {
         p.status.as_str().to_string()
     };
+    let restarting = p.status == crate::state::PodStatus::Running
+        && p.pid.is_none()
+        && p.monitor_pid.is_some()
+        && p.restart_count > 0;
     Ok(PodView {
         status,
+        restart_count: p.restart_count,
+        restarting,
         checkpointed,
         log_path: ctx.log_path(&p.id).display().to_string(),
         bundle: bundle.display().to_string(),

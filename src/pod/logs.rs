@@ -113,7 +113,9 @@ pub fn logs(
     let pos = reader
         .stream_position()
         .map_err(super::io("cannot read", &path))?;
-    follow(ctx, pod, (reader, pos, &path), &keep, emit, &mut |_| true)
+    // Every launch, restarts included, until the pod stops for good.
+    let mut stopped = |row: Option<&PodRow>| row.is_none_or(|r| r.status != PodStatus::Running);
+    follow(ctx, pod, (reader, pos, &path), &keep, emit, &mut stopped)
 }
 
 /// The output of a pod's launch for an attaching client (docker's attach
@@ -163,14 +165,22 @@ pub fn follow_launch(
         path,
         before,
     } = out;
-    let mut launched = before.status == PodStatus::Running;
-    let mut seen = |row: Option<&PodRow>| {
-        launched = launched
-            || match row {
-                None => true,
-                Some(r) => r.status == PodStatus::Running || r.started != before.started,
-            };
-        launched
+    // The launch followed: the current one if the pod runs, else the next
+    // start, which is the user's (a start by the user resets the restart
+    // count to 0). It ends when the pod stops or its restart policy counts
+    // one more restart; the count tells it even when a short launch ran and
+    // ended between two looks.
+    let running_now = before.status == PodStatus::Running;
+    let count = if running_now { before.restart_count } else { 0 };
+    let mut launched = running_now;
+    let started_before = before.started.clone();
+    let mut ended = move |row: Option<&PodRow>| {
+        let Some(r) = row else {
+            return true;
+        };
+        let running = r.status == PodStatus::Running;
+        launched = launched || running || r.started != started_before;
+        launched && (!running || r.restart_count != count)
     };
     follow(
         ctx,
@@ -178,20 +188,20 @@ pub fn follow_launch(
         (reader, pos, &path),
         &|_| true,
         emit,
-        &mut seen,
+        &mut ended,
     )
 }
 
-/// Follows the log from `pos` until the pod is not running (and
-/// `launched` says the launch awaited has happened), reading what is left
-/// before it ends.
+/// Follows the log from `pos` until `ended` says what is followed has ended
+/// (given the pod's row, `None` once it is removed), reading what is left
+/// before it returns.
 fn follow(
     ctx: &mut Ctx,
     pod: &PodRow,
     (mut reader, mut pos, path): (BufReader<std::fs::File>, u64, &std::path::Path),
     keep: &dyn Fn(&LogLine) -> bool,
     emit: &mut dyn FnMut(Option<&LogLine>) -> bool,
-    launched: &mut dyn FnMut(Option<&PodRow>) -> bool,
+    ended: &mut dyn FnMut(Option<&PodRow>) -> bool,
 ) -> Result<()> {
     let mut buf = String::new();
     let mut partial = String::new();
@@ -202,10 +212,10 @@ fn follow(
         let (running, monitor, done) = match ctx.db.pod(&pod.id)? {
             Some(r) => {
                 let r = ctx.refresh(r)?;
-                let done = launched(Some(&r)) && r.status != PodStatus::Running;
+                let done = ended(Some(&r));
                 (r.status == PodStatus::Running, r.monitor_pid, done)
             }
-            None => (false, None, launched(None)),
+            None => (false, None, ended(None)),
         };
         reader
             .seek(SeekFrom::Start(pos))

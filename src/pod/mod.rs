@@ -2,6 +2,7 @@
 //! process, and the rollback of half-done work. The only layer that knows
 //! about images, bundles and runsc at once; one file per lifecycle verb.
 
+mod boot;
 mod checkpoint;
 mod cleanup;
 mod commit;
@@ -18,6 +19,7 @@ mod monitor;
 mod network;
 mod proto;
 mod provision;
+mod restart;
 mod restore;
 mod run;
 pub mod snapshots;
@@ -27,6 +29,7 @@ mod stop;
 #[cfg(test)]
 mod tests;
 
+pub use boot::{boot, BootLine};
 pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};
 pub use commit::commit;

@@ -78,6 +78,8 @@ impl NewRow<'_> {
             pid: None,
             monitor_pid: None,
             auto_remove: self.auto_remove,
+            restart_count: 0,
+            stopped_by_user: false,
         }
     }
 }

@@ -85,6 +85,8 @@ pub(crate) fn start_with(
         }
     }
 
+    // A start by the user: the restart count and an earlier stop are forgotten.
+    ctx.db.set_pod_start_by_user(&pod.id)?;
     let (mine, theirs) =
         proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
     let exe = std::env::current_exe()

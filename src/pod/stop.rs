@@ -16,6 +16,9 @@ pub fn stop(ctx: &mut Ctx, pod: &PodRow, timeout: Duration) -> Result<PodRow> {
     let flags = ctx.flags_of(&pod)?;
     let signal = stop_signal(ctx, &pod);
     let runsc = ctx.runsc_for(&flags)?;
+    // Before the signal: the pod's monitor must not restart it (a pod in
+    // its restart back-off has no process: its monitor ends on seeing this).
+    ctx.db.set_pod_stopped_by_user(&pod.id)?;
     // The container may exit between refresh and kill: that is a stop too.
     let _ = runsc.kill(&flags, &pod.id, &signal, false);
     let pod = wait_exit(ctx, &pod, Some(timeout))?;
@@ -59,8 +62,22 @@ pub fn kill(ctx: &mut Ctx, pod: &PodRow, signal: &str) -> Result<()> {
     }
     let sig = parse_signal(signal)?;
     let flags = ctx.flags_of(&pod)?;
-    ctx.runsc_for(&flags)?.kill(&flags, &pod.id, &sig, false)?;
-    Ok(())
+    // As docker: any kill by the user is a stop no restart policy undoes.
+    ctx.db.set_pod_stopped_by_user(&pod.id)?;
+    match ctx.runsc_for(&flags)?.kill(&flags, &pod.id, &sig, false) {
+        Ok(()) => Ok(()),
+        // In its restart back-off there is no process to signal: its
+        // monitor ends the pod on seeing the stop.
+        Err(_) if restarting(ctx, &pod.id) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pod is between two launches of its restart policy: `running`, with
+/// a monitor and no process.
+fn restarting(ctx: &Ctx, id: &str) -> bool {
+    matches!(ctx.db.pod(id), Ok(Some(r))
+        if r.status == PodStatus::Running && r.pid.is_none() && r.monitor_pid.is_some())
 }
 
 /// Accepts `TERM`, `SIGTERM`, `15`; returns the name runsc understands.

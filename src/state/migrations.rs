@@ -139,6 +139,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE networks ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 9: restart policies (issue 10): how often the pod's monitor restarted
+    // it since the user last started it, and whether the user stopped or
+    // killed it (never undone by a restart; `unless-stopped` pods stay down
+    // at boot then).
+    r#"
+    ALTER TABLE pods ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pods ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -9,6 +9,7 @@ mod images;
 mod migrations;
 mod networks;
 mod pods;
+mod restarts;
 mod snapshots;
 
 pub use images::ImageRow;

@@ -123,6 +123,12 @@ pub struct PodRow {
     pub pid: Option<i32>,
     pub monitor_pid: Option<i32>,
     pub auto_remove: bool,
+    /// Restarts by the pod's monitor (its restart policy) since the user
+    /// last started the pod.
+    pub restart_count: u32,
+    /// The user stopped or killed the pod since last starting it: no
+    /// restart policy undoes that.
+    pub stopped_by_user: bool,
 }
 
 impl PodRow {
@@ -202,7 +208,7 @@ pub struct Resource {
 /// How long the exit code of a removed pod is kept for `wait`.
 pub const EXIT_KEPT_SECS: i64 = 300;
 
-const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove, process_json";
+const POD_COLS: &str = "id, name, image_id, image_ref, status, config_json, runsc_json, created, started, finished, exit_code, pid, monitor_pid, auto_remove, process_json, restart_count, stopped_by_user";
 
 fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
     let status: String = r.get(4)?;
@@ -222,6 +228,8 @@ fn pod_from_row(r: &Row) -> rusqlite::Result<PodRow> {
         monitor_pid: r.get(12)?,
         auto_remove: r.get(13)?,
         process: process_column(r.get(14)?),
+        restart_count: r.get(15)?,
+        stopped_by_user: r.get(16)?,
     })
 }
 
@@ -232,7 +240,7 @@ pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
     let opt_i = |v: Option<i32>| v.map_or(Value::Null, |x| Value::Integer(x.into()));
     let opt_s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
     (
-        format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
+        format!("INSERT INTO pods ({POD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"),
         vec![
             Value::Text(p.id.clone()),
             Value::Text(p.name.clone()),
@@ -249,6 +257,8 @@ pub(super) fn insert_sql(p: &PodRow) -> (String, Vec<rusqlite::types::Value>) {
             opt_i(p.monitor_pid),
             Value::Integer(p.auto_remove.into()),
             Value::Text(p.process.as_ref().map_or("{}", |j| &j.text).to_string()),
+            Value::Integer(p.restart_count.into()),
+            Value::Integer(p.stopped_by_user.into()),
         ],
     )
 }
@@ -297,6 +307,9 @@ impl Db {
         )
     }
 
+    /// Records a launch as started. The last exit (code and time) is
+    /// forgotten, but for a restart by the pod's restart policy, whose last
+    /// exit stays readable (`wait`'s next-exit, inspect) while it runs.
     pub fn set_pod_started(
         &mut self,
         id: &str,
@@ -306,7 +319,9 @@ impl Db {
     ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE pods SET status='running', started=?2, pid=?3, monitor_pid=?4, finished=NULL, exit_code=NULL WHERE id=?1",
+                "UPDATE pods SET status='running', started=?2, pid=?3, monitor_pid=?4, \
+                 finished=CASE WHEN restart_count>0 THEN finished END, \
+                 exit_code=CASE WHEN restart_count>0 THEN exit_code END WHERE id=?1",
                 params![id, started, pid, monitor_pid],
             )
             .map_err(sql)?;
@@ -518,6 +533,8 @@ mod tests {
             pid: None,
             monitor_pid: None,
             auto_remove: false,
+            restart_count: 0,
+            stopped_by_user: false,
         }
     }
 

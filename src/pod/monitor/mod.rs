@@ -32,8 +32,11 @@
 //! the client protocol is `pod::proto` (`conn_sock`). This file is the
 //! launch loop: launch, wait for the start, relay, then decide what the end
 //! means (`pod::checkpoint::after_sandbox_exit`: exit, checkpointed, or
-//! restore in place). Restart policies, supervised services and their
-//! health checks belong in that decision, as further outcomes of a launch.
+//! restore in place, or a restart by the pod's restart policy: `exit`
+//! records it, the back-off ends early when the user stops or removes the
+//! pod, and an attached client is let go with the exit code of the launch
+//! it watched). Supervised services and their health checks belong in that
+//! decision too, as further outcomes of a launch.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -178,17 +181,26 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     // A temp snapshot directory taken over from a killed gvpod, held until
     // the restore from it has loaded.
     let mut claimed = None;
-    let status = loop {
+    // The back-off before the current launch, when it is a restart.
+    let mut last_delay = None;
+    let (ended, code) = loop {
         let launched_at = chrono::Utc::now();
         let has_stdin = client.as_ref().is_some_and(|c| c.stdin.is_some());
+        let restored = matches!(launch, Launch::Restore(_));
         let (mut child, stdio) = match spawn(ctx, id, &flags, &opts, &launch, has_stdin) {
             Ok(x) => x,
             Err(e) if first => return Err((sync.take(), e)),
             Err(e) => {
-                // A restore after a checkpoint failed: the pod is gone.
-                let line = format!("gvpod: pod {} could not be resumed: {e}", pod.name);
+                // A restore after a checkpoint, or a restart, failed: the pod is gone.
+                let what = if restored { "resumed" } else { "restarted" };
+                let line = format!("gvpod: pod {} could not be {what}: {e}", pod.name);
                 out.line("stderr", line.as_bytes());
-                break None;
+                let ended = exit::Ended {
+                    status: None,
+                    restored,
+                    checkpointed: false,
+                };
+                break (ended, (!restored).then_some(125));
             }
         };
 
@@ -232,6 +244,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
                 chores = Some(housekeeping(ctx.root.clone(), durable));
             }
         }
+        // A restart the user stopped or removed the pod during: it stays down.
+        let restart = !first && matches!(launch, Launch::Run);
+        if restart && pid.is_some() && !exit::wanted(ctx, id) {
+            signal(nix::sys::signal::Signal::SIGKILL as i32);
+        }
         first = false;
         if let (Launch::Restore(_), Some(_)) = (&launch, pid) {
             super::checkpoint::after_restore_started(ctx, id, &flags, claimed.take());
@@ -246,11 +263,55 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         tracing::debug!("step monitor:relayed");
         out.flush();
         let clean = matches!(status, Some(s) if s.success());
+        let mut ended = exit::Ended {
+            status,
+            restored,
+            checkpointed: false,
+        };
         match super::checkpoint::after_sandbox_exit(ctx, id, &flags, launched_at, clean) {
-            super::checkpoint::AfterExit::Exit => break status,
+            super::checkpoint::AfterExit::Exit => {
+                let code = exit::code_of(&ended, &flags, &client, &mut out);
+                // A launch that never started (runsc failed before the
+                // sandbox ran) is a failed start, not an exit to restart
+                // (docker's too): the start, or the restart, fails.
+                let delay = match pid {
+                    Some(_) => {
+                        exit::restart_after(ctx, id, opts.restart, code, launched_at, last_delay)
+                    }
+                    None => None,
+                };
+                let Some(delay) = delay else {
+                    break (ended, code);
+                };
+                exit::clear_launch(ctx, id, &flags, &ended);
+                // An attached client's run ends with this exit, as docker
+                // run's does; the pod goes on without it.
+                if let Some(s) = sync.take() {
+                    let _ = proto::send(&s, &FromMonitor::Exited { code }, &[]);
+                }
+                client = None;
+                if !exit::back_off(ctx, id, delay) {
+                    // Stopped or removed by the user meanwhile.
+                    break (ended, code);
+                }
+                last_delay = Some(delay);
+                tracing::debug!("step monitor:restart");
+                if let Err(e) = ctx
+                    .db
+                    .pod(id)
+                    .map_err(PodError::from)
+                    .and_then(|p| p.ok_or_else(|| PodError::NotFound(id.to_string())))
+                    .and_then(|p| super::network::prepare_start(ctx, &p))
+                {
+                    tracing::warn!("re-provisioning the network of {id}: {e}");
+                }
+                launch = Launch::Run;
+            }
             super::checkpoint::AfterExit::Checkpointed(snap) => {
                 checkpointed = Some(snap);
-                break status;
+                ended.checkpointed = true;
+                let code = exit::code_of(&ended, &flags, &client, &mut out);
+                break (ended, code);
             }
             super::checkpoint::AfterExit::Resume { dir, claimed: c } => {
                 claimed = c;
@@ -278,18 +339,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         let _ = nix::unistd::write(c.stderr.as_fd(), line.as_bytes());
     }
 
-    let (code, later) = exit::record(
-        ctx,
-        &pod,
-        &flags,
-        exit::Ended {
-            status,
-            restored: matches!(launch, Launch::Restore(_)),
-            checkpointed: checkpointed.is_some(),
-        },
-        &client,
-        &mut out,
-    );
+    let later = exit::record(ctx, &pod, &flags, &ended, code);
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);

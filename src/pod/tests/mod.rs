@@ -166,6 +166,8 @@ impl World {
             pid: None,
             monitor_pid: None,
             auto_remove: false,
+            restart_count: 0,
+            stopped_by_user: false,
         };
         if self.ctx.db.image("sha256:feed").unwrap().is_none() {
             let img = crate::state::ImageRow {
