@@ -29,7 +29,7 @@ pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};
 pub use commit::commit;
 pub use create::{create, CreateRequest};
-pub use exec::{exec, ExecRequest};
+pub use exec::{exec, exec_spawn, ExecRequest, ExecStdio};
 pub use images::{ensure as ensure_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{logs, LogLine, LogsRequest};
