@@ -14,8 +14,11 @@
 mod attach;
 mod config;
 mod containers;
+mod exec;
+mod execs;
 mod http;
 mod images;
+mod relay;
 mod shapes;
 mod system;
 
@@ -121,8 +124,13 @@ pub fn serve(root: &Path, listen: Listen, idle: Option<Duration>) -> Result<(), 
             Err(e) => return Err(e.into()),
         }
         if let Some(idle) = idle {
-            let quiet = last.lock().map(|l| l.elapsed()).unwrap_or_default();
-            if active.load(Ordering::SeqCst) == 0 && quiet >= idle {
+            let mut quiet = last.lock().map(|l| l.elapsed()).unwrap_or_default();
+            // A detached exec is activity too, while it runs and after.
+            let (exec_running, exec_end) = execs::all().busy();
+            if let Some(t) = exec_end {
+                quiet = quiet.min(t.elapsed());
+            }
+            if active.load(Ordering::SeqCst) == 0 && !exec_running && quiet >= idle {
                 break;
             }
         }
@@ -250,6 +258,10 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("DELETE", ["containers", id]) => containers::remove(root, id, req, w),
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
         ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
+        ("POST", ["containers", id, "exec"]) => exec::create(root, id, req, w),
+        ("POST", ["exec", id, "start"]) => exec::start(root, id, req, w),
+        ("POST", ["exec", id, "resize"]) => exec::resize(id, req, w),
+        ("GET", ["exec", id, "json"]) => exec::inspect(id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(root, &name.join("/"), req, w)
