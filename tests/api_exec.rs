@@ -218,3 +218,138 @@ fn docker_exec_it_runs_in_a_terminal_of_the_clients_size() {
     svc.ok(&["rm", "-f", "web"]);
     r.assert_clean();
 }
+
+/// One request on a fresh connection; the answer's head and the rest.
+fn raw(sock: &std::path::Path, req: &str, body: &str) -> (String, std::os::unix::net::UnixStream) {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{req}\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .unwrap();
+    if req.contains("/start") {
+        s.write_all(b"Connection: Upgrade\r\nUpgrade: tcp\r\n")
+            .unwrap();
+    }
+    write!(s, "\r\n{body}").unwrap();
+    // Byte by byte: what follows the head stays in the socket.
+    let mut head = vec![];
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(std::io::Read::read(&mut s, &mut b).unwrap(), 1, "{head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    (head, s)
+}
+
+fn json_body(sock: &std::path::Path, req: &str, body: &str) -> serde_json::Value {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    write!(s, "{req}\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (_, b) = all.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(b).unwrap_or_else(|e| panic!("{e}: {all}"))
+}
+
+#[test]
+fn exec_start_is_a_hijacked_stream_of_frames_and_the_code_is_set_when_it_closes() {
+    use std::io::Read;
+    require_docker!();
+    let r = Root::new();
+    let svc = Service::start(&r, 0);
+    web(&svc);
+    let made = json_body(
+        &svc.sock,
+        "POST /v1.47/containers/web/exec HTTP/1.1",
+        r#"{"AttachStdout":true,"AttachStderr":true,"Cmd":["sh","-c","echo out; echo err >&2; exit 7"],"Bogus":1}"#,
+    );
+    let id = made["Id"].as_str().unwrap().to_string();
+    let before = json_body(&svc.sock, &format!("GET /exec/{id}/json HTTP/1.1"), "");
+    assert_eq!(
+        (before["Running"].as_bool(), before["ExitCode"].is_null()),
+        (Some(false), true)
+    );
+    let (head, mut s) = raw(
+        &svc.sock,
+        &format!("POST /v1.47/exec/{id}/start HTTP/1.1"),
+        r#"{"Detach":false,"Tty":false}"#,
+    );
+    assert!(head.starts_with("HTTP/1.1 101 UPGRADED\r\n"), "{head}");
+    assert!(
+        head.contains("application/vnd.docker.multiplexed-stream"),
+        "{head}"
+    );
+    // The client stops sending at once (no stdin): the output still comes.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = vec![];
+    s.read_to_end(&mut got).unwrap();
+    let mut frames = vec![];
+    let mut rest = &got[..];
+    while rest.len() >= 8 {
+        let n = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        frames.push((
+            rest[0],
+            String::from_utf8_lossy(&rest[8..8 + n]).into_owned(),
+        ));
+        rest = &rest[8 + n..];
+    }
+    assert!(rest.is_empty(), "a torn frame: {got:?}");
+    let out: String = frames
+        .iter()
+        .filter(|f| f.0 == 1)
+        .map(|f| f.1.as_str())
+        .collect();
+    let err: String = frames
+        .iter()
+        .filter(|f| f.0 == 2)
+        .map(|f| f.1.as_str())
+        .collect();
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    // Set before the stream closed: read at once, no retry.
+    let after = json_body(&svc.sock, &format!("GET /exec/{id}/json HTTP/1.1"), "");
+    assert_eq!(
+        (after["Running"].as_bool(), after["ExitCode"].as_i64()),
+        (Some(false), Some(7))
+    );
+    assert_eq!(after["ProcessConfig"]["entrypoint"], "sh");
+    assert!(after["Pid"].as_u64().unwrap() > 0);
+    // Once only; unknown ids are 404.
+    let again = json_body(&svc.sock, &format!("POST /exec/{id}/start HTTP/1.1"), "{}");
+    assert!(
+        again["message"].as_str().unwrap().contains("already"),
+        "{again}"
+    );
+    let none = json_body(&svc.sock, "GET /exec/nosuch/json HTTP/1.1", "");
+    assert!(
+        none["message"].as_str().unwrap().contains("No such exec"),
+        "{none}"
+    );
+    svc.ok(&["rm", "-f", "web"]);
+    r.assert_clean();
+}
+
+#[test]
+fn a_detached_exec_keeps_the_service_from_idling() {
+    require_docker!();
+    let r = Root::new();
+    let mut svc = Service::start(&r, 1);
+    web(&svc);
+    svc.ok(&["exec", "-d", "web", "sleep", "4"]);
+    assert!(
+        svc.exited_within(Duration::from_millis(2500)).is_none(),
+        "the service went idle while an exec ran"
+    );
+    let st = svc
+        .exited_within(Duration::from_secs(20))
+        .expect("idle exit after the exec");
+    assert!(st.success(), "{st:?}");
+    // The pod lives on.
+    let ps = r.ps_all();
+    assert_eq!(ps[0]["status"], "running", "{ps:?}");
+    r.ok(&["rm", "-f", "web"]);
+    r.assert_clean();
+}
