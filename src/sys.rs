@@ -591,3 +591,86 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
 pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
 }
+
+/// A new pseudo-terminal: `(master, slave)`, both close-on-exec (so no
+/// other child started meanwhile inherits a slave and keeps the master from
+/// seeing EIO when the terminal's users are gone) and neither the caller's
+/// controlling terminal. The slave is opened from the master
+/// (`TIOCGPTPEER`, Linux 4.13), never by a path another process could race.
+pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: a plain call with integer flags; it returns a new fd or -1.
+    let m = unsafe { libc::posix_openpt(flags) };
+    if m < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `m` was just opened for this process and nothing else owns it.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    // SAFETY: `master` is a valid pty master for the duration of the calls.
+    cvt(unsafe { libc::grantpt(master.as_raw_fd()) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::unlockpt(master.as_raw_fd()) })?;
+    // SAFETY: TIOCGPTPEER takes open(2) flags by value and returns a new fd or -1.
+    let s = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if s < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `s` was just opened for this process and nothing else owns it.
+    let slave = unsafe { OwnedFd::from_raw_fd(s) };
+    Ok((master, slave))
+}
+
+/// Sets the window size of the terminal `fd` (`TIOCSWINSZ`).
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a `winsize` through the pointer, which
+    // points at a live local for the duration of the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window size of the terminal `fd` (`TIOCGWINSZ`): `(rows, cols)`.
+    pub fn winsize(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+        // SAFETY: winsize is plain data; all-zero is a valid value.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes a `winsize` through the pointer, which
+        // points at a live local for the duration of the call.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+        Ok((ws.ws_row, ws.ws_col))
+    }
+
+    #[test]
+    fn a_pty_carries_bytes_and_its_size() {
+        let (master, slave) = openpty().unwrap();
+        set_winsize(master.as_fd(), 30, 100).unwrap();
+        assert_eq!(winsize(slave.as_fd()).unwrap(), (30, 100));
+        let flags = |fd: &OwnedFd| {
+            // SAFETY: F_GETFD on a live descriptor.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) }
+        };
+        assert_eq!(flags(&master) & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        assert_eq!(flags(&slave) & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        let mut s = std::fs::File::from(slave);
+        std::io::Write::write_all(&mut s, b"hi\n").unwrap();
+        drop(s);
+        let mut m = std::fs::File::from(master);
+        let mut got = vec![];
+        // The line discipline turns \n into \r\n; EIO once the slave is gone.
+        let mut buf = [0u8; 64];
+        while let Ok(n) = std::io::Read::read(&mut m, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"hi\r\n");
+    }
+}

@@ -16,11 +16,14 @@ mod attach;
 mod config;
 mod containers;
 mod events;
+mod exec;
+mod execs;
 mod http;
 mod images;
 mod native;
 mod networks;
 mod pull;
+mod relay;
 mod shapes;
 mod stats;
 mod system;
@@ -127,8 +130,13 @@ pub fn serve(root: &Path, listen: Listen, idle: Option<Duration>) -> Result<(), 
             Err(e) => return Err(e.into()),
         }
         if let Some(idle) = idle {
-            let quiet = last.lock().map(|l| l.elapsed()).unwrap_or_default();
-            if active.load(Ordering::SeqCst) == 0 && quiet >= idle {
+            let mut quiet = last.lock().map(|l| l.elapsed()).unwrap_or_default();
+            // A detached exec is activity too, while it runs and after.
+            let (exec_running, exec_end) = execs::all().busy();
+            if let Some(t) = exec_end {
+                quiet = quiet.min(t.elapsed());
+            }
+            if active.load(Ordering::SeqCst) == 0 && !exec_running && quiet >= idle {
                 break;
             }
         }
@@ -262,6 +270,10 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("POST", ["networks", "create"]) => networks::create(root, req, w),
         ("GET", ["networks", id]) => networks::inspect(root, id, req, w),
         ("DELETE", ["networks", id]) => networks::remove(root, id, req, w),
+        ("POST", ["containers", id, "exec"]) => exec::create(root, id, req, w),
+        ("POST", ["exec", id, "start"]) => exec::start(root, id, req, w),
+        ("POST", ["exec", id, "resize"]) => exec::resize(id, req, w),
+        ("GET", ["exec", id, "json"]) => exec::inspect(id, req, w),
         ("GET", ["images", "json"]) => images::list(root, req, w),
         ("POST", ["images", "create"]) => pull::create(root, req, w),
         ("POST", ["images", name @ .., "tag"]) if !name.is_empty() => {

@@ -1,12 +1,23 @@
-//! `exec`: run another process in a running pod through `runsc exec`, with
-//! gvpod's own stdio (runsc hands it to the sandbox; with `-t` the sentry
-//! drives the caller's terminal directly).
+//! `exec`: run another process in a running pod through `runsc exec`.
+//!
+//! The caller chooses the process's stdio ([`ExecStdio`]): gvpod's own
+//! (the CLI; with `-t` the sentry drives the caller's terminal directly),
+//! or descriptors it hands over — pipe ends, or the slave side of a pty it
+//! allocated (`sys::openpty`), as the API's exec does. [`exec_spawn`]
+//! starts the process and returns at once; [`ExecProcess::wait`] gives its
+//! exit code (runsc passes the process's own on). Invariants: the process
+//! file written for runsc is removed once runsc has ended; descriptors
+//! handed over are closed in this process once runsc holds them, so the
+//! caller sees EOF (EIO on a pty master) when the process and runsc end.
 
-use std::os::fd::AsRawFd;
-use std::process::Stdio;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::thread::JoinHandle;
 
 use super::{Ctx, PodError, Result};
 use crate::bundle::{self, ProcessSpec};
+use crate::runsc::GlobalFlags;
 use crate::state::PodRow;
 
 pub struct ExecRequest {
@@ -18,8 +29,69 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
-/// Runs the command and returns its exit code.
+/// Where an exec'd process's stdio comes from.
+pub enum ExecStdio {
+    /// gvpod's own stdio (what the CLI does): stdin only when interactive
+    /// or with a terminal (which must then be gvpod's stdin).
+    Inherit,
+    /// Descriptors the caller hands over: pipe ends, or with `tty` the
+    /// slave side of a pty three times. No stdin: `/dev/null`.
+    Fds {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+}
+
+/// A started `runsc exec`.
+pub struct ExecProcess {
+    child: Child,
+    file: PathBuf,
+    flags: GlobalFlags,
+    bin: PathBuf,
+    pod_name: String,
+    /// Copiers from pipes to gvpod's own stdout/stderr (see [`ExecStdio::Inherit`]).
+    copiers: Vec<JoinHandle<std::io::Result<u64>>>,
+}
+
+impl ExecProcess {
+    /// The host pid of the `runsc exec` process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process; its exit code (128+N when killed by signal
+    /// N), or runsc's own failure.
+    pub fn wait(mut self) -> Result<i32> {
+        let status = self.child.wait();
+        for t in self.copiers.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.file);
+        let status = status.map_err(super::io("cannot run", &self.bin))?;
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        if let Some(f) = crate::runsc::OwnFailure::of_exit(code, &self.flags) {
+            return Err(f.into_error("exec", &self.pod_name).into());
+        }
+        Ok(code)
+    }
+}
+
+/// Runs the command with gvpod's own stdio and returns its exit code.
 pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
+    exec_spawn(ctx, pod, req, ExecStdio::Inherit)?.wait()
+}
+
+/// Starts the command with the stdio given; see [`ExecProcess`].
+pub fn exec_spawn(
+    ctx: &mut Ctx,
+    pod: &PodRow,
+    req: ExecRequest,
+    stdio: ExecStdio,
+) -> Result<ExecProcess> {
     let pod = ctx.refresh(pod.clone())?;
     if !pod.status.can_exec() {
         return Err(PodError::BadState {
@@ -35,7 +107,10 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     }
     // With a terminal, the sentry drives the caller's stdin as the pod's tty,
     // so stdin must be that terminal (with or without -i).
-    if req.tty && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
+    if matches!(stdio, ExecStdio::Inherit)
+        && req.tty
+        && !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false)
+    {
         return Err(PodError::Usage(
             "the input device is not a TTY: drop -t, or run gvpod in a terminal".into(),
         ));
@@ -77,51 +152,70 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     let mut cmd = runsc.command(&flags, "exec");
     cmd.arg(format!("--process={}", file.display()))
         .arg(&pod.id);
-    // The sentry writes a donated regular file at its own offset (clobbering
-    // what the caller already wrote there), so files get a pipe in between.
-    let (out_file, err_file) = (
-        is_regular_file(&std::io::stdout()),
-        is_regular_file(&std::io::stderr()),
-    );
-    cmd.stdin(if req.interactive || req.tty {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    })
-    .stdout(if out_file {
-        Stdio::piped()
-    } else {
-        Stdio::inherit()
-    })
-    .stderr(if err_file {
-        Stdio::piped()
-    } else {
-        Stdio::inherit()
-    });
-    let status =
-        cmd.spawn().and_then(|mut child| {
-            let out = child.stdout.take().map(|mut r| {
-                std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stdout()))
+    let mut copiers = vec![];
+    match stdio {
+        ExecStdio::Inherit => {
+            // The sentry writes a donated regular file at its own offset
+            // (clobbering what the caller already wrote there), so files get
+            // a pipe in between.
+            let (out_file, err_file) = (
+                is_regular_file(&std::io::stdout()),
+                is_regular_file(&std::io::stderr()),
+            );
+            cmd.stdin(if req.interactive || req.tty {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stdout(if out_file {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .stderr(if err_file {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
             });
-            let err = child.stderr.take().map(|mut r| {
-                std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::stderr()))
-            });
-            let st = child.wait();
-            for t in [out, err].into_iter().flatten() {
-                let _ = t.join();
-            }
-            st
-        });
-    let _ = std::fs::remove_file(&file);
-    let status = status.map_err(super::io("cannot run", &runsc.bin))?;
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    if let Some(f) = crate::runsc::OwnFailure::of_exit(code, &flags) {
-        return Err(f.into_error("exec", &pod.name).into());
+        }
+        ExecStdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null))
+                .stdout(Stdio::from(stdout))
+                .stderr(Stdio::from(stderr));
+        }
     }
-    Ok(code)
+    let spawned = cmd.spawn();
+    // The descriptors handed over are closed here with the command.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&file);
+            return Err(super::io("cannot run", &runsc.bin)(e));
+        }
+    };
+    if let Some(mut r) = child.stdout.take() {
+        copiers.push(std::thread::spawn(move || {
+            std::io::copy(&mut r, &mut std::io::stdout())
+        }));
+    }
+    if let Some(mut r) = child.stderr.take() {
+        copiers.push(std::thread::spawn(move || {
+            std::io::copy(&mut r, &mut std::io::stderr())
+        }));
+    }
+    Ok(ExecProcess {
+        child,
+        file,
+        flags,
+        bin: runsc.bin.clone(),
+        pod_name: pod.name.clone(),
+        copiers,
+    })
 }
 
 fn is_regular_file(fd: &impl std::os::fd::AsFd) -> bool {

@@ -35,7 +35,7 @@ pub use cleanup::{gc, remove, GcReport};
 pub use commit::commit;
 pub use create::{create, CreateRequest};
 pub use events::{past_events, EventWatch, PodEvent};
-pub use exec::{exec, ExecRequest};
+pub use exec::{exec, exec_spawn, ExecRequest, ExecStdio};
 pub use images::{ensure as ensure_image, pull as pull_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use logs::{follow_launch, logs, open_launch_output, LogLine, LogsRequest};
