@@ -6,8 +6,12 @@
 //! for a TTY pod), and is closed when the pod stops.
 //!
 //! The output is read from the pod's log, which its monitor writes as the
-//! pod prints (from the moment the launch starts, so nothing is missed);
-//! input (`-i`) is not carried yet.
+//! pod prints (from the moment the launch starts, so nothing is missed).
+//! With `stdin=1` (an interactive pod: `docker run -i`, `docker attach`)
+//! the connection's input goes to the pod through its monitor's attach
+//! socket (`pod::attach_input`) once the launch runs; the client's EOF
+//! closes the pod's stdin (StdinOnce), and the connection is shut down
+//! when the pod stops so the copier ends with it.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -69,6 +73,26 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    // The client's input, to the pod (docker sends it from the start; it
+    // waits in the connection until the launch runs).
+    let interactive = pod.options().map(|o| o.interactive).unwrap_or(false);
+    let copier = if req.flag("stdin") && interactive {
+        match pod::attach_input(&ctx, &pod) {
+            Ok(mut to_pod) => {
+                let mut from_client = w.try_clone()?;
+                Some(std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_client, &mut to_pod);
+                    let _ = to_pod.shutdown(std::net::Shutdown::Write);
+                }))
+            }
+            Err(e) => {
+                tracing::warn!("attach to {key}: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let sel = http::LogStream {
         tty,
         timestamps: false,
@@ -109,6 +133,11 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     }
     if let Some(e) = failed {
         tracing::debug!("attach to {key}: the client went away: {e}");
+    }
+    if let Some(t) = copier {
+        // Ends the copier's read of the client.
+        let _ = probe.shutdown(std::net::Shutdown::Both);
+        let _ = t.join();
     }
     Ok(After::Close)
 }
