@@ -353,3 +353,38 @@ fn a_detached_exec_keeps_the_service_from_idling() {
     r.ok(&["rm", "-f", "web"]);
     r.assert_clean();
 }
+
+#[test]
+fn docker_run_i_feeds_the_pods_stdin_and_it_runs_in_a_terminal() {
+    require_docker!();
+    let r = Root::new();
+    let svc = Service::start(&r, 0);
+    let run = ["run", "-i", "--rm", "--network", "none", "busybox"];
+    let o = docker_in(&svc, &[&run[..], &["cat"]].concat(), b"hi\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hi\n");
+    // The client's EOF closes the pod's stdin; the pod's code comes back.
+    let script = "read x; echo got $x; cat; exit 4";
+    let o = docker_in(&svc, &[&run[..], &["sh", "-c", script]].concat(), b"a\nb\n");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "got a\nb\n");
+    // -it: the pod's stdin and stdout are a terminal (see the exec test
+    // for why not a /dev/pts path).
+    let (raw, code) = docker_in_pty(
+        &svc,
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo terminal; exit 6",
+        ],
+    );
+    assert_eq!(code, Some(6), "{raw:?}");
+    assert!(raw.contains("terminal"), "{raw:?}");
+    r.assert_clean();
+}

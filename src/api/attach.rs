@@ -9,15 +9,21 @@
 //! The output is read from the pod's log, which its monitor writes as the
 //! pod prints; the log is opened before the answer goes out, so nothing the
 //! launch prints is missed, even by a `--rm` pod that is gone before this
-//! thread looks. Input (`-i`) is not carried yet.
+//! thread looks. With `stdin=1` (an interactive pod: `docker run -i`,
+//! `docker attach`) the connection's input goes to the pod through its
+//! monitor's attach socket (`pod::attach_input`) once the launch runs; the
+//! client's EOF closes the pod's stdin (StdinOnce), and the connection is
+//! shut down when the launch ends so the copier ends with it.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::Duration;
 
 use super::http::{self, Request};
 use super::{After, Reply};
 use crate::pod::{self, Ctx};
+use crate::state::PodStatus;
 
 pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
     let keep = req.keep_alive();
@@ -59,6 +65,10 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     };
     w.write_all(head.as_bytes())?;
     w.flush()?;
+    let interactive = pod.options().map(|o| o.interactive).unwrap_or(false);
+    let copier = (req.flag("stdin") && interactive)
+        .then(|| input_copier(root, &pod, w.try_clone()))
+        .flatten();
     let sel = http::LogStream {
         tty,
         timestamps: false,
@@ -91,7 +101,42 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     if let Some(e) = failed {
         tracing::debug!("attach to {key}: the client went away: {e}");
     }
+    if let Some(t) = copier {
+        // Ends the copier's read of the client (or its wait for the launch).
+        let _ = probe.shutdown(std::net::Shutdown::Both);
+        let _ = t.join();
+    }
     Ok(After::Close)
+}
+
+/// A thread that carries the client's input to the pod once its launch
+/// runs (the monitor listens on the attach socket from then on; docker
+/// sends input from the start, and it waits in the connection meanwhile).
+/// It gives up when the pod is removed or its next launch has come and
+/// gone, or when the connection is shut down.
+fn input_copier(
+    root: &Path,
+    pod: &crate::state::PodRow,
+    from_client: std::io::Result<UnixStream>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let mut from_client = from_client.ok()?;
+    let ctx = Ctx::open(root).ok()?;
+    let pod = pod.clone();
+    Some(std::thread::spawn(move || loop {
+        if let Ok(mut to_pod) = pod::attach_input(&ctx, &pod) {
+            let _ = std::io::copy(&mut from_client, &mut to_pod);
+            let _ = to_pod.shutdown(std::net::Shutdown::Write);
+            return;
+        }
+        let over = match ctx.db.pod(&pod.id) {
+            Ok(Some(r)) => r.status != PodStatus::Running && r.started != pod.started,
+            _ => true,
+        };
+        if over || http::hung_up(&from_client) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }))
 }
 
 /// Writes to a hijacked connection as is.

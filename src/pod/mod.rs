@@ -2,6 +2,7 @@
 //! process, and the rollback of half-done work. The only layer that knows
 //! about images, bundles and runsc at once; one file per lifecycle verb.
 
+mod attach;
 mod boot;
 mod checkpoint;
 mod cleanup;
@@ -29,6 +30,7 @@ mod stop;
 #[cfg(test)]
 mod tests;
 
+pub use attach::attach_input;
 pub use boot::{boot, BootLine};
 pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};

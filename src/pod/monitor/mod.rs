@@ -175,6 +175,20 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         Some(d) => Launch::Restore(d),
         None => Launch::Run,
     };
+    // Input from clients that attach later (`pod::attach`).
+    let attach_path = super::attach::socket_path(ctx, id);
+    let attach = opts
+        .interactive
+        .then(|| {
+            if let Some(dir) = attach_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::remove_file(&attach_path);
+            std::os::unix::net::UnixListener::bind(&attach_path)
+                .map_err(|e| tracing::warn!("attach socket of {id}: {e}"))
+                .ok()
+        })
+        .flatten();
     let mut first = true;
     let mut chores = None;
     let mut checkpointed: Option<String> = None;
@@ -185,9 +199,8 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     let mut last_delay = None;
     let (ended, code) = loop {
         let launched_at = chrono::Utc::now();
-        let has_stdin = client.as_ref().is_some_and(|c| c.stdin.is_some());
         let restored = matches!(launch, Launch::Restore(_));
-        let (mut child, stdio) = match spawn(ctx, id, &flags, &opts, &launch, has_stdin) {
+        let (mut child, stdio) = match spawn(ctx, id, &flags, &opts, &launch) {
             Ok(x) => x,
             Err(e) if first => return Err((sync.take(), e)),
             Err(e) => {
@@ -259,7 +272,15 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
                 copy_winsize(c.stdout.as_raw_fd(), master.as_raw_fd());
             }
         }
-        let status = relay(&mut child, stdio, &mut client, &mut sync, &mut out, &signal);
+        let status = relay(
+            &mut child,
+            stdio,
+            &mut client,
+            &mut sync,
+            attach.as_ref(),
+            &mut out,
+            &signal,
+        );
         tracing::debug!("step monitor:relayed");
         out.flush();
         let clean = matches!(status, Some(s) if s.success());
@@ -340,6 +361,9 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     }
 
     let later = exit::record(ctx, &pod, &flags, &ended, code);
+    if attach.is_some() {
+        let _ = std::fs::remove_file(&attach_path);
+    }
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);

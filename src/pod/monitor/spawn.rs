@@ -25,7 +25,6 @@ pub(super) fn spawn(
     flags: &GlobalFlags,
     opts: &PodOptions,
     launch: &Launch,
-    client_stdin: bool,
 ) -> Result<(Child, Stdio3)> {
     let bundle = ctx.bundle_dir(id);
     // Errors in runsc's JSON log must be from this start only.
@@ -78,7 +77,9 @@ pub(super) fn spawn(
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (stdin_mine, stdin_theirs) = if opts.interactive && client_stdin {
+    // An interactive pod's stdin is held open even with no client to feed
+    // it yet: one may attach later (`pod::attach`).
+    let (stdin_mine, stdin_theirs) = if opts.interactive {
         let (r, w) = pipe()?;
         (Some(w), Stdio::from(r))
     } else {

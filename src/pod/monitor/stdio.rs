@@ -1,6 +1,8 @@
 //! The monitor's stdio relay (conmon's `ctr_stdio`): pod output to the log
-//! writer ([`super::log`]) and an attached client, client input and control
-//! messages (resize, signals) to the pod, until runsc exits.
+//! writer ([`super::log`]) and an attached client, client input (from the
+//! starting client, or one attached later on the attach socket, see
+//! `pod::attach`) and control messages (resize, signals) to the pod, until
+//! runsc exits.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::Child;
@@ -48,6 +50,7 @@ pub(super) fn relay(
     stdio: Stdio3,
     client: &mut Option<Client>,
     sync: &mut Option<OwnedFd>,
+    attach: Option<&std::os::unix::net::UnixListener>,
     out: &mut Output,
     signal: &dyn Fn(i32),
 ) -> Option<std::process::ExitStatus> {
@@ -65,6 +68,7 @@ pub(super) fn relay(
             (dup, vec![(master, "stdout")])
         }
     };
+    let mut attached: Option<std::os::unix::net::UnixStream> = None;
     let mut exited: Option<std::process::ExitStatus> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -94,6 +98,21 @@ pub(super) fn relay(
             pfds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
         }
         let has_sock = sync.is_some();
+        // A later client's input: accept one when none feeds the pod.
+        let attach_slot = match (&attached, attach) {
+            (None, Some(l)) if pod_in.is_some() => {
+                pfds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                Some(pfds.len() - 1)
+            }
+            _ => None,
+        };
+        let attached_slot = match &attached {
+            Some(a) if pod_in.is_some() => {
+                pfds.push(PollFd::new(a.as_fd(), PollFlags::POLLIN));
+                Some(pfds.len() - 1)
+            }
+            _ => None,
+        };
         if exited.is_none() {
             pfds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
@@ -192,6 +211,32 @@ pub(super) fn relay(
             }
             idx += 1;
         }
+        if attach_slot.is_some_and(|i| ready[i]) {
+            if let Some(Ok((a, _))) = attach.map(|l| l.accept()) {
+                attached = Some(a);
+            }
+        }
+        if attached_slot.is_some_and(|i| ready[i]) {
+            let n = attached
+                .as_ref()
+                .map(|a| nix::unistd::read(a.as_raw_fd(), &mut buf));
+            match n {
+                Some(Ok(n)) if n > 0 => {
+                    if let Some(p) = &pod_in {
+                        let _ = write_all(p.as_raw_fd(), &buf[..n]);
+                    }
+                }
+                Some(Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN)) => {}
+                _ => {
+                    attached = None;
+                    // EOF on a pipe closes the pod's stdin (StdinOnce); a pty keeps it.
+                    if !out.tty {
+                        pod_in = None;
+                    }
+                }
+            }
+        }
+        idx += attach_slot.is_some() as usize + attached_slot.is_some() as usize;
         if exited.is_none() && ready.get(idx).copied().unwrap_or(false) {
             exited = child.wait().ok();
             tracing::debug!("step monitor:runsc-exited");
