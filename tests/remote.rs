@@ -391,3 +391,91 @@ fn networks_stats_and_pull_go_through_the_service() {
     assert_eq!(ok(&svc, &["network", "rm", "rn"]).trim(), "rn");
     r.assert_clean();
 }
+
+/// Runs a remote `gvpod ARGS` on a fresh pseudo-terminal (util-linux
+/// `script`), with `input` typed into it.
+fn on_a_terminal(svc: &Service, args: &str, input: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 91 rows 37; {} {args}", common::BIN),
+            "/dev/null",
+        ])
+        .env("GVPOD_ROOT", "/nonexistent/gvpod-remote-client")
+        .env("GVPOD_HOST", format!("unix://{}", svc.sock.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    // Keep the terminal open until the command is done with it.
+    let out = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        drop(stdin);
+    });
+    let o = c.wait_with_output().unwrap();
+    drop(out);
+    o
+}
+
+#[test]
+fn exec_and_terminals_go_through_the_service() {
+    require_runsc!();
+    let r = Root::new();
+    let svc = Service::start(&r, 0);
+    let id = ok(
+        &svc,
+        &["run", "-d", "--name", "box", "busybox", "sleep", "1000"],
+    );
+    r.track(id.trim());
+    // exec: streams apart, the command's exit code, 127 for a missing one.
+    let o = run(
+        &svc,
+        &["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 5"],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("out\n", "err\n")
+    );
+    let o = run(&svc, &["exec", "box", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // exec -i: our stdin reaches the command, whose output comes back.
+    let mut c = remote(&svc, &["exec", "-i", "box", "sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut i = c.stdin.take().unwrap();
+        i.write_all(b"hello remote\n").unwrap();
+    }
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "HELLO REMOTE\n");
+    // exec -it and run -it on a terminal: a tty inside, our size, our input.
+    let o = on_a_terminal(
+        &svc,
+        "exec -it box sh -c 'test -t 0 && test -t 1 && echo TTY-IN-OUT; stty size'",
+        "",
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("TTY-IN-OUT"), "{out}");
+    assert!(out.contains("37 91"), "{out}");
+    let o = on_a_terminal(
+        &svc,
+        "run -it --rm busybox sh -c 'read x; echo got-$x; exit 4'",
+        "typed\n",
+    );
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("got-typed"), "{}", stdout(&o));
+    // -t without a terminal: one line, as on the host.
+    fails(&run(&svc, &["exec", "-t", "box", "true"]), 2, "not a TTY");
+    ok(&svc, &["rm", "-f", "box"]);
+    r.assert_clean();
+}
