@@ -469,11 +469,13 @@ fn exec_and_terminals_go_through_the_service() {
     assert!(out.contains("37 91"), "{out}");
     let o = on_a_terminal(
         &svc,
-        "run -it --rm busybox sh -c 'read x; echo got-$x; exit 4'",
+        "run -it --rm busybox sh -c 'read x; sleep 0.3; stty size; echo got-$x; exit 4'",
         "typed\n",
     );
     assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("got-typed"), "{}", stdout(&o));
+    // The client's size, sent after the start (docker's container resize).
+    assert!(stdout(&o).contains("37 91"), "{}", stdout(&o));
     // -t without a terminal: one line, as on the host.
     fails(&run(&svc, &["exec", "-t", "box", "true"]), 2, "not a TTY");
     ok(&svc, &["rm", "-f", "box"]);

@@ -109,6 +109,38 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     Ok(After::Close)
 }
 
+/// `POST /containers/{id}/resize?h=ROWS&w=COLS`: the pod's terminal (a
+/// pod without one: nothing to do, as docker answers).
+pub fn resize(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    let keep = req.keep_alive();
+    let size = |n: &str| req.query(n).and_then(|v| v.parse::<u16>().ok());
+    let (Some(rows), Some(cols)) = (size("h"), size("w")) else {
+        let msg = "resize needs h and w, the terminal's rows and columns (0-65535)";
+        return Reply::Error(400, msg.into()).send(w, keep);
+    };
+    let mut ctx = match Ctx::open(root) {
+        Ok(c) => c,
+        Err(e) => return Reply::from_err(e.kind(), e).send(w, keep),
+    };
+    let res = ctx
+        .lookup(key)
+        .and_then(|p| ctx.refresh(p))
+        .and_then(|p| match p.status {
+            PodStatus::Running => pod::resize(&ctx, &p, rows, cols),
+            _ => Err(pod::PodError::BadState {
+                name: p.name.clone(),
+                status: p.status.as_str(),
+                hint: "only a running pod's terminal can be resized",
+            }),
+        });
+    match res {
+        Ok(()) => Reply::Empty(200),
+        Err(pod::PodError::NotFound(_)) => Reply::Error(404, format!("No such container: {key}")),
+        Err(e) => Reply::from_err(e.kind(), e),
+    }
+    .send(w, keep)
+}
+
 /// A thread that carries the client's input to the pod once its launch
 /// runs (the monitor listens on the attach socket from then on; docker
 /// sends input from the start, and it waits in the connection meanwhile).

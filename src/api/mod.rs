@@ -264,6 +264,7 @@ fn route(root: &Path, req: &Request, w: &mut UnixStream) -> After {
         ("DELETE", ["containers", id]) => containers::remove(root, id, req, w),
         ("GET", ["containers", id, "logs"]) => containers::logs(root, id, req, w),
         ("POST", ["containers", id, "attach"]) => attach::attach(root, id, req, w),
+        ("POST", ["containers", id, "resize"]) => attach::resize(root, id, req, w),
         ("GET", ["containers", id, "stats"]) => stats::stats(root, id, req, w),
         ("GET", ["events"]) => events::events(root, req, w),
         ("GET", ["networks"]) => networks::list(root, req, w),

@@ -30,7 +30,7 @@ mod stop;
 #[cfg(test)]
 mod tests;
 
-pub use attach::attach_input;
+pub use attach::{attach_input, resize};
 pub use boot::{boot, BootLine};
 pub use checkpoint::{checkpoint, CheckpointRequest};
 pub use cleanup::{gc, remove, GcReport};

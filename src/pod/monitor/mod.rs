@@ -179,16 +179,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     let attach_path = super::attach::socket_path(ctx, id);
     let attach = opts
         .interactive
-        .then(|| {
-            if let Some(dir) = attach_path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let _ = std::fs::remove_file(&attach_path);
-            std::os::unix::net::UnixListener::bind(&attach_path)
-                .map_err(|e| tracing::warn!("attach socket of {id}: {e}"))
-                .ok()
-        })
+        .then(|| super::attach::listen(&attach_path))
         .flatten();
+    // Resizes of its terminal (`pod::resize`).
+    let ctl_path = super::attach::ctl_path(ctx, id);
+    let ctl = opts.tty.then(|| super::attach::listen(&ctl_path)).flatten();
     let mut first = true;
     let mut chores = None;
     let mut checkpointed: Option<String> = None;
@@ -277,7 +272,10 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             stdio,
             &mut client,
             &mut sync,
-            attach.as_ref(),
+            stdio::Listeners {
+                attach: attach.as_ref(),
+                ctl: ctl.as_ref(),
+            },
             &mut out,
             &signal,
         );
@@ -363,6 +361,9 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     let later = exit::record(ctx, &pod, &flags, &ended, code);
     if attach.is_some() {
         let _ = std::fs::remove_file(&attach_path);
+    }
+    if ctl.is_some() {
+        let _ = std::fs::remove_file(&ctl_path);
     }
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {

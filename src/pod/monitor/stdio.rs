@@ -43,6 +43,29 @@ pub(super) fn copy_winsize(from: RawFd, to: RawFd) {
     }
 }
 
+/// The monitor's sockets for clients that come later (`pod::attach`):
+/// input to the pod, and control messages (resizes) for a terminal pod.
+pub(super) struct Listeners<'a> {
+    pub attach: Option<&'a std::os::unix::net::UnixListener>,
+    pub ctl: Option<&'a std::os::unix::net::UnixListener>,
+}
+
+/// Applies one control message (`ROWS COLS`) read from a new connection on
+/// the ctl socket to the pod's terminal.
+fn control(ctl: &std::os::unix::net::UnixListener, pty: Option<&OwnedFd>) {
+    let Ok((mut c, _)) = ctl.accept() else {
+        return;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut msg = [0u8; 32];
+    let n = std::io::Read::read(&mut c, &mut msg).unwrap_or(0);
+    if let (Some((rows, cols)), Some(p)) = (super::super::attach::parse_size(&msg[..n]), pty) {
+        if let Err(e) = crate::sys::set_winsize(p.as_fd(), rows, cols) {
+            tracing::debug!("resizing the pod's terminal: {e}");
+        }
+    }
+}
+
 /// Moves bytes until runsc exits: pod output to the log and the client,
 /// client input to the pod, control messages from the client.
 pub(super) fn relay(
@@ -50,12 +73,18 @@ pub(super) fn relay(
     stdio: Stdio3,
     client: &mut Option<Client>,
     sync: &mut Option<OwnedFd>,
-    attach: Option<&std::os::unix::net::UnixListener>,
+    listeners: Listeners,
     out: &mut Output,
     signal: &dyn Fn(i32),
 ) -> Option<std::process::ExitStatus> {
     let Ok(pidfd) = pidfd_open(child.id() as i32) else {
         return child.wait().ok();
+    };
+    let Listeners { attach, ctl } = listeners;
+    // The terminal's master, for resizes.
+    let pty = match &stdio {
+        Stdio3::Pty { master } => master.try_clone().ok(),
+        Stdio3::Pipes { .. } => None,
     };
     let (mut pod_in, mut sources): (Option<OwnedFd>, Vec<(OwnedFd, &'static str)>) = match stdio {
         Stdio3::Pipes {
@@ -109,6 +138,13 @@ pub(super) fn relay(
         let attached_slot = match &attached {
             Some(a) if pod_in.is_some() => {
                 pfds.push(PollFd::new(a.as_fd(), PollFlags::POLLIN));
+                Some(pfds.len() - 1)
+            }
+            _ => None,
+        };
+        let ctl_slot = match ctl {
+            Some(l) if exited.is_none() => {
+                pfds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
                 Some(pfds.len() - 1)
             }
             _ => None,
@@ -236,7 +272,14 @@ pub(super) fn relay(
                 }
             }
         }
-        idx += attach_slot.is_some() as usize + attached_slot.is_some() as usize;
+        if let (Some(i), Some(l)) = (ctl_slot, ctl) {
+            if ready[i] {
+                control(l, pty.as_ref());
+            }
+        }
+        idx += attach_slot.is_some() as usize
+            + attached_slot.is_some() as usize
+            + ctl_slot.is_some() as usize;
         if exited.is_none() && ready.get(idx).copied().unwrap_or(false) {
             exited = child.wait().ok();
             tracing::debug!("step monitor:runsc-exited");
