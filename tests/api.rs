@@ -350,3 +350,68 @@ fn docker_run_streams_the_output_and_returns_the_exit_code() {
     drop(svc);
     r.assert_clean();
 }
+
+#[test]
+fn labels_and_exposed_ports_are_kept_shown_and_filtered() {
+    require_docker!();
+    let r = Root::new();
+    let svc = Service::start(&r, 0);
+    let id = svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lab",
+        "--network",
+        "none",
+        "--label",
+        "team=dev",
+        "--label",
+        "flag",
+        "--expose",
+        "8080",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    r.track(id.trim());
+    r.run_detached(&[
+        "--name",
+        "other",
+        "--network",
+        "none",
+        "-l",
+        "team=ops",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let names = |filter: &str| {
+        svc.ok(&["ps", "--filter", filter, "--format", "{{.Names}}"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(names("label=team=dev"), "lab");
+    assert_eq!(names("label=team=ops"), "other");
+    assert_eq!(names("label=flag"), "lab");
+    assert_eq!(names("label=team=nobody"), "");
+    let shown = svc.ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.Labels.team}} {{json .Config.ExposedPorts}}",
+        "lab",
+    ]);
+    assert_eq!(shown.trim(), r#"dev {"8080/tcp":{}}"#);
+    assert_eq!(r.inspect("other")["config"]["labels"]["team"], "ops");
+    r.fails(
+        &["run", "-d", "--label", "=x", "busybox", "true"],
+        2,
+        "--label",
+    );
+    r.fails(
+        &["run", "-d", "--expose", "80/sctp", "busybox", "true"],
+        2,
+        "80/sctp",
+    );
+    r.ok(&["rm", "-f", "lab", "other"]);
+    r.assert_clean();
+}

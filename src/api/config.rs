@@ -122,6 +122,20 @@ pub(crate) fn options_of(body: &Value) -> Result<(PodOptions, bool), String> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         restart,
+        labels: match body.get("Labels") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+            _ => Default::default(),
+        },
+        expose: match body.get("ExposedPorts") {
+            Some(Value::Object(m)) => m
+                .keys()
+                .map(|k| crate::bundle::parse_expose(k).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+            _ => vec![],
+        },
         ..Default::default()
     };
     let auto_remove = hc

@@ -60,7 +60,7 @@ pub(crate) fn summary(v: &PodView) -> Value {
         "Command": v.command.join(" "),
         "Created": unix_time(&v.created),
         "Ports": v.ports.iter().filter_map(|m| port_entry(m)).collect::<Vec<_>>(),
-        "Labels": {},
+        "Labels": v.config.labels,
         "State": v.status,
         "Status": status_text(v),
         "HostConfig": {"NetworkMode": network_mode(v)},
@@ -108,7 +108,11 @@ pub(crate) fn matches(v: &PodView, filters: &serde_json::Map<String, Value>) -> 
                 "ancestor" => {
                     short_ref(&v.image) == *w || v.image == *w || v.image_id.starts_with(w)
                 }
-                // Labels are not kept: a label filter matches nothing.
+                // `KEY` (any value) or `KEY=VALUE`.
+                "label" => match w.split_once('=') {
+                    Some((k, val)) => v.config.labels.get(k).is_some_and(|x| x == val),
+                    None => v.config.labels.contains_key(*w),
+                },
                 _ => false,
             })
     })
@@ -162,7 +166,8 @@ pub(crate) fn inspect(v: &PodView) -> Value {
             "Image": short_ref(&v.image),
             "Tty": c.tty,
             "OpenStdin": c.interactive,
-            "Labels": {},
+            "Labels": c.labels,
+            "ExposedPorts": c.expose.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
         "NetworkSettings": {
             "IPAddress": v.ip.clone().unwrap_or_default(),

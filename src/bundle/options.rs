@@ -56,6 +56,13 @@ pub struct PodOptions {
     /// `--restart`: what the pod's monitor does when the pod's process ends.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `--label KEY[=VALUE]` (docker's `Labels`): the user's metadata,
+    /// shown by inspect and matched by the API's `label` filter.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--expose PORT[/PROTO]` (docker's `ExposedPorts`), as `80/tcp`.
+    #[serde(default)]
+    pub expose: Vec<String>,
 }
 
 /// A restart policy (`--restart`, docker's `HostConfig.RestartPolicy`),
@@ -127,6 +134,32 @@ impl RestartPolicy {
 }
 
 const RESTART_HINT: &str = "use no, always, unless-stopped, on-failure or on-failure:N";
+
+/// Parses `--label KEY[=VALUE]` (a bare KEY has an empty value).
+pub fn parse_label(s: &str) -> Result<(String, String), BundleError> {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(BundleError::BadValue {
+            what: "--label",
+            value: s.to_string(),
+            hint: "use KEY=VALUE (or KEY) with a key of visible characters",
+        });
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses `--expose PORT[/tcp|/udp]` as `PORT/PROTO`.
+pub fn parse_expose(s: &str) -> Result<String, BundleError> {
+    let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    match (port.parse::<u16>(), proto) {
+        (Ok(p), "tcp" | "udp") if p > 0 => Ok(format!("{p}/{proto}")),
+        _ => Err(BundleError::BadValue {
+            what: "--expose",
+            value: s.to_string(),
+            hint: "use PORT or PORT/tcp or PORT/udp, with PORT from 1 to 65535",
+        }),
+    }
+}
 
 /// Parses `--restart no|always|unless-stopped|on-failure[:N]`.
 pub fn parse_restart(s: &str) -> Result<RestartPolicy, BundleError> {
@@ -282,6 +315,27 @@ pub fn check_env(s: &str) -> Result<(), BundleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_and_exposed_ports() {
+        assert_eq!(
+            parse_label("team=dev").unwrap(),
+            ("team".into(), "dev".into())
+        );
+        assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_label("flag").unwrap(), ("flag".into(), String::new()));
+        for bad in ["", "=x", "a b=c"] {
+            assert!(parse_label(bad)
+                .unwrap_err()
+                .to_string()
+                .contains(&format!("{bad:?}")));
+        }
+        assert_eq!(parse_expose("80").unwrap(), "80/tcp");
+        assert_eq!(parse_expose("53/udp").unwrap(), "53/udp");
+        for bad in ["0", "x", "80/sctp", "70000"] {
+            assert!(parse_expose(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn memory_sizes() {

@@ -107,6 +107,12 @@ pub struct PodArgs {
     /// pod's monitor restarts it; `gvpod system boot` after a reboot).
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// Set a label KEY=VALUE (or KEY) on the pod (repeatable).
+    #[arg(short = 'l', long)]
+    pub label: Vec<String>,
+    /// Record a port the pod serves, PORT[/tcp|/udp] (repeatable; docker's EXPOSE).
+    #[arg(long)]
+    pub expose: Vec<String>,
 }
 
 /// `-p`, as `run`, `create` and `restore` take it.
@@ -185,6 +191,16 @@ impl TryFrom<&RunArgs> for PodOptions {
             tty: a.tty,
             interactive: a.interactive,
             restart: bundle::parse_restart(&a.restart)?,
+            labels: a
+                .label
+                .iter()
+                .map(|l| bundle::parse_label(l))
+                .collect::<Result<_, _>>()?,
+            expose: a
+                .expose
+                .iter()
+                .map(|e| bundle::parse_expose(e))
+                .collect::<Result<_, _>>()?,
         };
         Ok(opts)
     }
