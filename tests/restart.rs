@@ -251,6 +251,8 @@ fn stop_and_rm_f_during_the_back_off() {
             .any(|l| l.contains("Restarting (1) ") && l.ends_with(" stopped")),
         "{ps}"
     );
+    // No exec between two launches (docker's "is restarting").
+    r.fails(&["exec", "stopped", "true"], 2, "is restarting");
     let t = Instant::now();
     r.ok(&["stop", "stopped"]);
     assert!(

@@ -45,6 +45,12 @@ fn running_pod(root: &Path, key: &str) -> Result<(Ctx, crate::state::PodRow), Re
         .lookup(key)
         .and_then(|p| ctx.refresh(p))
         .map_err(|e| pod_err(key, e))?;
+    if pod.restarting() {
+        return Err(Reply::Error(
+            409,
+            format!("container {key} is restarting: wait until it is running again"),
+        ));
+    }
     if pod.status != PodStatus::Running {
         return Err(Reply::Error(
             409,

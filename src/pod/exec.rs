@@ -93,6 +93,13 @@ pub fn exec_spawn(
     stdio: ExecStdio,
 ) -> Result<ExecProcess> {
     let pod = ctx.refresh(pod.clone())?;
+    if pod.restarting() {
+        return Err(PodError::BadState {
+            name: pod.name.clone(),
+            status: "restarting",
+            hint: "wait until its restart policy has started it again, or stop it",
+        });
+    }
     if !pod.status.can_exec() {
         return Err(PodError::BadState {
             name: pod.name.clone(),

@@ -58,10 +58,7 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     } else {
         p.status.as_str().to_string()
     };
-    let restarting = p.status == crate::state::PodStatus::Running
-        && p.pid.is_none()
-        && p.monitor_pid.is_some()
-        && p.restart_count > 0;
+    let restarting = p.restarting();
     Ok(PodView {
         status,
         restart_count: p.restart_count,

@@ -132,6 +132,15 @@ pub struct PodRow {
 }
 
 impl PodRow {
+    /// Between two launches of its restart policy: `running`, with a
+    /// monitor and no process (docker's `Restarting`).
+    pub fn restarting(&self) -> bool {
+        self.status == PodStatus::Running
+            && self.pid.is_none()
+            && self.monitor_pid.is_some()
+            && self.restart_count > 0
+    }
+
     /// The pod's options; fails if `config_json` is corrupt.
     pub fn options(&self) -> Result<&PodOptions> {
         self.config.get(&self.name, "config_json")
