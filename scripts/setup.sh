@@ -33,6 +33,7 @@ done
 if [ -n "$missing" ]; then
     echo "setup.sh: installing$missing"
     apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
     # docker-registry is only for the tests, which run their own on 127.0.0.1;
     # the package's system service (all interfaces, port 5000) is not wanted.

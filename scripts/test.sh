@@ -22,6 +22,7 @@ done
 # gvpod turns on IPv4 forwarding for networks with egress (as docker and
 # podman do); the suite puts the host's setting back afterwards.
 fwd_before=$(cat /proc/sys/net/ipv4/ip_forward)
+# shellcheck disable=SC2317 # called by the EXIT traps
 restore_fwd() { echo "$fwd_before" > /proc/sys/net/ipv4/ip_forward; }
 trap restore_fwd EXIT
 
