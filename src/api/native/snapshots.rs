@@ -7,66 +7,38 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{body_of, ctx_or_answer, pod_err, required};
+use super::{body_of, required, serve};
 use crate::api::http::Request;
-use crate::api::{After, Reply};
-use crate::pod::{self, Ctx};
-
-macro_rules! or_answer {
-    ($e:expr, $w:expr, $keep:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(reply) => return reply.send($w, $keep),
-        }
-    };
-}
+use crate::api::After;
+use crate::pod;
 
 /// `POST /gvpod/v1/checkpoint` (a [`pod::CheckpointRequest`]): `{"Name"}`.
 pub fn checkpoint(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let body: pod::CheckpointRequest = or_answer!(body_of(req), w, keep);
-    let mut ctx = ctx_or_answer!(root, w, keep);
-    match pod::checkpoint(&mut ctx, body) {
-        Ok(meta) => Reply::Json(201, json!({"Name": meta.name})),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 201, |ctx| {
+        let meta = pod::checkpoint(ctx, body_of(req)?)?;
+        Ok(json!({"Name": meta.name}))
+    })
 }
 
 /// `POST /gvpod/v1/restore` (a [`pod::RestoreRequest`]): `{"Id"}`.
 pub fn restore(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let body: pod::RestoreRequest = or_answer!(body_of(req), w, keep);
-    let mut ctx = ctx_or_answer!(root, w, keep);
-    match pod::restore(&mut ctx, body) {
-        Ok((p, _)) => Reply::Json(201, json!({"Id": p.id})),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 201, |ctx| {
+        let (p, _) = pod::restore(ctx, body_of(req)?)?;
+        Ok(json!({"Id": p.id}))
+    })
 }
 
 /// `POST /gvpod/v1/commit?pod=&image=`: `{"Id"}` of the new image.
 pub fn commit(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let key = or_answer!(required(req, "pod"), w, keep);
-    let image = or_answer!(required(req, "image"), w, keep);
-    let mut ctx = ctx_or_answer!(root, w, keep);
-    match pod::commit(&mut ctx, key, image) {
-        Ok(img) => Reply::Json(201, json!({"Id": img.id})),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 201, |ctx| {
+        let img = pod::commit(ctx, required(req, "pod")?, required(req, "image")?)?;
+        Ok(json!({"Id": img.id}))
+    })
 }
 
 /// `GET /gvpod/v1/snapshots`: what `snapshot ls --format json` prints.
 pub fn list_snapshots(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let mut ctx = ctx_or_answer!(root, w, keep);
-    match pod::snapshots::views(&mut ctx) {
-        Ok(v) => Reply::Json(200, json!(v)),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 200, pod::snapshots::views)
 }
 
 /// `GET /gvpod/v1/snapshots/{name}`: what `snapshot inspect` prints.
@@ -76,13 +48,7 @@ pub fn inspect_snapshot(
     req: &Request,
     w: &mut UnixStream,
 ) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let ctx = ctx_or_answer!(root, w, keep);
-    match pod::snapshots::inspect(&ctx, key) {
-        Ok(v) => Reply::Json(200, v),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 200, |ctx| pod::snapshots::inspect(ctx, key))
 }
 
 /// `DELETE /gvpod/v1/snapshots/{name}`.
@@ -92,13 +58,7 @@ pub fn remove_snapshot(
     req: &Request,
     w: &mut UnixStream,
 ) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let mut ctx = ctx_or_answer!(root, w, keep);
-    match pod::snapshots::remove(&mut ctx, key) {
-        Ok(()) => Reply::Empty(204),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 204, |ctx| pod::snapshots::remove(ctx, key))
 }
 
 /// `POST /gvpod/v1/snapshots/{name}/export?output=/ABS/PATH`.
@@ -108,25 +68,19 @@ pub fn export_snapshot(
     req: &Request,
     w: &mut UnixStream,
 ) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let out = or_answer!(required(req, "output"), w, keep);
-    let ctx = ctx_or_answer!(root, w, keep);
-    match pod::snapshots::export(&ctx, key, Path::new(out)) {
-        Ok((name, size)) => Reply::Json(200, json!({"Name": name, "Size": size})),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 200, |ctx| {
+        let out = Path::new(required(req, "output")?);
+        let (name, size) = pod::snapshots::export(ctx, key, out)?;
+        Ok(json!({"Name": name, "Size": size}))
+    })
 }
 
 /// `POST /gvpod/v1/snapshots/import?file=/ABS/PATH[&name=]`: `{"Name"}`.
 pub fn import_snapshot(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
-    let keep = req.keep_alive();
-    let file = or_answer!(required(req, "file"), w, keep);
-    let name = req.query("name").filter(|n| !n.is_empty());
-    let mut ctx: Ctx = ctx_or_answer!(root, w, keep);
-    match pod::snapshots::import(&mut ctx, Path::new(file), name) {
-        Ok(meta) => Reply::Json(201, json!({"Name": meta.name})),
-        Err(e) => pod_err(e),
-    }
-    .send(w, keep)
+    serve(root, req, w, 201, |ctx| {
+        let file = Path::new(required(req, "file")?);
+        let name = req.query("name").filter(|n| !n.is_empty());
+        let meta = pod::snapshots::import(ctx, file, name)?;
+        Ok(json!({"Name": meta.name}))
+    })
 }
