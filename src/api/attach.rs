@@ -48,23 +48,13 @@ pub fn attach(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std:
     }
     let tty = pod.options().map(|o| o.tty).unwrap_or(false);
     let (want_out, want_err) = (req.flag("stdout"), req.flag("stderr"));
-    let ctype = http::LogStream::content_type(tty);
-    let upgrade = req
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
     // Opened before the client hears it is attached, so that nothing of
     // the launch it then starts can be missed.
     let output = match pod::open_launch_output(&ctx, &pod) {
         Ok(o) => o,
         Err(e) => return Reply::from_err(e.kind(), e).send(w, keep),
     };
-    let head = if upgrade {
-        format!("HTTP/1.1 101 UPGRADED\r\nContent-Type: {ctype}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-    } else {
-        format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n\r\n")
-    };
-    w.write_all(head.as_bytes())?;
-    w.flush()?;
+    http::hijack_head(req, w, http::LogStream::content_type(tty))?;
     let interactive = pod.options().map(|o| o.interactive).unwrap_or(false);
     let copier = (req.flag("stdin") && interactive)
         .then(|| input_copier(root, &pod, w.try_clone()))

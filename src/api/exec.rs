@@ -237,18 +237,8 @@ pub fn start(root: &Path, id: &str, req: &Request, w: &mut UnixStream) -> std::i
         // Before the answer: a resize that follows it finds the terminal.
         all.started(id, p.pid(), pty);
     }
-    let upgrade = req
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
     if !detach {
-        let ctype = http::LogStream::content_type(config.tty);
-        let head = if upgrade {
-            format!("HTTP/1.1 101 UPGRADED\r\nContent-Type: {ctype}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-        } else {
-            format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n\r\n")
-        };
-        w.write_all(head.as_bytes())?;
-        w.flush()?;
+        http::hijack_head(req, w, http::LogStream::content_type(config.tty))?;
     }
     let process = match spawned {
         Ok(p) => p,

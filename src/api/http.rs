@@ -304,6 +304,29 @@ pub fn error(w: &mut impl Write, status: u16, msg: &str, keep_alive: bool) -> st
     )
 }
 
+/// The head of a hijacked answer (attach, exec start): exactly `101
+/// UPGRADED` when the client asked to upgrade (`Upgrade: tcp`), else `200`;
+/// the raw stream of `content_type` follows.
+pub fn hijack_head(req: &Request, w: &mut impl Write, content_type: &str) -> std::io::Result<()> {
+    let upgrade = req
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
+    let mut head = Vec::with_capacity(256);
+    if upgrade {
+        head.extend_from_slice(b"HTTP/1.1 101 UPGRADED\r\n");
+    } else {
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    }
+    common_headers(&mut head)?;
+    write!(head, "Content-Type: {content_type}\r\n")?;
+    if upgrade {
+        head.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: tcp\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    w.write_all(&head)?;
+    w.flush()
+}
+
 /// The head of a streamed (chunked) answer; the body follows through [`Chunked`].
 pub fn stream_head(w: &mut impl Write, status: u16, content_type: &str) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(256);

@@ -308,7 +308,6 @@ fn native_route(
 ) -> std::io::Result<After> {
     use native as n;
     match (m, parts) {
-        ("GET", ["version"]) => n::version(req, w),
         ("GET", ["info"]) => n::info(root, req, w),
         ("POST", ["system", "gc"]) => n::gc(root, req, w),
         ("GET", ["pods"]) => n::list_pods(root, req, w),

@@ -29,7 +29,6 @@ pub(super) struct Created {
 
 pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
     let r = Remote::new(url)?;
-    r.check_version()?;
     let debug = cli.debug;
     match cli.cmd {
         Cmd::Run(a) => run(&r, &a, debug),

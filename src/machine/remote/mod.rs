@@ -5,7 +5,8 @@
 //! for byte, and the Docker endpoints for the rest (start, stop, kill, rm,
 //! wait, logs, attach). The macOS client (issue 13) rides on this.
 //!
-//! Invariants: one connection per request (streams and hijacked
+//! Invariants: every answer's `Server` header must name this gvpod
+//! version (checked on each answer, no extra round trip); one connection per request (streams and hijacked
 //! connections are never shared); an error the service sends comes back as
 //! [`RemoteError::Api`] with its status, message and, when the service
 //! says it, the exit code the host's CLI would have ended with, so remote
@@ -108,25 +109,6 @@ impl Remote {
         })
     }
 
-    /// Refuses a service of another gvpod version.
-    pub fn check_version(&self) -> Result<()> {
-        #[derive(serde::Deserialize)]
-        struct V {
-            #[serde(rename = "Version")]
-            version: String,
-        }
-        let v: V = self.json("GET", "/gvpod/v1/version", None)?;
-        let ours = env!("CARGO_PKG_VERSION");
-        if v.version != ours {
-            return Err(RemoteError::Version {
-                url: self.url.clone(),
-                theirs: v.version,
-                ours: ours.to_string(),
-            });
-        }
-        Ok(())
-    }
-
     /// Sends a request; a non-2xx answer is turned into [`RemoteError::Api`].
     pub fn request(
         &self,
@@ -148,6 +130,20 @@ impl Remote {
         let data = body.map(|b| serde_json::to_vec(b).expect("JSON serialises"));
         http::send(&mut s, method, path, data.as_deref(), upgrade)?;
         let resp = http::read_response(BufReader::new(s))?;
+        // Every answer names the service (`Server: gvpod/VERSION (linux)`):
+        // one of another version is refused before its answer is used.
+        let ours = env!("CARGO_PKG_VERSION");
+        let theirs = resp
+            .header("server")
+            .and_then(|s| s.strip_prefix("gvpod/"))
+            .and_then(|s| s.split_whitespace().next());
+        if theirs != Some(ours) {
+            return Err(RemoteError::Version {
+                url: self.url.clone(),
+                theirs: theirs.unwrap_or("not gvpod").to_string(),
+                ours: ours.to_string(),
+            });
+        }
         if resp.status >= 400 {
             let status = resp.status;
             let raw = resp.read_all().unwrap_or_default();
@@ -270,6 +266,52 @@ mod tests {
         let e = api_error(500, b"");
         assert_eq!(e.exit_code(), 125);
         assert!(e.to_string().contains("500"));
+    }
+
+    /// A one-answer server on a socket in a temp dir; the client for it.
+    fn serving(answer: &'static str) -> (Remote, tempfile::TempDir) {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(answer.as_bytes());
+        });
+        (
+            Remote::new(&format!("unix://{}", path.display())).unwrap(),
+            dir,
+        )
+    }
+
+    #[test]
+    fn a_service_of_another_version_or_not_gvpod_is_refused() {
+        let ours = env!("CARGO_PKG_VERSION");
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nServer: gvpod/{ours} (linux)\r\nContent-Length: 2\r\n\r\n[]"
+        );
+        let (r, _d) = serving(Box::leak(ok.into_boxed_str()));
+        assert_eq!(
+            r.json::<Vec<u8>>("GET", "/x", None).unwrap(),
+            Vec::<u8>::new()
+        );
+        for (answer, theirs) in [
+            (
+                "HTTP/1.1 200 OK\r\nServer: gvpod/0.0.0 (linux)\r\nContent-Length: 2\r\n\r\n[]",
+                "0.0.0",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nServer: Docker/28.2.2 (linux)\r\nContent-Length: 2\r\n\r\n[]",
+                "not gvpod",
+            ),
+        ] {
+            let (r, _d) = serving(answer);
+            let e = r.call("GET", "/x").unwrap_err();
+            assert!(e.to_string().contains(&format!("version {theirs},")), "{e}");
+            assert_eq!(e.exit_code(), 2);
+        }
     }
 
     #[test]
