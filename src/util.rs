@@ -257,6 +257,26 @@ impl Drop for RawMode {
     }
 }
 
+/// Blocks, in the calling thread (and the threads it starts later), the
+/// signals a foreground client forwards to its pod instead of dying of them
+/// (docker's sig-proxy: INT, TERM, HUP, QUIT, and WINCH for resizes);
+/// returns them, for a signalfd or `sigwait`.
+pub fn block_forwarded_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGWINCH,
+    ] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+    mask
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

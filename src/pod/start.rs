@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::proto::{self, FromMonitor, ToMonitor};
@@ -192,17 +192,7 @@ fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Opt
     } else {
         None
     };
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGWINCH,
-    ] {
-        mask.add(s);
-    }
-    let _ = mask.thread_block();
+    let mask = crate::util::block_forwarded_signals();
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ok();
     loop {
         let mut pfds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];

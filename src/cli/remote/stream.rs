@@ -29,7 +29,7 @@ pub(super) fn foreground(
     tty: bool,
     auto_remove: bool,
 ) -> Result<i32, RemoteError> {
-    let signals = block_signals();
+    let signals = crate::util::block_forwarded_signals();
     let attach = r.hijack(
         "POST",
         &format!(
@@ -72,24 +72,6 @@ pub(super) fn wait_answer(resp: http::Response) -> Result<i32, RemoteError> {
         ))
     })?;
     Ok(w.code)
-}
-
-/// The signals a foreground client forwards (docker's sig-proxy) instead of
-/// dying of them; blocked here, before any thread starts, so every thread
-/// inherits the mask and one thread takes them with `sigwait`.
-fn block_signals() -> SigSet {
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGWINCH,
-    ] {
-        mask.add(s);
-    }
-    let _ = mask.thread_block();
-    mask
 }
 
 /// Carries a hijacked connection: output to our stdout/stderr until the
@@ -187,7 +169,7 @@ pub(super) fn exec(
         )
         .into());
     }
-    let signals = block_signals();
+    let signals = crate::util::block_forwarded_signals();
     let body = json!({
         "AttachStdin": interactive,
         "AttachStdout": true,

@@ -315,15 +315,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
                 }
                 last_delay = Some(delay);
                 tracing::debug!("step monitor:restart");
-                if let Err(e) = ctx
-                    .db
-                    .pod(id)
-                    .map_err(PodError::from)
-                    .and_then(|p| p.ok_or_else(|| PodError::NotFound(id.to_string())))
-                    .and_then(|p| super::network::prepare_start(ctx, &p))
-                {
-                    tracing::warn!("re-provisioning the network of {id}: {e}");
-                }
+                reprovision(ctx, id);
                 launch = Launch::Run;
             }
             super::checkpoint::AfterExit::Checkpointed(snap) => {
@@ -337,15 +329,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
                 tracing::debug!("step monitor:resume");
                 // DESIGN.md fact 4: the sandbox that was checkpointed took the
                 // interface's addresses; give them back before the restore.
-                if let Err(e) = ctx
-                    .db
-                    .pod(id)
-                    .map_err(PodError::from)
-                    .and_then(|p| p.ok_or_else(|| PodError::NotFound(id.to_string())))
-                    .and_then(|p| super::network::prepare_start(ctx, &p))
-                {
-                    tracing::warn!("re-provisioning the network of {id}: {e}");
-                }
+                reprovision(ctx, id);
                 launch = Launch::Restore(dir);
             }
         }
@@ -381,4 +365,20 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         let _ = t.join();
     }
     Ok(())
+}
+
+/// DESIGN.md fact 4: a sandbox that ended took its interface's addresses
+/// (and routes); the next launch (a restart, or the restore after a
+/// checkpoint) gets them back first. A failure is logged: the launch then
+/// fails with runsc's own error.
+fn reprovision(ctx: &mut Ctx, id: &str) {
+    let res = ctx
+        .db
+        .pod(id)
+        .map_err(PodError::from)
+        .and_then(|p| p.ok_or_else(|| PodError::NotFound(id.to_string())))
+        .and_then(|p| super::network::prepare_start(ctx, &p));
+    if let Err(e) = res {
+        tracing::warn!("re-provisioning the network of {id}: {e}");
+    }
 }
