@@ -17,6 +17,11 @@ for cg in /sys/fs/cgroup/gvpod /sys/fs/cgroup/*/gvpod; do
     [ -d "$cg" ] || continue
     find "$cg" -mindepth 1 -maxdepth 1 -type d | while read -r f; do report "cgroup left: $f"; done
 done
+# The kvm probe's `runsc do`: its bundle and root dirs and its cgroups.
+d=$(ls -d /tmp/runsc-do* 2>/dev/null || true)
+[ -n "$d" ] && report "runsc do dirs left: $d"
+d=$(ls -d /sys/fs/cgroup/runsc-[0-9]* /sys/fs/cgroup/*/runsc-[0-9]* 2>/dev/null || true)
+[ -n "$d" ] && report "runsc do cgroups left: $d"
 r=$(pgrep -af 'docker-registry serve' | grep -E 'gvpod-registry-' || true)
 [ -n "$r" ] && report "test registries left running: $r"
 d=$(ls -d /tmp/gvpod-registry-* /tmp/gvpod-layout-* 2>/dev/null || true)

@@ -22,6 +22,7 @@ mod failure;
 pub mod fake;
 mod flags;
 mod probe;
+mod procs;
 mod snapshot;
 mod stats;
 

@@ -38,7 +38,12 @@ impl Runsc {
         })?;
         let mut child = Command::new(&self.bin)
             .arg(format!("--root={}", root.display()))
-            .args(["--platform=kvm", "--network=none", "do", "true"])
+            // No cgroup: a killed `runsc do` leaves its runsc-NNNNNN ones.
+            .args(["--platform=kvm", "--network=none", "--ignore-cgroups"])
+            .args(["do", "true"])
+            // `runsc do` makes its bundle and its own runsc root in $TMPDIR,
+            // and leaves both behind when it is killed: keep them in ours.
+            .env("TMPDIR", &root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,16 +74,16 @@ impl Runsc {
                 Err(e) => break Err(fail(e.to_string())),
             }
         };
-        if let Ok(rd) = std::fs::read_dir(&root) {
-            for e in rd.flatten() {
-                let _ = Command::new(&self.bin)
-                    .arg(format!("--root={}", root.display()))
-                    .args(["--platform=kvm", "delete", "--force"])
-                    .arg(e.file_name())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+        // The sandbox runs in a session of its own, which the group kill
+        // above misses; `--attached` kills it when `runsc do` dies, but a kvm
+        // sandbox takes a while to exit (it maps all of the host's memory).
+        // Find it by the runsc root under this probe's directory and wait
+        // until no such process is left, bounded.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !super::procs::kill_under_root(&root, |_| true).is_empty()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
         }
         let _ = std::fs::remove_dir_all(&root);
         if verdict.is_ok() {

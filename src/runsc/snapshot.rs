@@ -236,36 +236,13 @@ pub fn parse_open_tcp(text: &str) -> Vec<String> {
 /// `runsc-sandbox` / `runsc-gofer`, this runsc root, this id), never by a
 /// broad name. Returns the pids killed.
 pub fn reap_leftovers(flags: &GlobalFlags, id: &str) -> Vec<i32> {
-    let root_arg = format!("--root={}", flags.root.display());
-    let mut killed = vec![];
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return killed;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    super::procs::kill_under_root(&flags.root, |args| {
         let prog = args.first().copied().unwrap_or_default();
-        let ours = (prog.ends_with(b"runsc-sandbox") || prog.ends_with(b"runsc-gofer"))
-            && args.contains(&root_arg.as_bytes())
+        (prog.ends_with(b"runsc-sandbox") || prog.ends_with(b"runsc-gofer"))
             && args
                 .iter()
-                .any(|a| *a == id.as_bytes() || a.windows(id.len()).any(|w| w == id.as_bytes()));
-        if ours
-            && nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-        {
-            killed.push(pid);
-        }
-    }
-    killed
+                .any(|a| a.windows(id.len()).any(|w| w == id.as_bytes()))
+    })
 }
 
 #[cfg(test)]
