@@ -79,6 +79,8 @@ fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
             "cannot listen on {addr}: {e}; pick another address with --listen"
         ))
     })?;
+    // `--listen 127.0.0.1:0` asks for any free port: say which.
+    let addr = l.local_addr().unwrap_or(addr);
     let port = addr.port();
     eprintln!(
         "gvpod router: listening on {addr}; open http://localhost-PORT.pod-NAME.localhost:{port}/ or http://PORT--NAME.localhost:{port}/"

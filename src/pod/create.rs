@@ -37,6 +37,8 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
             id::validate_name(n)?;
             n.clone()
         }
+        // A routed pod is reached by name in a host name: no '_' there.
+        None if req.opts.route.is_some() => id::generate_name().replace('_', "-"),
         None => id::generate_name(),
     };
     let runsc = ctx.runsc()?.clone();

@@ -87,10 +87,10 @@ pub struct Upstream {
     pub read: Box<dyn Read + Send>,
     pub write: Box<dyn UpWrite>,
     /// Asked when the service's side ended before sending a byte: why the
-    /// connection never reached a service (the client then gets a 502), or
+    /// connection never reached a service (the page the client gets), or
     /// `None` when it did and closed. Relays learn a refusal only after
     /// they started; a direct connection never needs this.
-    pub refused: Option<Box<dyn FnOnce() -> Option<String> + Send>>,
+    pub refused: Option<Box<dyn FnOnce() -> Option<Refusal> + Send>>,
 }
 
 /// A connection opened for a route.

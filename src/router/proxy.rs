@@ -139,7 +139,7 @@ pub fn handle(stream: TcpStream, entry: Entry, resolver: &dyn Resolver) {
 fn copy_responses(
     mut read: Box<dyn Read + Send>,
     mut client: TcpStream,
-    refused: Option<Box<dyn FnOnce() -> Option<String> + Send>>,
+    refused: Option<Box<dyn FnOnce() -> Option<Refusal> + Send>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0usize;
@@ -157,12 +157,8 @@ fn copy_responses(
         }
     }
     if total == 0 {
-        if let Some(why) = refused.and_then(|f| f()) {
-            let _ = client.write_all(&page::render(&Refusal::new(
-                502,
-                "nothing listens on the port",
-                why,
-            )));
+        if let Some(r) = refused.and_then(|f| f()) {
+            let _ = client.write_all(&page::render(&r));
         }
     }
     let _ = client.shutdown(Shutdown::Both);
@@ -374,7 +370,9 @@ mod tests {
                     upstream: Upstream {
                         read: Box::new(std::io::empty()),
                         write: Box::new(TcpStream::connect(echo_heads()).unwrap()),
-                        refused: Some(Box::new(|| Some("port 1 of pod p: refused".into()))),
+                        refused: Some(Box::new(|| {
+                            Some(Refusal::new(502, "x", "port 1 of pod p: refused"))
+                        })),
                     },
                 })
             }

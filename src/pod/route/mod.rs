@@ -143,6 +143,7 @@ pub fn resolve(
         }
         return Ok(None);
     };
+    let (ip, port) = parse_spec(spec)?;
     if !crate::router::is_dns_label(name) {
         return Err(usage(format!(
             "pod name {name:?} cannot be used in routes: hosts like localhost-PORT.pod-NAME.localhost need a DNS label (lowercase letters, digits and '-', at most 63, no '-' at the ends); give one with --name"
@@ -153,7 +154,6 @@ pub fn resolve(
             "invalid --route-default 0: use a port from 1 to 65535".into(),
         ));
     }
-    let (ip, port) = parse_spec(spec)?;
     let pod_port = default_port(opts, image_exposed);
     let clash = |p: u16| {
         published.iter().any(|m| {

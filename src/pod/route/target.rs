@@ -85,7 +85,9 @@ impl PodTarget {
                 Err(e) => return Err(self.failed(port, format!("{ip}:{port}: {e}"))),
             }
         }
-        if self.runsc.features.port_forward_stream {
+        // runsc's port-forward works on a sandbox netstack only ("unsupported
+        // network type none" otherwise): a pod with no network gets the relay.
+        if self.runsc.features.port_forward_stream && self.flags.network == "sandbox" {
             self.port_forward(port)
         } else {
             self.relay(port)
@@ -163,12 +165,15 @@ impl PodTarget {
         &self,
         port: u16,
         done: mpsc::Receiver<(bool, String)>,
-    ) -> Box<dyn FnOnce() -> Option<String> + Send> {
-        let nothing = self.nothing(port).detail;
-        let name = self.name.clone();
+    ) -> Box<dyn FnOnce() -> Option<Refusal> + Send> {
+        let nothing = self.nothing(port);
+        let failed = self.failed(port, String::new());
         Box::new(move || match done.recv_timeout(Duration::from_secs(5)) {
             Ok((false, why)) if why.contains("refused") => Some(nothing),
-            Ok((false, why)) => Some(format!("port {port} of pod {name}: {why}")),
+            Ok((false, why)) => Some(Refusal {
+                detail: why,
+                ..failed
+            }),
             _ => None,
         })
     }
