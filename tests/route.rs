@@ -1,8 +1,8 @@
 //! Dev access routes (issue 11) with real clients: curl through a pod's own
 //! route port and through `gvpod router`, to services that listen on the
 //! pod's address and to services bound only to the pod's loopback (reached
-//! through `runsc port-forward` on releases that have it, gvpod's relay on
-//! 20221219), the pages for what is missing, and the one-line refusals.
+//! through gvpod's relay under `runsc exec`), the pages for what is
+//! missing, and the one-line refusals.
 
 mod common;
 

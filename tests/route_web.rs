@@ -3,7 +3,7 @@
 //! client that stays idle 75 s before it echoes, server-sent events that
 //! must arrive one by one, a chunked upload, keep-alive. The service is
 //! images/devbox's ws-echo bound to the pod's loopback only, so every byte
-//! also crosses the loopback path (runsc port-forward, or gvpod's relay).
+//! also crosses the loopback path (gvpod's relay under `runsc exec`).
 
 mod common;
 

@@ -82,7 +82,7 @@ impl UpWrite for std::os::unix::net::UnixStream {
 }
 
 /// An open connection to a service in a pod: straight to its address, or
-/// through a relay into its loopback (`runsc port-forward`, `runsc exec`).
+/// through a relay into its loopback (gvpod's relay under `runsc exec`).
 pub struct Upstream {
     pub read: Box<dyn Read + Send>,
     pub write: Box<dyn UpWrite>,

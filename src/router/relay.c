@@ -1,7 +1,7 @@
 /*
  * gvpod-relay: the in-pod end of a route to a service that listens only on
- * the pod's loopback, for runsc releases without `runsc port-forward`
- * (20221219). gvpod runs it per connection with `runsc exec`, from a
+ * the pod's loopback (not `runsc port-forward`: see src/runsc/forward.rs).
+ * gvpod runs it per connection with `runsc exec`, from a
  * read-only bind mount of gvpod's own copy (never a file of the image):
  *
  *     gvpod-relay PORT

@@ -2,16 +2,16 @@
 //! 127.0.0.1 inside a pod): the command lines only; `pod::route` runs them
 //! per routed connection.
 //!
-//! - `runsc port-forward --stream SOCK ID PORT` (20240729 has it; REFERENCES.md)
-//!   dials the unix socket SOCK, then connects to 127.0.0.1:PORT in the
-//!   sandbox's netstack and copies between the two. It dials before it
-//!   connects: a refused port shows as an empty stream and a failed exit
-//!   ("connection was refused" on stderr).
-//! - Elsewhere `runsc exec ID /dev/gvpod/gvpod-relay PORT` runs gvpod's own
-//!   static relay (src/router/relay.c), bound read-only into every pod, with
-//!   the connection on its stdin and stdout.
+//! `runsc exec ID /dev/gvpod/gvpod-relay PORT` runs gvpod's own static
+//! relay (src/router/relay.c), bound read-only into every pod, with the
+//! connection on its stdin and stdout. It works on every release.
+//!
+//! Not `runsc port-forward --stream` (20240729 has it, 20221219 not):
+//! measured here on 20240729, a service that answers with more than 16 KiB
+//! at once makes the sentry panic in `portforward.(*netstackConn).Read`
+//! ("io.Writer.Write succeeded with incomplete write: 16212 != 60000") and
+//! the user's pod dies with it. A route must never be able to kill a pod.
 
-use std::path::Path;
 use std::process::Command;
 
 use super::{GlobalFlags, Result, Runsc, RunscError};
@@ -23,13 +23,6 @@ pub const HELPERS_IN_POD: &str = "/dev/gvpod";
 pub const RELAY_IN_POD: &str = "/dev/gvpod/gvpod-relay";
 
 impl Runsc {
-    /// `runsc port-forward --stream SOCK ID PORT`; stdio is the caller's to set.
-    pub fn port_forward(&self, flags: &GlobalFlags, id: &str, sock: &Path, port: u16) -> Command {
-        let mut cmd = self.command(flags, "port-forward");
-        cmd.arg("--stream").arg(sock).arg(id).arg(port.to_string());
-        cmd
-    }
-
     /// `runsc exec ID /dev/gvpod/gvpod-relay ARGS…`; stdio is the caller's to set.
     pub fn relay(&self, flags: &GlobalFlags, id: &str, args: &[String]) -> Command {
         let mut cmd = self.command(flags, "exec");

@@ -12,14 +12,15 @@
 //!
 //! How a connection reaches port N of a pod ([`PodTarget::open`]): straight
 //! to the pod's address; if that is refused, to the pod's own loopback,
-//! where dev servers (code-server) listen by default: `runsc port-forward
-//! --stream` where the release has it, else gvpod's static relay run with
-//! `runsc exec` (DESIGN: runsc 20221219 has no port-forward). The relay is
-//! embedded in the binary, written to the data root's `helpers/` and bound
-//! read-only at /dev/gvpod in every pod ([`install_helpers`]): never a file
-//! of the image, never in the rootfs a commit reads. Both relays cost a
-//! runsc process per connection (one keep-alive connection carries many
-//! requests); a direct connection costs nothing more than the hop.
+//! where dev servers (code-server) listen by default, through gvpod's
+//! static relay run with `runsc exec` (runsc 20221219 has no port-forward,
+//! and 20240729's crashes the sandbox on large reads: `runsc::forward`).
+//! The relay is embedded in the binary, written to the data root's
+//! `helpers/` and bound read-only at /dev/gvpod in every pod
+//! ([`install_helpers`]): never a file of the image, never in the rootfs a
+//! commit reads. It costs a runsc process per connection (one keep-alive
+//! connection carries many requests); a direct connection costs nothing
+//! more than the hop.
 //!
 //! Names: a route reaches a pod by name, so pods given `--route` must have
 //! a DNS label for a name (lowercase; browsers lowercase hosts).

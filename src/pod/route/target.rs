@@ -1,14 +1,13 @@
 //! Opening a connection to port N of a pod (see the parent module): its
-//! address first, then its loopback through `runsc port-forward --stream`
-//! or gvpod's relay under `runsc exec`. Every relay process is reaped on a
-//! thread of its own whatever the proxy does with the connection.
+//! address first, then its loopback through gvpod's relay under `runsc
+//! exec`. Every relay process is reaped on a thread of its own whatever
+//! the proxy does with the connection.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::{Ctx, Result};
 use crate::router::{Refusal, UpWrite, Upstream};
@@ -17,8 +16,6 @@ use crate::state::PodRow;
 
 /// How long a connection to a pod's address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a relay may take to start (runsc dials back, or execs).
-const RELAY_START: Duration = Duration::from_secs(10);
 
 /// What reaching a pod's ports takes, read once from the DB.
 pub struct PodTarget {
@@ -29,8 +26,6 @@ pub struct PodTarget {
     addr: Option<Ipv4Addr>,
     runsc: Runsc,
     flags: GlobalFlags,
-    /// Where relay sockets are made (short: a unix socket path has 108 bytes).
-    sock_dir: PathBuf,
 }
 
 impl PodTarget {
@@ -47,7 +42,6 @@ impl PodTarget {
             addr,
             runsc: ctx.runsc_for(&flags)?,
             flags,
-            sock_dir: ctx.run_dir.clone(),
         })
     }
 
@@ -85,13 +79,7 @@ impl PodTarget {
                 Err(e) => return Err(self.failed(port, format!("{ip}:{port}: {e}"))),
             }
         }
-        // runsc's port-forward works on a sandbox netstack only ("unsupported
-        // network type none" otherwise): a pod with no network gets the relay.
-        if self.runsc.features.port_forward_stream && self.flags.network == "sandbox" {
-            self.port_forward(port)
-        } else {
-            self.relay(port)
-        }
+        self.relay(port)
     }
 
     fn failed(&self, port: u16, why: String) -> Refusal {
@@ -100,41 +88,6 @@ impl PodTarget {
             format!("port {port} of pod {} cannot be reached", self.name),
             why,
         )
-    }
-
-    /// Through `runsc port-forward --stream`: runsc dials a socket of ours.
-    fn port_forward(&self, port: u16) -> std::result::Result<Upstream, Refusal> {
-        let sock = self
-            .sock_dir
-            .join(format!("pf-{}.sock", crate::util::random_hex(6)));
-        let listener = std::os::unix::net::UnixListener::bind(&sock)
-            .map_err(|e| self.failed(port, format!("{}: {e}", sock.display())))?;
-        let child = self
-            .runsc
-            .port_forward(&self.flags, &self.id, &sock, port)
-            .stderr(Stdio::piped())
-            .spawn();
-        let accepted = child.map_err(|e| e.to_string()).and_then(|mut c| {
-            match accept_within(&listener, &mut c, RELAY_START) {
-                Ok(s) => Ok((s, c)),
-                Err(e) => {
-                    let _ = c.kill();
-                    let why = finish(c).1;
-                    Err(if why.is_empty() { e } else { why })
-                }
-            }
-        });
-        let _ = std::fs::remove_file(&sock);
-        let (stream, child) = accepted.map_err(|why| self.relay_failed(port, &why))?;
-        let done = wait_in_background(child);
-        let read = stream
-            .try_clone()
-            .map_err(|e| self.failed(port, e.to_string()))?;
-        Ok(Upstream {
-            read: Box::new(read),
-            write: Box::new(stream),
-            refused: Some(self.refused_by(port, done)),
-        })
     }
 
     /// Through gvpod's relay, run in the pod by `runsc exec`.
@@ -176,48 +129,6 @@ impl PodTarget {
             }),
             _ => None,
         })
-    }
-
-    fn relay_failed(&self, port: u16, why: &str) -> Refusal {
-        if why.contains("refused") {
-            return self.nothing(port);
-        }
-        self.failed(port, why.to_string())
-    }
-}
-
-/// Accepts runsc's connection on `l`, unless runsc ends or `limit` passes.
-fn accept_within(
-    l: &std::os::unix::net::UnixListener,
-    child: &mut Child,
-    limit: Duration,
-) -> std::result::Result<std::os::unix::net::UnixStream, String> {
-    l.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let until = Instant::now() + limit;
-    loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                let _ = s.set_nonblocking(false);
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.to_string()),
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            return Err(format!("runsc port-forward ended ({st}) before connecting"));
-        }
-        if Instant::now() > until {
-            return Err(format!(
-                "runsc port-forward did not connect within {limit:?}"
-            ));
-        }
-        // runsc dials within a few ms: wait on the listener briefly.
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::AsFd;
-        let _ = poll(
-            &mut [PollFd::new(l.as_fd(), PollFlags::POLLIN)],
-            PollTimeout::from(20u8),
-        );
     }
 }
 
