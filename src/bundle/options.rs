@@ -63,6 +63,9 @@ pub struct PodOptions {
     /// `--expose PORT[/PROTO]` (docker's `ExposedPorts`), as `80/tcp`.
     #[serde(default)]
     pub expose: Vec<String>,
+    /// `--dev-user`, `--ssh`, `--ssh-key` (see `bundle::devuser`).
+    #[serde(default)]
+    pub dev: super::devuser::DevAccess,
 }
 
 /// A restart policy (`--restart`, docker's `HostConfig.RestartPolicy`),

@@ -24,8 +24,9 @@ pub struct CreateRequest {
 }
 
 /// Creates a pod and returns its row (status `created`).
-pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
+pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
     check_options(&req.opts)?;
+    super::ssh::check(&mut req.opts)?;
     if req.auto_remove && req.opts.restart != bundle::RestartPolicy::No {
         return Err(PodError::Usage(format!(
             "restart policy {} cannot be used with --rm (AutoRemove): a removed pod cannot be restarted; drop one of them",
@@ -159,6 +160,14 @@ fn assemble(
         write_plain(&etc_resolv, text)?;
         etc.push((etc_resolv, "/etc/resolv.conf"));
     }
+    // The dev user, and for --ssh the pod's host keys (bound read-only).
+    etc.extend(super::ssh::prepare(
+        ctx,
+        &row.name,
+        opts,
+        &paths.merged,
+        &image.reference,
+    )?);
     let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
     let spec = bundle::build_spec(
         &process,

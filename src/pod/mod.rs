@@ -24,6 +24,7 @@ mod restart;
 mod restore;
 mod run;
 pub mod snapshots;
+pub mod ssh;
 mod start;
 mod stats;
 mod stop;

@@ -311,7 +311,8 @@ fn make_pod(
             attach,
             &netopts.add_hosts,
         )?;
-        let files = BundleFiles::new(&bundle_dir, netns.as_deref());
+        let mut files = BundleFiles::new(&bundle_dir, netns.as_deref());
+        files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
         write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
     })
 }
@@ -385,7 +386,8 @@ fn prepare_in_place(
         &netopts.add_hosts,
     )?;
     let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
-    let files = BundleFiles::new(&bundle, netns.as_deref());
+    let mut files = BundleFiles::new(&bundle, netns.as_deref());
+    files.ssh_keys = super::ssh::keys_mount(ctx, &pod.name, &opts.dev)?.map(|m| m.0);
     write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
 }
 
@@ -414,6 +416,8 @@ struct BundleFiles<'a> {
     hosts: PathBuf,
     resolv: PathBuf,
     netns: Option<&'a Path>,
+    /// The pod's own ssh host keys (by its name), for `--ssh` pods.
+    ssh_keys: Option<PathBuf>,
 }
 
 impl<'a> BundleFiles<'a> {
@@ -424,6 +428,7 @@ impl<'a> BundleFiles<'a> {
             hosts: bundle.join("hosts"),
             resolv: bundle.join("resolv.conf"),
             netns,
+            ssh_keys: None,
         }
     }
 }
@@ -463,7 +468,8 @@ fn write_bundle(
 }
 
 /// The snapshot's spec with what fact 10 lets differ replaced: the mount
-/// sources of /etc/hostname, /etc/hosts and /etc/resolv.conf, the network
+/// sources of /etc/hostname, /etc/hosts and /etc/resolv.conf (and of the
+/// ssh host keys: a clone under a new name has its own), the network
 /// namespace path, the cgroups path.
 fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result<Vec<u8>, String> {
     let mut v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
@@ -476,6 +482,7 @@ fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result
             Some("/etc/hostname") => Some(&f.hostname),
             Some("/etc/hosts") => Some(&f.hosts),
             Some("/etc/resolv.conf") => Some(&f.resolv),
+            Some(crate::bundle::devuser::HOST_KEYS_DIR) => f.ssh_keys.as_deref(),
             _ => None,
         };
         if let Some(s) = src {

@@ -238,6 +238,13 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         {
             tracing::warn!("recording start of {id}: {e}");
         }
+        // A fresh launch (not a restore: its sshd comes back from memory)
+        // gets its sshd before the start is reported.
+        if let (Launch::Run, Some(_)) = (&launch, pid) {
+            if let Some(l) = super::ssh::after_launch(ctx, id, &opts) {
+                out.line("stderr", l.as_bytes());
+            }
+        }
         if first {
             if let (Some(s), Some(p)) = (&sync, pid) {
                 let _ = proto::send(s, &FromMonitor::Started { pid: p }, &[]);
