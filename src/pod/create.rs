@@ -120,6 +120,8 @@ fn assemble(
     let bundle_dir = ctx.bundle_dir(&row.id);
     let paths = provision::mount_rootfs(ctx, row, &image.layers)?;
     failpoint::hit("create:mounted");
+    // The dev user before the process: `--user` may name it.
+    super::ssh::prepare(opts, &paths.merged, &image.reference)?;
 
     let process = bundle::resolve_process(&image.reference, &image.config, opts, &paths.merged)?;
     super::check_command(
@@ -160,14 +162,8 @@ fn assemble(
         write_plain(&etc_resolv, text)?;
         etc.push((etc_resolv, "/etc/resolv.conf"));
     }
-    // The dev user, and for --ssh the pod's host keys (bound read-only).
-    etc.extend(super::ssh::prepare(
-        ctx,
-        &row.name,
-        opts,
-        &paths.merged,
-        &image.reference,
-    )?);
+    // For --ssh, the pod's host keys (by its name, bound read-only).
+    etc.extend(super::ssh::keys_mount(ctx, &row.name, &opts.dev)?);
     let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
     let spec = bundle::build_spec(
         &process,

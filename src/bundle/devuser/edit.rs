@@ -306,11 +306,11 @@ mod tests {
         let b = "ssh-rsa AAAAB3Nza2 bob".to_string();
         let out = merge_authorized_keys("", &[a.clone(), b.clone(), a.clone()]).unwrap();
         assert_eq!(out, format!("{a}\n{b}\n"));
-        assert_eq!(merge_authorized_keys(&out, &[b.clone()]), None);
+        assert_eq!(merge_authorized_keys(&out, std::slice::from_ref(&b)), None);
         // The same key under another comment or with options is the same key.
         let own = "no-pty ssh-ed25519 AAAAC3Nza1 other\n";
-        assert_eq!(merge_authorized_keys(own, &[a.clone()]), None);
-        let out = merge_authorized_keys(own, &[b.clone()]).unwrap();
+        assert_eq!(merge_authorized_keys(own, std::slice::from_ref(&a)), None);
+        let out = merge_authorized_keys(own, std::slice::from_ref(&b)).unwrap();
         assert_eq!(out, format!("{own}{b}\n"));
         // Garbage is not a key.
         assert_eq!(merge_authorized_keys("", &["hello".into()]), None);

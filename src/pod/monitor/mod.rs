@@ -238,9 +238,9 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         {
             tracing::warn!("recording start of {id}: {e}");
         }
-        // A fresh launch (not a restore: its sshd comes back from memory)
-        // gets its sshd before the start is reported.
-        if let (Launch::Run, Some(_)) = (&launch, pid) {
+        // Every launch gets its sshd before the start is reported (a
+        // restore too: see pod::ssh::after_launch).
+        if pid.is_some() {
             if let Some(l) = super::ssh::after_launch(ctx, id, &opts) {
                 out.line("stderr", l.as_bytes());
             }

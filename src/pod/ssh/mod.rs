@@ -5,10 +5,10 @@
 //!
 //! The lifecycle calls in with one line each: [`check`] before anything
 //! is made, [`prepare`] while the bundle is assembled (the account and keys
-//! in the rootfs, the host keys' bind mount), [`keys_mount`] when a
-//! snapshot is restored, [`after_launch`] from the monitor after each
-//! fresh launch of the sandbox (sshd; a restore brings its sshd back from
-//! memory). Host keys live in the data root by pod name ([`keys`]).
+//! in the rootfs), [`keys_mount`] for the spec (the host keys' bind mount,
+//! also when a snapshot is restored), [`after_launch`] from the monitor after each
+//! launch of the sandbox (sshd). Host keys live in the data root by pod
+//! name ([`keys`]).
 
 mod config;
 pub mod keys;
@@ -37,21 +37,14 @@ pub(crate) fn check(opts: &mut PodOptions) -> Result<()> {
     Ok(())
 }
 
-/// Makes the dev user (and for `--ssh` checks the image's sshd, installs
-/// the keys and makes the pod's host keys) in the rootfs of pod `name`;
-/// returns the host keys' bind mount for the spec. Idempotent.
-pub(crate) fn prepare(
-    ctx: &Ctx,
-    name: &str,
-    opts: &PodOptions,
-    rootfs: &Path,
-    image: &str,
-) -> Result<Option<(PathBuf, &'static str)>> {
+/// Makes the dev user in the rootfs (for `--ssh` after checking the
+/// image's sshd: the keys installed, sshd's directories). Idempotent.
+pub(crate) fn prepare(opts: &PodOptions, rootfs: &Path, image: &str) -> Result<()> {
     if opts.dev.ssh {
         devuser::check_ssh_image(rootfs, image)?;
     }
     devuser::ensure(rootfs, &opts.dev)?;
-    keys_mount(ctx, name, &opts.dev)
+    Ok(())
 }
 
 /// The bind mount of pod `name`'s host keys (made when missing), for a pod with `--ssh`.
@@ -88,9 +81,12 @@ pub fn sshd_args() -> Vec<String> {
     a
 }
 
-/// After a fresh launch of pod `id` (first start or a restart): starts
-/// sshd when the pod has `--ssh`. Returns a line for the pod's log when
-/// it could not.
+/// After each launch of pod `id` (first start, a restart, a restore):
+/// starts sshd when the pod has `--ssh`. Returns a line for the pod's log
+/// when it could not. A restore included: runsc 20240729 kills the sshd a
+/// restored sandbox brings back from memory (SIGKILL as it resumes; measured),
+/// where 20221219 keeps it; a second sshd then fails to bind port 22 in the
+/// background after daemonising, quietly, and the first one serves.
 pub(crate) fn after_launch(ctx: &mut Ctx, id: &str, opts: &PodOptions) -> Option<String> {
     if !opts.dev.ssh {
         return None;
