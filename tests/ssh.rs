@@ -449,6 +449,30 @@ fn dev_user_without_sshd_and_bad_input() {
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(stdout(&o), "piped\n");
+    // Through a service (`--url`): the same user, home, words and exit code.
+    {
+        let svc = common::api::Service::start(&r, 0);
+        let remote = |args: &[&str]| {
+            Command::new(common::BIN)
+                .env("GVPOD_ROOT", "/nonexistent/gvpod-remote-client")
+                .env("GVPOD_HOST", format!("unix://{}", svc.sock.display()))
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let o = remote(&["ssh", "box", "id -un; pwd; echo $SHELL"]);
+        assert_eq!(
+            stdout(&o),
+            "alice\n/home/alice\n/bin/sh\n",
+            "{}",
+            stderr(&o)
+        );
+        let o = remote(&["ssh", "box", "printf", "[%s]", "a b", "it's"]);
+        assert_eq!(stdout(&o), "[a b][it's]", "{}", stderr(&o));
+        let o = remote(&["ssh", "box", "sh", "-c", "exit 7"]);
+        assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    }
     // Idempotent across a restart: the account files are unchanged.
     r.ok(&["stop", "-t", "0", "box"]);
     r.ok(&["start", "box"]);
@@ -475,6 +499,22 @@ fn dev_user_without_sshd_and_bad_input() {
         "1000",
     ]);
     r.fails(&["ssh", "plain", "id"], 2, "pod plain has no dev user");
+    {
+        let svc = common::api::Service::start(&r, 0);
+        let o = Command::new(common::BIN)
+            .env("GVPOD_ROOT", "/nonexistent/gvpod-remote-client")
+            .env("GVPOD_HOST", format!("unix://{}", svc.sock.display()))
+            .args(["ssh", "plain", "id"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("pod plain has no dev user"),
+            "{}",
+            stderr(&o)
+        );
+    }
     r.fails(&["ssh", "nope", "id"], 2, "no such pod");
     let o = r.gvpod(&["ssh-proxy", "nope.gvpod"]);
     assert_eq!(o.status.code(), Some(255));

@@ -163,16 +163,32 @@ pub fn command_line(cmd: &[String]) -> String {
     }
 }
 
+/// The error of `gvpod ssh` on a pod without a dev user.
+pub fn no_dev_user(pod: &str) -> PodError {
+    PodError::Usage(format!(
+        "pod {pod} has no dev user; create the pod with --dev-user NAME (or --ssh) to use gvpod ssh"
+    ))
+}
+
+/// What `gvpod ssh` runs through a service (`--url`), where the client
+/// cannot read the pod's rootfs: `/bin/sh -c` of this script with the
+/// arguments `gvpod-ssh NAME [CMDLINE]`, as user NAME. It finds NAME's
+/// home and login shell in the pod's /etc/passwd, as [`shell_request`]
+/// does on the host, and runs the same login shell there.
+pub const REMOTE_SHELL: &str = r#"u=$1; shift
+while IFS=: read -r n _ _ _ _ h s; do [ "$n" = "$u" ] && break; done < /etc/passwd
+if [ "$n" != "$u" ]; then echo "gvpod: dev user $u is not in the pod's /etc/passwd; recreate the pod" >&2; exit 125; fi
+export HOME="$h" USER="$u" LOGNAME="$u" SHELL="$s"
+cd "$h" || exit 125
+if [ $# -eq 0 ]; then exec "$s" -l; else exec "$s" -l -c "$1"; fi"#;
+
 /// The exec of `gvpod ssh POD [CMD…]`: the dev user's login shell (or
 /// `CMD` run by it), in its home, with its HOME/USER/LOGNAME/SHELL; a
 /// terminal when `tty`.
 pub fn shell_request(ctx: &Ctx, pod: &PodRow, cmd: &[String], tty: bool) -> Result<ExecRequest> {
     let opts = pod.options()?;
     let Some(name) = &opts.dev.user else {
-        return Err(PodError::Usage(format!(
-            "pod {} has no dev user; create the pod with --dev-user NAME (or --ssh) to use gvpod ssh",
-            pod.name
-        )));
+        return Err(no_dev_user(&pod.name));
     };
     let rootfs = ctx.bundle_dir(&pod.id).join("rootfs");
     let u = devuser::lookup(&rootfs, name)?.ok_or_else(|| {
