@@ -95,7 +95,15 @@ fn ssh_ok(dir: &Path, host: &str, cmd: &str) -> String {
 
 /// Writes `gvpod ssh-config` to `dir/cfg`.
 fn write_config(r: &Root, dir: &Path) -> String {
-    let cfg = r.ok(&["ssh-config"]);
+    // (Under sudo the proxy would be run with `sudo -n`: not here, as root.)
+    let o = r
+        .cmd(&["ssh-config"])
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = stdout(&o);
+    assert!(cfg.contains("ssh-proxy %h"), "{cfg}");
     std::fs::write(dir.join("cfg"), &cfg).unwrap();
     cfg
 }

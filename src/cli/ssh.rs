@@ -125,6 +125,10 @@ pub struct SshConfigArgs {
     /// Output format: text (an ssh_config) or json (the hosts).
     #[arg(long, default_value = "text")]
     pub format: String,
+    /// Run ssh-proxy with `sudo -n`, for an ssh client that is not root
+    /// (the default when gvpod itself runs under sudo).
+    #[arg(long)]
+    pub sudo: bool,
 }
 
 /// `gvpod ssh-proxy`.
@@ -148,8 +152,13 @@ pub fn ssh_config(ctx: &mut Ctx, root: &Path, a: SshConfigArgs) -> anyhow::Resul
         }
         "text" => {
             let exe = std::env::current_exe()?;
-            let default = root == Path::new(super::args::DEFAULT_ROOT);
-            print!("{}", pod::ssh::config(ctx, &exe, default)?);
+            let under_sudo = std::env::var("SUDO_USER").is_ok_and(|u| !u.is_empty() && u != "root");
+            let proxy = pod::ssh::Proxy {
+                exe: &exe,
+                default_root: root == Path::new(super::args::DEFAULT_ROOT),
+                sudo: a.sudo || under_sudo,
+            };
+            print!("{}", pod::ssh::config(ctx, &proxy)?);
         }
         f => {
             return Err(PodError::Usage(format!("invalid --format {f:?}: use text or json")).into())

@@ -26,24 +26,34 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// The ssh_config text. `root` is given to `ssh-proxy` only when it is not
-/// the default data root.
-pub fn render(exe: &Path, root: &Path, default_root: bool, hosts: &[SshHost]) -> String {
+/// How `ssh-proxy` is run.
+pub struct Proxy<'a> {
+    /// This gvpod.
+    pub exe: &'a Path,
+    /// Whether the data root is the default one (else `--root` is given).
+    pub default_root: bool,
+    /// Run it with `sudo -n` (an ssh client that is not root: gvpod is).
+    pub sudo: bool,
+}
+
+/// The ssh_config text.
+pub fn render(p: &Proxy, root: &Path, hosts: &[SshHost]) -> String {
     let mut out = String::from(
         "# gvpod ssh-config: use with `ssh -F <(gvpod ssh-config) NAME.gvpod`,\n# or save it and `Include` it from ~/.ssh/config.\n",
     );
     for h in hosts {
         out.push_str(&format!("Host {}\n    User {}\n", h.host, h.user));
     }
-    let root_arg = if default_root {
+    let root_arg = if p.default_root {
         String::new()
     } else {
         format!(" --root {}", quote(&root.to_string_lossy()))
     };
     let known = super::keys::known_hosts(root);
     out.push_str(&format!(
-        "Host *.gvpod\n    ProxyCommand {}{root_arg} ssh-proxy %h\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n    UpdateHostKeys no\n    CheckHostIP no\n",
-        quote(&exe.to_string_lossy()),
+        "Host *.gvpod\n    ProxyCommand {}{}{root_arg} ssh-proxy %h\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n    UpdateHostKeys no\n    CheckHostIP no\n",
+        if p.sudo { "sudo -n " } else { "" },
+        quote(&p.exe.to_string_lossy()),
         quote(&known.to_string_lossy()),
     ));
     out
@@ -67,12 +77,12 @@ mod tests {
                 user: "alice".into(),
             },
         ];
-        let t = render(
-            Path::new("/usr/bin/gvpod"),
-            Path::new("/var/lib/gvpod"),
-            true,
-            &hosts,
-        );
+        let proxy = Proxy {
+            exe: Path::new("/usr/bin/gvpod"),
+            default_root: true,
+            sudo: false,
+        };
+        let t = render(&proxy, Path::new("/var/lib/gvpod"), &hosts);
         let web = t.find("Host web.gvpod\n    User dev\n").unwrap();
         let db = t.find("Host db.gvpod\n    User alice\n").unwrap();
         let all = t.find("Host *.gvpod\n").unwrap();
@@ -87,12 +97,12 @@ mod tests {
 
     #[test]
     fn another_root_is_passed_and_quoted() {
-        let t = render(
-            Path::new("/opt/my tools/gvpod"),
-            Path::new("/tmp/a root"),
-            false,
-            &[],
-        );
+        let proxy = Proxy {
+            exe: Path::new("/opt/my tools/gvpod"),
+            default_root: false,
+            sudo: false,
+        };
+        let t = render(&proxy, Path::new("/tmp/a root"), &[]);
         assert!(
             t.contains(
                 "    ProxyCommand \"/opt/my tools/gvpod\" --root \"/tmp/a root\" ssh-proxy %h\n"
@@ -101,5 +111,19 @@ mod tests {
         );
         assert!(t.contains("    UserKnownHostsFile \"/tmp/a root/ssh/known_hosts\"\n"));
         assert!(!t.contains("    User "));
+    }
+
+    #[test]
+    fn a_user_client_runs_the_proxy_with_sudo() {
+        let proxy = Proxy {
+            exe: Path::new("/usr/bin/gvpod"),
+            default_root: true,
+            sudo: true,
+        };
+        let t = render(&proxy, Path::new("/var/lib/gvpod"), &[]);
+        assert!(
+            t.contains("    ProxyCommand sudo -n /usr/bin/gvpod ssh-proxy %h\n"),
+            "{t}"
+        );
     }
 }

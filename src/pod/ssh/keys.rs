@@ -42,10 +42,12 @@ pub fn host_name(pod: &str) -> String {
 
 /// The directory of pod `name`'s host keys, made with keys when missing.
 pub fn ensure(root: &Path, name: &str) -> Result<PathBuf> {
+    // 0755: known_hosts is read by ssh clients that are not root; each
+    // name's keys sit in a 0700 directory below.
     let base = ssh_dir(root);
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(0o755)
         .create(&base)
         .map_err(io("cannot create", &base))?;
     let lock_path = base.join(".lock");

@@ -22,7 +22,7 @@ use crate::bundle::devuser::{self, DevAccess, HOST_KEYS_DIR, SSHD};
 use crate::bundle::PodOptions;
 use crate::state::PodRow;
 
-pub use config::SshHost;
+pub use config::{Proxy, SshHost};
 pub use proxy::proxy;
 
 /// What `--dev-user`/`--ssh` need of the options, before anything is made.
@@ -234,10 +234,9 @@ pub fn hosts(ctx: &Ctx) -> Result<Vec<SshHost>> {
     Ok(out)
 }
 
-/// `gvpod ssh-config`'s text (`exe`: this gvpod; `default_root`: whether
-/// the data root is the default one, which `ssh-proxy` then finds alone).
-pub fn config(ctx: &Ctx, exe: &Path, default_root: bool) -> Result<String> {
-    Ok(config::render(exe, &ctx.root, default_root, &hosts(ctx)?))
+/// `gvpod ssh-config`'s text.
+pub fn config(ctx: &Ctx, proxy: &Proxy) -> Result<String> {
+    Ok(config::render(proxy, &ctx.root, &hosts(ctx)?))
 }
 
 #[cfg(test)]
