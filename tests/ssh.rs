@@ -507,6 +507,28 @@ fn dev_user_without_sshd_and_bad_input() {
         "1000",
     ]);
     r.fails(&["ssh", "plain", "id"], 2, "pod plain has no dev user");
+    // A user the image has already is kept as it is.
+    r.run_detached(&[
+        "--name",
+        "keep",
+        "--network",
+        "none",
+        "--dev-user",
+        "dev",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let image_passwd = r.ok(&["exec", "plain", "cat", "/etc/passwd", "/etc/group"]);
+    assert!(
+        image_passwd.contains("\ndev:"),
+        "busybox has a user dev: {image_passwd}"
+    );
+    assert_eq!(
+        r.ok(&["exec", "keep", "cat", "/etc/passwd", "/etc/group"]),
+        image_passwd
+    );
+    assert_eq!(r.ok(&["ssh", "keep", "id -un"]), "dev\n");
     {
         let svc = common::api::Service::start(&r, 0);
         let o = Command::new(common::BIN)
