@@ -14,6 +14,7 @@ mod image;
 mod machine;
 mod net;
 mod pod;
+mod router;
 mod runsc;
 mod snapshot;
 mod state;

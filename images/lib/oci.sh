@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the image recipes (sourced, not run): reproducible layer
 # tarballs, overlay upper dirs turned into OCI layers, and an oci-archive
 # writer, all with GNU tar, gzip, sha256sum and debootstrap; no Docker.
@@ -100,7 +101,7 @@ upper_to_layer() {
 write_oci_archive() {
     local out=$1 ref=$2 config=$3
     shift 3
-    local work arch created diff_ids="" layers="" l hex gz dgz size
+    local work arch created diff_ids="" layers="" l hex dgz size
     work=$(mktemp -d)
     mkdir -p "$work/blobs/sha256"
     case $(uname -m) in
@@ -138,4 +139,74 @@ write_oci_archive() {
     mv "$out.tmp" "$out"
     rm -rf "$work"
     echo "$out: $ref (config sha256:$cd, manifest sha256:$md)" >&2
+}
+
+# debian_base DIR SUITE MIRROR: the Debian rootfs recipes build on, in DIR
+# (which must not exist): the single layer of the images/debian archive
+# named by $DEBIAN_TAR when set, else a fresh debian_rootfs.
+debian_base() {
+    local dir=$1 suite=$2 mirror=$3 work manifest
+    local -a digests
+    if [[ -z ${DEBIAN_TAR:-} ]]; then
+        debian_rootfs "$dir" "$suite" "$mirror"
+        return
+    fi
+    [[ -f $DEBIAN_TAR ]] || die "DEBIAN_TAR=$DEBIAN_TAR: no such file"
+    work=$(mktemp -d)
+    tar -xf "$DEBIAN_TAR" -C "$work" index.json
+    manifest=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$work/index.json" | head -n1 | grep -o '[0-9a-f]\{64\}')
+    tar -xf "$DEBIAN_TAR" -C "$work" "blobs/sha256/$manifest"
+    mapfile -t digests < <(grep -o '"digest":"sha256:[0-9a-f]*"' "$work/blobs/sha256/$manifest" | grep -o '[0-9a-f]\{64\}')
+    (( ${#digests[@]} == 2 )) || { rm -rf "$work"; die "$DEBIAN_TAR: expected a one-layer image from images/debian/build.sh"; }
+    tar -xf "$DEBIAN_TAR" -C "$work" "blobs/sha256/${digests[1]}"
+    mkdir "$dir"
+    gzip -dc "$work/blobs/sha256/${digests[1]}" | tar -x --numeric-owner -p -C "$dir"
+    rm -rf "$work"
+}
+
+# apt_layer BASE WORK PACKAGE...: installs Debian packages with apt-get in a
+# chroot over an overlay of BASE (left untouched) and leaves what changed
+# in WORK/upper, in OCI layer form (whiteouts converted), without the files
+# that differ from build to build (logs, apt lists and caches).
+# `--no-install-recommends`; daemons are not started (policy-rc.d).
+# The overlay and chroot mounts live in a private mount namespace, so
+# nothing is left mounted even if the build is interrupted.
+apt_layer() {
+    local base=$1 work=$2
+    shift 2
+    mkdir "$work/upper" "$work/ovl" "$work/merged"
+    echo "installing $* with apt-get in a chroot over the Debian layer" >&2
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    if ! unshare --mount --propagation private env BASE="$base" WORK="$work" PKGS="$*" bash -euo pipefail -c '
+        m=$WORK/merged
+        mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$WORK/upper,workdir=$WORK/ovl,redirect_dir=off,index=off,metacopy=off" "$m"
+        mount -t proc proc "$m/proc"
+        mount -t tmpfs -o mode=755 tmpfs "$m/dev"
+        for d in null zero random urandom tty full; do
+            touch "$m/dev/$d"; mount --bind "/dev/$d" "$m/dev/$d"
+        done
+        cp /etc/resolv.conf "$m/etc/resolv.conf"
+        printf "#!/bin/sh\nexit 101\n" >"$m/usr/sbin/policy-rc.d"
+        chmod 755 "$m/usr/sbin/policy-rc.d"
+        chroot "$m" apt-get -q update
+        chroot "$m" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends $PKGS
+        chroot "$m" apt-get clean
+        rm -f "$m/usr/sbin/policy-rc.d" "$m/etc/resolv.conf"
+        for d in null zero random urandom tty full; do umount "$m/dev/$d"; done
+        umount "$m/dev" "$m/proc"
+        umount "$m"
+    ' >"$work/apt.log" 2>&1; then
+        tail -n 20 "$work/apt.log" >&2
+        if grep -qiE 'Could not resolve|Failed to fetch|Temporary failure' "$work/apt.log"; then
+            die "apt-get in the chroot cannot reach the mirror (see above); set MIRROR or check the network"
+        fi
+        die "installing $* failed (log above)"
+    fi
+    rm -rf "$work/ovl" "$work/merged"
+    # What apt/dpkg left that differs from build to build; then OCI whiteouts.
+    find "$work/upper/var/log" -type f -delete 2>/dev/null || true
+    rm -rf "$work"/upper/var/lib/apt/lists/* "$work"/upper/var/cache/apt/*.bin \
+        "$work"/upper/var/cache/debconf/*-old "$work"/upper/var/lib/dpkg/*-old \
+        "$work"/upper/var/cache/ldconfig/aux-cache
+    upper_to_layer "$work/upper"
 }

@@ -313,6 +313,7 @@ fn native_route(
         ("GET", ["pods"]) => n::list_pods(root, req, w),
         ("POST", ["pods"]) => n::create_pod(root, req, w),
         ("GET", ["pods", key]) => n::inspect_pod(root, key, req, w),
+        ("GET", ["pods", key, "listening"]) => n::listening(root, key, req, w),
         ("POST", ["checkpoint"]) => n::checkpoint(root, req, w),
         ("POST", ["restore"]) => n::restore(root, req, w),
         ("POST", ["commit"]) => n::commit(root, req, w),

@@ -259,6 +259,8 @@ pub struct SpecInput<'a> {
     /// Files in the bundle bound over /etc/hostname, /etc/hosts, /etc/resolv.conf
     /// (and the pod's ssh host keys over [`devuser::HOST_KEYS_DIR`], read-only).
     pub etc_files: &'a [(PathBuf, &'static str)],
+    /// gvpod's own read-only binds (its helpers directory, see `pod::route`).
+    pub readonly_binds: &'a [(PathBuf, &'static str)],
     /// The pod's network namespace (a pinned file), joined by the sandbox.
     pub netns: Option<&'a Path>,
 }
@@ -280,6 +282,9 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
     for (src, dest) in input.etc_files {
         // The pod's ssh host keys: read-only (gvpod owns them).
         mounts.push(bind_mount(src, dest, *dest == devuser::HOST_KEYS_DIR)?);
+    }
+    for (src, dest) in input.readonly_binds {
+        mounts.push(bind_mount(src, dest, true)?);
     }
     for v in &opts.volumes {
         mounts.push(bind_mount(&v.host, &v.pod, v.readonly)?);
@@ -502,6 +507,7 @@ mod tests {
                 hostname: "h",
                 cgroups_path: "gvpod/x",
                 etc_files: &[],
+                readonly_binds: &[(PathBuf::from("/var/lib/gvpod/helpers"), "/dev/gvpod")],
                 netns: Some(Path::new("/var/lib/gvpod/netns/x")),
             },
         )
@@ -524,5 +530,13 @@ mod tests {
             .find(|m| m["destination"] == "/data")
             .unwrap();
         assert!(m["options"].as_array().unwrap().contains(&"ro".into()));
+        let h = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/gvpod")
+            .unwrap();
+        assert_eq!(h["source"], "/var/lib/gvpod/helpers");
+        assert!(h["options"].as_array().unwrap().contains(&"ro".into()));
     }
 }

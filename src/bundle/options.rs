@@ -63,6 +63,13 @@ pub struct PodOptions {
     /// `--expose PORT[/PROTO]` (docker's `ExposedPorts`), as `80/tcp`.
     #[serde(default)]
     pub expose: Vec<String>,
+    /// `--route [HOSTIP:]HOSTPORT|auto` as given: the pod's own route port
+    /// (`pod::route`), where `localhost-N.…` reaches port N of the pod.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// `--route-default N`: the port other hosts reach through the route.
+    #[serde(default)]
+    pub route_default: Option<u16>,
     /// `--dev-user`, `--ssh`, `--ssh-key` (see `bundle::devuser`).
     #[serde(default)]
     pub dev: super::devuser::DevAccess,

@@ -116,6 +116,10 @@ pub struct PodArgs {
     /// Record a port the pod serves, PORT[/tcp|/udp] (repeatable; docker's EXPOSE).
     #[arg(long)]
     pub expose: Vec<String>,
+    /// The port a request to the route port reaches when its host names
+    /// none (default: the image's first exposed port, else 80).
+    #[arg(long, value_name = "PORT")]
+    pub route_default: Option<u16>,
     #[command(flatten)]
     pub dev: super::ssh::DevArgs,
 }
@@ -127,6 +131,11 @@ pub struct PublishArgs {
     /// free host port (needs a pod network).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Give the pod a route port, [HOSTIP:]HOSTPORT or auto (HOSTIP defaults to
+    /// 127.0.0.1): a request for localhost-N.<anything> there reaches port N
+    /// of the pod, any other its default port.
+    #[arg(long, value_name = "[HOSTIP:]HOSTPORT|auto")]
+    pub route: Option<String>,
 }
 
 /// `run` and `create`.
@@ -188,6 +197,8 @@ impl TryFrom<&RunArgs> for PodOptions {
             read_only: a.read_only,
             network: a.network.clone(),
             publish: a.ports.publish.clone(),
+            route: a.ports.route.clone(),
+            route_default: a.route_default,
             ip: a.ip.clone(),
             dns: a.dns.clone(),
             add_hosts: a.add_host.clone(),
@@ -392,8 +403,24 @@ pub enum Cmd {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
-    /// List a pod's published ports.
-    Port { pod: String },
+    /// List a pod's published ports and route port; with --listening, the
+    /// ports processes in the pod listen on, with the URLs that reach them.
+    Port {
+        pod: String,
+        /// List the TCP ports listened on inside the pod.
+        #[arg(long)]
+        listening: bool,
+        /// Output format (with --listening): table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Route localhost-PORT.pod-NAME.localhost (and PORT--NAME.localhost) to
+    /// port PORT of running pod NAME, in the foreground until stopped.
+    Router {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+        listen: String,
+    },
     /// Show pods' cpu, memory, network and pids use (running pods when none is named).
     Stats {
         pods: Vec<String>,

@@ -46,6 +46,39 @@ pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// `gvpod port POD`: docker's lines for published ports, then the route.
+pub fn ports(v: &PodView) {
+    for p in &v.ports {
+        println!("{p}");
+    }
+    if let Some(r) = &v.route {
+        println!("route -> {} (default port {})", r.address, r.default_port);
+    }
+}
+
+/// `gvpod port POD --listening`.
+pub fn listening(ports: &[crate::pod::route::ListeningPort], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(ports);
+    }
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.port.to_string(),
+                p.address.clone(),
+                if p.urls.is_empty() {
+                    "-".into()
+                } else {
+                    p.urls.join(" ")
+                },
+            ]
+        })
+        .collect();
+    table(&["PORT", "ADDRESS", "URLS"], &rows);
+    Ok(())
+}
+
 /// "3 seconds", "5 minutes", … like docker.
 /// `inspect` output as docker prints it: one object for one name, an array for several.
 pub fn inspect<T: Serialize>(views: &[T]) -> anyhow::Result<()> {

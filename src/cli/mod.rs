@@ -71,6 +71,28 @@ fn init_tracing(level: &str) {
 /// Where `system service` listens when given no address.
 const DEFAULT_SOCKET: &str = "/run/gvpod/gvpod.sock";
 
+/// `gvpod router`: binds, says where, serves until stopped.
+fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        PodError::Usage(format!(
+            "invalid --listen {listen:?}: use IP:PORT, e.g. 127.0.0.1:8080"
+        ))
+    })?;
+    let l = std::net::TcpListener::bind(addr).map_err(|e| {
+        PodError::Usage(format!(
+            "cannot listen on {addr}: {e}; pick another address with --listen"
+        ))
+    })?;
+    // `--listen 127.0.0.1:0` asks for any free port: say which.
+    let addr = l.local_addr().unwrap_or(addr);
+    let port = addr.port();
+    eprintln!(
+        "gvpod router: listening on {addr}; open http://localhost-PORT.pod-NAME.localhost:{port}/ or http://PORT--NAME.localhost:{port}/"
+    );
+    pod::route::serve_shared(ctx, l, addr.to_string());
+    Ok(0)
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     tracing::debug!("step cli:start");
     let mut ctx = Ctx::open(&cli.root)?;
@@ -381,13 +403,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             no_stream,
             format,
         } => stats::stats(&mut ctx, &pods, all, no_stream, &format),
-        Cmd::Port { pod: key } => {
-            let v = pod::inspect(&mut ctx, &key)?;
-            for p in &v.ports {
-                println!("{p}");
-            }
+        Cmd::Port {
+            pod: key,
+            listening: true,
+            format,
+        } => {
+            let json = format::check_format(&format)?;
+            let ports = pod::route::listening(&mut ctx, &key)?;
+            format::listening(&ports, json)?;
             Ok(0)
         }
+        Cmd::Port { pod: key, .. } => {
+            let v = pod::inspect(&mut ctx, &key)?;
+            format::ports(&v);
+            Ok(0)
+        }
+        Cmd::Router { listen } => router(ctx, &listen),
         Cmd::System(SystemCmd::Info { format }) => {
             let info = pod::system_info(&mut ctx)?;
             format::info(&info, &format)?;

@@ -99,6 +99,7 @@ pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32
             snapshot: a.snapshot,
             name: a.name,
             ports: a.ports.publish,
+            route: a.ports.route,
             network: a.network,
             debug,
         },

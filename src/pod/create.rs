@@ -38,6 +38,8 @@ pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
             id::validate_name(n)?;
             n.clone()
         }
+        // A routed pod is reached by name in a host name: no '_' there.
+        None if req.opts.route.is_some() => id::generate_name().replace('_', "-"),
         None => id::generate_name(),
     };
     let runsc = ctx.runsc()?.clone();
@@ -58,7 +60,14 @@ pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
     let image = ctx.images.resolve(&ctx.db, &req.image)?;
     let network = network::resolve(ctx, &req.opts.network)?;
     // Ports are checked (and picked) here, before the pod exists.
-    let netopts = network::parse_opts(&req.opts, network.as_ref())?;
+    let mut netopts = network::parse_opts(&req.opts, network.as_ref())?;
+    netopts.route = super::route::resolve(
+        &req.opts,
+        &name,
+        &exposed_ports(&image),
+        &ctx.db.tcp_host_ports()?,
+        &netopts.ports,
+    )?;
 
     let pod_id = id::new_id();
     let flags = provision::flags(
@@ -165,6 +174,7 @@ fn assemble(
     // For --ssh, the pod's host keys (by its name, bound read-only).
     etc.extend(super::ssh::keys_mount(ctx, &row.name, &opts.dev)?);
     let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
+    let helpers = super::route::install_helpers(&ctx.root)?;
     let spec = bundle::build_spec(
         &process,
         &SpecInput {
@@ -172,6 +182,7 @@ fn assemble(
             hostname: &hostname,
             cgroups_path: &cgroup,
             etc_files: &etc,
+            readonly_binds: &[(helpers, crate::runsc::HELPERS_IN_POD)],
             netns: netns.as_deref(),
         },
     )?;
@@ -179,6 +190,16 @@ fn assemble(
     ctx.db.set_pod_process(&row.id, &process)?;
     failpoint::hit("create:configured");
     Ok(())
+}
+
+/// The TCP and UDP ports an image exposes, as `80/tcp`.
+pub(super) fn exposed_ports(image: &crate::image::Image) -> Vec<String> {
+    image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.exposed_ports().clone())
+        .unwrap_or_default()
 }
 
 fn write_plain(path: &std::path::Path, data: String) -> Result<()> {

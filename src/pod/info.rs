@@ -6,6 +6,15 @@ use super::{Ctx, Result};
 use crate::bundle::PodOptions;
 use crate::state::PodRow;
 
+/// A pod's route port, as inspect shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteView {
+    /// "HOSTIP:HOSTPORT".
+    pub address: String,
+    /// The port a host that names none reaches.
+    pub default_port: u16,
+}
+
 /// What `inspect` prints (and `ps --format json` lists).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PodView {
@@ -28,6 +37,9 @@ pub struct PodView {
     pub network: Option<String>,
     /// Published ports, "PODPORT/PROTO -> HOSTIP:HOSTPORT".
     pub ports: Vec<String>,
+    /// The route port (`--route`), "HOSTIP:HOSTPORT", and its default port.
+    #[serde(default)]
+    pub route: Option<RouteView>,
     pub bundle: String,
     pub log_path: String,
     pub auto_remove: bool,
@@ -83,6 +95,13 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
             .iter()
             .map(|m| m.to_string())
             .collect(),
+        route: super::route::route_of(ctx, &p.id)
+            .ok()
+            .flatten()
+            .map(|m| RouteView {
+                address: format!("{}:{}", m.host_ip, m.host_port),
+                default_port: m.pod_port,
+            }),
         auto_remove: p.auto_remove,
         monitor_pid: p.monitor_pid,
         config,

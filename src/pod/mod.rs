@@ -22,6 +22,7 @@ mod proto;
 mod provision;
 mod restart;
 mod restore;
+pub mod route;
 mod run;
 pub mod snapshots;
 pub mod ssh;

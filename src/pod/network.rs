@@ -284,6 +284,8 @@ pub fn resolve(ctx: &mut Ctx, name: &str) -> Result<Option<Network>> {
 /// Parsed network options of a pod.
 pub struct PodNetOpts {
     pub ports: Vec<PortMapping>,
+    /// The route port (`--route`; `pod::route`), its pod port the default one.
+    pub route: Option<PortMapping>,
     pub ip: Option<Ipv4Addr>,
     pub dns: Vec<IpAddr>,
     pub add_hosts: Vec<(String, IpAddr)>,
@@ -353,26 +355,31 @@ pub fn parse_opts(
         .collect::<std::result::Result<_, _>>()?;
     Ok(PodNetOpts {
         ports,
+        route: None,
         ip,
         dns,
         add_hosts,
     })
 }
 
-pub fn port_rows(ports: &[PortMapping]) -> Vec<PortRow> {
-    ports
-        .iter()
-        .map(|p| PortRow {
-            proto: p.proto.as_str().into(),
-            host_ip: p.host_ip.to_string(),
-            host_port: p.host_port,
-            pod_port: p.pod_port,
-        })
-        .collect()
+/// The rows of a pod's published ports and its route port.
+pub fn port_rows(o: &PodNetOpts) -> Vec<PortRow> {
+    let row = |p: &PortMapping, route: bool| PortRow {
+        proto: p.proto.as_str().into(),
+        host_ip: p.host_ip.to_string(),
+        host_port: p.host_port,
+        pod_port: p.pod_port,
+        route,
+    };
+    let mut rows: Vec<PortRow> = o.ports.iter().map(|p| row(p, false)).collect();
+    rows.extend(o.route.iter().map(|p| row(p, true)));
+    rows
 }
 
+/// The published ports among a pod's port rows.
 pub fn mappings(rows: &[PortRow]) -> Vec<PortMapping> {
     rows.iter()
+        .filter(|r| !r.route)
         .filter_map(|r| {
             Some(PortMapping {
                 host_ip: r.host_ip.parse().ok()?,
@@ -403,9 +410,7 @@ pub fn insert_pod(
             },
         )
     });
-    Ok(ctx
-        .db
-        .insert_pod_networked(row, lease, &port_rows(&o.ports))?)
+    Ok(ctx.db.insert_pod_networked(row, lease, &port_rows(o))?)
 }
 
 pub fn netns_path(ctx: &Ctx, pod_id: &str) -> PathBuf {

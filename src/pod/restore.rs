@@ -39,6 +39,9 @@ pub struct RestoreRequest {
     pub name: Option<String>,
     /// `-p` specs for the restored pod (a clone gets no ports otherwise).
     pub ports: Vec<String>,
+    /// `--route` for the restored pod (a clone gets no route otherwise).
+    #[serde(default)]
+    pub route: Option<String>,
     pub network: Option<String>,
     pub debug: bool,
 }
@@ -147,14 +150,15 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
         let mut o = meta.options.clone();
         o.network = target_net.clone();
         o.publish = req.ports.clone();
+        o.route = req.route.clone();
         o.ip = None;
         o
     };
     let (pod, kind) = match (&req.name, source) {
         (None, Some(p)) if p.status != PodStatus::Running => {
-            if !req.ports.is_empty() || target_net != meta.options.network {
+            if !req.ports.is_empty() || req.route.is_some() || target_net != meta.options.network {
                 return Err(PodError::Usage(format!(
-                    "pod {} still exists and keeps its network and ports; restore snapshot {} under a new name (--name) to publish other ports or join another network",
+                    "pod {} still exists and keeps its network, ports and route; restore snapshot {} under a new name (--name) to publish other ports, route it or join another network",
                     p.name, meta.name
                 )));
             }
@@ -186,6 +190,9 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
             opts.network = target_net.clone();
             if !req.ports.is_empty() {
                 opts.publish = req.ports.clone();
+            }
+            if req.route.is_some() {
+                opts.route = req.route.clone();
             }
             // Its old address, if it is still free on the same network.
             opts.ip = meta
@@ -272,7 +279,14 @@ fn make_pod(
     debug: bool,
 ) -> Result<PodRow> {
     let network = super::network::resolve(ctx, &opts.network)?;
-    let netopts = super::network::parse_opts(opts, network.as_ref())?;
+    let mut netopts = super::network::parse_opts(opts, network.as_ref())?;
+    netopts.route = super::route::resolve(
+        opts,
+        &name,
+        &super::create::exposed_ports(image),
+        &ctx.db.tcp_host_ports()?,
+        &netopts.ports,
+    )?;
     let runsc = ctx.runsc()?.clone();
     let flags = provision::flags(
         ctx,
@@ -311,7 +325,11 @@ fn make_pod(
             attach,
             &netopts.add_hosts,
         )?;
-        let mut files = BundleFiles::new(&bundle_dir, netns.as_deref());
+        let mut files = BundleFiles::new(
+            &bundle_dir,
+            super::route::install_helpers(&ctx.root)?,
+            netns.as_deref(),
+        );
         files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
         write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
     })
@@ -368,6 +386,7 @@ fn prepare_in_place(
     let network = super::network::resolve(ctx, &opts.network)?;
     let netopts = super::network::PodNetOpts {
         ports: vec![],
+        route: None,
         ip: None,
         dns: opts.dns.iter().filter_map(|d| d.parse().ok()).collect(),
         add_hosts: opts
@@ -386,7 +405,11 @@ fn prepare_in_place(
         &netopts.add_hosts,
     )?;
     let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
-    let mut files = BundleFiles::new(&bundle, netns.as_deref());
+    let mut files = BundleFiles::new(
+        &bundle,
+        super::route::install_helpers(&ctx.root)?,
+        netns.as_deref(),
+    );
     files.ssh_keys = super::ssh::keys_mount(ctx, &pod.name, &opts.dev)?.map(|m| m.0);
     write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
 }
@@ -415,14 +438,17 @@ struct BundleFiles<'a> {
     hostname: PathBuf,
     hosts: PathBuf,
     resolv: PathBuf,
+    /// This data root's helpers (`pod::route`), for snapshots that bind them.
+    helpers: PathBuf,
     netns: Option<&'a Path>,
     /// The pod's own ssh host keys (by its name), for `--ssh` pods.
     ssh_keys: Option<PathBuf>,
 }
 
 impl<'a> BundleFiles<'a> {
-    fn new(bundle: &Path, netns: Option<&'a Path>) -> Self {
+    fn new(bundle: &Path, helpers: PathBuf, netns: Option<&'a Path>) -> Self {
         BundleFiles {
+            helpers,
             bundle: bundle.to_owned(),
             hostname: bundle.join("hostname"),
             hosts: bundle.join("hosts"),
@@ -468,9 +494,9 @@ fn write_bundle(
 }
 
 /// The snapshot's spec with what fact 10 lets differ replaced: the mount
-/// sources of /etc/hostname, /etc/hosts and /etc/resolv.conf (and of the
-/// ssh host keys: a clone under a new name has its own), the network
-/// namespace path, the cgroups path.
+/// sources of /etc/hostname, /etc/hosts, /etc/resolv.conf, gvpod's
+/// helpers and the ssh host keys (a clone under a new name has its own),
+/// the network namespace path, the cgroups path.
 fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result<Vec<u8>, String> {
     let mut v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
     let mounts = v
@@ -482,6 +508,7 @@ fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result
             Some("/etc/hostname") => Some(&f.hostname),
             Some("/etc/hosts") => Some(&f.hosts),
             Some("/etc/resolv.conf") => Some(&f.resolv),
+            Some(crate::runsc::HELPERS_IN_POD) => Some(&f.helpers),
             Some(crate::bundle::devuser::HOST_KEYS_DIR) => f.ssh_keys.as_deref(),
             _ => None,
         };
@@ -521,14 +548,21 @@ mod tests {
         let spec = br#"{"root":{"path":"rootfs","readonly":true},"process":{"args":["sh"]},
             "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
                       {"destination":"/etc/hostname","type":"bind","source":"/old/hostname","options":["rbind"]},
-                      {"destination":"/etc/hosts","type":"bind","source":"/old/hosts"}],
+                      {"destination":"/etc/hosts","type":"bind","source":"/old/hosts"},
+                      {"destination":"/dev/gvpod","type":"bind","source":"/old/helpers","options":["ro"]}],
             "linux":{"cgroupsPath":"/gvpod/old","namespaces":[{"type":"pid"},{"type":"network","path":"/old/netns"}]}}"#;
-        let files = BundleFiles::new(Path::new("/new"), Some(Path::new("/new/netns")));
+        let files = BundleFiles::new(
+            Path::new("/new"),
+            "/root2/helpers".into(),
+            Some(Path::new("/new/netns")),
+        );
         let out = adapt_spec(spec, &files, "gvpod/new").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["mounts"][1]["source"], "/new/hostname");
         assert_eq!(v["mounts"][1]["options"][0], "rbind");
         assert_eq!(v["mounts"][2]["source"], "/new/hosts");
+        assert_eq!(v["mounts"][3]["source"], "/root2/helpers");
+        assert_eq!(v["mounts"][3]["options"][0], "ro");
         assert_eq!(v["mounts"][0]["source"], "proc");
         assert_eq!(v["linux"]["cgroupsPath"], "/gvpod/new");
         assert_eq!(v["linux"]["namespaces"][1]["path"], "/new/netns");

@@ -66,6 +66,11 @@ pub struct Features {
     /// the release that also brought `checkpoint --compression`, which is
     /// what `runsc help checkpoint` shows).
     pub leave_running_in_place: bool,
+    /// `runsc port-forward --stream SOCK ID PORT` exists (20240729 has it,
+    /// 20221219 not): one connection to 127.0.0.1:PORT inside the sandbox's
+    /// netstack, handed over a unix socket that runsc dials.
+    #[serde(default)]
+    pub port_forward_stream: bool,
 }
 
 impl Features {
@@ -89,7 +94,7 @@ impl Features {
 }
 
 /// Bumped whenever [`Features`] changes meaning, so old cache files are re-probed.
-const CACHE_FORMAT: u32 = 3;
+const CACHE_FORMAT: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct Cache {
@@ -133,6 +138,7 @@ pub fn detect(bin: &Path, cache_dir: &Path) -> Result<(Version, Features)> {
         flags: output(bin, &["flags"])?,
         help_checkpoint: output(bin, &["help", "checkpoint"])?,
         help_restore: output(bin, &["help", "restore"])?,
+        help_port_forward: output(bin, &["help", "port-forward"])?,
         markers: markers(bin),
     };
     let features = probe.features();
@@ -186,6 +192,7 @@ struct Probe {
     flags: String,
     help_checkpoint: String,
     help_restore: String,
+    help_port_forward: String,
     markers: BTreeMap<&'static str, bool>,
 }
 
@@ -214,6 +221,7 @@ impl Probe {
             restore_may_create: marker(RESTORE_INTO_CREATED),
             root_netns_false_positive: !marker(DEV_WEIGHT_CHECK),
             leave_running_in_place: parse_flags(&self.help_checkpoint).contains("compression"),
+            port_forward_stream: parse_flags(&self.help_port_forward).contains("stream"),
         }
     }
 }
@@ -308,12 +316,15 @@ mod tests {
             flags: FLAGS_2022.into(),
             help_checkpoint: CKPT_2022.into(),
             help_restore: "restore [flags] <container id>\n  -detach\n".into(),
+            help_port_forward: "Subcommand port-forward not understood\nhelp [<subcommand>]:\n"
+                .into(),
             markers: BTreeMap::new(),
         }
         .features();
         assert!(!old.restore_may_create);
         assert!(old.restore_creates && old.root_netns_false_positive);
         assert!(!old.leave_running_in_place && !old.can_reset_tcp() && !old.migrates_tcp());
+        assert!(!old.port_forward_stream);
         assert_eq!(old.default_platform, "ptrace");
 
         let mut markers = BTreeMap::new();
@@ -323,11 +334,13 @@ mod tests {
             flags: FLAGS_2024.into(),
             help_checkpoint: CKPT_2024.into(),
             help_restore: "  -detach\n  -direct\n".into(),
+            help_port_forward: "OPTIONS:\n  -stream string\n    \tStream mode\n".into(),
             markers: markers.clone(),
         }
         .features();
         assert!(!new.restore_creates && new.restore_may_create && new.root_netns_false_positive);
         assert!(new.leave_running_in_place && new.can_reset_tcp() && !new.migrates_tcp());
+        assert!(new.port_forward_stream);
         assert_eq!(new.default_platform, "systrap");
         assert!(new.flags_on_by_default.contains("gso"));
         assert!(!new.flags_on_by_default.contains("net-disconnect-ok"));
@@ -341,6 +354,7 @@ mod tests {
             flags,
             help_checkpoint: CKPT_2024.into(),
             help_restore: "  -detach\n  -direct\n".into(),
+            help_port_forward: "OPTIONS:\n  -stream string\n    \tStream mode\n".into(),
             markers,
         }
         .features();

@@ -254,6 +254,7 @@ impl Runsc {
                 restore_may_create: new,
                 root_netns_false_positive: true,
                 leave_running_in_place: new,
+                port_forward_stream: new,
             },
             exec: fake,
         }

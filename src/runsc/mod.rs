@@ -21,6 +21,7 @@ mod failure;
 #[cfg(test)]
 pub mod fake;
 mod flags;
+mod forward;
 mod probe;
 mod procs;
 mod snapshot;
@@ -30,6 +31,7 @@ pub use detect::{Features, Version};
 pub use exec::Exec;
 pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
+pub use forward::HELPERS_IN_POD;
 pub use snapshot::reap_leftovers;
 
 use std::path::{Path, PathBuf};

@@ -147,6 +147,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE pods ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE pods ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 10: a pod's route port (issue 11: `--route`) is a host TCP port like
+    // a published one, in the same table so one query refuses a port that
+    // either kind holds; its pod_port is the route's default port.
+    r#"
+    ALTER TABLE port_bindings ADD COLUMN route INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

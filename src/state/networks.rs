@@ -29,6 +29,8 @@ pub struct PortRow {
     pub host_ip: String,
     pub host_port: u16,
     pub pod_port: u16,
+    /// The pod's route port (`--route`): pod_port is its default port.
+    pub route: bool,
 }
 
 /// How long the address of a removed pod rests before another pod gets
@@ -172,8 +174,8 @@ impl Db {
                     });
                 }
                 tx.execute(
-                    "INSERT INTO port_bindings (pod_id, proto, host_ip, host_port, pod_port) VALUES (?1,?2,?3,?4,?5)",
-                    params![p.id, port.proto, port.host_ip, port.host_port, port.pod_port],
+                    "INSERT INTO port_bindings (pod_id, proto, host_ip, host_port, pod_port, route) VALUES (?1,?2,?3,?4,?5,?6)",
+                    params![p.id, port.proto, port.host_ip, port.host_port, port.pod_port, port.route],
                 )
                 .map_err(sql)?;
             }
@@ -259,9 +261,20 @@ impl Db {
             .collect())
     }
 
+    /// Every host TCP port a pod holds (published or route), whatever its
+    /// address: what an automatic route port must not pick.
+    pub fn tcp_host_ports(&self) -> Result<std::collections::HashSet<u16>> {
+        let rows: Vec<u16> = self.query_all(
+            "SELECT host_port FROM port_bindings WHERE proto='tcp'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub fn ports_of(&self, pod_id: &str) -> Result<Vec<PortRow>> {
         self.query_all(
-            "SELECT proto, host_ip, host_port, pod_port FROM port_bindings WHERE pod_id=?1 ORDER BY rowid",
+            "SELECT proto, host_ip, host_port, pod_port, route FROM port_bindings WHERE pod_id=?1 ORDER BY rowid",
             [pod_id],
             |r| {
                 Ok(PortRow {
@@ -269,6 +282,7 @@ impl Db {
                     host_ip: r.get(1)?,
                     host_port: r.get(2)?,
                     pod_port: r.get(3)?,
+                    route: r.get(4)?,
                 })
             },
         )

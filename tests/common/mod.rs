@@ -107,6 +107,101 @@ pub fn busybox_tarball() -> &'static Path {
     })
 }
 
+/// The reference `devbox_image()` loads under.
+pub const DEVBOX_REF: &str = "docker.io/gvpod/devbox:bookworm";
+
+/// Where built test images are kept between runs (one file per recipe version).
+pub const TEST_IMAGE_CACHE: &str = "/var/cache/gvpod/test-images";
+
+/// The recipe files whose content names a cached devbox archive.
+const DEVBOX_RECIPE: [&str; 4] = [
+    "images/devbox/build.sh",
+    "images/devbox/ws-echo.py",
+    "images/lib/oci.sh",
+    "images/debian/build.sh",
+];
+
+/// The dev-access test image (images/devbox: Debian bookworm with
+/// openssh-server, sudo, python3-websockets and /usr/local/bin/ws-echo;
+/// no ssh host keys; Cmd sleep infinity) as an oci-archive that loads as
+/// [`DEVBOX_REF`].
+///
+/// Built once per machine, not per run: the archive is cached in
+/// [`TEST_IMAGE_CACHE`] as `devbox-<16 hex of the recipe's sha256>.tar`, so
+/// a changed recipe builds anew and an unchanged one costs nothing. A lock
+/// file there makes concurrent test binaries build it once; the build
+/// writes a temporary name and renames it, so the cache never holds half an
+/// archive. Needs root and a Debian mirror the first time (about a minute
+/// with debootstrap's package cache, `/var/cache/gvpod/debootstrap`, warm).
+pub fn devbox_image() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| cached_image("devbox", &DEVBOX_RECIPE))
+}
+
+/// `images/NAME/build.sh OUT` run once per recipe version, cached (see
+/// [`devbox_image`]).
+fn cached_image(name: &str, recipe: &[&str]) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut h = Sha256::new();
+    for f in recipe {
+        let body = std::fs::read(repo.join(f)).unwrap_or_else(|e| panic!("read {f}: {e}"));
+        h.update(f.as_bytes());
+        h.update([0]);
+        h.update((body.len() as u64).to_le_bytes());
+        h.update(&body);
+    }
+    let dir = Path::new(TEST_IMAGE_CACHE);
+    let out = dir.join(format!("{name}-{}.tar", &hex::encode(h.finalize())[..16]));
+    if out.is_file() {
+        return out;
+    }
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let file = std::fs::File::create(dir.join(format!("{name}.lock")))
+        .unwrap_or_else(|e| panic!("create the lock file in {}: {e}", dir.display()));
+    // Held until `_lock` drops: one builder at a time, machine-wide.
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("lock the test image cache: {e}"));
+    if out.is_file() {
+        return out;
+    }
+    // Under the lock, temporary files are those of builders that died.
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&format!(".{name}-")) && n.contains(".partial") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let tmp = dir.join(format!(".{name}-{}.partial", std::process::id()));
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo.join(format!("images/{name}/build.sh")))
+        .arg(&tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if std::env::var_os("DEBOOTSTRAP_CACHE").is_none() {
+        cmd.env("DEBOOTSTRAP_CACHE", "/var/cache/gvpod/debootstrap");
+    }
+    let started = std::time::Instant::now();
+    let mut child = cmd.spawn().expect("run the image recipe");
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let st = child.wait().expect("wait for the image recipe");
+    if !st.success() {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp.with_extension("partial.tmp"));
+        panic!("images/{name}/build.sh failed ({st}):\n{err}");
+    }
+    std::fs::rename(&tmp, &out).expect("move the built image into the cache");
+    eprintln!(
+        "built {} in {:.1} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    out
+}
+
 /// A temporary data root; dropping it removes every pod and checks for leaks.
 pub struct Root {
     pub dir: tempfile::TempDir,
@@ -129,6 +224,19 @@ impl Root {
             String::from_utf8_lossy(&out.stderr)
         );
         r
+    }
+
+    /// Loads [`devbox_image()`] into this root unless it is there already;
+    /// returns its reference ([`DEVBOX_REF`]).
+    pub fn load_devbox(&self) -> &'static str {
+        if !self
+            .gvpod(&["image", "inspect", DEVBOX_REF])
+            .status
+            .success()
+        {
+            self.ok(&["load", "-i", devbox_image().to_str().unwrap()]);
+        }
+        DEVBOX_REF
     }
 
     pub fn empty() -> Root {

@@ -96,6 +96,16 @@ pub fn inspect_pod(
     serve(root, req, w, 200, |ctx| pod::inspect(ctx, key))
 }
 
+/// `GET /gvpod/v1/pods/{name or id}/listening`: `gvpod port --listening`.
+pub fn listening(
+    root: &Path,
+    key: &str,
+    req: &Request,
+    w: &mut UnixStream,
+) -> std::io::Result<After> {
+    serve(root, req, w, 200, |ctx| pod::route::listening(ctx, key))
+}
+
 /// `POST /gvpod/v1/pods`: `gvpod create` (the image is pulled first when
 /// missing, as `run` and `create` do on the host); answers `{"Id"}`.
 pub fn create_pod(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {

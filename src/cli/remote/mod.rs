@@ -67,8 +67,22 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             format::inspect(&views)?;
             Ok(0)
         }
-        Cmd::Port { pod } => {
-            view(&r, &pod)?.ports.iter().for_each(|p| println!("{p}"));
+        Cmd::Port {
+            pod,
+            listening: true,
+            format,
+        } => {
+            let json = format::check_format(&format)?;
+            let ports: Vec<crate::pod::route::ListeningPort> = r.json(
+                "GET",
+                &format!("/gvpod/v1/pods/{}/listening", enc(&pod)),
+                None,
+            )?;
+            format::listening(&ports, json)?;
+            Ok(0)
+        }
+        Cmd::Port { pod, .. } => {
+            format::ports(&view(&r, &pod)?);
             Ok(0)
         }
         Cmd::Logs {
@@ -206,6 +220,7 @@ fn verb(c: &Cmd) -> &'static str {
         Cmd::Login { .. } => "login",
         Cmd::Logout { .. } => "logout",
         Cmd::System(_) => "system",
+        Cmd::Router { .. } => "router",
         _ => "this verb",
     }
 }

@@ -62,6 +62,7 @@ pub(super) fn restore(r: &Remote, a: RestoreArgs, debug: bool) -> anyhow::Result
         snapshot: a.snapshot,
         name: a.name,
         ports: a.ports.publish,
+        route: a.ports.route,
         network: a.network,
         debug,
     };

@@ -148,6 +148,7 @@ fn write_snapshot(
                 .db
                 .ports_of(&pod.id)?
                 .iter()
+                .filter(|p| !p.route)
                 .map(|p| format!("{}:{}:{}/{}", p.host_ip, p.host_port, p.pod_port, p.proto))
                 .collect(),
             ip: ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip.to_string()),

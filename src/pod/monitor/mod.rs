@@ -149,6 +149,10 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         Ok(h) => h,
         Err(e) => return Err((sync.take(), e)),
     };
+    // The route port (`--route`), served on threads of this process.
+    if let Err(e) = super::route::hold(ctx, &pod) {
+        return Err((sync.take(), e));
+    }
 
     let bundle = ctx.bundle_dir(id);
     let log = match std::fs::OpenOptions::new()
