@@ -11,16 +11,7 @@ use common::{stderr, stdout, Root};
 
 /// The devbox image loaded into `r`; its reference.
 fn devbox(r: &Root) -> String {
-    // TEMPORARY until images/devbox lands on main: a throwaway rootfs tarball.
-    let tar = std::env::var("DEVSSH_TRIAL_TAR").expect("DEVSSH_TRIAL_TAR");
-    r.ok(&[
-        "import",
-        "-c",
-        r#"CMD ["sleep","infinity"]"#,
-        &tar,
-        "devbox",
-    ]);
-    "devbox".into()
+    r.load_devbox().to_string()
 }
 
 /// Whether the host has the OpenSSH client tools the tests drive; a
