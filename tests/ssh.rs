@@ -291,7 +291,7 @@ fn ssh_scp_sudo_and_host_keys_that_stay() {
 }
 
 #[test]
-fn a_clone_under_a_new_name_gets_its_own_host_key() {
+fn a_clone_gets_its_own_host_key_and_a_restart_its_sshd() {
     require_runsc!();
     if !require_ssh_client() {
         return;
@@ -315,7 +315,36 @@ fn a_clone_under_a_new_name_gets_its_own_host_key() {
     // The restored sshd (from memory) serves the clone's own key.
     assert_eq!(ssh_ok(dir, "copy.gvpod", "id -un"), "dev\n");
     assert_eq!(ssh_ok(dir, "src.gvpod", "id -un"), "dev\n");
-    r.ok(&["rm", "-f", "src", "copy"]);
+
+    // A restart by the pod's restart policy gets its sshd too: the first
+    // launch exits at once, the second one stays.
+    r.run_detached(&[
+        "--name",
+        "flaky",
+        "--network",
+        "sshnet",
+        "--ssh",
+        "--ssh-key",
+        dir.join("id.pub").to_str().unwrap(),
+        "--restart",
+        "on-failure",
+        &image,
+        "sh",
+        "-c",
+        "test -e /once || { touch /once; exit 3; }; exec sleep infinity",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = r.inspect("flaky");
+        if v["restart_count"] == 1 && v["status"] == "running" && v["restarting"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never restarted: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    write_config(&r, dir);
+    assert_eq!(ssh_ok(dir, "flaky.gvpod", "id -un"), "dev\n");
+    r.ok(&["rm", "-f", "src", "copy", "flaky"]);
     r.assert_clean();
 }
 
@@ -471,6 +500,31 @@ fn dev_user_without_sshd_and_bad_input() {
         assert_eq!(stdout(&o), "[a b][it's]", "{}", stderr(&o));
         let o = remote(&["ssh", "box", "sh", "-c", "exit 7"]);
         assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+        // --dev-user through the service too.
+        let o = remote(&[
+            "run",
+            "-d",
+            "--name",
+            "rbox",
+            "--network",
+            "none",
+            "--dev-user",
+            "carol",
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        r.track(stdout(&o).trim());
+        let o = remote(&["ssh", "rbox", "id -un"]);
+        assert_eq!(stdout(&o), "carol\n", "{}", stderr(&o));
+        let o = remote(&["run", "-d", "--dev-user", "Carol", "busybox"]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("invalid --dev-user \"Carol\""),
+            "{}",
+            stderr(&o)
+        );
     }
     // Idempotent across a restart: the account files are unchanged.
     r.ok(&["stop", "-t", "0", "box"]);
