@@ -428,6 +428,11 @@ fn dev_user_without_sshd_and_bad_input() {
         2,
         "--ssh-key /nonexistent.pub",
     );
+    r.fails(
+        &["run", "-d", "--ssh-key", k, "busybox"],
+        2,
+        "--ssh-key needs --dev-user NAME or --ssh",
+    );
     assert!(r.ps_all().is_empty(), "a refused run made a pod");
     assert!(
         !r.path().join("ssh/nosshd").exists(),

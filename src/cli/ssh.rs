@@ -34,6 +34,13 @@ impl DevArgs {
     /// The pod's [`DevAccess`]: names as given (checked by `pod::create`),
     /// keys read from their files.
     pub fn to_access(&self) -> anyhow::Result<DevAccess> {
+        if !self.ssh_key.is_empty() && self.dev_user.is_none() && !self.ssh {
+            return Err(PodError::Usage(
+                "--ssh-key needs --dev-user NAME or --ssh: the keys are authorized for the dev user"
+                    .into(),
+            )
+            .into());
+        }
         let mut files = self.ssh_key.clone();
         if files.is_empty() && self.ssh {
             files = default_keys();

@@ -68,8 +68,8 @@ impl DevAccess {
         if !self.authorized_keys.is_empty() && self.user.is_none() {
             return Err(BundleError::BadValue {
                 what: "--ssh-key",
-                value: "".into(),
-                hint: "keys go to the dev user: add --dev-user NAME or --ssh",
+                value: "without a dev user".into(),
+                hint: "the keys are authorized for the dev user: add --dev-user NAME or --ssh",
             });
         }
         Ok(self)
