@@ -18,6 +18,8 @@ const MAX_READ: u64 = 4 << 20;
 /// An open rootfs.
 pub struct RootDir {
     fd: OwnedFd,
+    /// Owner of the parent directories [`RootDir::mkdir_p`] makes (root, 0755).
+    parents: Owner,
 }
 
 /// Owner and mode of a file or directory made in the rootfs.
@@ -53,7 +55,15 @@ impl RootDir {
     pub fn open(rootfs: &Path) -> io::Result<RootDir> {
         Ok(RootDir {
             fd: sys::open_dir(rootfs)?,
+            parents: Owner::root(0o755),
         })
+    }
+
+    /// Parent directories owned by `o` instead (tests that run as non-root).
+    #[cfg(test)]
+    fn with_parents(mut self, o: Owner) -> RootDir {
+        self.parents = o;
+        self
     }
 
     /// The directory `path` of the rootfs.
@@ -146,7 +156,7 @@ impl RootDir {
         res
     }
 
-    /// Makes directory `path` and its missing parents (parents 0755 root);
+    /// Makes directory `path` and its missing parents (parents root, 0755);
     /// the last one, when it is made here, gets `owner`. Returns whether it
     /// was made (an existing directory is left as it is).
     pub fn mkdir_p(&self, path: &str, owner: Owner) -> io::Result<bool> {
@@ -166,7 +176,7 @@ impl RootDir {
             made = match sys::lstatat(parent.as_fd(), c)? {
                 Some(_) => false,
                 None => {
-                    let o = if last { owner } else { Owner::root(0o755) };
+                    let o = if last { owner } else { self.parents };
                     match sys::mkdirat(parent.as_fd(), c, 0o700) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -247,6 +257,15 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
+    /// The caller as owner: these tests run as non-root too.
+    fn me(mode: libc::mode_t) -> Owner {
+        Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            mode,
+        }
+    }
+
     #[test]
     fn writes_never_leave_the_rootfs() {
         let host = tempfile::tempdir().unwrap();
@@ -258,25 +277,17 @@ mod tests {
         // A symlinked file and a symlinked directory pointing at the host.
         symlink(&victim, r.join("etc/passwd")).unwrap();
         symlink(host.path(), r.join("home")).unwrap();
-        let rd = RootDir::open(r).unwrap();
+        let rd = RootDir::open(r).unwrap().with_parents(me(0o755));
         // Reading through the link is refused, not followed.
         assert!(rd.read("/etc/passwd").is_err());
-        rd.write("/etc/passwd", b"dev\n", Owner::root(0o644))
-            .unwrap();
+        rd.write("/etc/passwd", b"dev\n", me(0o644)).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
         assert_eq!(
             std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
             "dev\n"
         );
         // /home -> host dir resolves inside the rootfs: /<hostpath> there.
-        let me = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        let o = Owner {
-            uid: me,
-            gid,
-            mode: 0o750,
-        };
-        let _ = rd.mkdir_p("/home/dev", o);
+        let _ = rd.mkdir_p("/home/dev", me(0o750));
         assert!(!host.path().join("dev").exists());
     }
 
@@ -288,17 +299,11 @@ mod tests {
         std::fs::write(r.join("etc/shadow"), "root:*:1:0:99999:7:::\n").unwrap();
         std::fs::set_permissions(r.join("etc/shadow"), std::fs::Permissions::from_mode(0o640))
             .unwrap();
-        let rd = RootDir::open(r).unwrap();
-        rd.write("/etc/shadow", b"x\n", Owner::root(0o600)).unwrap();
+        let rd = RootDir::open(r).unwrap().with_parents(me(0o755));
+        rd.write("/etc/shadow", b"x\n", me(0o600)).unwrap();
         let m = std::fs::metadata(r.join("etc/shadow")).unwrap();
         assert_eq!(m.mode() & 0o777, 0o640);
-        let me = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        let o = Owner {
-            uid: me,
-            gid,
-            mode: 0o750,
-        };
+        let o = me(0o750);
         assert!(rd.mkdir_p("/home/dev/.ssh", o).unwrap());
         assert!(!rd.mkdir_p("/home/dev/.ssh", o).unwrap());
         let m = std::fs::metadata(r.join("home/dev/.ssh")).unwrap();
@@ -312,7 +317,8 @@ mod tests {
         std::fs::write(r.join("etc/skel/.bashrc"), "# rc\n").unwrap();
         std::fs::write(r.join("etc/skel/.config/x"), "x").unwrap();
         symlink("/etc/shadow", r.join("etc/skel/link")).unwrap();
-        rd.copy_tree("/etc/skel", "/home/dev", me, gid).unwrap();
+        rd.copy_tree("/etc/skel", "/home/dev", o.uid, o.gid)
+            .unwrap();
         assert_eq!(
             std::fs::read_to_string(r.join("home/dev/.bashrc")).unwrap(),
             "# rc\n"
