@@ -434,6 +434,11 @@ fn dev_user_without_sshd_and_bad_input() {
         "--ssh-key needs --dev-user NAME or --ssh",
     );
     assert!(r.ps_all().is_empty(), "a refused run made a pod");
+    assert_eq!(
+        r.ok(&["network", "ls", "-q"]),
+        "",
+        "a refused run made a network"
+    );
     assert!(
         !r.path().join("ssh/nosshd").exists(),
         "host keys made for a refused pod"

@@ -58,6 +58,7 @@ pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
         }
     }
     let image = ctx.images.resolve(&ctx.db, &req.image)?;
+    super::ssh::check_image(&req.opts, &image)?;
     let network = network::resolve(ctx, &req.opts.network)?;
     // Ports are checked (and picked) here, before the pod exists.
     let mut netopts = network::parse_opts(&req.opts, network.as_ref())?;

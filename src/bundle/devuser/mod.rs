@@ -89,6 +89,91 @@ fn io_err(rootfs: &Path, what: &str) -> impl FnOnce(std::io::Error) -> BundleErr
     move |source| BundleError::Io { path, source }
 }
 
+/// Whether the image's layers (lowest first) surely lack [`SSHD`], looked
+/// up as overlayfs merges them (the top-most entry of a name wins, a
+/// whiteout hides the layers below, symlinks are followed in the merged
+/// view), before the pod's rootfs is mounted: `--ssh` on an image without
+/// sshd is refused before anything is made. Opaque directories are not
+/// looked at (an sshd they hide is "there" here); [`check_ssh_image`] on
+/// the mounted rootfs decides then.
+pub fn layers_lack_sshd(layers: &[std::path::PathBuf]) -> bool {
+    let top_down: Vec<&std::path::PathBuf> = layers.iter().rev().collect();
+    merged_lookup(&top_down, SSHD) == Some(false)
+}
+
+/// Finds `path` in the merged view of `layers` (top-most first): whether
+/// something is there, or `None` when it cannot tell.
+fn merged_lookup(layers: &[&std::path::PathBuf], path: &str) -> Option<bool> {
+    use std::ffi::OsString;
+    use std::os::fd::AsFd;
+    let mut todo: Vec<OsString> = comps(Path::new(path));
+    todo.reverse();
+    let mut cur = std::path::PathBuf::from("/");
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let wh = OsString::from(format!(".wh.{}", c.to_string_lossy()));
+        let mut found = None;
+        for l in layers {
+            let root = crate::sys::open_dir(l).ok()?;
+            let rel = cur.strip_prefix("/").ok()?;
+            let Ok(dir) = crate::sys::open_beneath_nofollow(
+                root.as_fd(),
+                rel,
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            ) else {
+                continue;
+            };
+            if crate::sys::lstatat(dir.as_fd(), &wh).ok()?.is_some() {
+                return Some(false);
+            }
+            if let Some(st) = crate::sys::lstatat(dir.as_fd(), &c).ok()? {
+                found = Some((dir, st));
+                break;
+            }
+        }
+        let Some((dir, st)) = found else {
+            return Some(false);
+        };
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            let target = crate::sys::readlinkat(dir.as_fd(), &c).ok()?;
+            if target.is_absolute() {
+                cur = std::path::PathBuf::from("/");
+            }
+            let mut t = comps(&target);
+            t.reverse();
+            todo.extend(t);
+            continue;
+        }
+        if todo.is_empty() {
+            return Some(true);
+        }
+        if !crate::sys::is_dir(&st) {
+            return Some(false);
+        }
+        cur.push(&c);
+    }
+    Some(true)
+}
+
+/// The normal and `..` components of a path.
+fn comps(p: &Path) -> Vec<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_owned()),
+            std::path::Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks what `--ssh` needs of the image (its sshd).
 pub fn check_ssh_image(rootfs: &Path, image: &str) -> Result<(), BundleError> {
     let root = RootDir::open(rootfs).map_err(io_err(rootfs, "/"))?;
@@ -336,6 +421,37 @@ mod tests {
             ..Default::default()
         };
         assert!(keys_only.checked().is_err());
+    }
+
+    #[test]
+    fn layers_are_looked_up_as_overlayfs_merges_them() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let low = d.path().join("low");
+        let high = d.path().join("high");
+        std::fs::create_dir_all(low.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(high.join("etc")).unwrap();
+        let layers = vec![low.clone(), high.clone()];
+        assert!(layers_lack_sshd(&layers));
+        std::fs::write(low.join("usr/sbin/sshd"), "x").unwrap();
+        assert!(!layers_lack_sshd(&layers));
+        // A whiteout in a higher layer deletes it.
+        std::fs::create_dir_all(high.join("usr/sbin")).unwrap();
+        std::fs::write(high.join("usr/sbin/.wh.sshd"), "").unwrap();
+        assert!(layers_lack_sshd(&layers));
+        std::fs::remove_dir_all(high.join("usr")).unwrap();
+        std::fs::remove_file(low.join("usr/sbin/sshd")).unwrap();
+        // busybox's usr/sbin -> ../bin, followed in the merged view.
+        std::fs::remove_dir_all(low.join("usr/sbin")).unwrap();
+        symlink("../bin", low.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(low.join("bin")).unwrap();
+        assert!(layers_lack_sshd(&layers));
+        std::fs::create_dir_all(high.join("bin")).unwrap();
+        symlink("/usr/lib/openssh/sshd", high.join("bin/sshd")).unwrap();
+        std::fs::create_dir_all(low.join("usr/lib/openssh")).unwrap();
+        assert!(layers_lack_sshd(&layers), "a dangling link is no sshd");
+        std::fs::write(low.join("usr/lib/openssh/sshd"), "x").unwrap();
+        assert!(!layers_lack_sshd(&layers));
     }
 
     #[test]

@@ -37,6 +37,15 @@ pub(crate) fn check(opts: &mut PodOptions) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `--ssh` on an image whose layers surely have no sshd, before
+/// anything is made (the mounted rootfs is checked again by [`prepare`]).
+pub(crate) fn check_image(opts: &PodOptions, image: &crate::image::Image) -> Result<()> {
+    if opts.dev.ssh && devuser::layers_lack_sshd(&image.layers) {
+        return Err(crate::bundle::BundleError::NoSshd(image.reference.clone()).into());
+    }
+    Ok(())
+}
+
 /// Makes the dev user in the rootfs (for `--ssh` after checking the
 /// image's sshd: the keys installed, sshd's directories). Idempotent.
 pub(crate) fn prepare(opts: &PodOptions, rootfs: &Path, image: &str) -> Result<()> {
