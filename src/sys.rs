@@ -456,6 +456,26 @@ pub fn rename_noreplace(
     }
 }
 
+/// `renameat(2)`: replaces `new_name` in `new_dir` atomically (names, not paths).
+pub fn renameat(
+    old_dir: BorrowedFd<'_>,
+    old_name: &OsStr,
+    new_dir: BorrowedFd<'_>,
+    new_name: &OsStr,
+) -> io::Result<()> {
+    let o = name_c(old_name)?;
+    let n = name_c(new_name)?;
+    // SAFETY: valid fds and NUL-terminated names.
+    cvt(unsafe {
+        libc::renameat(
+            old_dir.as_raw_fd(),
+            o.as_ptr(),
+            new_dir.as_raw_fd(),
+            n.as_ptr(),
+        )
+    })
+}
+
 /// Flushes the whole filesystem holding `fd` (one call per unpacked layer
 /// instead of one fsync per file).
 pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {

@@ -4,6 +4,7 @@
 //! assembly. Runs nothing; mounting the rootfs is the only host change it
 //! makes.
 
+pub mod devuser;
 mod options;
 mod rootfs;
 
@@ -45,6 +46,8 @@ pub enum BundleError {
     Mount { path: PathBuf, msg: String },
     #[error("building the OCI spec: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
+    #[error("image {0} has no /usr/sbin/sshd, which --ssh needs; install openssh-server in it or drop --ssh")]
+    NoSshd(String),
 }
 
 impl BundleError {
@@ -52,7 +55,9 @@ impl BundleError {
     pub fn kind(&self) -> crate::error::Kind {
         use crate::error::Kind;
         match self {
-            BundleError::BadValue { .. } | BundleError::NoCommand(_) => Kind::User,
+            BundleError::BadValue { .. } | BundleError::NoCommand(_) | BundleError::NoSshd(_) => {
+                Kind::User
+            }
             BundleError::Io { .. } | BundleError::Mount { .. } | BundleError::Spec(_) => {
                 Kind::Internal
             }
@@ -251,7 +256,8 @@ pub struct SpecInput<'a> {
     pub hostname: &'a str,
     /// cgroup path (relative, e.g. "gvpod/<id>"), applied by runsc.
     pub cgroups_path: &'a str,
-    /// Files in the bundle bound over /etc/hostname, /etc/hosts, /etc/resolv.conf.
+    /// Files in the bundle bound over /etc/hostname, /etc/hosts, /etc/resolv.conf
+    /// (and the pod's ssh host keys over [`devuser::HOST_KEYS_DIR`], read-only).
     pub etc_files: &'a [(PathBuf, &'static str)],
     /// gvpod's own read-only binds (its helpers directory, see `pod::route`).
     pub readonly_binds: &'a [(PathBuf, &'static str)],
@@ -274,7 +280,8 @@ pub fn build_spec(p: &ProcessSpec, input: &SpecInput) -> Result<Spec, BundleErro
     let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
     // oci-spec's defaults already carry /proc, /dev, /sys and /sys/fs/cgroup.
     for (src, dest) in input.etc_files {
-        mounts.push(bind_mount(src, dest, false)?);
+        // The pod's ssh host keys: read-only (gvpod owns them).
+        mounts.push(bind_mount(src, dest, *dest == devuser::HOST_KEYS_DIR)?);
     }
     for (src, dest) in input.readonly_binds {
         mounts.push(bind_mount(src, dest, true)?);

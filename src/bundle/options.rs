@@ -70,6 +70,9 @@ pub struct PodOptions {
     /// `--route-default N`: the port other hosts reach through the route.
     #[serde(default)]
     pub route_default: Option<u16>,
+    /// `--dev-user`, `--ssh`, `--ssh-key` (see `bundle::devuser`).
+    #[serde(default)]
+    pub dev: super::devuser::DevAccess,
 }
 
 /// A restart policy (`--restart`, docker's `HostConfig.RestartPolicy`),

@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::bundle::{self, PodOptions};
 use crate::pod::PodError;
 
+/// The data root when neither --root nor GVPOD_ROOT names one.
+pub const DEFAULT_ROOT: &str = "/var/lib/gvpod";
+
 #[derive(Parser)]
 #[command(
     name = "gvpod",
@@ -20,7 +23,7 @@ pub struct Cli {
         long,
         global = true,
         env = "GVPOD_ROOT",
-        default_value = "/var/lib/gvpod"
+        default_value = DEFAULT_ROOT
     )]
     pub root: PathBuf,
     /// Keep runsc's full debug log under each new pod's bundle.
@@ -117,6 +120,8 @@ pub struct PodArgs {
     /// none (default: the image's first exposed port, else 80).
     #[arg(long, value_name = "PORT")]
     pub route_default: Option<u16>,
+    #[command(flatten)]
+    pub dev: super::ssh::DevArgs,
 }
 
 /// `-p`, as `run`, `create` and `restore` take it.
@@ -212,6 +217,7 @@ impl TryFrom<&RunArgs> for PodOptions {
                 .iter()
                 .map(|e| bundle::parse_expose(e))
                 .collect::<Result<_, _>>()?,
+            dev: a.dev.to_access()?,
         };
         Ok(opts)
     }
@@ -440,6 +446,12 @@ pub enum Cmd {
     Snapshot(super::snapshot::SnapshotCmd),
     /// Make a new image from a pod's filesystem changes.
     Commit(super::snapshot::CommitArgs),
+    /// Open a login shell (or run CMD) in a pod as its dev user (--dev-user); no sshd needed.
+    Ssh(super::ssh::SshArgs),
+    /// Print the ssh client config that reaches --ssh pods as NAME.gvpod.
+    SshConfig(super::ssh::SshConfigArgs),
+    /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
+    SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor {

@@ -7,6 +7,7 @@ mod args;
 mod format;
 mod remote;
 mod snapshot;
+mod ssh;
 mod stats;
 
 use std::io::Write;
@@ -31,6 +32,9 @@ pub fn main() -> i32 {
     init_tracing(&cli.log_level);
     if let Cmd::Monitor { id, restore } = &cli.cmd {
         return pod::monitor_main(&cli.root, id, restore.as_deref());
+    }
+    if let Cmd::SshProxy(a) = cli.cmd {
+        return ssh::ssh_proxy(&cli.root, a);
     }
     let res = match cli.url.clone() {
         Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
@@ -445,7 +449,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Restore(a) => snapshot::restore(&mut ctx, a, debug),
         Cmd::Snapshot(c) => snapshot::snapshot(&mut ctx, c),
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
-        Cmd::Monitor { .. } => unreachable!("handled before the context is opened"),
+        Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),
+        Cmd::SshConfig(a) => ssh::ssh_config(&mut ctx, &cli.root, a),
+        Cmd::Monitor { .. } | Cmd::SshProxy(_) => {
+            unreachable!("handled before the context is opened")
+        }
     }
 }
 

@@ -24,8 +24,9 @@ pub struct CreateRequest {
 }
 
 /// Creates a pod and returns its row (status `created`).
-pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
+pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
     check_options(&req.opts)?;
+    super::ssh::check(&mut req.opts)?;
     if req.auto_remove && req.opts.restart != bundle::RestartPolicy::No {
         return Err(PodError::Usage(format!(
             "restart policy {} cannot be used with --rm (AutoRemove): a removed pod cannot be restarted; drop one of them",
@@ -57,6 +58,7 @@ pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
         }
     }
     let image = ctx.images.resolve(&ctx.db, &req.image)?;
+    super::ssh::check_image(&req.opts, &image)?;
     let network = network::resolve(ctx, &req.opts.network)?;
     // Ports are checked (and picked) here, before the pod exists.
     let mut netopts = network::parse_opts(&req.opts, network.as_ref())?;
@@ -128,6 +130,8 @@ fn assemble(
     let bundle_dir = ctx.bundle_dir(&row.id);
     let paths = provision::mount_rootfs(ctx, row, &image.layers)?;
     failpoint::hit("create:mounted");
+    // The dev user before the process: `--user` may name it.
+    super::ssh::prepare(opts, &paths.merged, &image.reference)?;
 
     let process = bundle::resolve_process(&image.reference, &image.config, opts, &paths.merged)?;
     super::check_command(
@@ -168,6 +172,8 @@ fn assemble(
         write_plain(&etc_resolv, text)?;
         etc.push((etc_resolv, "/etc/resolv.conf"));
     }
+    // For --ssh, the pod's host keys (by its name, bound read-only).
+    etc.extend(super::ssh::keys_mount(ctx, &row.name, &opts.dev)?);
     let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
     let helpers = super::route::install_helpers(&ctx.root)?;
     let spec = bundle::build_spec(

@@ -25,6 +25,7 @@ mod restore;
 pub mod route;
 mod run;
 pub mod snapshots;
+pub mod ssh;
 mod start;
 mod stats;
 mod stop;

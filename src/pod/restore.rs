@@ -325,11 +325,12 @@ fn make_pod(
             attach,
             &netopts.add_hosts,
         )?;
-        let files = BundleFiles::new(
+        let mut files = BundleFiles::new(
             &bundle_dir,
             super::route::install_helpers(&ctx.root)?,
             netns.as_deref(),
         );
+        files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
         write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
     })
 }
@@ -404,11 +405,12 @@ fn prepare_in_place(
         &netopts.add_hosts,
     )?;
     let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
-    let files = BundleFiles::new(
+    let mut files = BundleFiles::new(
         &bundle,
         super::route::install_helpers(&ctx.root)?,
         netns.as_deref(),
     );
+    files.ssh_keys = super::ssh::keys_mount(ctx, &pod.name, &opts.dev)?.map(|m| m.0);
     write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
 }
 
@@ -439,6 +441,8 @@ struct BundleFiles<'a> {
     /// This data root's helpers (`pod::route`), for snapshots that bind them.
     helpers: PathBuf,
     netns: Option<&'a Path>,
+    /// The pod's own ssh host keys (by its name), for `--ssh` pods.
+    ssh_keys: Option<PathBuf>,
 }
 
 impl<'a> BundleFiles<'a> {
@@ -450,6 +454,7 @@ impl<'a> BundleFiles<'a> {
             hosts: bundle.join("hosts"),
             resolv: bundle.join("resolv.conf"),
             netns,
+            ssh_keys: None,
         }
     }
 }
@@ -489,8 +494,9 @@ fn write_bundle(
 }
 
 /// The snapshot's spec with what fact 10 lets differ replaced: the mount
-/// sources of /etc/hostname, /etc/hosts, /etc/resolv.conf and gvpod's
-/// helpers, the network namespace path, the cgroups path.
+/// sources of /etc/hostname, /etc/hosts, /etc/resolv.conf, gvpod's
+/// helpers and the ssh host keys (a clone under a new name has its own),
+/// the network namespace path, the cgroups path.
 fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result<Vec<u8>, String> {
     let mut v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
     let mounts = v
@@ -503,6 +509,7 @@ fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result
             Some("/etc/hosts") => Some(&f.hosts),
             Some("/etc/resolv.conf") => Some(&f.resolv),
             Some(crate::runsc::HELPERS_IN_POD) => Some(&f.helpers),
+            Some(crate::bundle::devuser::HOST_KEYS_DIR) => f.ssh_keys.as_deref(),
             _ => None,
         };
         if let Some(s) = src {

@@ -208,6 +208,7 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
         }
         Cmd::Image(ImageCmd::Inspect { images }) => store::inspect_images(&r, &images),
         Cmd::Image(ImageCmd::Prune { format }) => store::prune(&r, &format),
+        Cmd::Ssh(a) => ssh(&r, a),
         other => Err(RemoteError::Unsupported(verb(&other)).into()),
     }
 }
@@ -222,6 +223,27 @@ fn verb(c: &Cmd) -> &'static str {
         Cmd::Router { .. } => "router",
         _ => "this verb",
     }
+}
+
+/// `gvpod ssh` through the service: the API's exec (as the remote `exec`)
+/// of [`crate::pod::ssh::REMOTE_SHELL`] as the pod's dev user.
+fn ssh(r: &Remote, a: super::ssh::SshArgs) -> anyhow::Result<i32> {
+    let v = view(r, &a.pod)?;
+    let Some(user) = v.config.dev.user.clone() else {
+        return Err(crate::pod::ssh::no_dev_user(&v.name).into());
+    };
+    let mut cmd: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        crate::pod::ssh::REMOTE_SHELL.into(),
+        "gvpod-ssh".into(),
+        user.clone(),
+    ];
+    if !a.cmd.is_empty() {
+        cmd.push(crate::pod::ssh::command_line(&a.cmd));
+    }
+    let tty = stream::is_terminal();
+    stream::exec(r, true, tty, vec![], Some(user), None, &v.id, cmd)
 }
 
 /// A pod's view, as `gvpod inspect` prints it.

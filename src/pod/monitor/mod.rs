@@ -242,6 +242,13 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         {
             tracing::warn!("recording start of {id}: {e}");
         }
+        // Every launch gets its sshd before the start is reported (a
+        // restore too: see pod::ssh::after_launch).
+        if pid.is_some() {
+            if let Some(l) = super::ssh::after_launch(ctx, id, &opts) {
+                out.line("stderr", l.as_bytes());
+            }
+        }
         if first {
             if let (Some(s), Some(p)) = (&sync, pid) {
                 let _ = proto::send(s, &FromMonitor::Started { pid: p }, &[]);
