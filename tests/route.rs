@@ -320,7 +320,7 @@ fn route_options_are_checked_with_one_line_and_make_nothing() {
     // The router's own refusals.
     one_line(
         &["router", "--listen", "nowhere"],
-        "invalid --listen \"nowhere\"",
+        "invalid router address \"nowhere\"",
     );
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
@@ -329,6 +329,39 @@ fn route_options_are_checked_with_one_line_and_make_nothing() {
         &format!("cannot listen on {addr}"),
     );
     one_line(&["port", "first", "--listening"], "pod first is created");
+    // The router also runs inside `gvpod system service --router`, which
+    // then does not idle out (--time 1 would end it after a second).
+    let sock = r.path().join("api.sock");
+    let mut svc = r
+        .cmd(&[
+            "system",
+            "service",
+            "--time",
+            "1",
+            "--router",
+            "127.0.0.1:0",
+            &format!("unix://{}", sock.display()),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(svc.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("service said: {line}"));
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, page) = via(port, "localhost-80.pod-first.localhost", "/");
+    assert_eq!(code, 502, "{page}");
+    assert!(page.contains("pod first is created"), "{page}");
+    assert!(svc.try_wait().unwrap().is_none(), "the service idled out");
+    let _ = svc.kill();
+    let _ = svc.wait();
     r.ok(&["rm", "first"]);
     r.assert_clean();
 }

@@ -560,5 +560,9 @@ pub enum SystemCmd {
         /// Where to listen (default: unix:///run/gvpod/gvpod.sock, or the
         /// socket systemd passed).
         address: Option<String>,
+        /// Also serve the shared dev-access router (as `gvpod router`) on
+        /// IP:PORT; the service then does not exit when idle.
+        #[arg(long, value_name = "IP:PORT")]
+        router: Option<String>,
     },
 }

@@ -71,11 +71,12 @@ fn init_tracing(level: &str) {
 /// Where `system service` listens when given no address.
 const DEFAULT_SOCKET: &str = "/run/gvpod/gvpod.sock";
 
-/// `gvpod router`: binds, says where, serves until stopped.
-fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
+/// Binds the shared router's address and says where it listens
+/// (`127.0.0.1:0` asks for any free port).
+fn bind_router(listen: &str) -> anyhow::Result<(std::net::TcpListener, String)> {
     let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
         PodError::Usage(format!(
-            "invalid --listen {listen:?}: use IP:PORT, e.g. 127.0.0.1:8080"
+            "invalid router address {listen:?}: use IP:PORT, e.g. 127.0.0.1:8080"
         ))
     })?;
     let l = std::net::TcpListener::bind(addr).map_err(|e| {
@@ -83,13 +84,18 @@ fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
             "cannot listen on {addr}: {e}; pick another address with --listen"
         ))
     })?;
-    // `--listen 127.0.0.1:0` asks for any free port: say which.
     let addr = l.local_addr().unwrap_or(addr);
     let port = addr.port();
     eprintln!(
         "gvpod router: listening on {addr}; open http://localhost-PORT.pod-NAME.localhost:{port}/ or http://PORT--NAME.localhost:{port}/"
     );
-    pod::route::serve_shared(ctx, l, addr.to_string());
+    Ok((l, addr.to_string()))
+}
+
+/// `gvpod router`: binds, says where, serves until stopped.
+fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
+    let (l, addr) = bind_router(listen)?;
+    pod::route::serve_shared(ctx, l, addr);
     Ok(0)
 }
 
@@ -424,14 +430,26 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format::info(&info, &format)?;
             Ok(0)
         }
-        Cmd::System(SystemCmd::Service { time, address }) => {
-            drop(ctx);
+        Cmd::System(SystemCmd::Service {
+            time,
+            address,
+            router,
+        }) => {
+            // The router is a long-lived entry: a service that carries one
+            // never idles out.
+            let idle = (time > 0 && router.is_none()).then(|| Duration::from_secs(time));
+            match router {
+                Some(listen) => {
+                    let (l, addr) = bind_router(&listen)?;
+                    std::thread::spawn(move || pod::route::serve_shared(ctx, l, addr));
+                }
+                None => drop(ctx),
+            }
             let listen = match (&address, crate::api::systemd_socket()) {
                 (Some(a), _) => crate::api::Listen::Path(crate::api::parse_address(a)?),
                 (None, Some(fd)) => crate::api::Listen::Inherited(fd),
                 (None, None) => crate::api::Listen::Path(DEFAULT_SOCKET.into()),
             };
-            let idle = (time > 0).then(|| Duration::from_secs(time));
             crate::api::serve(&cli.root, listen, idle)?;
             Ok(0)
         }
