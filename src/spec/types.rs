@@ -25,7 +25,9 @@ pub struct Project {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Network {
-    /// The gvpod network's name: `<project>-<key>`.
+    /// The gvpod network's name: `<project>-<key>` (not printed: `gvpod
+    /// config` prints a spec that loads again).
+    #[serde(skip)]
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet: Option<String>,
@@ -34,7 +36,8 @@ pub struct Network {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Pod {
-    /// The pod's gvpod name: `<project>-<key>`.
+    /// The pod's gvpod name: `<project>-<key>` (not printed, as above).
+    #[serde(skip)]
     pub name: String,
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,15 +127,30 @@ pub enum Probe {
     Cmd(String),
 }
 
-/// Durations in milliseconds.
+/// Durations in milliseconds (printed as the spec writes them: `1m30s`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Health {
     #[serde(flatten)]
     pub probe: Probe,
+    #[serde(rename = "interval", serialize_with = "duration")]
     pub interval_ms: u64,
+    #[serde(rename = "timeout", serialize_with = "duration")]
     pub timeout_ms: u64,
     pub retries: u32,
+    #[serde(
+        rename = "start_period",
+        serialize_with = "duration",
+        skip_serializing_if = "is_zero"
+    )]
     pub start_period_ms: u64,
+}
+
+fn duration<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&super::units::format_duration(*ms))
+}
+
+fn is_zero(ms: &u64) -> bool {
+    *ms == 0
 }
 
 /// Defaults of a health check (docker's, but a 5 s interval: dev pods).

@@ -39,9 +39,25 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     (total > 0).then_some(total)
 }
 
+/// Writes milliseconds as [`parse_duration`] reads them (`1m30s`, `500ms`).
+pub fn format_duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{format_duration, parse_duration};
 
     #[test]
     fn durations() {
@@ -55,5 +71,9 @@ mod tests {
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+        for ms in [1, 500, 1_000, 90_000, 3_723_004, 7_200_000] {
+            assert_eq!(parse_duration(&format_duration(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(format_duration(90_000), "1m30s");
     }
 }
