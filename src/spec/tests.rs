@@ -263,3 +263,11 @@ fn no_files_and_empty_files() {
         "a.yaml:1:1: no project name; expected `name:` (pods are named NAME-POD)"
     );
 }
+
+#[test]
+fn a_repeated_key_is_an_error_where_it_repeats() {
+    assert_eq!(
+        err("name: x\nname: y\npods: {a: {image: b}}\n"),
+        "a.yaml:2:1: invalid YAML: duplicated key in mapping; expected each key once"
+    );
+}

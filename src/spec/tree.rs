@@ -79,7 +79,15 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SpecError> {
                 line: m.line(),
                 col: m.col() + 1,
             },
-            format!("invalid YAML: {}; expected a YAML mapping", e.info()),
+            format!(
+                "invalid YAML: {}; expected {}",
+                e.info(),
+                if e.info().contains("duplicated key") {
+                    "each key once"
+                } else {
+                    "a YAML mapping"
+                }
+            ),
         )
     })?;
     let start = Loc {
