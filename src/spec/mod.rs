@@ -25,6 +25,7 @@
 mod check;
 mod decode;
 mod emit;
+mod service;
 mod tree;
 mod types;
 mod units;
@@ -114,6 +115,7 @@ fn project(root: &Node, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<Project, Spe
     check::name("project", &name, &name_n.at, 61)?;
 
     let mut networks = BTreeMap::new();
+    let mut subnets: Vec<(String, crate::net::cidr::Cidr)> = Vec::new();
     if let Some(nets) = top.get("networks") {
         for (k, v) in decode::mapping(nets, "networks", "a mapping of network names to networks")? {
             let path = decode::join("networks", &k.name);
@@ -133,12 +135,19 @@ fn project(root: &Node, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<Project, Spe
                 Some(s) => {
                     let p = f.path("subnet");
                     let t = decode::text(s, &p, "a subnet such as 198.18.60.0/24")?;
-                    t.parse::<crate::net::cidr::Cidr>().map_err(|_| {
+                    let cidr = t.parse::<crate::net::cidr::Cidr>().map_err(|_| {
                         SpecError::at(
                             &s.at,
                             format!("{p}: invalid value {t:?}; expected an IPv4 subnet such as 198.18.60.0/24"),
                         )
                     })?;
+                    if let Some((other, _)) = subnets.iter().find(|(_, c)| cidr.overlaps(c)) {
+                        return Err(SpecError::at(
+                            &s.at,
+                            format!("{p}: {t} overlaps the subnet of networks.{other}; expected subnets that do not overlap"),
+                        ));
+                    }
+                    subnets.push((k.name.clone(), cidr));
                     Some(t)
                 }
                 None => None,
@@ -182,6 +191,8 @@ fn project(root: &Node, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<Project, Spe
         ));
     }
     let mut pods = BTreeMap::new();
+    // Host ports published so far: (address, port, protocol) and the pod.
+    let mut published: Vec<(crate::net::PortSpec, String)> = Vec::new();
     for (k, v) in entries {
         let path = decode::join("pods", &k.name);
         check::name("pod", &k.name, &k.at, 62 - name.len())?;
@@ -200,6 +211,7 @@ fn project(root: &Node, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<Project, Spe
         };
         let pod = decode::pod(&merged, &path, format!("{name}-{}", k.name), dir_of)?;
         cross_checks(&pod, &merged, &path, &networks)?;
+        host_ports(&pod, &merged, &path, &mut published)?;
         pods.insert(k.name.clone(), pod);
     }
     Ok(Project {
@@ -288,6 +300,45 @@ fn cross_checks(
                 c.join(" -> ")
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A pod publishes ports only with a network to publish from, and no two
+/// pods of the project (nor two entries of one) take the same host port.
+fn host_ports(
+    pod: &Pod,
+    n: &Node,
+    path: &str,
+    published: &mut Vec<(crate::net::PortSpec, String)>,
+) -> Result<(), SpecError> {
+    let Some(Val::Seq(items)) = find(n, &["ports"]).map(|p| &p.val) else {
+        return Ok(());
+    };
+    for (i, (s, item)) in pod.ports.iter().zip(items).enumerate() {
+        let here = format!("{path}.ports[{i}]");
+        if let Some(net @ ("none" | "host")) = pod.network.as_deref() {
+            return Err(SpecError::at(
+                &item.at,
+                format!("{here}: a published port on network {net}; expected a pod network (remove network: {net} or the port)"),
+            ));
+        }
+        let Ok(spec) = crate::net::parse_port(s) else {
+            continue;
+        };
+        let Some(hp) = spec.host_port else { continue };
+        let clash = published.iter().find(|(o, _)| {
+            o.host_port == Some(hp)
+                && o.proto == spec.proto
+                && (o.host_ip.is_none() || spec.host_ip.is_none() || o.host_ip == spec.host_ip)
+        });
+        if let Some((_, other)) = clash {
+            return Err(SpecError::at(
+                &item.at,
+                format!("{here}: host port {hp}/{} is already published by {other}; expected a free host port", spec.proto),
+            ));
+        }
+        published.push((spec, here));
     }
     Ok(())
 }

@@ -271,3 +271,21 @@ fn a_repeated_key_is_an_error_where_it_repeats() {
         "a.yaml:2:1: invalid YAML: duplicated key in mapping; expected each key once"
     );
 }
+
+#[test]
+fn host_ports_and_subnets_do_not_clash() {
+    assert_eq!(
+        err("name: x\npods:\n  a: {image: b, ports: [\"8080:80\"]}\n  c: {image: b, ports: [\"127.0.0.1:8080:81\"]}\n"),
+        "a.yaml:4:25: pods.c.ports[0]: host port 8080/tcp is already published by pods.a.ports[0]; expected a free host port"
+    );
+    // Other protocol or another address: no clash.
+    ok("name: x\npods:\n  a: {image: b, ports: [\"127.0.0.1:8080:80\", \"8080:80/udp\"]}\n  c: {image: b, ports: [\"127.0.0.2:8080:81\"]}\n");
+    assert_eq!(
+        err("name: x\npods:\n  a: {image: b, network: none, ports: [\"8080:80\"]}\n"),
+        "a.yaml:3:40: pods.a.ports[0]: a published port on network none; expected a pod network (remove network: none or the port)"
+    );
+    assert_eq!(
+        err("name: x\npods: {a: {image: b}}\nnetworks:\n  n1: {subnet: 198.18.60.0/24}\n  n2: {subnet: 198.18.60.128/25}\n"),
+        "a.yaml:5:16: networks.n2.subnet: 198.18.60.128/25 overlaps the subnet of networks.n1; expected subnets that do not overlap"
+    );
+}
