@@ -6,10 +6,12 @@
 //! `name` is `<project>-<pod>`, a valid pod name and a DNS label; every
 //! port, route, restart policy, size and duration has passed gvpod's own
 //! parser; volume and ssh-key paths are absolute unless they start with `~`
-//! (expanded by whoever uses them); every `network` names a network of the
-//! project or one gvpod knows (`gvpod`, `none`, `host`, or one made with
-//! `gvpod network create`); `depends_on` names services of the same pod and
-//! has no cycle.
+//! (expanded by whoever uses them); every `network` is a network of the
+//! project or a valid gvpod network name (`gvpod`, `none`, `host`, or one
+//! made with `gvpod network create`: whether it exists is `up`'s to check,
+//! not this I/O-free module's); no two pods publish the same host port, and
+//! none on network `none`/`host`; `depends_on` names services of the same
+//! pod and has no cycle.
 
 use std::collections::BTreeMap;
 
