@@ -46,6 +46,7 @@ pods:
         start: busybox httpd -f -p 80
         port: 80
         health: {http: /, interval: 1m30s}
+        depends_on: [db]
   db:
     image: busybox:latest
     resources: {pids: 128}
@@ -71,6 +72,7 @@ fn a_two_pod_project_prints_merged_with_defaults() {
         (h["http"].as_str(), h["interval"].as_str()),
         (Some("/"), Some("1m30s"))
     );
+    assert_eq!(web["services"]["app"]["depends_on"][0], "db");
     let db = &v["pods"]["db"];
     assert_eq!(db["image"], "busybox:latest");
     assert_eq!(
@@ -159,7 +161,7 @@ fn bad_specs_exit_2_with_one_line_at_the_offending_place() {
         ),
         (
             "name: x\npods:\n  a:\n    image: busybox\n    services:\n      s1: {start: x, depends_on: [s2]}\n      s2: {start: x, depends_on: [s1]}\n",
-            "bad.yaml:6:35: pods.a.services.s1.depends_on: a cycle s1 -> s2 -> s1; expected services that do not wait for each other",
+            "bad.yaml:6:35: pods.a.services.s1.depends_on: a cycle a.s1 -> a.s2 -> a.s1; expected services that do not wait for each other",
         ),
         ("name: x\npods: {a: [b\n", ""),
     ];
@@ -201,4 +203,5 @@ fn the_bundled_webdb_example_is_valid() {
     let subnet = v["networks"]["backend"]["subnet"].as_str().unwrap();
     assert!(subnet.starts_with("198.18."), "{subnet}");
     assert_eq!(v["pods"]["web"]["services"]["httpd"]["health"]["http"], "/");
+    assert_eq!(v["pods"]["web"]["services"]["httpd"]["depends_on"][0], "db");
 }

@@ -1,12 +1,12 @@
 //! Checks across a decoded project: names (a pod's `<project>-<pod>` must
 //! be a gvpod pod name and a DNS label, since routes put it in host names),
-//! networks named by pods, and services' `depends_on` (targets exist in the
-//! same pod; no cycle, and a cycle is named in full).
+//! networks named by pods, and services' `depends_on` (targets are services
+//! of the same pod or other pods of the project; no cycle, and a cycle is
+//! named in full).
 
 use std::collections::BTreeMap;
 
 use super::tree::Loc;
-use super::types::Service;
 use super::SpecError;
 
 /// A DNS label of lowercase letters, digits and '-', not starting or
@@ -33,14 +33,14 @@ pub fn name(kind: &str, s: &str, at: &Loc, max: usize) -> Result<(), SpecError> 
     }
 }
 
-/// Finds a `depends_on` cycle among `services`: the services on it, first
-/// repeated at the end (`a -> b -> a`).
-pub fn cycle(services: &BTreeMap<String, Service>) -> Option<Vec<String>> {
+/// Finds a cycle in a dependency graph (node -> the nodes it waits for):
+/// the nodes on it, the first repeated at the end (`a -> b -> a`).
+pub fn cycle(graph: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
     // 0 unvisited, 1 on the current path, 2 done.
-    let mut state: BTreeMap<&str, u8> = services.keys().map(|k| (k.as_str(), 0)).collect();
+    let mut state: BTreeMap<&str, u8> = graph.keys().map(|k| (k.as_str(), 0)).collect();
     fn visit<'a>(
         n: &'a str,
-        services: &'a BTreeMap<String, Service>,
+        graph: &'a BTreeMap<String, Vec<String>>,
         state: &mut BTreeMap<&'a str, u8>,
         path: &mut Vec<&'a str>,
     ) -> Option<Vec<String>> {
@@ -56,8 +56,8 @@ pub fn cycle(services: &BTreeMap<String, Service>) -> Option<Vec<String>> {
         }
         state.insert(n, 1);
         path.push(n);
-        for d in &services[n].depends_on {
-            if let Some(c) = visit(d, services, state, path) {
+        for d in graph.get(n).into_iter().flatten() {
+            if let Some(c) = visit(d, graph, state, path) {
                 return Some(c);
             }
         }
@@ -65,8 +65,8 @@ pub fn cycle(services: &BTreeMap<String, Service>) -> Option<Vec<String>> {
         state.insert(n, 2);
         None
     }
-    for k in services.keys() {
-        if let Some(c) = visit(k, services, &mut state, &mut Vec::new()) {
+    for k in graph.keys() {
+        if let Some(c) = visit(k, graph, &mut state, &mut Vec::new()) {
             return Some(c);
         }
     }

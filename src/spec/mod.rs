@@ -190,6 +190,8 @@ fn project(root: &Node, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<Project, Spe
             "pods: no pods; expected at least one pod".into(),
         ));
     }
+    let pod_keys: Vec<&str> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
+    let mut merged_nodes = BTreeMap::new();
     let mut pods = BTreeMap::new();
     // Host ports published so far: (address, port, protocol) and the pod.
     let mut published: Vec<(crate::net::PortSpec, String)> = Vec::new();
@@ -210,10 +212,12 @@ fn project(root: &Node, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<Project, Spe
             None => own,
         };
         let pod = decode::pod(&merged, &path, format!("{name}-{}", k.name), dir_of)?;
-        cross_checks(&pod, &merged, &path, &networks)?;
+        cross_checks(&pod, &merged, &k.name, &pod_keys, &networks)?;
         host_ports(&pod, &merged, &path, &mut published)?;
         pods.insert(k.name.clone(), pod);
+        merged_nodes.insert(k.name.clone(), merged);
     }
+    no_cycle(&pods, &merged_nodes)?;
     Ok(Project {
         name,
         networks,
@@ -241,9 +245,11 @@ fn key_loc<'a>(n: &'a Node, keys: &[&str], last: &str) -> Option<&'a Loc> {
 fn cross_checks(
     pod: &Pod,
     n: &Node,
-    path: &str,
+    key: &str,
+    pod_keys: &[&str],
     networks: &BTreeMap<String, Network>,
 ) -> Result<(), SpecError> {
+    let path = decode::join("pods", key);
     if let (Some(net), Some(at)) = (&pod.network, find(n, &["network"])) {
         if !networks.contains_key(net) && !crate::util::is_valid_name(net) {
             return Err(SpecError::at(
@@ -257,51 +263,81 @@ fn cross_checks(
         if let Some(at) = key_loc(n, &["services"], s) {
             check::name("service", s, at, 63)?;
         }
-        let deps = find(n, &["services", s, "depends_on"]);
-        let item = |i: usize| -> Loc {
-            match deps.map(|d| &d.val) {
-                Some(Val::Seq(items)) if i < items.len() => items[i].at.clone(),
-                _ => deps.map(|d| d.at.clone()).unwrap_or_else(|| n.at.clone()),
-            }
-        };
         for (i, d) in svc.depends_on.iter().enumerate() {
-            if !pod.services.contains_key(d) {
-                let known: Vec<&str> = pod
+            let other_pod = *d != key && pod_keys.contains(&d.as_str());
+            if !pod.services.contains_key(d) && !other_pod {
+                let known: Vec<String> = pod
                     .services
                     .keys()
-                    .map(String::as_str)
-                    .filter(|k| k != s)
+                    .filter(|k| *k != s)
+                    .cloned()
+                    .chain(
+                        pod_keys
+                            .iter()
+                            .filter(|p| **p != key)
+                            .map(|p| format!("pod {p}")),
+                    )
                     .collect();
                 return Err(SpecError::at(
-                    &item(i),
+                    &dep_loc(n, s, i),
                     format!(
-                        "{spath}.depends_on[{i}]: no service {d:?} in this pod; expected one of: {}",
-                        if known.is_empty() { "(no other services)".to_string() } else { known.join(", ") }
+                        "{spath}.depends_on[{i}]: no service {d:?} in this pod and no other pod {d:?}; expected one of: {}",
+                        if known.is_empty() { "(nothing else to wait for)".to_string() } else { known.join(", ") }
                     ),
                 ));
             }
         }
     }
-    if let Some(c) = check::cycle(&pod.services) {
-        let first = &c[0];
-        let i = pod.services[first]
-            .depends_on
-            .iter()
-            .position(|d| *d == c[1])
-            .unwrap_or(0);
-        let at = match find(n, &["services", first, "depends_on"]).map(|d| &d.val) {
-            Some(Val::Seq(items)) if i < items.len() => items[i].at.clone(),
-            _ => n.at.clone(),
-        };
-        return Err(SpecError::at(
-            &at,
-            format!(
-                "{path}.services.{first}.depends_on: a cycle {}; expected services that do not wait for each other",
-                c.join(" -> ")
-            ),
-        ));
-    }
     Ok(())
+}
+
+/// Where `services.<s>.depends_on[i]` was written.
+fn dep_loc(n: &Node, s: &str, i: usize) -> Loc {
+    let deps = find(n, &["services", s, "depends_on"]);
+    match deps.map(|d| &d.val) {
+        Some(Val::Seq(items)) if i < items.len() => items[i].at.clone(),
+        _ => deps.map(|d| d.at.clone()).unwrap_or_else(|| n.at.clone()),
+    }
+}
+
+/// No service waits, through `depends_on`, for itself. A service that
+/// names a service of its pod waits for it; one that names another pod
+/// waits for every service of that pod (a name that is both is the
+/// service).
+fn no_cycle(pods: &BTreeMap<String, Pod>, nodes: &BTreeMap<String, Node>) -> Result<(), SpecError> {
+    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (pk, pod) in pods {
+        for (s, svc) in &pod.services {
+            let mut out = Vec::new();
+            for d in &svc.depends_on {
+                if pod.services.contains_key(d) {
+                    out.push(format!("{pk}.{d}"));
+                } else if let Some(other) = pods.get(d) {
+                    out.extend(other.services.keys().map(|o| format!("{d}.{o}")));
+                }
+            }
+            graph.insert(format!("{pk}.{s}"), out);
+        }
+    }
+    let Some(c) = check::cycle(&graph) else {
+        return Ok(());
+    };
+    let (pk, s) = c[0].split_once('.').unwrap_or_default();
+    let (npk, ns) = c[1].split_once('.').unwrap_or_default();
+    let target = if npk == pk { ns } else { npk };
+    let pod = &pods[pk];
+    let i = pod.services[s]
+        .depends_on
+        .iter()
+        .position(|d| d == target)
+        .unwrap_or(0);
+    Err(SpecError::at(
+        &dep_loc(&nodes[pk], s, i),
+        format!(
+            "pods.{pk}.services.{s}.depends_on: a cycle {}; expected services that do not wait for each other",
+            c.join(" -> ")
+        ),
+    ))
 }
 
 /// A pod publishes ports only with a network to publish from, and no two

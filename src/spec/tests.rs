@@ -231,15 +231,27 @@ fn depends_on_targets_and_cycles() {
     let svc = "name: x\npods:\n  a:\n    image: b\n    services:\n      s1: {start: x, depends_on: [s2]}\n      s2: {start: x, depends_on: [s3]}\n      s3: {start: x, depends_on: [s1]}\n";
     assert_eq!(
         err(svc),
-        "a.yaml:6:35: pods.a.services.s1.depends_on: a cycle s1 -> s2 -> s3 -> s1; expected services that do not wait for each other"
+        "a.yaml:6:35: pods.a.services.s1.depends_on: a cycle a.s1 -> a.s2 -> a.s3 -> a.s1; expected services that do not wait for each other"
     );
     assert_eq!(
         err("name: x\npods:\n  a:\n    image: b\n    services:\n      s1: {start: x, depends_on: [s1]}\n"),
-        "a.yaml:6:35: pods.a.services.s1.depends_on: a cycle s1 -> s1; expected services that do not wait for each other"
+        "a.yaml:6:35: pods.a.services.s1.depends_on: a cycle a.s1 -> a.s1; expected services that do not wait for each other"
     );
     assert_eq!(
         err("name: x\npods:\n  a:\n    image: b\n    services:\n      s1: {start: x, depends_on: [db]}\n      s2: {start: x}\n"),
-        "a.yaml:6:35: pods.a.services.s1.depends_on[0]: no service \"db\" in this pod; expected one of: s2"
+        "a.yaml:6:35: pods.a.services.s1.depends_on[0]: no service \"db\" in this pod and no other pod \"db\"; expected one of: s2"
+    );
+    // Another pod: its services are waited for, and cycles go across pods.
+    let across = "name: x\npods:\n  web:\n    image: b\n    services:\n      app: {start: x, depends_on: [db]}\n  db:\n    image: b\n    services:\n      sql: {start: x}\n      sync: {start: x, depends_on: [web]}\n";
+    assert_eq!(
+        err(across),
+        "a.yaml:11:37: pods.db.services.sync.depends_on: a cycle db.sync -> web.app -> db.sync; expected services that do not wait for each other"
+    );
+    let p = ok(&across.replace(", depends_on: [web]", ""));
+    assert_eq!(p.pods["web"].services["app"].depends_on, ["db"]);
+    assert_eq!(
+        err("name: x\npods:\n  web:\n    image: b\n    services:\n      app: {start: x, depends_on: [web]}\n"),
+        "a.yaml:6:36: pods.web.services.app.depends_on[0]: no service \"web\" in this pod and no other pod \"web\"; expected one of: (nothing else to wait for)"
     );
     let ok_chain = "name: x\npods:\n  a:\n    image: b\n    services:\n      s1: {start: x, depends_on: [s2, s3]}\n      s2: {start: x, depends_on: [s3]}\n      s3: {start: x}\n";
     assert_eq!(ok(ok_chain).pods["a"].services.len(), 3);

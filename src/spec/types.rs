@@ -10,8 +10,9 @@
 //! project or a valid gvpod network name (`gvpod`, `none`, `host`, or one
 //! made with `gvpod network create`: whether it exists is `up`'s to check,
 //! not this I/O-free module's); no two pods publish the same host port, and
-//! none on network `none`/`host`; `depends_on` names services of the same
-//! pod and has no cycle.
+//! none on network `none`/`host`; each `depends_on` entry names a service
+//! of the same pod (that wins a tie) or another pod of the project (all its
+//! services), and no service waits for itself through them.
 
 use std::collections::BTreeMap;
 
