@@ -61,6 +61,7 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
         crate::image::registry::RegistryError,
         crate::bundle::BundleError,
         crate::snapshot::SnapshotError,
+        crate::spec::SpecError,
         crate::state::StateError,
         crate::runsc::RunscError,
         crate::net::NetError,

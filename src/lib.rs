@@ -17,6 +17,7 @@ mod pod;
 mod router;
 mod runsc;
 mod snapshot;
+mod spec;
 mod state;
 mod sys;
 mod util;

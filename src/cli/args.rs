@@ -450,6 +450,8 @@ pub enum Cmd {
     Ssh(super::ssh::SshArgs),
     /// Print the ssh client config that reaches --ssh pods as NAME.gvpod.
     SshConfig(super::ssh::SshConfigArgs),
+    /// Print the merged, validated pod spec (gvpod.yaml, or -f FILE...).
+    Config(super::config::ConfigArgs),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.

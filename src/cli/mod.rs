@@ -4,6 +4,7 @@
 //! command cannot run / not found, else the pod's own exit code).
 
 mod args;
+mod config;
 mod format;
 mod remote;
 mod snapshot;
@@ -35,6 +36,9 @@ pub fn main() -> i32 {
     }
     if let Cmd::SshProxy(a) = cli.cmd {
         return ssh::ssh_proxy(&cli.root, a);
+    }
+    if let Cmd::Config(a) = cli.cmd {
+        return config::config(a);
     }
     let res = match cli.url.clone() {
         Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
@@ -469,7 +473,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),
         Cmd::SshConfig(a) => ssh::ssh_config(&mut ctx, &cli.root, a),
-        Cmd::Monitor { .. } | Cmd::SshProxy(_) => {
+        Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) => {
             unreachable!("handled before the context is opened")
         }
     }
