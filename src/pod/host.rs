@@ -56,21 +56,39 @@ impl Host for System {
                 dirs.push(e.path().join(rel));
             }
         }
+        // `runsc delete` returns while a killed sandbox's tasks may still be
+        // leaving its cgroups (rmdir: EBUSY): wait a little for them, and
+        // try every controller whatever one of them says, so one busy
+        // hierarchy does not leave the others behind.
+        let mut first_err = None;
         for d in dirs {
-            match std::fs::remove_dir(&d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
-                Err(e) => {
-                    return Err(PodError::Io {
-                        what: "cannot remove cgroup",
-                        path: d,
-                        source: e,
-                    })
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                match std::fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(PodError::Io {
+                            what: "cannot remove cgroup",
+                            path: d,
+                            source: e,
+                        });
+                        break;
+                    }
                 }
             }
         }
-        Ok(())
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn remove_netns(&self, path: &Path) -> Result<()> {
