@@ -436,24 +436,7 @@ pub fn rename_noreplace(
     new_dir: BorrowedFd<'_>,
     new_name: &OsStr,
 ) -> io::Result<()> {
-    let o = name_c(old_name)?;
-    let n = name_c(new_name)?;
-    // SAFETY: valid fds and NUL-terminated names.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            old_dir.as_raw_fd(),
-            o.as_ptr(),
-            new_dir.as_raw_fd(),
-            n.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    renameat2(old_dir, old_name, new_dir, new_name, libc::RENAME_NOREPLACE)
 }
 
 /// `renameat(2)`: replaces `new_name` in `new_dir` atomically (names, not paths).
@@ -463,17 +446,35 @@ pub fn renameat(
     new_dir: BorrowedFd<'_>,
     new_name: &OsStr,
 ) -> io::Result<()> {
+    renameat2(old_dir, old_name, new_dir, new_name, 0)
+}
+
+/// `renameat2(2)` with `flags` (0: plain `renameat`).
+fn renameat2(
+    old_dir: BorrowedFd<'_>,
+    old_name: &OsStr,
+    new_dir: BorrowedFd<'_>,
+    new_name: &OsStr,
+    flags: libc::c_uint,
+) -> io::Result<()> {
     let o = name_c(old_name)?;
     let n = name_c(new_name)?;
-    // SAFETY: valid fds and NUL-terminated names.
-    cvt(unsafe {
-        libc::renameat(
+    // SAFETY: valid fds and NUL-terminated names; renameat2 reads nothing else.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
             old_dir.as_raw_fd(),
             o.as_ptr(),
             new_dir.as_raw_fd(),
             n.as_ptr(),
+            flags,
         )
-    })
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Flushes the whole filesystem holding `fd` (one call per unpacked layer
