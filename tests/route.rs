@@ -6,46 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::route::{route_port, Router};
 use common::{stderr, Root};
-
-/// A `gvpod router` of a test root, stopped (and reaped) on drop.
-struct Router {
-    child: Child,
-    port: u16,
-}
-
-impl Router {
-    fn start(r: &Root) -> Router {
-        let mut child = r
-            .cmd(&["router", "--listen", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "gvpod router: listening on 127.0.0.1:PORT; open …"
-        let port = line
-            .split("listening on 127.0.0.1:")
-            .nth(1)
-            .and_then(|s| s.split(';').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("router said: {line}"));
-        Router { child, port }
-    }
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// curl ARGS…: (status code, body).
 fn curl(args: &[&str]) -> (u16, String) {
@@ -65,16 +30,6 @@ fn via(port: u16, host: &str, path: &str) -> (u16, String) {
         &format!("Host: {host}"),
         &format!("http://127.0.0.1:{port}{path}"),
     ])
-}
-
-/// The route port `gvpod port POD` names ("route -> 127.0.0.1:P (default port D)").
-fn route_port(r: &Root, pod: &str) -> u16 {
-    let out = r.ok(&["port", pod]);
-    out.lines()
-        .find_map(|l| l.strip_prefix("route -> 127.0.0.1:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no route in: {out}"))
 }
 
 /// A script for busybox: "address" on port 80 of every address, "loopback"
@@ -332,36 +287,25 @@ fn route_options_are_checked_with_one_line_and_make_nothing() {
     // The router also runs inside `gvpod system service --router`, which
     // then does not idle out (--time 1 would end it after a second).
     let sock = r.path().join("api.sock");
-    let mut svc = r
-        .cmd(&[
+    let sock = format!("unix://{}", sock.display());
+    let mut svc = Router::spawn(
+        &r,
+        &[
             "system",
             "service",
             "--time",
             "1",
             "--router",
             "127.0.0.1:0",
-            &format!("unix://{}", sock.display()),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(svc.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("service said: {line}"));
+            &sock,
+        ],
+    );
     std::thread::sleep(Duration::from_secs(3));
-    let (code, page) = via(port, "localhost-80.pod-first.localhost", "/");
+    let (code, page) = via(svc.port, "localhost-80.pod-first.localhost", "/");
     assert_eq!(code, 502, "{page}");
     assert!(page.contains("pod first is created"), "{page}");
-    assert!(svc.try_wait().unwrap().is_none(), "the service idled out");
-    let _ = svc.kill();
-    let _ = svc.wait();
+    assert!(svc.running(), "the service idled out");
+    drop(svc);
     r.ok(&["rm", "first"]);
     r.assert_clean();
 }

@@ -12,52 +12,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::route::{route_port, Router};
 use common::{stderr, stdout, Root};
 
-/// A `gvpod router` of a test root, stopped (and reaped) on drop.
-struct Router {
-    child: Child,
-    port: u16,
-}
-
-impl Router {
-    fn start(r: &Root) -> Router {
-        let mut child = r
-            .cmd(&["router", "--listen", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split("listening on 127.0.0.1:")
-            .nth(1)
-            .and_then(|s| s.split(';').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("router said: {line}"));
-        Router { child, port }
-    }
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn route_port(r: &Root, pod: &str) -> u16 {
-    let out = r.ok(&["port", pod]);
-    out.lines()
-        .find_map(|l| l.strip_prefix("route -> 127.0.0.1:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no route in: {out}"))
-}
-
-/// A pod running ws-echo on its loopback, routed; (root, route port).
+/// A pod running ws-echo on its loopback only, routed; its route port.
 fn dev_pod(r: &Root) -> u16 {
     let image = r.load_devbox();
     r.network("rw", false);

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod pods;
 pub mod registry;
+pub mod route;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
