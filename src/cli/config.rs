@@ -19,38 +19,17 @@ pub struct ConfigArgs {
     pub format: String,
 }
 
-/// Runs `gvpod config`; returns the exit code. A spec error is printed
-/// as its own `FILE:LINE:COL: …` line (the form editors jump to).
-pub fn config(a: ConfigArgs) -> i32 {
-    match load(&a.files) {
-        Ok(p) => {
-            let v = match serde_json::to_value(&p) {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("gvpod: cannot serialize the spec: {e}");
-                    return 125;
-                }
-            };
-            if a.format == "json" {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                print!("{}", spec::to_yaml(&v));
-            }
-            0
-        }
-        Err(e) => {
-            let msg: String = e
-                .to_string()
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            match e {
-                SpecError::At { .. } => eprintln!("{msg}"),
-                _ => eprintln!("gvpod: {msg}"),
-            }
-            e.kind().exit_code()
-        }
+/// Runs `gvpod config`. A spec error goes back to `cli::main`, which
+/// prints it as its own `FILE:LINE:COL: …` line (the form editors jump to).
+pub fn config(a: ConfigArgs) -> anyhow::Result<i32> {
+    let p = load(&a.files)?;
+    let v = serde_json::to_value(&p)?;
+    if a.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", spec::to_yaml(&v));
     }
+    Ok(0)
 }
 
 fn load(files: &[PathBuf]) -> Result<spec::Project, SpecError> {

@@ -37,14 +37,16 @@ pub fn main() -> i32 {
     if let Cmd::SshProxy(a) = cli.cmd {
         return ssh::ssh_proxy(&cli.root, a);
     }
-    if let Cmd::Config(a) = cli.cmd {
-        return config::config(a);
-    }
-    let res = match cli.url.clone() {
-        Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
-            remote::dispatch(cli, &url)
+    let res = if let Cmd::Config(a) = cli.cmd {
+        // Needs no root and no data root: before the context is opened.
+        config::config(a)
+    } else {
+        match cli.url.clone() {
+            Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
+                remote::dispatch(cli, &url)
+            }
+            _ => dispatch(cli),
         }
-        _ => dispatch(cli),
     };
     match res {
         Ok(code) => code,
@@ -56,7 +58,12 @@ pub fn main() -> i32 {
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
-            eprintln!("gvpod: {msg}");
+            // A spec error names its file, line and column first, the form
+            // editors jump to.
+            match e.downcast_ref::<crate::spec::SpecError>() {
+                Some(crate::spec::SpecError::At { .. }) => eprintln!("{msg}"),
+                _ => eprintln!("gvpod: {msg}"),
+            }
             crate::error::exit_code(&e)
         }
     }
