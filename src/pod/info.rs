@@ -71,6 +71,7 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
         p.status.as_str().to_string()
     };
     let restarting = p.restarting();
+    let port_rows = ctx.db.ports_of(&p.id).unwrap_or_default();
     Ok(PodView {
         status,
         restart_count: p.restart_count,
@@ -91,17 +92,14 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
             .flatten()
             .map(|(_, ip)| ip.to_string()),
         network: ctx.db.lease_of(&p.id).ok().flatten().map(|(n, _)| n),
-        ports: super::network::mappings(&ctx.db.ports_of(&p.id).unwrap_or_default())
+        ports: super::network::mappings(&port_rows)
             .iter()
             .map(|m| m.to_string())
             .collect(),
-        route: super::route::route_of(ctx, &p.id)
-            .ok()
-            .flatten()
-            .map(|m| RouteView {
-                address: format!("{}:{}", m.host_ip, m.host_port),
-                default_port: m.pod_port,
-            }),
+        route: super::route::route_in(&port_rows).map(|m| RouteView {
+            address: format!("{}:{}", m.host_ip, m.host_port),
+            default_port: m.pod_port,
+        }),
         auto_remove: p.auto_remove,
         monitor_pid: p.monitor_pid,
         config,

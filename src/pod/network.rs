@@ -523,11 +523,13 @@ pub fn pod_hosts(
     ))
 }
 
-/// Binds the pod's published ports (the monitor holds them). TCP listeners
-/// also proxy to the pod whatever reaches them rather than the DNAT rules.
-pub fn hold_ports(ctx: &Ctx, pod_id: &str) -> Result<Vec<std::os::fd::OwnedFd>> {
-    let ports = mappings(&ctx.db.ports_of(pod_id)?);
-    let ip = ctx.db.lease_of(pod_id)?.map(|(_, ip)| ip);
+/// Binds the pod's published ports (the monitor holds them) and its route
+/// port (`pod::route::hold`). TCP listeners also proxy to the pod whatever
+/// reaches them rather than the DNAT rules.
+pub fn hold_ports(ctx: &Ctx, pod: &PodRow) -> Result<Vec<std::os::fd::OwnedFd>> {
+    let rows = ctx.db.ports_of(&pod.id)?;
+    let ports = mappings(&rows);
+    let ip = ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip);
     let mut held = vec![];
     for p in ports {
         let fd = net::ports::bind(p.proto, p.host_ip, p.host_port)?;
@@ -537,6 +539,9 @@ pub fn hold_ports(ctx: &Ctx, pod_id: &str) -> Result<Vec<std::os::fd::OwnedFd>> 
             }
             _ => held.push(fd),
         }
+    }
+    if let Some(route) = super::route::route_in(&rows) {
+        super::route::hold(ctx, pod, route)?;
     }
     Ok(held)
 }

@@ -145,14 +145,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     // Published ports: real listening sockets, held for the pod's life
     // (dropped when this process exits). Taken before runsc starts, so a
     // port grabbed since `create` fails the start with a clear error.
-    let _held_ports = match super::network::hold_ports(ctx, id) {
+    // The route port (`--route`) too, served on threads of this process.
+    let _held_ports = match super::network::hold_ports(ctx, &pod) {
         Ok(h) => h,
         Err(e) => return Err((sync.take(), e)),
     };
-    // The route port (`--route`), served on threads of this process.
-    if let Err(e) = super::route::hold(ctx, &pod) {
-        return Err((sync.take(), e));
-    }
 
     let bundle = ctx.bundle_dir(id);
     let log = match std::fs::OpenOptions::new()

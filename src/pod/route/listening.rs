@@ -108,9 +108,10 @@ pub fn listening(ctx: &mut Ctx, key: &str) -> Result<Vec<ListeningPort>> {
     let flags = ctx.flags_of(&pod)?;
     let runsc = ctx.runsc_for(&flags)?;
     let text = runsc.read_in_pod(&flags, &pod.id, &["/proc/net/tcp", "/proc/net/tcp6"])?;
-    let route = super::route_of(ctx, &pod.id)?;
+    let rows = ctx.db.ports_of(&pod.id)?;
+    let route = super::route_in(&rows);
     let router = router_address(ctx);
-    let published = super::super::network::mappings(&ctx.db.ports_of(&pod.id)?);
+    let published = super::super::network::mappings(&rows);
     let url_host = |ip: Ipv4Addr| {
         if ip.is_unspecified() || ip.is_loopback() {
             None

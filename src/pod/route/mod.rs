@@ -39,7 +39,7 @@ use super::{Ctx, PodError, Result};
 use crate::bundle::PodOptions;
 use crate::net::{PortMapping, Proto};
 use crate::router::{Connected, Entry, Refusal, Resolver, Route};
-use crate::state::{PodRow, PodStatus};
+use crate::state::{PodRow, PodStatus, PortRow};
 
 /// The automatic route port range, `FIRST-LAST`.
 pub const RANGE_ENV: &str = "GVPOD_ROUTE_PORTS";
@@ -195,30 +195,23 @@ pub fn resolve(
     )))
 }
 
-/// The route port of a pod, if it has one.
-pub fn route_of(ctx: &Ctx, pod_id: &str) -> Result<Option<PortMapping>> {
-    Ok(ctx
-        .db
-        .ports_of(pod_id)?
-        .into_iter()
-        .find(|r| r.route)
-        .and_then(|r| {
-            Some(PortMapping {
-                host_ip: r.host_ip.parse().ok()?,
-                host_port: r.host_port,
-                pod_port: r.pod_port,
-                proto: Proto::Tcp,
-            })
-        }))
+/// The route port among a pod's port rows, if it has one.
+pub fn route_in(rows: &[PortRow]) -> Option<PortMapping> {
+    rows.iter().find(|r| r.route).and_then(|r| {
+        Some(PortMapping {
+            host_ip: r.host_ip.parse().ok()?,
+            host_port: r.host_port,
+            pod_port: r.pod_port,
+            proto: Proto::Tcp,
+        })
+    })
 }
 
-/// Binds the pod's route port and serves it on threads of this process
-/// (the pod's monitor) until it exits. Run before the sandbox starts, so a
-/// port taken since `create` fails the start with one line.
-pub fn hold(ctx: &Ctx, pod: &PodRow) -> Result<()> {
-    let Some(m) = route_of(ctx, &pod.id)? else {
-        return Ok(());
-    };
+/// Binds the pod's route port `m` and serves it on threads of this process
+/// (the pod's monitor, from `network::hold_ports`) until it exits. Run
+/// before the sandbox starts, so a port taken since `create` fails the
+/// start with one line.
+pub fn hold(ctx: &Ctx, pod: &PodRow, m: PortMapping) -> Result<()> {
     let fd = crate::net::ports::bind(Proto::Tcp, m.host_ip, m.host_port)?;
     let target = PodTarget::of(ctx, pod)?;
     crate::router::spawn(
