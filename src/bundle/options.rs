@@ -73,6 +73,15 @@ pub struct PodOptions {
     /// `--dev-user`, `--ssh`, `--ssh-key` (see `bundle::devuser`).
     #[serde(default)]
     pub dev: super::devuser::DevAccess,
+    /// Shell commands run once in the pod, as root, after its first start
+    /// (a spec's `setup`; `pod::service` runs them and records that it did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
+    /// Services the pod's monitor supervises inside the pod (a spec's
+    /// `services`, validated by `spec`): installed once, started after
+    /// every launch, restarted by their policy, health-checked.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub services: std::collections::BTreeMap<String, crate::spec::Service>,
 }
 
 /// A restart policy (`--restart`, docker's `HostConfig.RestartPolicy`),

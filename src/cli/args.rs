@@ -218,6 +218,8 @@ impl TryFrom<&RunArgs> for PodOptions {
                 .map(|e| bundle::parse_expose(e))
                 .collect::<Result<_, _>>()?,
             dev: a.dev.to_access()?,
+            setup: vec![],
+            services: Default::default(),
         };
         Ok(opts)
     }

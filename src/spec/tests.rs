@@ -301,3 +301,18 @@ fn host_ports_and_subnets_do_not_clash() {
         "a.yaml:5:16: networks.n2.subnet: 198.18.60.128/25 overlaps the subnet of networks.n1; expected subnets that do not overlap"
     );
 }
+
+#[test]
+fn a_service_reads_back_from_the_json_a_pod_stores() {
+    let p = ok("name: x\npods:\n  a:\n    image: b\n    services:\n      web: {start: httpd, port: 3000, depends_on: [db], health: {http: /, interval: 1m30s, start_period: 500ms}}\n      db: {install: 'true', start: db, health: {cmd: 'test -e /x'}}\n");
+    let services = &p.pods["a"].services;
+    let json = serde_json::to_string(services).unwrap();
+    let back: std::collections::BTreeMap<String, Service> = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, services);
+    assert_eq!(back["web"].health.as_ref().unwrap().interval_ms, 90_000);
+    assert_eq!(back["web"].health.as_ref().unwrap().start_period_ms, 500);
+    assert!(serde_json::from_str::<Health>(
+        r#"{"tcp": 1, "interval": "0s", "timeout": "1s", "retries": 1}"#
+    )
+    .is_err());
+}

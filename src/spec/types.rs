@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Project {
@@ -103,23 +103,25 @@ impl Resources {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// Stored with a pod's options (`bundle::PodOptions::services`), so it also
+/// reads back from the JSON it writes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Service {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install: Option<String>,
     pub start: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
 
 /// What a health check probes.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
     /// An HTTP GET of this path on the service's port; 2xx/3xx is healthy.
@@ -131,25 +133,41 @@ pub enum Probe {
 }
 
 /// Durations in milliseconds (printed as the spec writes them: `1m30s`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
     #[serde(flatten)]
     pub probe: Probe,
-    #[serde(rename = "interval", serialize_with = "duration")]
+    #[serde(
+        rename = "interval",
+        serialize_with = "duration",
+        deserialize_with = "read_duration"
+    )]
     pub interval_ms: u64,
-    #[serde(rename = "timeout", serialize_with = "duration")]
+    #[serde(
+        rename = "timeout",
+        serialize_with = "duration",
+        deserialize_with = "read_duration"
+    )]
     pub timeout_ms: u64,
     pub retries: u32,
     #[serde(
         rename = "start_period",
         serialize_with = "duration",
-        skip_serializing_if = "is_zero"
+        deserialize_with = "read_duration",
+        skip_serializing_if = "is_zero",
+        default
     )]
     pub start_period_ms: u64,
 }
 
 fn duration<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&super::units::format_duration(*ms))
+}
+
+fn read_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    super::units::parse_duration(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("bad duration {text:?}")))
 }
 
 fn is_zero(ms: &u64) -> bool {
