@@ -379,6 +379,8 @@ pub fn logs(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::i
             follow: req.flag("follow"),
             tail,
             since,
+            // gvpod's own parameter: a supervised service's log.
+            service: req.query("service").map(str::to_string),
         },
         &mut emit,
     );

@@ -247,6 +247,9 @@ pub enum Cmd {
         /// Print ids only.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Only the pods of this project (`gvpod up`).
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
         /// Output format: table or json.
         #[arg(long, default_value = "table")]
         format: String,
@@ -270,6 +273,9 @@ pub enum Cmd {
         /// Prefix each line with its time.
         #[arg(short = 't', long)]
         timestamps: bool,
+        /// The log of one of the pod's supervised services.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
         pod: String,
     },
     /// Run a command in a running pod.
@@ -454,6 +460,13 @@ pub enum Cmd {
     SshConfig(super::ssh::SshConfigArgs),
     /// Print the merged, validated pod spec (gvpod.yaml, or -f FILE...).
     Config(super::config::ConfigArgs),
+    /// Create and start a project's networks and pods from its spec.
+    Up(super::project::UpArgs),
+    /// Remove a project's pods and networks.
+    Down(super::project::DownArgs),
+    /// List, start, stop or restart a pod's supervised services.
+    #[command(subcommand)]
+    Service(super::project::ServiceCmd),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.

@@ -32,7 +32,7 @@ pub fn config(a: ConfigArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn load(files: &[PathBuf]) -> Result<spec::Project, SpecError> {
+pub(super) fn load(files: &[PathBuf]) -> Result<spec::Project, SpecError> {
     let files: Vec<PathBuf> = if files.is_empty() {
         let found = spec::DEFAULT_FILES
             .iter()

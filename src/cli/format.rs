@@ -134,7 +134,13 @@ fn status_text(p: &PodView) -> String {
             p.exit_code.map_or("unknown".to_string(), |c| c.to_string()),
             p.finished.as_deref().map(ago).unwrap_or_default()
         ),
-        "running" => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
+        "running" => match &p.health {
+            Some(h) => format!(
+                "Up {} ({h})",
+                p.started.as_deref().map(ago).unwrap_or_default()
+            ),
+            None => format!("Up {}", p.started.as_deref().map(ago).unwrap_or_default()),
+        },
         "exited" if p.checkpointed.is_some() => format!(
             "Checkpointed ({}) {} ago",
             p.checkpointed.as_deref().unwrap_or_default(),
@@ -151,6 +157,34 @@ fn status_text(p: &PodView) -> String {
             c
         }
     }
+}
+
+/// `service ls`.
+pub fn services(v: &[crate::pod::service::ServiceView], json: bool) -> anyhow::Result<()> {
+    if json {
+        return self::json(v);
+    }
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|s| {
+            let check: String = s
+                .check_output
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(60)
+                .collect();
+            vec![
+                s.name.clone(),
+                s.state.clone(),
+                s.health.clone(),
+                s.restarts.to_string(),
+                s.port.map(|p| p.to_string()).unwrap_or_default(),
+                check,
+            ]
+        })
+        .collect();
+    table(&["SERVICE", "STATE", "HEALTH", "RESTARTS", "PORT", "LAST CHECK"], &rows);
+    Ok(())
 }
 
 pub fn ps(pods: &[PodView], quiet: bool, format: &str) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 
 mod args;
 mod config;
+mod project;
 mod format;
 mod remote;
 mod snapshot;
@@ -157,8 +158,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(code)
         }
-        Cmd::Ps { all, quiet, format } => {
-            let pods = pod::list(&mut ctx, all)?;
+        Cmd::Ps {
+            all,
+            quiet,
+            project,
+            format,
+        } => {
+            let mut pods = pod::list(&mut ctx, all)?;
+            if let Some(p) = &project {
+                pods.retain(|v| v.config.labels.get(pod::service::PROJECT_LABEL) == Some(p));
+            }
             format::ps(&pods, quiet, &format)?;
             Ok(0)
         }
@@ -175,6 +184,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tail,
             since,
             timestamps,
+            service,
             pod: key,
         } => {
             let pod = ctx.lookup(&key)?;
@@ -204,6 +214,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     follow,
                     tail,
                     since,
+                    service,
                 },
                 &mut emit,
             )?;
@@ -480,6 +491,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),
         Cmd::SshConfig(a) => ssh::ssh_config(&mut ctx, &cli.root, a),
+        Cmd::Up(a) => project::up(&mut ctx, a, debug),
+        Cmd::Down(a) => project::down(&mut ctx, a),
+        Cmd::Service(c) => project::service(&mut ctx, c),
         Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) => {
             unreachable!("handled before the context is opened")
         }

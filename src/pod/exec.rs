@@ -47,6 +47,9 @@ pub enum ExecStdio {
 pub struct ExecProcess {
     child: Child,
     file: PathBuf,
+    /// Where runsc writes the process's pid inside the sandbox.
+    pid_file: PathBuf,
+    id: String,
     flags: GlobalFlags,
     bin: PathBuf,
     pod_name: String,
@@ -60,6 +63,17 @@ impl ExecProcess {
         self.child.id()
     }
 
+    /// What signals the process inside the sandbox (a signal to `runsc
+    /// exec` itself is not always passed on).
+    pub fn killer(&self) -> ExecKiller {
+        ExecKiller {
+            bin: self.bin.clone(),
+            flags: self.flags.clone(),
+            id: self.id.clone(),
+            pid_file: self.pid_file.clone(),
+        }
+    }
+
     /// Waits for the process; its exit code (128+N when killed by signal
     /// N), or runsc's own failure.
     pub fn wait(mut self) -> Result<i32> {
@@ -68,6 +82,7 @@ impl ExecProcess {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_file(&self.pid_file);
         let status = status.map_err(super::io("cannot run", &self.bin))?;
         use std::os::unix::process::ExitStatusExt;
         let code = status
@@ -77,6 +92,32 @@ impl ExecProcess {
             return Err(f.into_error("exec", &self.pod_name).into());
         }
         Ok(code)
+    }
+}
+
+/// Signals an exec'd process inside its sandbox ([`ExecProcess::killer`]).
+#[derive(Debug, Clone)]
+pub struct ExecKiller {
+    bin: PathBuf,
+    flags: GlobalFlags,
+    id: String,
+    pid_file: PathBuf,
+}
+
+impl ExecKiller {
+    /// `runsc kill --pid`; false when the process is not known (yet) or gone.
+    pub fn signal(&self, ctx: &Ctx, signal: &str) -> bool {
+        let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            return false;
+        };
+        let Ok(runsc) = ctx.runsc_for(&self.flags) else {
+            return false;
+        };
+        debug_assert_eq!(runsc.bin, self.bin);
+        runsc.kill_pid(&self.flags, &self.id, pid, signal).is_ok()
     }
 }
 
@@ -151,13 +192,16 @@ pub fn exec_spawn(
     })?;
     let dir = ctx.pod_run_dir(&pod.id);
     std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
-    let file = dir.join(format!("exec-{}.json", crate::util::random_hex(6)));
+    let tag = crate::util::random_hex(6);
+    let file = dir.join(format!("exec-{tag}.json"));
+    let pid_file = dir.join(format!("exec-{tag}.pid"));
     let data = serde_json::to_vec(&process).expect("a process spec serialises");
     crate::util::write_atomic(&file, &data).map_err(super::io("cannot write", &file))?;
     let flags = ctx.flags_of(&pod)?;
     let runsc = ctx.runsc_for(&flags)?;
     let mut cmd = runsc.command(&flags, "exec");
     cmd.arg(format!("--process={}", file.display()))
+        .arg(format!("--internal-pid-file={}", pid_file.display()))
         .arg(&pod.id);
     let mut copiers = vec![];
     match stdio {
@@ -218,6 +262,8 @@ pub fn exec_spawn(
     Ok(ExecProcess {
         child,
         file,
+        pid_file,
+        id: pod.id.clone(),
         flags,
         bin: runsc.bin.clone(),
         pod_name: pod.name.clone(),

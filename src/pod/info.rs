@@ -53,6 +53,14 @@ pub struct PodView {
     pub restart_count: u32,
     /// Between two launches of its restart policy (counted as running).
     pub restarting: bool,
+    /// Its supervised services (`pod::service`): state, health, restarts,
+    /// last check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<super::service::ServiceView>,
+    /// The health of its checked services, as `ps` shows it (`healthy`,
+    /// `unhealthy`, `starting`); none without checks or while not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
@@ -72,7 +80,14 @@ fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     };
     let restarting = p.restarting();
     let port_rows = ctx.db.ports_of(&p.id).unwrap_or_default();
+    let services = super::service::views(ctx, &p)?;
+    let health = (p.status == crate::state::PodStatus::Running && checkpointed.is_none())
+        .then(|| super::service::summary(&services))
+        .flatten()
+        .map(str::to_string);
     Ok(PodView {
+        services,
+        health,
         status,
         restart_count: p.restart_count,
         restarting,

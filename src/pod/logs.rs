@@ -17,6 +17,8 @@ pub struct LogsRequest {
     pub tail: Option<usize>,
     /// RFC 3339 time or a duration back from now (`10m`, `1h30m`, `45s`).
     pub since: Option<String>,
+    /// A supervised service's log instead of the pod's (`--service`).
+    pub service: Option<String>,
 }
 
 /// One line of a pod's log file: `{"t":…,"stream":…,"line":…}` and a newline.
@@ -60,7 +62,19 @@ pub fn logs(
     emit: &mut dyn FnMut(Option<&LogLine>) -> bool,
 ) -> Result<()> {
     let since = req.since.as_deref().map(parse_since).transpose()?;
-    let path = ctx.log_path(&pod.id);
+    let path = match &req.service {
+        None => ctx.log_path(&pod.id),
+        Some(s) => {
+            let opts = pod.options()?;
+            if !opts.services.contains_key(s) {
+                return Err(PodError::Usage(format!(
+                    "pod {} has no service {s:?} (see `gvpod service ls {}`)",
+                    pod.name, pod.name
+                )));
+            }
+            super::service::log_path(&ctx.root, &pod.id, s)
+        }
+    };
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !req.follow => return Ok(()),

@@ -19,11 +19,13 @@ mod logs;
 mod monitor;
 mod network;
 mod proto;
+pub mod project;
 mod provision;
 mod restart;
 mod restore;
 pub mod route;
 mod run;
+pub mod service;
 pub mod snapshots;
 pub mod ssh;
 mod start;
@@ -120,6 +122,9 @@ pub enum PodError {
     ImageInUse { image: String, pods: String },
     #[error("no such network: {0:?} (see `gvpod network ls`)")]
     NoNetwork(String),
+    /// `up --wait`: a pod or service did not come up.
+    #[error("{0}")]
+    NotReady(String),
     #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
     NotRoot,
 }
@@ -141,7 +146,9 @@ impl PodError {
             | PodError::Usage(_)
             | PodError::NotRoot
             | PodError::Command { .. } => Kind::User,
-            PodError::BadState { .. } | PodError::ImageInUse { .. } => Kind::Conflict,
+            PodError::BadState { .. } | PodError::ImageInUse { .. } | PodError::NotReady(_) => {
+                Kind::Conflict
+            }
             PodError::State(e) => e.kind(),
             PodError::Image(e) => e.kind(),
             PodError::Bundle(e) => e.kind(),
@@ -351,6 +358,13 @@ pub(crate) fn check_command(
     cwd: &str,
     image: &str,
 ) -> Result<()> {
+    // gvpod's own helpers are bound there in every pod, not in the image.
+    if cmd
+        .strip_prefix(crate::runsc::HELPERS_IN_POD)
+        .is_some_and(|rest| rest.starts_with('/'))
+    {
+        return Ok(());
+    }
     let path_env = env.iter().find_map(|e| e.strip_prefix("PATH="));
     crate::bundle::check_executable(rootfs, cmd, path_env, cwd).map_err(|p| {
         let (why, code) = match p {

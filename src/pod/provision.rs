@@ -135,14 +135,18 @@ pub(super) fn mount_rootfs(
     Ok(paths)
 }
 
-/// Records the pod's cgroup (runsc makes it) and log file (the monitor
-/// does); returns the spec's `cgroupsPath`.
+/// Records the pod's cgroup (runsc makes it) and log files (the monitor
+/// does: the pod's, and its services' directory); returns the spec's
+/// `cgroupsPath`.
 pub(super) fn record_cgroup_and_log(ctx: &mut Ctx, pod_id: &str) -> Result<String> {
     let cgroup = format!("gvpod/{pod_id}");
     ctx.db.add_resource(pod_id, ResourceKind::Cgroup, &cgroup)?;
     let log = ctx.log_path(pod_id);
     ctx.db
         .add_resource(pod_id, ResourceKind::Path, &log.to_string_lossy())?;
+    let services = super::service::log_dir(&ctx.root, pod_id);
+    ctx.db
+        .add_resource(pod_id, ResourceKind::Path, &services.to_string_lossy())?;
     Ok(cgroup)
 }
 

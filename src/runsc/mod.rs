@@ -31,7 +31,7 @@ pub use detect::{Features, Version};
 pub use exec::Exec;
 pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
-pub use forward::HELPERS_IN_POD;
+pub use forward::{HELPERS_IN_POD, RELAY_IN_POD};
 pub use snapshot::reap_leftovers;
 
 use std::path::{Path, PathBuf};
@@ -215,6 +215,27 @@ impl Runsc {
             cmd.arg("--all");
         }
         cmd.arg(id).arg(signal).stderr(Stdio::piped());
+        let out = self.output(&mut cmd)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(RunscError::Failed {
+                cmd: "kill".into(),
+                id: id.into(),
+                msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                log: flags.log.clone(),
+            })
+        }
+    }
+
+    /// `runsc kill --pid=PID ID SIGNAL`: one process of the sandbox, by its
+    /// pid inside (an exec'd process's `--internal-pid-file`).
+    pub fn kill_pid(&self, flags: &GlobalFlags, id: &str, pid: i32, signal: &str) -> Result<()> {
+        let mut cmd = self.command(flags, "kill");
+        cmd.arg(format!("--pid={pid}"))
+            .arg(id)
+            .arg(signal)
+            .stderr(Stdio::piped());
         let out = self.output(&mut cmd)?;
         if out.status.success() {
             Ok(())

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 pub use emit::to_yaml;
 pub use tree::Loc;
+pub use units::format_duration;
 #[allow(unused_imports)]
 pub use types::*;
 

@@ -153,6 +153,27 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE port_bindings ADD COLUMN route INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 11: supervised services (issue 12), written by the pod's monitor:
+    // one row per service of a pod (its process, restarts and health), and
+    // whether the pod's setup commands and each service's install ran
+    // (once per pod, so kept across the pod's launches).
+    r#"
+    CREATE TABLE services (
+        pod_id      TEXT NOT NULL REFERENCES pods(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'waiting',
+        health      TEXT NOT NULL DEFAULT 'none',
+        installed   INTEGER NOT NULL DEFAULT 0,
+        restarts    INTEGER NOT NULL DEFAULT 0,
+        exit_code   INTEGER,
+        started_at  TEXT,
+        failing     INTEGER NOT NULL DEFAULT 0,
+        checked_at  TEXT,
+        check_output TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (pod_id, name)
+    );
+    ALTER TABLE pods ADD COLUMN setup_done INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

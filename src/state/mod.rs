@@ -10,11 +10,13 @@ mod migrations;
 mod networks;
 mod pods;
 mod restarts;
+mod services;
 mod snapshots;
 
 pub use images::ImageRow;
 pub use networks::{Lease, NetworkRow, PortRow};
 pub use pods::{process_column, Json, PodRow, PodStatus, Resource, ResourceKind};
+pub use services::{ServiceRow, ServiceUpdate};
 pub use snapshots::{CheckpointEvent, CheckpointRow, CheckpointState, SnapshotRow};
 
 use std::path::{Path, PathBuf};

@@ -50,12 +50,22 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             }
             Ok(code)
         }
-        Cmd::Ps { all, quiet, format } => {
-            let pods: Vec<PodView> = r.json(
+        Cmd::Ps {
+            all,
+            quiet,
+            project,
+            format,
+        } => {
+            let mut pods: Vec<PodView> = r.json(
                 "GET",
                 &format!("/gvpod/v1/pods?all={}", u8::from(all)),
                 None,
             )?;
+            if let Some(p) = &project {
+                pods.retain(|v| {
+                    v.config.labels.get(crate::pod::service::PROJECT_LABEL) == Some(p)
+                });
+            }
             format::ps(&pods, quiet, &format)?;
             Ok(0)
         }
@@ -90,6 +100,7 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             tail,
             since,
             timestamps,
+            service,
             pod,
         } => {
             let v = view(&r, &pod)?;
@@ -104,6 +115,9 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             }
             if let Some(s) = since {
                 path.push_str(&format!("&since={}", enc(&s)));
+            }
+            if let Some(s) = service {
+                path.push_str(&format!("&service={}", enc(&s)));
             }
             let resp = r.request("GET", &path, None)?;
             let mux = resp.multiplexed();
@@ -221,6 +235,9 @@ fn verb(c: &Cmd) -> &'static str {
         Cmd::Logout { .. } => "logout",
         Cmd::System(_) => "system",
         Cmd::Router { .. } => "router",
+        Cmd::Up(_) => "up",
+        Cmd::Down(_) => "down",
+        Cmd::Service(_) => "service",
         _ => "this verb",
     }
 }

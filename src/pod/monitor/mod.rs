@@ -35,8 +35,8 @@
 //! restore in place, or a restart by the pod's restart policy: `exit`
 //! records it, the back-off ends early when the user stops or removes the
 //! pod, and an attached client is let go with the exit code of the launch
-//! it watched). Supervised services and their health checks belong in that
-//! decision too, as further outcomes of a launch.
+//! it watched). Supervised services and their health checks run beside each
+//! launch (`pod::service::supervise`, ended with the launch).
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -246,6 +246,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
                 out.line("stderr", l.as_bytes());
             }
         }
+        // Its setup and services, supervised for this launch.
+        let services = pid
+            .is_some()
+            .then(|| super::service::supervise(ctx, id, &opts))
+            .flatten();
         if first {
             if let (Some(s), Some(p)) = (&sync, pid) {
                 let _ = proto::send(s, &FromMonitor::Started { pid: p }, &[]);
@@ -289,6 +294,9 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         );
         tracing::debug!("step monitor:relayed");
         out.flush();
+        if let Some(s) = services {
+            s.end(ctx);
+        }
         let clean = matches!(status, Some(s) if s.success());
         let mut ended = exit::Ended {
             status,
