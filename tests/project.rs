@@ -30,7 +30,13 @@ fn services(r: &Root, pod: &str) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// Polls until `pred` holds for the pod's services (at most `secs`).
-fn until(r: &Root, pod: &str, secs: u64, what: &str, pred: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool) {
+fn until(
+    r: &Root,
+    pod: &str,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
         let s = services(r, pod);
@@ -87,18 +93,29 @@ fn a_project_comes_up_in_order_stays_put_changes_one_pod_and_goes() {
     let spec = write(t.path(), "gvpod.yaml", PROJECT);
 
     // A bad spec creates nothing.
-    let bad = write(t.path(), "bad.yaml", "name: shop\npods: {web: {image: busybox, ports: 8080}}\n");
+    let bad = write(
+        t.path(),
+        "bad.yaml",
+        "name: shop\npods: {web: {image: busybox, ports: 8080}}\n",
+    );
     let o = r.gvpod(&["up", "-f", &bad]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
-    assert!(stderr(&o).starts_with(&format!("{bad}:2:")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(&format!("{bad}:2:")),
+        "{}",
+        stderr(&o)
+    );
     assert!(r.ps_all().is_empty());
 
     let o = r.gvpod(&["up", "-f", &spec, "--wait", "90"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let said = stderr(&o);
     assert!(said.contains("network shop-back created"), "{said}");
-    assert!(said.contains("pod shop-db created") && said.contains("pod shop-web created"), "{said}");
+    assert!(
+        said.contains("pod shop-db created") && said.contains("pod shop-web created"),
+        "{said}"
+    );
     // Both healthy; web's service waited for db's to be healthy.
     let ps = r.ok(&["ps", "--project", "shop"]);
     assert_eq!(ps.matches("(healthy)").count(), 2, "{ps}");
@@ -109,7 +126,10 @@ fn a_project_comes_up_in_order_stays_put_changes_one_pod_and_goes() {
         .expect("db's health in its log");
     let web = services(&r, "shop-web");
     let started = web["app"]["started_at"].as_str().unwrap();
-    assert!(started > healthy_at.as_str(), "web's app started at {started}, db healthy at {healthy_at}");
+    assert!(
+        started > healthy_at.as_str(),
+        "web's app started at {started}, db healthy at {healthy_at}"
+    );
     // The pods reach each other by name on their project network.
     let got = r.ok(&["exec", "shop-web", "wget", "-qO-", "http://shop-db:3000/"]);
     assert_eq!(got.trim(), "db-ok");
@@ -129,14 +149,29 @@ fn a_project_comes_up_in_order_stays_put_changes_one_pod_and_goes() {
         .map(|d| d["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["unchanged", "unchanged"], "{done}");
-    assert_eq!((id_of(&r, "shop-db"), id_of(&r, "shop-web")), (db_id.clone(), web_id.clone()));
+    assert_eq!(
+        (id_of(&r, "shop-db"), id_of(&r, "shop-web")),
+        (db_id.clone(), web_id.clone())
+    );
 
     // A changed spec (an override file) recreates only the pod it changes.
-    let over = write(t.path(), "over.yaml", "pods:\n  web:\n    env: {MODE: dev}\n");
+    let over = write(
+        t.path(),
+        "over.yaml",
+        "pods:\n  web:\n    env: {MODE: dev}\n",
+    );
     let o = r.gvpod(&["up", "-f", &spec, "-f", &over, "--wait", "60"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("pod shop-web recreated"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("pod shop-db unchanged"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pod shop-web recreated"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("pod shop-db unchanged"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(id_of(&r, "shop-db"), db_id);
     let new_web = id_of(&r, "shop-web");
     assert_ne!(new_web, web_id);
@@ -154,7 +189,11 @@ fn a_project_comes_up_in_order_stays_put_changes_one_pod_and_goes() {
     // down removes the pods and the network; nothing is left on the host.
     let o = r.gvpod(&["down", "-f", &spec]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("network shop-back removed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("network shop-back removed"),
+        "{}",
+        stderr(&o)
+    );
     assert!(r.ps_all().is_empty());
     assert_eq!(r.ok(&["network", "ls", "-q"]).trim(), "");
     r.assert_clean();
@@ -192,14 +231,27 @@ fn services_turn_healthy_restart_fail_stop_and_log_on_their_own() {
     let o = r.gvpod(&["up", "-f", &spec, "--wait", "60"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("service broken of pod svc-box is unhealthy"), "{err}");
+    assert!(
+        err.contains("service broken of pod svc-box is unhealthy"),
+        "{err}"
+    );
     r.track(&id_of(&r, "svc-box"));
 
     // The loopback service is healthy (checked through the relay: no network).
-    until(&r, "svc-box", 30, "web healthy", |s| s["web"]["health"] == "healthy");
-    until(&r, "svc-box", 30, "broken unhealthy", |s| s["broken"]["health"] == "unhealthy");
+    until(&r, "svc-box", 30, "web healthy", |s| {
+        s["web"]["health"] == "healthy"
+    });
+    until(&r, "svc-box", 30, "broken unhealthy", |s| {
+        s["broken"]["health"] == "unhealthy"
+    });
     let s = services(&r, "svc-box");
-    assert!(s["broken"]["check_output"].as_str().unwrap().contains("nothing listens on port 9000"), "{s:?}");
+    assert!(
+        s["broken"]["check_output"]
+            .as_str()
+            .unwrap()
+            .contains("nothing listens on port 9000"),
+        "{s:?}"
+    );
     assert_eq!(s["ticker"]["health"], "none");
     assert!(r.ok(&["ps"]).contains("(unhealthy)"));
     assert_eq!(r.inspect("svc-box")["health"], "unhealthy");
@@ -214,41 +266,204 @@ fn services_turn_healthy_restart_fail_stop_and_log_on_their_own() {
         assert!(Instant::now() < end, "no ticks: {l:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    r.fails(&["logs", "svc-box", "--service", "nope"], 2, "has no service \"nope\"");
+    r.fails(
+        &["logs", "svc-box", "--service", "nope"],
+        2,
+        "has no service \"nope\"",
+    );
 
     // Killed inside the pod: restarted by its policy, healthy again.
     r.ok(&["exec", "svc-box", "sh", "-c", "kill -9 $(pidof httpd)"]);
     until(&r, "svc-box", 30, "web restarted", |s| {
-        s["web"]["restarts"] == 1 && s["web"]["state"] == "running" && s["web"]["health"] == "healthy"
+        s["web"]["restarts"] == 1
+            && s["web"]["state"] == "running"
+            && s["web"]["health"] == "healthy"
     });
     let log = logs(&r, &["svc-box"]);
-    assert!(log.contains("gvpod: service web exited with 137; restart 1"), "{log}");
+    assert!(
+        log.contains("gvpod: service web exited with 137; restart 1"),
+        "{log}"
+    );
 
     // Stopped by the user: no process, not restarted; started again.
     assert_eq!(r.ok(&["service", "stop", "svc-box", "web"]).trim(), "web");
     let s = services(&r, "svc-box");
-    assert_eq!((s["web"]["state"].as_str(), s["web"]["health"].as_str()), (Some("stopped"), Some("none")));
+    assert_eq!(
+        (s["web"]["state"].as_str(), s["web"]["health"].as_str()),
+        (Some("stopped"), Some("none"))
+    );
     assert!(!r.ok(&["exec", "svc-box", "ps"]).contains("httpd"));
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(services(&r, "svc-box")["web"]["state"], "stopped");
     r.ok(&["service", "start", "svc-box", "web"]);
-    until(&r, "svc-box", 30, "web back", |s| s["web"]["state"] == "running" && s["web"]["health"] == "healthy");
+    until(&r, "svc-box", 30, "web back", |s| {
+        s["web"]["state"] == "running" && s["web"]["health"] == "healthy"
+    });
     r.ok(&["service", "restart", "svc-box", "ticker"]);
-    r.fails(&["service", "stop", "svc-box", "nope"], 2, "has no service \"nope\"");
+    r.fails(
+        &["service", "stop", "svc-box", "nope"],
+        2,
+        "has no service \"nope\"",
+    );
 
     // A stop/start of the pod runs its services again, but not setup or install.
     r.ok(&["stop", "-t", "1", "svc-box"]);
     assert_eq!(services(&r, "svc-box")["web"]["state"], "exited");
     r.fails(&["service", "start", "svc-box"], 2, "is exited");
     r.ok(&["start", "svc-box"]);
-    until(&r, "svc-box", 30, "web after start", |s| s["web"]["health"] == "healthy");
-    assert_eq!(r.ok(&["exec", "svc-box", "cat", "/setup.count"]).trim(), "run");
-    assert_eq!(r.ok(&["exec", "svc-box", "cat", "/install.count"]).trim(), "run");
+    until(&r, "svc-box", 30, "web after start", |s| {
+        s["web"]["health"] == "healthy"
+    });
+    assert_eq!(
+        r.ok(&["exec", "svc-box", "cat", "/setup.count"]).trim(),
+        "run"
+    );
+    assert_eq!(
+        r.ok(&["exec", "svc-box", "cat", "/install.count"]).trim(),
+        "run"
+    );
 
     // Services belong to spec pods; a plain pod has none.
-    r.run_detached(&["--name", "plain", "--network", "none", "busybox", "sleep", "100"]);
+    r.run_detached(&[
+        "--name",
+        "plain",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
     assert!(services(&r, "plain").is_empty());
-    r.fails(&["service", "stop", "plain"], 2, "pod plain has no services");
+    r.fails(
+        &["service", "stop", "plain"],
+        2,
+        "pod plain has no services",
+    );
     r.ok(&["down", "-p", "svc"]);
+    r.assert_clean();
+}
+
+/// GET `path` with `host` through 127.0.0.1:`port`: (status line, body).
+fn get(port: u16, host: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all);
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_bundled_examples_come_up_and_answer() {
+    require_runsc!();
+    let r = Root::new();
+    let t = tempfile::tempdir().unwrap();
+    let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles");
+
+    // webdb, with its published port moved to a free one.
+    let port = free_port();
+    let over = write(
+        t.path(),
+        "webdb-port.yaml",
+        &format!("pods:\n  web:\n    ports: [\"127.0.0.1:{port}:80\"]\n"),
+    );
+    let webdb = bundles.join("webdb/gvpod.yaml").display().to_string();
+    let o = r.gvpod(&["up", "-f", &webdb, "-f", &over, "--wait", "90"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    r.track(&id_of(&r, "webdb-web"));
+    r.track(&id_of(&r, "webdb-db"));
+    let (status, body) = get(port, &format!("127.0.0.1:{port}"), "/");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(body.contains("webdb: served by the web pod"), "{body}");
+    let db = r.ok(&[
+        "exec",
+        "webdb-web",
+        "sh",
+        "-c",
+        "nc webdb-db 5432 </dev/null",
+    ]);
+    assert_eq!(db.trim(), "ready");
+    r.ok(&["down", "-f", &webdb, "-f", &over]);
+
+    // devpod, with the test's own key for the dev user.
+    let image = r.load_devbox();
+    assert!(image.ends_with("gvpod/devbox:bookworm"), "{image}");
+    std::fs::copy(
+        bundles.join("devpod/gvpod.yaml"),
+        t.path().join("gvpod.yaml"),
+    )
+    .unwrap();
+    let key = t.path().join("id");
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let over = write(
+        t.path(),
+        "key.yaml",
+        &format!(
+            "pods:\n  box:\n    user: {{name: dev, ssh_keys: [{}.pub]}}\n",
+            key.display()
+        ),
+    );
+    let spec = t.path().join("gvpod.yaml").display().to_string();
+    let o = r.gvpod(&["up", "-f", &spec, "-f", &over, "--wait", "120"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    r.track(&id_of(&r, "dev-box"));
+    let s = services(&r, "dev-box");
+    for name in ["ide", "terminal", "app"] {
+        assert_eq!(s[name]["health"], "healthy", "{s:#?}");
+    }
+    // One route port for all of them: the IDE page (loopback-only, through
+    // the relay), the app, the terminal.
+    let route = common::route::route_port(&r, "dev-box");
+    let (status, body) = get(route, "localhost-8765.pod-dev-box.localhost", "/");
+    assert!(
+        status.contains(" 200 ") && body.contains("echo"),
+        "{status} {body}"
+    );
+    std::fs::write(t.path().join("workspace/hello.txt"), "hi").unwrap();
+    let (status, body) = get(route, "localhost-3000.pod-dev-box.localhost", "/");
+    assert!(
+        status.contains(" 200 ") && body.contains("hello.txt"),
+        "{status} {body}"
+    );
+    // The services run as the dev user, who also has a shell.
+    let ps = r.ok(&[
+        "exec",
+        "dev-box",
+        "sh",
+        "-c",
+        r#"for p in /proc/[0-9]*; do echo "$(grep ^Uid: $p/status | cut -f2) $(tr '\0' ' ' < $p/cmdline)"; done"#,
+    ]);
+    let uid = r.ok(&["exec", "dev-box", "id", "-u", "dev"]);
+    let uid = format!("{} ", uid.trim());
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&uid)
+                && l[uid.len()..].starts_with("python3 -m http.server 3000")),
+        "{ps}"
+    );
+    assert_eq!(r.ok(&["ssh", "dev-box", "id", "-un"]).trim(), "dev");
+    r.ok(&["down", "-f", &spec, "-f", &over]);
     r.assert_clean();
 }

@@ -183,7 +183,17 @@ pub fn services(v: &[crate::pod::service::ServiceView], json: bool) -> anyhow::R
             ]
         })
         .collect();
-    table(&["SERVICE", "STATE", "HEALTH", "RESTARTS", "PORT", "LAST CHECK"], &rows);
+    table(
+        &[
+            "SERVICE",
+            "STATE",
+            "HEALTH",
+            "RESTARTS",
+            "PORT",
+            "LAST CHECK",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

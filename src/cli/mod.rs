@@ -5,8 +5,8 @@
 
 mod args;
 mod config;
-mod project;
 mod format;
+mod project;
 mod remote;
 mod snapshot;
 mod ssh;

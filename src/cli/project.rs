@@ -51,11 +51,20 @@ pub enum ServiceCmd {
         format: String,
     },
     /// Start a pod's stopped services (all when none is named).
-    Start { pod: String, service: Option<String> },
+    Start {
+        pod: String,
+        service: Option<String>,
+    },
     /// Stop a pod's services (SIGTERM, SIGKILL after 10 s); the pod runs on.
-    Stop { pod: String, service: Option<String> },
+    Stop {
+        pod: String,
+        service: Option<String>,
+    },
     /// Restart a pod's services.
-    Restart { pod: String, service: Option<String> },
+    Restart {
+        pod: String,
+        service: Option<String>,
+    },
 }
 
 fn print_done(d: &project::Done, json: bool) {

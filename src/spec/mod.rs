@@ -38,9 +38,9 @@ use std::path::{Path, PathBuf};
 
 pub use emit::to_yaml;
 pub use tree::Loc;
-pub use units::format_duration;
 #[allow(unused_imports)]
 pub use types::*;
+pub use units::format_duration;
 
 use crate::error::Kind;
 use tree::{Node, Val};

@@ -198,7 +198,8 @@ mod tests {
         };
         db.reset_services("p1", &svcs(&[("app", true), ("db", false)]))
             .unwrap();
-        db.update_service("p1", "app", ServiceUpdate::Installed).unwrap();
+        db.update_service("p1", "app", ServiceUpdate::Installed)
+            .unwrap();
         db.update_service(
             "p1",
             "app",
@@ -222,7 +223,10 @@ mod tests {
         .unwrap();
         let rows = db.services("p1").unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].state.as_str(), rows[0].health.as_str()), ("running", "healthy"));
+        assert_eq!(
+            (rows[0].state.as_str(), rows[0].health.as_str()),
+            ("running", "healthy")
+        );
         assert_eq!(rows[1].health, "none");
         // A new launch: states reset, the install kept, a dropped service gone.
         db.reset_services("p1", &svcs(&[("app", true)])).unwrap();

@@ -62,9 +62,7 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
                 None,
             )?;
             if let Some(p) = &project {
-                pods.retain(|v| {
-                    v.config.labels.get(crate::pod::service::PROJECT_LABEL) == Some(p)
-                });
+                pods.retain(|v| v.config.labels.get(crate::pod::service::PROJECT_LABEL) == Some(p));
             }
             format::ps(&pods, quiet, &format)?;
             Ok(0)

@@ -80,16 +80,17 @@ pub fn request(project: &Project, key: &str, debug: bool) -> Result<CreateReques
     };
     let mut volumes = vec![];
     for v in &p.volumes {
-        let vol = bundle::parse_volume(v)?;
-        // As compose does: a missing host directory is made.
-        if !vol.host.exists() {
-            std::fs::create_dir_all(&vol.host).map_err(|e| PodError::Io {
+        // As compose does: a missing host directory is made (`spec` made
+        // the host path absolute).
+        let host = Path::new(v.split(':').next().unwrap_or_default());
+        if host.is_absolute() && !host.exists() {
+            std::fs::create_dir_all(host).map_err(|e| PodError::Io {
                 what: "cannot create the volume directory",
-                path: vol.host.clone(),
+                path: host.to_path_buf(),
                 source: e,
             })?;
         }
-        volumes.push(vol);
+        volumes.push(bundle::parse_volume(v)?);
     }
     let dev = match &p.user {
         None => DevAccess::default(),
@@ -188,21 +189,29 @@ mod tests {
         );
         let r = request(&p, "web", false).unwrap();
         assert_eq!(r.name.as_deref(), Some("app-web"));
-        assert_eq!(r.opts.entrypoint.as_deref(), Some(crate::runsc::RELAY_IN_POD));
+        assert_eq!(
+            r.opts.entrypoint.as_deref(),
+            Some(crate::runsc::RELAY_IN_POD)
+        );
         assert_eq!(r.opts.cmd, ["--init"]);
         assert_eq!(r.opts.network, "app-back");
         assert_eq!(r.opts.expose, ["3000/tcp"]);
         assert_eq!(r.opts.labels[PROJECT_LABEL], "app");
         assert_eq!(r.opts.labels[POD_LABEL], "web");
         let db = request(&p, "db", false).unwrap();
-        assert_eq!((db.opts.entrypoint, db.opts.cmd), (None, vec!["sleep".to_string(), "9".into()]));
+        assert_eq!(
+            (db.opts.entrypoint, db.opts.cmd),
+            (None, vec!["sleep".to_string(), "9".into()])
+        );
         assert_eq!(db.opts.network, "gvpod");
     }
 
     #[test]
     fn only_a_pods_own_spec_changes_its_hash() {
         let a = project("name: app\npods:\n  web: {image: busybox}\n  db: {image: busybox}\n");
-        let b = project("name: app\npods:\n  web: {image: busybox, env: {A: '1'}}\n  db: {image: busybox}\n");
+        let b = project(
+            "name: app\npods:\n  web: {image: busybox, env: {A: '1'}}\n  db: {image: busybox}\n",
+        );
         assert_ne!(spec_hash(&a, "web"), spec_hash(&b, "web"));
         assert_eq!(spec_hash(&a, "db"), spec_hash(&b, "db"));
         assert_eq!(spec_hash(&a, "db").len(), 24);

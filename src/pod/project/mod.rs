@@ -117,7 +117,10 @@ pub fn up(ctx: &mut Ctx, req: UpRequest, progress: &(dyn Fn(&Done) + Sync)) -> R
             }
         }
     }
-    let mut images: Vec<&str> = keys.iter().map(|k| project.pods[k].image.as_str()).collect();
+    let mut images: Vec<&str> = keys
+        .iter()
+        .map(|k| project.pods[k].image.as_str())
+        .collect();
     images.sort();
     images.dedup();
     for image in images {
@@ -164,7 +167,9 @@ pub fn up(ctx: &mut Ctx, req: UpRequest, progress: &(dyn Fn(&Done) + Sync)) -> R
                 .into_iter()
                 .map(|(name, h)| {
                     let r = h.join().unwrap_or_else(|_| {
-                        Err(PodError::Monitor(format!("bringing up pod {name} panicked")))
+                        Err(PodError::Monitor(format!(
+                            "bringing up pod {name} panicked"
+                        )))
                     });
                     (name, r)
                 })
@@ -294,7 +299,11 @@ pub struct DownRequest {
 
 /// `gvpod down`: removes the project's pods (in parallel), then its
 /// networks and, with `rmi`, its images.
-pub fn down(ctx: &mut Ctx, req: DownRequest, progress: &(dyn Fn(&Done) + Sync)) -> Result<Vec<Done>> {
+pub fn down(
+    ctx: &mut Ctx,
+    req: DownRequest,
+    progress: &(dyn Fn(&Done) + Sync),
+) -> Result<Vec<Done>> {
     let have = existing(ctx, &req.project)?;
     let mut done = vec![];
     let mut report = |d: Done| {
@@ -305,10 +314,7 @@ pub fn down(ctx: &mut Ctx, req: DownRequest, progress: &(dyn Fn(&Done) + Sync)) 
         .iter()
         .filter(|(k, _)| req.only.is_empty() || req.only.contains(k))
         .map(|(_, (name, _))| {
-            let image = ctx
-                .lookup(name)
-                .map(|p| p.image_id)
-                .unwrap_or_default();
+            let image = ctx.lookup(name).map(|p| p.image_id).unwrap_or_default();
             (name.clone(), image)
         })
         .collect();

@@ -136,10 +136,20 @@ mod tests {
         let all: Vec<String> = p.pods.keys().cloned().collect();
         assert_eq!(
             levels(&p, &all),
-            vec![vec!["db".to_string(), "lone".into()], vec!["api".into()], vec!["web".into()]]
+            vec![
+                vec!["db".to_string(), "lone".into()],
+                vec!["api".into()],
+                vec!["web".into()]
+            ]
         );
         // `up web` alone: what it depends on is taken as there.
-        assert_eq!(levels(&p, &["web".to_string()]), vec![vec!["web".to_string()]]);
-        assert!(pod_deps(&p, "db").is_empty(), "db's init depends on its own service db");
+        assert_eq!(
+            levels(&p, &["web".to_string()]),
+            vec![vec!["web".to_string()]]
+        );
+        assert!(
+            pod_deps(&p, "db").is_empty(),
+            "db's init depends on its own service db"
+        );
     }
 }

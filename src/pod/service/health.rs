@@ -105,7 +105,7 @@ pub fn probe_net(target: &PodTarget, h: &Health, port: Option<u16>) -> Outcome {
         return fail("a tcp check is made by the supervisor".into());
     };
     let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nUser-Agent: gvpod-health\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: gvpod-health\r\nConnection: close\r\n\r\n"
     );
     if let Err(e) = up.write.write_all(req.as_bytes()) {
         return fail(format!("sending the request to port {port}: {e}"));
@@ -150,7 +150,9 @@ pub fn probe_net(target: &PodTarget, h: &Health, port: Option<u16>) -> Outcome {
             output: status_line,
         },
         Some(_) => fail(status_line),
-        None => fail(format!("not an HTTP answer from port {port}: {status_line:?}")),
+        None => fail(format!(
+            "not an HTTP answer from port {port}: {status_line:?}"
+        )),
     }
 }
 
@@ -183,11 +185,29 @@ mod tests {
         let h = health(3, 0);
         let s = Duration::from_secs(5);
         let t = Tally::new().record(&h, false, s).record(&h, false, s);
-        assert_eq!(t, Tally { health: "starting", failing: 2 });
+        assert_eq!(
+            t,
+            Tally {
+                health: "starting",
+                failing: 2
+            }
+        );
         let t = t.record(&h, false, s);
-        assert_eq!(t, Tally { health: "unhealthy", failing: 3 });
+        assert_eq!(
+            t,
+            Tally {
+                health: "unhealthy",
+                failing: 3
+            }
+        );
         let t = t.record(&h, true, s);
-        assert_eq!(t, Tally { health: "healthy", failing: 0 });
+        assert_eq!(
+            t,
+            Tally {
+                health: "healthy",
+                failing: 0
+            }
+        );
         // A healthy service stays healthy until `retries` failures.
         let t = t.record(&h, false, s).record(&h, false, s);
         assert_eq!(t.health, "healthy");
@@ -198,7 +218,9 @@ mod tests {
     fn failures_inside_the_start_period_do_not_count_but_a_pass_does() {
         let h = health(1, 10_000);
         let early = Duration::from_secs(2);
-        let t = Tally::new().record(&h, false, early).record(&h, false, early);
+        let t = Tally::new()
+            .record(&h, false, early)
+            .record(&h, false, early);
         assert_eq!(t, Tally::new());
         assert_eq!(t.record(&h, true, early).health, "healthy");
         assert_eq!(

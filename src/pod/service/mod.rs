@@ -172,7 +172,12 @@ pub fn summary(views: &[ServiceView]) -> Option<&'static str> {
 
 /// `gvpod service start|stop|restart POD [NAME]`: asks the pod's monitor;
 /// every service when `name` is `None`. Returns the services acted on.
-pub fn control(ctx: &mut Ctx, key: &str, action: Action, name: Option<&str>) -> Result<Vec<String>> {
+pub fn control(
+    ctx: &mut Ctx,
+    key: &str,
+    action: Action,
+    name: Option<&str>,
+) -> Result<Vec<String>> {
     let pod = ctx.lookup(key)?;
     let pod = ctx.refresh(pod)?;
     let opts = pod.options()?;
@@ -202,10 +207,14 @@ pub fn control(ctx: &mut Ctx, key: &str, action: Action, name: Option<&str>) -> 
     }
     let path = socket_path(ctx, &pod.id);
     for n in &names {
-        ask(&path, &pod.name, &Request {
-            action,
-            service: n.clone(),
-        })?;
+        ask(
+            &path,
+            &pod.name,
+            &Request {
+                action,
+                service: n.clone(),
+            },
+        )?;
     }
     Ok(names)
 }
@@ -226,7 +235,9 @@ fn ask(path: &Path, pod: &str, req: &Request) -> Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
         .map_err(fail)?;
     let mut line = String::new();
-    std::io::BufReader::new(&s).read_line(&mut line).map_err(fail)?;
+    std::io::BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(fail)?;
     match serde_json::from_str::<Reply>(&line) {
         Ok(Reply::Ok) => Ok(()),
         Ok(Reply::Error(e)) => Err(PodError::Usage(e)),

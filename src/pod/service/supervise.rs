@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use super::health::{self, Outcome, Tally};
 use super::{Action, Reply, Request};
 use crate::bundle::{PodOptions, RestartPolicy};
-use crate::pod::restart::{self, Ended};
 use crate::pod::exec::ExecKiller;
+use crate::pod::restart::{self, Ended};
 use crate::pod::{exec_spawn, Ctx, ExecRequest, ExecStdio, LogLine};
 use crate::spec::{Probe, Service};
 use crate::state::ServiceUpdate;
@@ -147,7 +147,11 @@ pub(crate) fn supervise(ctx: &mut Ctx, id: &str, opts: &PodOptions) -> Option<Su
         .map(|(n, s)| {
             let c = Ctl {
                 wanted: true,
-                health: if s.health.is_some() { "starting" } else { "none" },
+                health: if s.health.is_some() {
+                    "starting"
+                } else {
+                    "none"
+                },
                 ..Ctl::default()
             };
             (n.clone(), c)
@@ -288,12 +292,7 @@ fn spawn_in_pod(
 }
 
 /// Runs a once-per-pod step to its end; its exit code.
-fn run_once(
-    ctx: &mut Ctx,
-    sh: &Shared,
-    script: &str,
-    log: PathBuf,
-) -> Result<i32, String> {
+fn run_once(ctx: &mut Ctx, sh: &Shared, script: &str, log: PathBuf) -> Result<i32, String> {
     let (p, copier) = spawn_in_pod(ctx, sh, script, Some("0:0".into()), log)?;
     let code = p.wait().map_err(|e| e.to_string());
     let _ = copier.join();
@@ -316,7 +315,11 @@ fn run_setup(sh: &Shared) {
             if sh.ending() {
                 return false;
             }
-            sh.note(&format!("gvpod: setup [{}/{}]: {cmd}", i + 1, sh.setup.len()));
+            sh.note(&format!(
+                "gvpod: setup [{}/{}]: {cmd}",
+                i + 1,
+                sh.setup.len()
+            ));
             match run_once(&mut ctx, sh, cmd, log.clone()) {
                 Ok(0) => {}
                 Ok(code) => {
@@ -367,9 +370,9 @@ fn deps_ready(sh: &Shared, ctx: &mut Ctx, svc: &Service) -> bool {
         let want = opts.services.len();
         let rows = ctx.db.services(&pod.id).unwrap_or_default();
         rows.len() == want
-            && rows.iter().all(|r| {
-                r.state == "running" && (r.health == "none" || r.health == "healthy")
-            })
+            && rows
+                .iter()
+                .all(|r| r.state == "running" && (r.health == "none" || r.health == "healthy"))
     })
 }
 
@@ -642,10 +645,11 @@ fn probe_tcp(ctx: &mut Ctx, sh: &Shared, port: u16, timeout_ms: u64) -> Outcome 
 
 /// A `cmd` check: `sh -c CMD` in the pod as root, killed at the timeout.
 fn probe_cmd(ctx: &mut Ctx, sh: &Shared, cmd: &str, timeout_ms: u64) -> Outcome {
-    let out_file = sh
-        .root
-        .join("logs")
-        .join(format!("{}.check-{}.json", sh.id, crate::util::random_hex(4)));
+    let out_file = sh.root.join("logs").join(format!(
+        "{}.check-{}.json",
+        sh.id,
+        crate::util::random_hex(4)
+    ));
     let res = spawn_in_pod(ctx, sh, cmd, Some("0:0".into()), out_file.clone());
     let (p, copier) = match res {
         Ok(x) => x,
