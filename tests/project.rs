@@ -467,3 +467,62 @@ fn the_bundled_examples_come_up_and_answer() {
     r.ok(&["down", "-f", &spec, "-f", &over]);
     r.assert_clean();
 }
+
+/// `gvpod --url … ARGS` in `dir` (the client's working directory).
+fn remote(svc: &common::api::Service, dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::BIN)
+        .env("GVPOD_ROOT", "/nonexistent/gvpod-remote-client")
+        .env("GVPOD_HOST", format!("unix://{}", svc.sock.display()))
+        .current_dir(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn up_service_and_down_work_through_the_service() {
+    require_runsc!();
+    let r = Root::new();
+    let svc = common::api::Service::start(&r, 0);
+    let t = tempfile::tempdir().unwrap();
+    write(
+        t.path(),
+        "gvpod.yaml",
+        "name: far\npods:\n  one:\n    image: busybox\n    network: none\n    services:\n      web: {start: httpd -f -p 80, port: 80, health: {tcp: 80, interval: 1s}}\n",
+    );
+    // The default spec file of the client's directory, sent by path.
+    let o = remote(&svc, t.path(), &["up", "--wait", "60"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim(), "pod far-one created");
+    r.track(&id_of(&r, "far-one"));
+    let o = remote(
+        &svc,
+        t.path(),
+        &["service", "ls", "far-one", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["health"], "healthy", "{v}");
+    let o = remote(&svc, t.path(), &["service", "stop", "far-one", "web"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).trim()),
+        (Some(0), "web"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(services(&r, "far-one")["web"]["state"], "stopped");
+    // A spec error prints as on the host: FILE:LINE:COL first.
+    write(
+        t.path(),
+        "bad.yaml",
+        "name: far\npods: {one: {image: busybox, bogus: 1}}\n",
+    );
+    let o = remote(&svc, t.path(), &["up", "-f", "bad.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("bad.yaml:2:"), "{}", stderr(&o));
+    let o = remote(&svc, t.path(), &["down"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim(), "pod far-one removed");
+    assert!(r.ps_all().is_empty());
+    r.assert_clean();
+}

@@ -2,11 +2,11 @@
 //! project. Needs no root and no data root (run before the context is
 //! opened); the logic is `spec`'s, this file only reads and prints.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::spec::{self, Source, SpecError};
+use crate::spec::{self, SpecError};
 
 #[derive(Args)]
 pub struct ConfigArgs {
@@ -33,31 +33,6 @@ pub fn config(a: ConfigArgs) -> anyhow::Result<i32> {
 }
 
 pub(super) fn load(files: &[PathBuf]) -> Result<spec::Project, SpecError> {
-    let files: Vec<PathBuf> = if files.is_empty() {
-        let found = spec::DEFAULT_FILES
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .ok_or(SpecError::NoFile)?;
-        vec![found]
-    } else {
-        files.to_vec()
-    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let mut sources = Vec::new();
-    for f in &files {
-        let read = |msg: String| SpecError::Read {
-            path: f.display().to_string(),
-            msg,
-        };
-        let text = std::fs::read_to_string(f).map_err(|e| read(e.to_string().to_lowercase()))?;
-        let abs = cwd.join(f);
-        let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-        sources.push(Source {
-            name: f.display().to_string(),
-            text,
-            dir,
-        });
-    }
-    spec::load(&sources)
+    crate::pod::project::files::load(files, &cwd)
 }

@@ -122,6 +122,9 @@ pub enum PodError {
     ImageInUse { image: String, pods: String },
     #[error("no such network: {0:?} (see `gvpod network ls`)")]
     NoNetwork(String),
+    /// A project's spec files (read by the service for a remote `up`).
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     /// `up --wait`: a pod or service did not come up.
     #[error("{0}")]
     NotReady(String),
@@ -155,6 +158,7 @@ impl PodError {
             PodError::Runsc(e) => e.kind(),
             PodError::Net(e) => e.kind(),
             PodError::Snapshot(e) => e.kind(),
+            PodError::Spec(e) => e.kind(),
             PodError::Registry(e) => e.kind(),
             PodError::Io { .. }
             | PodError::Monitor(_)

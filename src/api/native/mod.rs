@@ -24,10 +24,12 @@ use serde_json::json;
 
 mod images;
 mod networks;
+mod projects;
 mod snapshots;
 
 pub use images::*;
 pub use networks::*;
+pub use projects::{down as project_down, services, up as project_up};
 pub use snapshots::*;
 
 use super::http::Request;

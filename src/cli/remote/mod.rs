@@ -9,6 +9,7 @@
 //! its environment for a bare `-e KEY`, its terminal) is resolved here,
 //! before the request goes out.
 
+mod project;
 mod store;
 mod stream;
 
@@ -221,6 +222,9 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
         Cmd::Image(ImageCmd::Inspect { images }) => store::inspect_images(&r, &images),
         Cmd::Image(ImageCmd::Prune { format }) => store::prune(&r, &format),
         Cmd::Ssh(a) => ssh(&r, a),
+        Cmd::Up(a) => project::up(&r, a, debug),
+        Cmd::Down(a) => project::down(&r, a),
+        Cmd::Service(c) => project::service(&r, c),
         other => Err(RemoteError::Unsupported(verb(&other)).into()),
     }
 }
@@ -233,9 +237,6 @@ fn verb(c: &Cmd) -> &'static str {
         Cmd::Logout { .. } => "logout",
         Cmd::System(_) => "system",
         Cmd::Router { .. } => "router",
-        Cmd::Up(_) => "up",
-        Cmd::Down(_) => "down",
-        Cmd::Service(_) => "service",
         _ => "this verb",
     }
 }

@@ -20,6 +20,7 @@
 //!   stay (as compose's do) and a second `up` finishes the job.
 
 pub mod convert;
+pub mod files;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -35,13 +36,13 @@ use crate::state::PodStatus;
 use plan::{Existing, Step};
 
 /// One thing `up` or `down` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Done {
-    /// `network` or `pod`.
-    pub kind: &'static str,
+    /// `network`, `pod` or `image`.
+    pub kind: String,
     pub name: String,
     /// `created`, `started`, `recreated`, `unchanged`, `removed`, `kept`.
-    pub action: &'static str,
+    pub action: String,
 }
 
 pub struct UpRequest<'a> {
@@ -138,9 +139,9 @@ pub fn up(ctx: &mut Ctx, req: UpRequest, progress: &(dyn Fn(&Done) + Sync)) -> R
                 labels,
             )?;
             report(Done {
-                kind: "network",
+                kind: "network".into(),
                 name: net.name.clone(),
-                action: "created",
+                action: "created".into(),
             });
         }
     }
@@ -178,9 +179,9 @@ pub fn up(ctx: &mut Ctx, req: UpRequest, progress: &(dyn Fn(&Done) + Sync)) -> R
         for (name, r) in results {
             match r {
                 Ok(action) => report(Done {
-                    kind: "pod",
+                    kind: "pod".into(),
                     name,
-                    action,
+                    action: action.into(),
                 }),
                 Err(e) => failures.push((name, e)),
             }
@@ -347,9 +348,9 @@ pub fn down(
     for (name, r) in results {
         match r {
             Ok(_) => report(Done {
-                kind: "pod",
+                kind: "pod".into(),
                 name,
-                action: "removed",
+                action: "removed".into(),
             }),
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -372,9 +373,9 @@ pub fn down(
             }
             super::remove_network(ctx, &n)?;
             report(Done {
-                kind: "network",
+                kind: "network".into(),
                 name: n,
-                action: "removed",
+                action: "removed".into(),
             });
         }
     }
@@ -385,15 +386,15 @@ pub fn down(
         for image in images.into_iter().filter(|i| !i.is_empty()) {
             match super::remove_image(ctx, &image, false) {
                 Ok(_) => report(Done {
-                    kind: "image",
+                    kind: "image".into(),
                     name: image,
-                    action: "removed",
+                    action: "removed".into(),
                 }),
                 // Used by a pod of another project: kept, as compose does.
                 Err(PodError::ImageInUse { .. }) => report(Done {
-                    kind: "image",
+                    kind: "image".into(),
                     name: image,
-                    action: "kept",
+                    action: "kept".into(),
                 }),
                 Err(e) => return Err(e),
             }
