@@ -423,7 +423,7 @@ pub enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
         listen: String,
     },
-    /// Show pods' cpu, memory, network and pids use (running pods when none is named).
+    /// Show pods' cpu, memory, network, block I/O and pids use (running pods when none is named).
     Stats {
         pods: Vec<String>,
         /// Show every pod (default: running only).
@@ -432,6 +432,13 @@ pub enum Cmd {
         /// Print one sample and exit (default: redraw every second until Ctrl-C).
         #[arg(long)]
         no_stream: bool,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// List the processes inside a running pod.
+    Top {
+        pod: String,
         /// Output format: table or json.
         #[arg(long, default_value = "table")]
         format: String,

@@ -420,6 +420,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             no_stream,
             format,
         } => stats::stats(&mut ctx, &pods, all, no_stream, &format),
+        Cmd::Top { pod: key, format } => {
+            stats::top(&pod::top(&mut ctx, &key)?, &format)?;
+            Ok(0)
+        }
         Cmd::Port {
             pod: key,
             listening: true,

@@ -3,6 +3,7 @@
 //! about images, bundles and runsc at once; one file per lifecycle verb.
 
 mod attach;
+mod blkio;
 mod boot;
 mod checkpoint;
 mod cleanup;
@@ -31,6 +32,7 @@ mod stats;
 mod stop;
 #[cfg(test)]
 mod tests;
+mod top;
 
 pub use attach::{attach_input, resize};
 pub use boot::{boot, BootLine};
@@ -54,6 +56,7 @@ pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stats::{samples, stats, PodStats};
 pub use stop::{kill, stop, wait};
+pub use top::{top, Top};
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};

@@ -106,6 +106,11 @@ pub fn listening(
     serve(root, req, w, 200, |ctx| pod::route::listening(ctx, key))
 }
 
+/// `GET /gvpod/v1/pods/{key}/top`: what `gvpod top --format json` prints.
+pub fn top(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    serve(root, req, w, 200, |ctx| pod::top(ctx, key))
+}
+
 /// `POST /gvpod/v1/pods`: `gvpod create` (the image is pulled first when
 /// missing, as `run` and `create` do on the host); answers `{"Id"}`.
 pub fn create_pod(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {

@@ -180,6 +180,12 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             );
             super::stats::show(&mut || Ok(r.json("GET", &path, None)?), no_stream, &format)
         }
+        Cmd::Top { pod, format } => {
+            let t: crate::pod::Top =
+                r.json("GET", &format!("/gvpod/v1/pods/{}/top", enc(&pod)), None)?;
+            super::stats::top(&t, &format)?;
+            Ok(0)
+        }
         Cmd::Network(c) => store::network(&r, c),
         Cmd::Pull {
             quiet,
