@@ -325,6 +325,7 @@ fn native_route(
         ("DELETE", ["snapshots", key]) => n::remove_snapshot(root, key, req, w),
         ("POST", ["snapshots", key, "export"]) => n::export_snapshot(root, key, req, w),
         ("GET", ["stats"]) => n::stats(root, req, w),
+        ("GET", ["kube"]) => n::kube(root, req, w),
         ("GET", ["networks"]) => n::list_networks(root, req, w),
         ("POST", ["networks"]) => n::create_network(root, req, w),
         ("GET", ["networks", name]) => n::inspect_network(root, name, req, w),

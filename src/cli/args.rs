@@ -461,6 +461,9 @@ pub enum Cmd {
     SshConfig(super::ssh::SshConfigArgs),
     /// Print the merged, validated pod spec (gvpod.yaml, or -f FILE...).
     Config(super::config::ConfigArgs),
+    /// Generate files from pods or spec files (kube: Kubernetes manifests).
+    #[command(subcommand)]
+    Generate(super::kube::GenerateCmd),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.

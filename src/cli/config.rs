@@ -32,7 +32,8 @@ pub fn config(a: ConfigArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn load(files: &[PathBuf]) -> Result<spec::Project, SpecError> {
+/// Reads, merges and validates the spec files (default ./gvpod.yaml).
+pub(super) fn load(files: &[PathBuf]) -> Result<spec::Project, SpecError> {
     let files: Vec<PathBuf> = if files.is_empty() {
         let found = spec::DEFAULT_FILES
             .iter()
