@@ -33,7 +33,7 @@ pub struct KubeArgs {
 
 impl KubeArgs {
     /// Pods and spec files are two different inputs: one at a time.
-    pub fn from_specs(&self) -> anyhow::Result<bool> {
+    pub fn wants_specs(&self) -> anyhow::Result<bool> {
         if !self.pods.is_empty() && !self.files.is_empty() {
             return Err(PodError::Usage(
                 "generate kube takes pods or -f spec files, not both; run it once for each".into(),

@@ -43,7 +43,7 @@ pub fn main() -> i32 {
         config::config(a)
     } else if let Cmd::Generate(kube::GenerateCmd::Kube(a)) = &cli.cmd {
         // From spec files: as `config`, on this host even under --url.
-        match a.from_specs() {
+        match a.wants_specs() {
             Ok(true) => kube::from_files(a),
             Ok(false) => match cli.url.clone() {
                 Some(url) => remote::dispatch(cli, &url),

@@ -188,7 +188,8 @@ mod tests {
             )]),
         )]);
         let text = emit(&m);
-        let docs = saphyr::Yaml::load_from_str(&text).unwrap();
+        use saphyr::LoadableYamlNode;
+        let docs = saphyr::YamlOwned::load_from_str(&text).unwrap();
         let args = &docs[0]["spec"]["containers"][0]["args"];
         assert_eq!(args[1].as_str(), Some("echo \"hi\": # not a comment"));
     }
