@@ -362,6 +362,9 @@ fn notes(pod: &Pod) -> Vec<String> {
             "gvpod network {net:?}: the cluster network is flat; restrict traffic with a NetworkPolicy"
         ));
     }
+    if !pod.services.is_empty() && !pod.resources.is_empty() {
+        n.push("the pod's cpus and memory are the first container's limits; its services' containers have none (set them if the cluster needs them)".into());
+    }
     if pod.services.values().any(|s| !s.depends_on.is_empty()) {
         n.push("services' depends_on is not enforced: the containers start together".into());
     }

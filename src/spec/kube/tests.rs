@@ -126,6 +126,7 @@ fn the_main_container_has_command_env_ports_resources_and_mounts() {
     assert!(text.contains("pids: 100 in gvpod"));
     assert!(text.contains("#   mkdir -p /workspace"));
     assert!(text.contains("dev user \"dev\" with sudo"));
+    assert!(text.contains("# the pod's cpus and memory are the first container's limits"));
 }
 
 #[test]
