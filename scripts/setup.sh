@@ -63,6 +63,17 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 npm ci --prefix tests/dockerode --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+# The generate kube tests (tests/kube.rs) validate the manifests with the
+# kubernetes-validate package (PyPI, pinned) in a venv of its own.
+KV_VERSION=1.37.0
+if ! /opt/gvpod-venv/bin/kubernetes-validate --version 2>/dev/null | grep -q "$KV_VERSION"; then
+    echo "setup.sh: installing kubernetes-validate $KV_VERSION into /opt/gvpod-venv (for the generate kube tests)"
+    if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    /usr/bin/python3 -m venv /opt/gvpod-venv
+    /opt/gvpod-venv/bin/pip install -q --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+fi
 [ "$DEPS_ONLY" = 1 ] && exit 0
 
 if ! command -v cargo >/dev/null; then

@@ -1,6 +1,8 @@
 //! `GET /containers/{id}/stats`: samples of [`pod::stats`] in docker's
 //! shape (`cpu_stats`, `precpu_stats`, `memory_stats`, `pids_stats`,
-//! `networks`).
+//! `blkio_stats`, `networks`); `GET /containers/{id}/top`: [`pod::top`] as
+//! docker's `{"Titles", "Processes"}` (`ps_args` is not supported: the
+//! columns are always `runsc ps`'s).
 //!
 //! Invariant: every object but a `one-shot` one carries a real
 //! `precpu_stats`, a sample taken about a second before (podman #24730 sent
@@ -44,6 +46,19 @@ fn cpu(s: Option<&PodStats>) -> Value {
     v
 }
 
+/// Docker's `io_service_bytes_recursive`: `Read` and `Write` entries (the
+/// CLI's BLOCK I/O sums them per op); `null` for a pod that is not
+/// running, as docker sends for a stopped container.
+fn blkio(s: &PodStats) -> Value {
+    if !s.running {
+        return Value::Null;
+    }
+    json!([
+        {"major": 0, "minor": 0, "op": "read", "value": s.block_read_bytes},
+        {"major": 0, "minor": 0, "op": "write", "value": s.block_write_bytes}
+    ])
+}
+
 /// One sample (and the one before it, if any) as docker's stats object.
 pub(crate) fn shape(cur: &PodStats, prev: Option<&PodStats>) -> Value {
     let mut v = json!({
@@ -54,7 +69,8 @@ pub(crate) fn shape(cur: &PodStats, prev: Option<&PodStats>) -> Value {
         "num_procs": 0,
         "pids_stats": {"current": cur.pids},
         "blkio_stats": {
-            "io_service_bytes_recursive": null, "io_serviced_recursive": null,
+            "io_service_bytes_recursive": blkio(cur),
+            "io_serviced_recursive": null,
             "io_queue_recursive": null, "io_service_time_recursive": null,
             "io_wait_time_recursive": null, "io_merged_recursive": null,
             "io_time_recursive": null, "sectors_recursive": null
@@ -178,6 +194,39 @@ pub fn stats(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::
     Ok(After::Next)
 }
 
+/// The answer to `GET /containers/{id}/top`.
+fn top_shape(t: &pod::Top) -> Value {
+    let rows: Vec<Vec<String>> = t
+        .processes
+        .iter()
+        .map(|p| {
+            vec![
+                p.uid.clone(),
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                p.c.clone(),
+                p.stime.clone(),
+                p.time.clone(),
+                p.cmd.clone(),
+            ]
+        })
+        .collect();
+    json!({
+        "Titles": ["UID", "PID", "PPID", "C", "STIME", "TIME", "CMD"],
+        "Processes": rows
+    })
+}
+
+pub fn top(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    let keep = req.keep_alive();
+    let reply = match Ctx::open(root).and_then(|mut ctx| pod::top(&mut ctx, key)) {
+        Ok(t) => Reply::Json(200, top_shape(&t)),
+        Err(pod::PodError::NotFound(_)) => Reply::Error(404, format!("No such container: {key}")),
+        Err(e) => Reply::from_err(e.kind(), e),
+    };
+    reply.send(w, keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +268,12 @@ mod tests {
         assert_eq!(v["pids_stats"]["current"], 3);
         assert_eq!(v["networks"]["eth0"]["rx_bytes"], 7);
         assert_eq!(v["networks"]["eth0"]["tx_packets"], 1);
+        let io = &v["blkio_stats"]["io_service_bytes_recursive"];
+        assert_eq!(
+            (io[0]["op"].as_str(), io[0]["value"].as_u64()),
+            (Some("read"), Some(0))
+        );
+        assert_eq!(io[1]["op"], "write");
         // One-shot: docker's empty precpu and zero preread; no network, no key.
         let v = shape(
             &PodStats {
@@ -230,5 +285,30 @@ mod tests {
         assert_eq!(v["preread"], ZERO_TIME);
         assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
         assert!(v.get("networks").is_none());
+    }
+
+    #[test]
+    fn top_is_dockers_titles_and_rows() {
+        let t = pod::Top {
+            id: "abc".into(),
+            name: "web".into(),
+            processes: vec![crate::runsc::Process {
+                uid: "0".into(),
+                pid: 1,
+                ppid: 0,
+                c: "0".into(),
+                tty: "?".into(),
+                stime: "12:04".into(),
+                time: "10ms".into(),
+                cmd: "sh".into(),
+            }],
+        };
+        let v = top_shape(&t);
+        assert_eq!(v["Titles"][1], "PID");
+        assert_eq!(v["Titles"][6], "CMD");
+        assert_eq!(
+            v["Processes"],
+            json!([["0", "1", "0", "0", "12:04", "10ms", "sh"]])
+        );
     }
 }

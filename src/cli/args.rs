@@ -429,7 +429,7 @@ pub enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
         listen: String,
     },
-    /// Show pods' cpu, memory, network and pids use (running pods when none is named).
+    /// Show pods' cpu, memory, network, block I/O and pids use (running pods when none is named).
     Stats {
         pods: Vec<String>,
         /// Show every pod (default: running only).
@@ -438,6 +438,13 @@ pub enum Cmd {
         /// Print one sample and exit (default: redraw every second until Ctrl-C).
         #[arg(long)]
         no_stream: bool,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// List the processes inside a running pod.
+    Top {
+        pod: String,
         /// Output format: table or json.
         #[arg(long, default_value = "table")]
         format: String,
@@ -467,6 +474,9 @@ pub enum Cmd {
     /// List, start, stop or restart a pod's supervised services.
     #[command(subcommand)]
     Service(super::project::ServiceCmd),
+    /// Generate files from pods or spec files (kube: Kubernetes manifests).
+    #[command(subcommand)]
+    Generate(super::kube::GenerateCmd),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.

@@ -23,13 +23,19 @@ fn json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
 
 /// Prints rows as left-aligned columns separated by three spaces.
 pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table_text(header, rows));
+}
+
+/// The text [`table`] prints.
+pub(super) fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -38,12 +44,14 @@ pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<width$}   ", width = w[i]));
             }
         }
-        println!("{}", s.trim_end());
+        out.push_str(s.trim_end());
+        out.push('\n');
     };
     line(header.to_vec());
     for r in rows {
         line(r.iter().map(String::as_str).collect());
     }
+    out
 }
 
 /// `gvpod port POD`: docker's lines for published ports, then the route.

@@ -7,6 +7,7 @@ mod args;
 mod config;
 mod format;
 mod project;
+mod kube;
 mod remote;
 mod snapshot;
 mod ssh;
@@ -41,6 +42,16 @@ pub fn main() -> i32 {
     let res = if let Cmd::Config(a) = cli.cmd {
         // Needs no root and no data root: before the context is opened.
         config::config(a)
+    } else if let Cmd::Generate(kube::GenerateCmd::Kube(a)) = &cli.cmd {
+        // From spec files: as `config`, on this host even under --url.
+        match a.wants_specs() {
+            Ok(true) => kube::from_files(a),
+            Ok(false) => match cli.url.clone() {
+                Some(url) => remote::dispatch(cli, &url),
+                None => dispatch(cli),
+            },
+            Err(e) => Err(e),
+        }
     } else {
         match cli.url.clone() {
             Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
@@ -431,6 +442,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             no_stream,
             format,
         } => stats::stats(&mut ctx, &pods, all, no_stream, &format),
+        Cmd::Top { pod: key, format } => {
+            stats::top(&pod::top(&mut ctx, &key)?, &format)?;
+            Ok(0)
+        }
+        Cmd::Generate(kube::GenerateCmd::Kube(a)) => kube::from_pods(&mut ctx, &a),
         Cmd::Port {
             pod: key,
             listening: true,

@@ -1,15 +1,24 @@
 //! `gvpod stats`: docker's columns (CONTAINER ID, NAME, CPU %, MEM USAGE /
-//! LIMIT, MEM %, NET I/O, PIDS) or JSON, from two samples a second apart
-//! (CPU % needs a delta, as docker computes it); streaming redraws every
-//! second until interrupted. Sizes are printed docker's way: memory in
-//! binary units (`256MiB`), network in decimal ones (`1.2kB`).
+//! LIMIT, MEM %, NET I/O, BLOCK I/O, PIDS) or JSON, from two samples a
+//! second apart (CPU % needs a delta, as docker computes it). Streaming
+//! (no `--no-stream`) samples every second until interrupted: on a
+//! terminal the table is redrawn in place, as `docker stats` does; into a
+//! pipe or file every sample is a table of its own (no escape codes).
+//! JSON: `--no-stream` prints one (pretty) array; a stream prints one
+//! array per sample, each on one line (JSON lines: `jq -c` and line
+//! readers take one sample at a time). Sizes are printed docker's way:
+//! memory in binary units (`256MiB`), network and block I/O in decimal
+//! ones (`1.2kB`).
+//!
+//! `gvpod top`: docker top's columns (UID PID PPID C STIME TIME CMD) or
+//! JSON, from [`pod::top`].
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::format::{check_format, table};
+use super::format::{check_format, table, table_text};
 use crate::pod::{self, Ctx, PodStats};
 
 /// One row, as `--format json` prints it.
@@ -23,6 +32,8 @@ struct Row {
     memory_percent: f64,
     net_rx_bytes: u64,
     net_tx_bytes: u64,
+    block_read_bytes: u64,
+    block_write_bytes: u64,
     pids: u64,
 }
 
@@ -37,6 +48,8 @@ fn row(cur: &PodStats, prev: Option<&PodStats>) -> Row {
         memory_percent: cur.memory_percent(),
         net_rx_bytes: net.rx_bytes,
         net_tx_bytes: net.tx_bytes,
+        block_read_bytes: cur.block_read_bytes,
+        block_write_bytes: cur.block_write_bytes,
         pids: cur.pids,
     }
 }
@@ -74,19 +87,25 @@ fn decimal_size(n: u64) -> String {
     scaled(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"], 3)
 }
 
-fn print(rows: &[Row], json: bool, stream: bool) -> anyhow::Result<()> {
+/// The text of one sample: `stream` (more samples follow: JSON on one
+/// line, tables apart by a blank line), `redraw` (clear the terminal
+/// first).
+fn render(rows: &[Row], json: bool, stream: bool, redraw: bool) -> anyhow::Result<String> {
     if json {
-        if stream {
-            println!("{}", serde_json::to_string(rows)?);
+        let mut s = if stream {
+            serde_json::to_string(rows)?
         } else {
-            println!("{}", serde_json::to_string_pretty(rows)?);
-        }
-        return Ok(());
+            serde_json::to_string_pretty(rows)?
+        };
+        s.push('\n');
+        return Ok(s);
     }
-    if stream {
-        // Clear the screen and home the cursor: a redraw, as docker does.
-        print!("\x1b[2J\x1b[H");
-    }
+    // Clear the screen and home the cursor: a redraw, as docker does.
+    let mut out = if redraw {
+        "\x1b[2J\x1b[H".to_string()
+    } else {
+        String::new()
+    };
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -105,11 +124,16 @@ fn print(rows: &[Row], json: bool, stream: bool) -> anyhow::Result<()> {
                     decimal_size(r.net_rx_bytes),
                     decimal_size(r.net_tx_bytes)
                 ),
+                format!(
+                    "{} / {}",
+                    decimal_size(r.block_read_bytes),
+                    decimal_size(r.block_write_bytes)
+                ),
                 r.pids.to_string(),
             ]
         })
         .collect();
-    table(
+    out.push_str(&table_text(
         &[
             "CONTAINER ID",
             "NAME",
@@ -117,11 +141,15 @@ fn print(rows: &[Row], json: bool, stream: bool) -> anyhow::Result<()> {
             "MEM USAGE / LIMIT",
             "MEM %",
             "NET I/O",
+            "BLOCK I/O",
             "PIDS",
         ],
         &cells,
-    );
-    Ok(())
+    ));
+    if stream && !redraw {
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 pub(super) fn stats(
@@ -142,20 +170,58 @@ pub(super) fn show(
     format: &str,
 ) -> anyhow::Result<i32> {
     let json = check_format(format)?;
+    let redraw = !no_stream && !json && stdout_is_terminal();
     let mut prev: HashMap<String, PodStats> =
         sample()?.into_iter().map(|s| (s.id.clone(), s)).collect();
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let cur = sample()?;
         let rows: Vec<Row> = cur.iter().map(|s| row(s, prev.get(&s.id))).collect();
-        print(&rows, json, !no_stream)?;
-        if no_stream {
+        let text = render(&rows, json, !no_stream, redraw)?;
+        // A reader gone (`| head`) ends a stream quietly.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+            || no_stream
+        {
             return Ok(0);
         }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
         prev = cur.into_iter().map(|s| (s.id.clone(), s)).collect();
     }
+}
+
+fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
+/// Prints the processes of a pod as `docker top` does, or as JSON (the
+/// [`pod::Top`]: id, name and one object per process).
+pub(super) fn top(t: &pod::Top, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        println!("{}", serde_json::to_string_pretty(t)?);
+        return Ok(());
+    }
+    let cells: Vec<Vec<String>> = t
+        .processes
+        .iter()
+        .map(|p| {
+            vec![
+                p.uid.clone(),
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                p.c.clone(),
+                p.stime.clone(),
+                p.time.clone(),
+                p.cmd.clone(),
+            ]
+        })
+        .collect();
+    table(&["UID", "PID", "PPID", "C", "STIME", "TIME", "CMD"], &cells);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,5 +259,33 @@ mod tests {
         let r = row(&cur, Some(&prev));
         assert_eq!((r.cpu_percent, r.memory_percent), (50.0, 25.0));
         assert_eq!(row(&cur, None).cpu_percent, 0.0);
+    }
+
+    #[test]
+    fn samples_render_for_a_terminal_a_pipe_and_json() {
+        let r = row(
+            &PodStats {
+                id: "0123456789abcdef".into(),
+                name: "web".into(),
+                block_read_bytes: 1_200,
+                block_write_bytes: 8_388_608,
+                ..Default::default()
+            },
+            None,
+        );
+        let rows = [r];
+        let redrawn = render(&rows, false, true, true).unwrap();
+        assert!(redrawn.starts_with("\x1b[2J\x1b[H"));
+        assert!(redrawn.contains("BLOCK I/O"));
+        assert!(redrawn.contains("1.2kB / 8.39MB"), "{redrawn}");
+        // Into a pipe: no escape codes, a blank line after each table.
+        let piped = render(&rows, false, true, false).unwrap();
+        assert!(piped.starts_with("CONTAINER ID") && piped.ends_with("\n\n"));
+        // A JSON stream is one array per line; one sample is pretty.
+        let line = render(&rows, true, true, false).unwrap();
+        assert_eq!(line.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v[0]["block_write_bytes"], 8_388_608);
+        assert!(render(&rows, true, false, false).unwrap().lines().count() > 1);
     }
 }

@@ -3,6 +3,7 @@
 //! about images, bundles and runsc at once; one file per lifecycle verb.
 
 mod attach;
+mod blkio;
 mod boot;
 mod checkpoint;
 mod cleanup;
@@ -15,6 +16,7 @@ mod host;
 mod id;
 mod images;
 mod info;
+mod kube;
 mod logs;
 mod monitor;
 mod network;
@@ -33,6 +35,7 @@ mod stats;
 mod stop;
 #[cfg(test)]
 mod tests;
+mod top;
 
 pub use attach::{attach_input, resize};
 pub use boot::{boot, BootLine};
@@ -44,6 +47,7 @@ pub use events::{past_events, EventWatch, PodEvent};
 pub use exec::{exec, exec_spawn, ExecRequest, ExecStdio};
 pub use images::{ensure as ensure_image, pull as pull_image, remove as remove_image};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
+pub use kube::kube as generate_kube;
 pub use logs::{follow_launch, logs, open_launch_output, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub(crate) use monitor::sleep_until_exit;
@@ -56,6 +60,7 @@ pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stats::{samples, stats, PodStats};
 pub use stop::{kill, stop, wait};
+pub use top::{top, Top};
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};

@@ -139,7 +139,7 @@ pub(super) fn mount_rootfs(
 /// does: the pod's, and its services' directory); returns the spec's
 /// `cgroupsPath`.
 pub(super) fn record_cgroup_and_log(ctx: &mut Ctx, pod_id: &str) -> Result<String> {
-    let cgroup = format!("gvpod/{pod_id}");
+    let cgroup = super::blkio::cgroup_of(pod_id);
     ctx.db.add_resource(pod_id, ResourceKind::Cgroup, &cgroup)?;
     let log = ctx.log_path(pod_id);
     ctx.db

@@ -7,7 +7,9 @@
 //! container); the host's cpu time from /proc/stat (docker's
 //! `system_cpu_usage`, the denominator of CPU %); network counters of the
 //! pod's eth0 read inside its namespace (runsc has none on older releases;
-//! `None` for `--network none` and `host`). A pod that is not running
+//! `None` for `--network none` and `host`); block I/O from the storage
+//! counters of the host processes in the pod's cgroup (see `blkio`). A pod
+//! that is not running
 //! gives an all-zero sample, as docker's does; a sample never fails on a
 //! pod that stops while it is taken (runsc no longer runs its sandbox: it
 //! is then zero too).
@@ -37,6 +39,12 @@ pub struct PodStats {
     pub memory_bytes: u64,
     pub memory_limit: u64,
     pub pids: u64,
+    /// Bytes the pod's host processes (sandbox, gofer) read from and wrote
+    /// to storage (`blkio`).
+    #[serde(default)]
+    pub block_read_bytes: u64,
+    #[serde(default)]
+    pub block_write_bytes: u64,
     /// The pod's eth0 counters; `None` without a pod network.
     pub network: Option<IfStats>,
 }
@@ -142,6 +150,9 @@ pub fn stats(ctx: &mut Ctx, pod: &PodRow) -> Result<PodStats> {
                 s.cpu_kernel_ns = r.cpu_kernel_ns;
                 s.memory_bytes = r.memory_bytes;
                 s.pids = r.pids;
+                let io = super::blkio::of_cgroup(&super::blkio::cgroup_of(&pod.id));
+                s.block_read_bytes = io.read_bytes;
+                s.block_write_bytes = io.write_bytes;
             }
             Err(e) => {
                 // Stopping while asked (its monitor has not recorded the

@@ -24,6 +24,7 @@ mod flags;
 mod forward;
 mod probe;
 mod procs;
+mod ps;
 mod snapshot;
 mod stats;
 
@@ -32,6 +33,7 @@ pub use exec::Exec;
 pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
 pub use forward::{HELPERS_IN_POD, RELAY_IN_POD};
+pub use ps::Process;
 pub use snapshot::reap_leftovers;
 
 use std::path::{Path, PathBuf};

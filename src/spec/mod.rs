@@ -25,6 +25,7 @@
 mod check;
 mod decode;
 mod emit;
+pub mod kube;
 mod service;
 mod tree;
 mod types;

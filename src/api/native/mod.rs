@@ -108,6 +108,25 @@ pub fn listening(
     serve(root, req, w, 200, |ctx| pod::route::listening(ctx, key))
 }
 
+/// `GET /gvpod/v1/pods/{key}/top`: what `gvpod top --format json` prints.
+pub fn top(root: &Path, key: &str, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    serve(root, req, w, 200, |ctx| pod::top(ctx, key))
+}
+
+/// `GET /gvpod/v1/kube?pods=A,B`: `gvpod generate kube A B`, as `{"yaml"}`.
+pub fn kube(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    let keys: Vec<String> = req
+        .query("pods")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    serve(root, req, w, 200, |ctx| {
+        Ok(json!({ "yaml": pod::generate_kube(ctx, &keys)? }))
+    })
+}
+
 /// `POST /gvpod/v1/pods`: `gvpod create` (the image is pulled first when
 /// missing, as `run` and `create` do on the host); answers `{"Id"}`.
 pub fn create_pod(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {

@@ -193,6 +193,17 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             );
             super::stats::show(&mut || Ok(r.json("GET", &path, None)?), no_stream, &format)
         }
+        Cmd::Top { pod, format } => {
+            let t: crate::pod::Top =
+                r.json("GET", &format!("/gvpod/v1/pods/{}/top", enc(&pod)), None)?;
+            super::stats::top(&t, &format)?;
+            Ok(0)
+        }
+        Cmd::Generate(super::kube::GenerateCmd::Kube(a)) => {
+            let path = format!("/gvpod/v1/kube?pods={}", enc(&a.pods.join(",")));
+            let v: serde_json::Value = r.json("GET", &path, None)?;
+            super::kube::write(&a, v["yaml"].as_str().unwrap_or_default())
+        }
         Cmd::Network(c) => store::network(&r, c),
         Cmd::Pull {
             quiet,
