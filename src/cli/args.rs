@@ -454,6 +454,10 @@ pub enum Cmd {
     SshConfig(super::ssh::SshConfigArgs),
     /// Print the merged, validated pod spec (gvpod.yaml, or -f FILE...).
     Config(super::config::ConfigArgs),
+    /// Manage the Lima machine gvpod runs in on macOS (init, start, stop, rm,
+    /// ls, status, ssh, env); other verbs go to it when it runs (or GVPOD_MACHINE=NAME).
+    #[command(subcommand)]
+    Machine(super::machine::MachineCmd),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.

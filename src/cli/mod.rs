@@ -6,6 +6,7 @@
 mod args;
 mod config;
 mod format;
+mod machine;
 mod remote;
 mod snapshot;
 mod ssh;
@@ -37,16 +38,17 @@ pub fn main() -> i32 {
     if let Cmd::SshProxy(a) = cli.cmd {
         return ssh::ssh_proxy(&cli.root, a);
     }
-    let res = if let Cmd::Config(a) = cli.cmd {
-        // Needs no root and no data root: before the context is opened.
-        config::config(a)
-    } else {
-        match cli.url.clone() {
-            Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
-                remote::dispatch(cli, &url)
-            }
-            _ => dispatch(cli),
-        }
+    let res = match cli.cmd {
+        // Need no root and no data root: before the context is opened.
+        Cmd::Config(a) => config::config(a),
+        Cmd::Machine(c) => machine::machine(c),
+        Cmd::System(SystemCmd::Service { .. }) => dispatch(cli),
+        _ => match machine::target(cli.url.as_deref()) {
+            Ok(Some(t)) => machine::check_paths(&cli.cmd, t.mounts.as_ref())
+                .and_then(|()| remote::dispatch(cli, &t.url)),
+            Ok(None) => dispatch(cli),
+            Err(e) => Err(e.into()),
+        },
     };
     match res {
         Ok(code) => code,
@@ -480,7 +482,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),
         Cmd::SshConfig(a) => ssh::ssh_config(&mut ctx, &cli.root, a),
-        Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) => {
+        Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) | Cmd::Machine(_) => {
             unreachable!("handled before the context is opened")
         }
     }
