@@ -369,6 +369,22 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
         .unwrap()
         .success());
 
+    // A Docker client pointed by `machine env` sees the same pod.
+    if Command::new("docker").arg("--version").output().is_ok() {
+        let cfg = tempfile::tempdir().unwrap();
+        let o = Command::new("docker")
+            .env("DOCKER_HOST", &url)
+            .env("DOCKER_CONFIG", cfg.path())
+            .env_remove("DOCKER_CONTEXT")
+            .args(["ps", "--format", "{{.Names}}"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&o), "web\n", "{}", stderr(&o));
+    } else {
+        assert!(!common::skips_forbidden(), "the docker CLI is missing");
+    }
+
     assert_eq!(mac.ok_on("gvpod", &["rm", "-f", "web"]).trim(), "web");
 
     // rm refuses a running machine; stop, then rm.

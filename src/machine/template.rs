@@ -91,7 +91,7 @@ pub fn parse_size(what: &'static str, s: &str) -> Result<u64> {
         _ => return Err(bad()),
     };
     let bytes = n * mult;
-    if !bytes.is_finite() || bytes < 1024.0 * 1024.0 || bytes > 1e18 {
+    if !(1024.0 * 1024.0..=1e18).contains(&bytes) {
         return Err(bad());
     }
     Ok(bytes as u64)
