@@ -310,6 +310,33 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
     let o = mac.on("gvpod", &["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 
+    // A published port is a real listening socket where the service runs
+    // (in a real machine, the VM, whose listening sockets Lima forwards).
+    let port = common::pods::free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let site = mac.ok_on(
+        "gvpod",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "site",
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /etc; exec sleep 1000",
+        ],
+    );
+    root.track(site.trim());
+    assert!(mac
+        .ok_on("gvpod", &["port", "site"])
+        .contains(&format!("127.0.0.1:{port}")));
+    let page = common::pods::http_ok(&format!("127.0.0.1:{port}"));
+    assert!(page.contains("200 OK"), "{page}");
+    assert_eq!(mac.ok_on("gvpod", &["rm", "-f", "site"]).trim(), "site");
+
     // Paths: under the home mount (relative ones from the client's cwd)
     // they work; elsewhere they are refused with one line naming the path
     // and the mounts, before anything is sent.
@@ -361,13 +388,13 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
         2,
         &["is not under a directory machine \"gvpod\" mounts"],
     );
-    assert!(mac
+    let o = mac
         .base(common::BIN, true)
         .env("GVPOD_HOST", &url)
-        .args(["ps"])
-        .status()
-        .unwrap()
-        .success());
+        .args(["ps", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&stdout(&o))[0]["name"], "web", "{}", stderr(&o));
 
     // A Docker client pointed by `machine env` sees the same pod.
     if Command::new("docker").arg("--version").output().is_ok() {
