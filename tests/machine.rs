@@ -476,6 +476,7 @@ fn a_machine_with_another_gvpod_version_is_refused() {
     );
     // Every forwarded verb refuses it too, by the service's answer.
     fails(&mac.on("old", &["ps"]), 2, &["version 0.0.1", VERSION]);
-    assert_eq!(mac.ok(&["machine", "rm", "-f", "old"]).trim(), "old");
+    // A machine verb given no name takes GVPOD_MACHINE's.
+    assert_eq!(mac.ok_on("old", &["machine", "rm", "-f"]).trim(), "old");
     assert!(!Path::new(&mac.lima_home().join("old")).exists());
 }

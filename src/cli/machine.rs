@@ -77,9 +77,8 @@ pub struct InitArgs {
     /// this binary). It is copied under ~/.local/share/gvpod/machine/NAME.
     #[arg(long, env = "GVPOD_LINUX_BINARY", value_name = "PATH")]
     pub gvpod_binary: Option<PathBuf>,
-    /// Machine name.
-    #[arg(default_value = DEFAULT_NAME)]
-    pub name: String,
+    /// Machine name (default: GVPOD_MACHINE, else gvpod).
+    pub name: Option<String>,
 }
 
 /// Where a verb goes when not to this host.
@@ -97,10 +96,10 @@ pub(super) fn target(url: Option<&str>) -> Result<Option<Target>, MachineError> 
             mounts: machine_of_url(url),
         }));
     }
-    let name = match std::env::var("GVPOD_MACHINE") {
-        Ok(n) if !n.is_empty() => n,
-        _ if cfg!(target_os = "macos") => DEFAULT_NAME.to_string(),
-        _ => return Ok(None),
+    let name = match env_machine() {
+        Some(n) => n,
+        None if cfg!(target_os = "macos") => DEFAULT_NAME.to_string(),
+        None => return Ok(None),
     };
     check_name(&name)?;
     let dir = lima::instance_dir(&name);
@@ -171,9 +170,21 @@ fn volume_paths(a: &RunArgs) -> Vec<(PathBuf, bool)> {
         .collect()
 }
 
+/// `GVPOD_MACHINE`, when set and not empty.
+fn env_machine() -> Option<String> {
+    std::env::var("GVPOD_MACHINE")
+        .ok()
+        .filter(|n| !n.is_empty())
+}
+
+/// The machine a `gvpod machine` verb given no name acts on.
+fn default_name() -> String {
+    env_machine().unwrap_or_else(|| DEFAULT_NAME.to_string())
+}
+
 pub(super) fn machine(cmd: MachineCmd) -> anyhow::Result<i32> {
     let name = |n: &Option<String>| -> Result<String, MachineError> {
-        let n = n.clone().unwrap_or_else(|| DEFAULT_NAME.to_string());
+        let n = n.clone().unwrap_or_else(default_name);
         check_name(&n)?;
         Ok(n)
     };
@@ -364,7 +375,8 @@ fn binary_dir(name: &str) -> PathBuf {
 }
 
 fn init(a: InitArgs) -> anyhow::Result<i32> {
-    check_name(&a.name)?;
+    let name = a.name.clone().unwrap_or_else(default_name);
+    check_name(&name)?;
     let settings = Settings {
         cpus: a.cpus,
         memory: a.memory,
@@ -379,13 +391,13 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
     if !std::fs::metadata(&src).is_ok_and(|m| m.is_file()) {
         return Err(MachineError::BadBinary(src, "no such file".into()).into());
     }
-    let dir = binary_dir(&a.name);
+    let dir = binary_dir(&name);
     let dest = dir.join("gvpod");
     // Checked before anything is made: values, then that the name is free.
     template::render(&dest, &settings)?;
     let l = Limactl::find()?;
-    if l.list()?.iter().any(|i| i.name == a.name) {
-        return Err(MachineError::Exists(a.name).into());
+    if l.list()?.iter().any(|i| i.name == name) {
+        return Err(MachineError::Exists(name).into());
     }
     std::fs::create_dir_all(&dir)?;
     let made = (|| -> anyhow::Result<()> {
@@ -393,17 +405,17 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
         std::fs::copy(&src, &tmp)?;
         std::fs::rename(&tmp, &dest)?;
         let yaml = template::render(&dest, &settings)?;
-        l.create(&a.name, &yaml)?;
+        l.create(&name, &yaml)?;
         Ok(())
     })();
     if let Err(e) = made {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
-    println!("{}", a.name);
+    println!("{name}");
     eprintln!(
         "machine {:?} created (gvpod {version}): start it with `gvpod machine start {}`",
-        a.name, a.name
+        name, name
     );
     Ok(0)
 }

@@ -134,6 +134,56 @@ pub fn check_name(name: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// DESIGN: `machine` must not depend on Linux-only modules (it is what
+    /// gvpod is on a Mac). Its non-test code names no other gvpod module
+    /// but `error`, and no Linux-only crate.
+    #[test]
+    fn the_module_stays_free_of_linux_only_code() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("lima.rs", include_str!("lima.rs")),
+            ("mounts.rs", include_str!("mounts.rs")),
+            ("template.rs", include_str!("template.rs")),
+            ("remote/mod.rs", include_str!("remote/mod.rs")),
+            ("remote/http.rs", include_str!("remote/http.rs")),
+        ];
+        let linux_only = [
+            "nix::",
+            "libc::",
+            "rtnetlink",
+            "netlink",
+            "rusqlite",
+            "caps::",
+            "oci_spec",
+            "tokio",
+        ];
+        for (file, text) in files {
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in code.lines().enumerate() {
+                let line = line.split("//").next().unwrap();
+                let mut rest = line;
+                while let Some(i) = rest.find("crate::") {
+                    rest = &rest[i + 7..];
+                    assert!(
+                        rest.starts_with("error") || rest.starts_with("machine"),
+                        "{file}:{}: {line}",
+                        n + 1
+                    );
+                }
+                for bad in linux_only {
+                    // As a path of its own (`std::os::unix::` is not `nix::`).
+                    let named = line.match_indices(bad).any(|(i, _)| {
+                        !line[..i]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    });
+                    assert!(!named, "{file}:{}: {line}", n + 1);
+                }
+            }
+        }
+    }
+
     #[test]
     fn names_are_lima_instance_names() {
         for good in ["gvpod", "dev-1", "a.b_c", "X9"] {
