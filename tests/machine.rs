@@ -412,6 +412,46 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
         assert!(!common::skips_forbidden(), "the docker CLI is missing");
     }
 
+    // exec -it through a terminal, and logs -f that ends when the pod stops.
+    let mut c = mac.base("/usr/bin/python3", true);
+    c.env("GVPOD_MACHINE", "gvpod").args([
+        "-c",
+        IN_PTY,
+        common::BIN,
+        "exec",
+        "-it",
+        "web",
+        "sh",
+        "-c",
+        "test -t 0 && echo tty-yes; exit 4",
+    ]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("tty-yes"), "{}", stdout(&o));
+    let mut follow = mac
+        .base(common::BIN, true)
+        .env("GVPOD_MACHINE", "gvpod")
+        .args(["logs", "-f", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    mac.ok_on("gvpod", &["stop", "-t", "1", "web"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let st = loop {
+        if let Some(st) = follow.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = follow.kill();
+            panic!("logs -f did not end when the pod stopped");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(st.success());
+    let mut text = String::new();
+    std::io::Read::read_to_string(follow.stdout.as_mut().unwrap(), &mut text).unwrap();
+    assert!(text.contains("hello-mac"), "{text}");
+
     assert_eq!(mac.ok_on("gvpod", &["rm", "-f", "web"]).trim(), "web");
 
     // rm refuses a running machine; stop, then rm.
@@ -429,6 +469,32 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
     assert!(!bin.exists() && !mac.lima_home().join("gvpod").exists());
     root.assert_clean();
 }
+
+/// Runs argv[1:] with a pseudo-terminal as stdin, stdout and stderr;
+/// prints what the terminal showed, exits with the command's code.
+const IN_PTY: &str = r#"
+import os, select, subprocess, sys, time
+m, s = os.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s, start_new_session=True)
+os.close(s)
+out = b''
+deadline = time.time() + 60
+while time.time() < deadline:
+    r, _, _ = select.select([m], [], [], 1)
+    if not r:
+        if p.poll() is not None:
+            break
+        continue
+    try:
+        b = os.read(m, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+sys.stdout.buffer.write(out)
+sys.exit(p.wait(timeout=30))
+"#;
 
 /// A stand-in "gvpod" whose API says it is version 0.0.1.
 const OLD_GVPOD: &str = r#"#!/bin/sh
