@@ -66,7 +66,8 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
         crate::runsc::RunscError,
         crate::net::NetError,
         crate::api::ApiError,
-        crate::machine::remote::RemoteError
+        crate::machine::remote::RemoteError,
+        crate::machine::MachineError
     );
     Kind::Internal
 }

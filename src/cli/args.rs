@@ -477,6 +477,10 @@ pub enum Cmd {
     /// Generate files from pods or spec files (kube: Kubernetes manifests).
     #[command(subcommand)]
     Generate(super::kube::GenerateCmd),
+    /// Manage the Lima machine gvpod runs in on macOS (init, start, stop, rm,
+    /// ls, status, ssh, env); other verbs go to it when it runs (or GVPOD_MACHINE=NAME).
+    #[command(subcommand)]
+    Machine(super::machine::MachineCmd),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Internal: the per-pod monitor process.

@@ -6,8 +6,9 @@
 mod args;
 mod config;
 mod format;
-mod project;
 mod kube;
+mod machine;
+mod project;
 mod remote;
 mod snapshot;
 mod ssh;
@@ -39,26 +40,21 @@ pub fn main() -> i32 {
     if let Cmd::SshProxy(a) = cli.cmd {
         return ssh::ssh_proxy(&cli.root, a);
     }
-    let res = if let Cmd::Config(a) = cli.cmd {
-        // Needs no root and no data root: before the context is opened.
-        config::config(a)
-    } else if let Cmd::Generate(kube::GenerateCmd::Kube(a)) = &cli.cmd {
+    let res = match cli.cmd {
+        // Need no root and no data root: before the context is opened.
+        Cmd::Config(a) => config::config(a),
+        Cmd::Machine(c) => machine::machine(c),
+        Cmd::System(SystemCmd::Service { .. }) => dispatch(cli),
         // From spec files: as `config`, on this host even under --url.
-        match a.wants_specs() {
-            Ok(true) => kube::from_files(a),
-            Ok(false) => match cli.url.clone() {
-                Some(url) => remote::dispatch(cli, &url),
-                None => dispatch(cli),
-            },
-            Err(e) => Err(e),
+        Cmd::Generate(kube::GenerateCmd::Kube(ref a)) if a.wants_specs().unwrap_or(true) => {
+            a.wants_specs().and_then(|_| kube::from_files(a))
         }
-    } else {
-        match cli.url.clone() {
-            Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
-                remote::dispatch(cli, &url)
-            }
-            _ => dispatch(cli),
-        }
+        _ => match machine::target(cli.url.as_deref()) {
+            Ok(Some(t)) => machine::check_paths(&cli.cmd, t.mounts.as_ref())
+                .and_then(|()| remote::dispatch(cli, &t.url)),
+            Ok(None) => dispatch(cli),
+            Err(e) => Err(e.into()),
+        },
     };
     match res {
         Ok(code) => code,
@@ -510,7 +506,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Up(a) => project::up(&mut ctx, a, debug),
         Cmd::Down(a) => project::down(&mut ctx, a),
         Cmd::Service(c) => project::service(&mut ctx, c),
-        Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) => {
+        Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) | Cmd::Machine(_) => {
             unreachable!("handled before the context is opened")
         }
     }

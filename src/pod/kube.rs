@@ -23,7 +23,11 @@ pub fn spec_of(ctx: &mut Ctx, key: &str) -> Result<spec::Pod> {
     Ok(spec::Pod {
         name: row.name.clone(),
         image: row.image_ref.clone(),
-        entrypoint: o.entrypoint.clone().filter(|_| !gvpod_init).map(|e| vec![e]),
+        entrypoint: o
+            .entrypoint
+            .clone()
+            .filter(|_| !gvpod_init)
+            .map(|e| vec![e]),
         command: (!o.cmd.is_empty() && !gvpod_init).then(|| o.cmd.clone()),
         // A bare `-e KEY` took the host's value when the pod was made:
         // not known here, so left out.
