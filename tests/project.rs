@@ -134,6 +134,12 @@ fn a_project_comes_up_in_order_stays_put_changes_one_pod_and_goes() {
     let got = r.ok(&["exec", "shop-web", "wget", "-qO-", "http://shop-db:3000/"]);
     assert_eq!(got.trim(), "db-ok");
     assert_eq!(r.inspect("shop-db")["config"]["memory"], 96 << 20);
+    // stats: the spec's memory is the pod's limit; cpu and memory are read.
+    let st: serde_json::Value =
+        serde_json::from_str(&r.ok(&["stats", "--no-stream", "--format", "json", "shop-db"]))
+            .unwrap();
+    assert_eq!(st[0]["memory_limit"], 96 << 20, "{st}");
+    assert!(st[0]["memory_usage"].as_u64().unwrap() > 0, "{st}");
     let (db_id, web_id) = (id_of(&r, "shop-db"), id_of(&r, "shop-web"));
     r.track(&db_id);
     r.track(&web_id);
@@ -503,6 +509,12 @@ fn up_service_and_down_work_through_the_service() {
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["health"], "healthy", "{v}");
+    // Docker clients see it as a container with a health check.
+    let health = svc.ok(&["inspect", "-f", "{{.State.Health.Status}}", "far-one"]);
+    assert_eq!(health.trim(), "healthy");
+    assert!(svc
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .contains("(healthy)"));
     let o = remote(&svc, t.path(), &["service", "stop", "far-one", "web"]);
     assert_eq!(
         (o.status.code(), stdout(&o).trim()),

@@ -31,7 +31,12 @@ fn status_text(v: &PodView) -> String {
             v.exit_code.unwrap_or(0),
             ago(&v.finished)
         ),
-        "running" => format!("Up {}", ago(&v.started)),
+        // Docker's words for a container with a health check.
+        "running" => match &v.health {
+            Some(h) if h == "starting" => format!("Up {} (health: starting)", ago(&v.started)),
+            Some(h) => format!("Up {} ({h})", ago(&v.started)),
+            None => format!("Up {}", ago(&v.started)),
+        },
         "created" => "Created".into(),
         _ => match v.exit_code {
             Some(c) => format!("Exited ({c}) {} ago", ago(&v.finished)),
@@ -49,6 +54,24 @@ fn port_entry(m: &str) -> Option<Value> {
         "IP": ip, "PrivatePort": pport.parse::<u16>().ok()?,
         "PublicPort": hport.parse::<u16>().ok()?, "Type": proto
     }))
+}
+
+/// Docker's `State.Health` of a pod whose services have health checks
+/// (null otherwise, as docker omits it).
+fn health(v: &PodView) -> Value {
+    let Some(status) = &v.health else {
+        return Value::Null;
+    };
+    let checked: Vec<_> = v.services.iter().filter(|s| s.health != "none").collect();
+    json!({
+        "Status": status,
+        "FailingStreak": checked.iter().map(|s| s.failing).max().unwrap_or(0),
+        "Log": checked.iter().filter_map(|s| s.last_check.as_ref().map(|at| json!({
+            "Start": at, "End": at,
+            "ExitCode": if s.health == "unhealthy" { 1 } else { 0 },
+            "Output": format!("{}: {}", s.name, s.check_output),
+        }))).collect::<Vec<_>>(),
+    })
 }
 
 pub(crate) fn summary(v: &PodView) -> Value {
@@ -139,6 +162,9 @@ pub(crate) fn inspect(v: &PodView) -> Value {
             "ExitCode": if running { 0 } else { v.exit_code.unwrap_or(0) }, "Error": "",
             "StartedAt": v.started.clone().unwrap_or_else(|| zero.clone()),
             "FinishedAt": v.finished.clone().unwrap_or(zero),
+            // Docker's State.Health: the pod's services' health, their
+            // failing streak and last checks (one entry per checked service).
+            "Health": health(v),
         },
         "Image": v.image_id,
         "Name": format!("/{}", v.name),
