@@ -538,3 +538,46 @@ fn up_service_and_down_work_through_the_service() {
     assert!(r.ps_all().is_empty());
     r.assert_clean();
 }
+
+#[test]
+fn a_pod_with_services_is_checkpointed_once_they_are_stopped_and_restores_with_them() {
+    require_runsc!();
+    let r = Root::new();
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "gvpod.yaml",
+        "name: snap\npods:\n  a:\n    image: busybox\n    network: none\n    setup: [\"echo run >> /setup.count\"]\n    services:\n      web:\n        install: \"echo run >> /install.count\"\n        start: httpd -f -p 80\n        port: 80\n        health: {tcp: 80, interval: 1s}\n",
+    );
+    let o = r.gvpod(&["up", "-f", &spec, "--wait", "60"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    r.track(&id_of(&r, "snap-a"));
+    // Refused while a service runs (its host pipes cannot be saved); the
+    // pod is left as it was.
+    r.fails(
+        &["checkpoint", "snap-a"],
+        2,
+        "runs supervised services (web)",
+    );
+    assert_eq!(services(&r, "snap-a")["web"]["health"], "healthy");
+    r.ok(&["service", "stop", "snap-a"]);
+    r.ok(&["checkpoint", "--name", "s1", "snap-a"]);
+    r.ok(&["rm", "-f", "snap-a"]);
+    let id = r.restore(&["s1"]);
+    r.track(&id);
+    until(&r, "snap-a", 30, "web after restore", |s| {
+        s["web"]["state"] == "running" && s["web"]["health"] == "healthy"
+    });
+    // Setup and install ran once, before the snapshot.
+    assert_eq!(
+        r.ok(&["exec", "snap-a", "cat", "/setup.count"]).trim(),
+        "run"
+    );
+    assert_eq!(
+        r.ok(&["exec", "snap-a", "cat", "/install.count"]).trim(),
+        "run"
+    );
+    r.ok(&["rm", "-f", "snap-a"]);
+    r.ok(&["snapshot", "rm", "s1"]);
+    r.assert_clean();
+}

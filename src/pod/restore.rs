@@ -317,6 +317,10 @@ fn make_pod(
         let attach = network.as_ref().zip(ip);
         let netns = provision::attach(ctx, &row.id, attach)?;
         let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
+        // The snapshot's filesystem holds what the pod's setup and its
+        // services' installs did (a pod with services is checkpointed only
+        // after they ran): not done again.
+        super::service::mark_done(ctx, &row.id, opts)?;
         let hosts = super::network::pod_hosts(
             ctx,
             &row.id,

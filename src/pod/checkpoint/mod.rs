@@ -8,8 +8,9 @@
 //!
 //! Sequence (each step is a crash point, see `failpoint`):
 //!
-//! 1. checks: the pod runs, has no terminal and no host network, the name is
-//!    free, there is room for the memory image;
+//! 1. checks: the pod runs, has no terminal, no host network and no
+//!    supervised service running, the name is free, there is room for the
+//!    memory image;
 //! 2. a locked temp directory and a `pod_checkpoints` row (`saving`);
 //! 3. `runsc checkpoint` writes `checkpoint.img`; on 20221219 the sandbox
 //!    then exits and `runsc run` returns 0 (row → `saved`);
@@ -87,6 +88,22 @@ pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta>
     if opts.network == "host" {
         return Err(PodError::Usage(format!(
             "pod {} uses --network host: gVisor cannot checkpoint host networking; use --network none",
+            pod.name
+        )));
+    }
+    // A service's output goes to its monitor through host pipes, which a
+    // sandbox cannot carry across a save (the restore fails in
+    // `host.inode.afterLoad`, and the pod is lost): refused before anything.
+    let live: Vec<String> = super::service::views(ctx, &pod)?
+        .into_iter()
+        .filter(|s| matches!(s.state.as_str(), "running" | "installing" | "restarting"))
+        .map(|s| s.name)
+        .collect();
+    if !live.is_empty() {
+        return Err(PodError::Usage(format!(
+            "pod {} runs supervised services ({}) whose output gvpod carries over host pipes, which runsc cannot checkpoint; stop them first (`gvpod service stop {}`): they start again when the snapshot is restored",
+            pod.name,
+            live.join(", "),
             pod.name
         )));
     }

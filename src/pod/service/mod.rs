@@ -150,6 +150,26 @@ fn view(name: &str, port: Option<u16>, row: Option<&ServiceRow>, running: bool) 
     v
 }
 
+/// Records pod `id`'s setup and its services' installs as done (a pod
+/// restored from a snapshot, whose filesystem holds what they did).
+pub(crate) fn mark_done(ctx: &mut Ctx, id: &str, opts: &crate::bundle::PodOptions) -> Result<()> {
+    if opts.services.is_empty() && opts.setup.is_empty() {
+        return Ok(());
+    }
+    ctx.db.set_setup_done(id)?;
+    let rows: Vec<(String, bool)> = opts
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), s.health.is_some()))
+        .collect();
+    ctx.db.reset_services(id, &rows)?;
+    for n in opts.services.keys() {
+        ctx.db
+            .update_service(id, n, crate::state::ServiceUpdate::Installed)?;
+    }
+    Ok(())
+}
+
 /// The health a pod shows for its services (`Up 2 minutes (healthy)`):
 /// `unhealthy` if one is, else `starting` if one is, else `healthy` when at
 /// least one has a check; `None` when none has.
