@@ -456,6 +456,9 @@ pub enum Cmd {
     Config(super::config::ConfigArgs),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
+    /// Benchmark runtimes side by side (runsc platforms, releases, runc):
+    /// startup, exec and syscall workloads, median/p95/CV, ratios to a baseline.
+    Bench(super::bench::BenchArgs),
     /// Internal: the per-pod monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor {

@@ -4,6 +4,7 @@
 //! command cannot run / not found, else the pod's own exit code).
 
 mod args;
+mod bench;
 mod config;
 mod format;
 mod remote;
@@ -479,6 +480,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Snapshot(c) => snapshot::snapshot(&mut ctx, c),
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),
+        Cmd::Bench(a) => bench::bench(&mut ctx, a),
         Cmd::SshConfig(a) => ssh::ssh_config(&mut ctx, &cli.root, a),
         Cmd::Monitor { .. } | Cmd::SshProxy(_) | Cmd::Config(_) => {
             unreachable!("handled before the context is opened")

@@ -1,0 +1,207 @@
+//! The workloads. Each takes samples from one runtime at a time (the
+//! caller interleaves runtimes round by round) through the [`Stage`]'s
+//! bundle and the runtime seam:
+//! - `startup`: `run` of `/bin/true` (create, start, exit, delete), in ms;
+//! - `exec`: `exec /bin/true` into a running container, in ms;
+//! - `syscall`: the static helper of src/bench/syscall.c, timing getpid,
+//!   open+close, stat and a pipe round trip inside the container, in ns
+//!   per operation (gVisor's syscall benchmark measures getpid alone).
+
+use std::time::Instant;
+
+use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
+
+pub const ALL: [&str; 3] = ["startup", "exec", "syscall"];
+
+/// The syscall helper, built by build.rs.
+static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
+
+/// One measured value of one figure.
+pub struct Sample {
+    pub figure: String,
+    pub unit: &'static str,
+    pub value: f64,
+}
+
+pub trait Workload {
+    /// Readies runtime `rt` (e.g. a container to exec into).
+    fn prepare(&mut self, _stage: &mut Stage, _rt: usize) -> Result<()> {
+        Ok(())
+    }
+    /// One round's samples on runtime `rt`.
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>>;
+    /// Undoes `prepare` (the stage's guard is the backstop).
+    fn finish(&mut self, _stage: &mut Stage, _rt: usize) {}
+}
+
+pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
+    match name {
+        "exec" => Box::new(Exec {
+            per_round: if quick { 3 } else { 5 },
+            ids: vec![],
+        }),
+        "syscall" => Box::new(Syscall {
+            budget_ms: if quick { 30 } else { 200 },
+        }),
+        _ => Box::new(Startup),
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+struct Startup;
+
+impl Workload for Startup {
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
+        let id = stage.new_id(rt);
+        stage.configure(&id, &["/bin/true"])?;
+        let t = Instant::now();
+        stage.runtimes[rt].run(&stage.bundle, &id)?;
+        let v = ms(t);
+        Ok(vec![Sample {
+            figure: "run-true".into(),
+            unit: "ms",
+            value: v,
+        }])
+    }
+}
+
+struct Exec {
+    per_round: usize,
+    /// The running container of each runtime.
+    ids: Vec<Option<String>>,
+}
+
+impl Workload for Exec {
+    fn prepare(&mut self, stage: &mut Stage, rt: usize) -> Result<()> {
+        let id = stage.new_id(rt);
+        stage.configure(&id, &["/bin/sleep", "1000000"])?;
+        stage.runtimes[rt].create_start(&stage.bundle, &id)?;
+        if self.ids.len() <= rt {
+            self.ids.resize(rt + 1, None);
+        }
+        self.ids[rt] = Some(id);
+        Ok(())
+    }
+
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
+        let id = self
+            .ids
+            .get(rt)
+            .cloned()
+            .flatten()
+            .ok_or(BenchError::Failed {
+                runtime: stage.runtimes[rt].info.label.clone(),
+                what: "exec".into(),
+                msg: "no running container".into(),
+            })?;
+        let mut v = vec![];
+        for _ in 0..self.per_round {
+            super::check_interrupted()?;
+            let t = Instant::now();
+            stage.runtimes[rt].exec(&id, &["/bin/true"])?;
+            v.push(Sample {
+                figure: "exec-true".into(),
+                unit: "ms",
+                value: ms(t),
+            });
+        }
+        Ok(v)
+    }
+
+    fn finish(&mut self, stage: &mut Stage, rt: usize) {
+        if let Some(Some(id)) = self.ids.get(rt) {
+            stage.runtimes[rt].delete(id);
+        }
+    }
+}
+
+struct Syscall {
+    budget_ms: u32,
+}
+
+impl Syscall {
+    fn install(stage: &Stage) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = stage
+            .rootfs
+            .join(HELPERS_IN_POD.trim_start_matches('/'))
+            .join("syscall");
+        if p.exists() {
+            return Ok(());
+        }
+        let io = |source| BenchError::Io {
+            path: p.clone(),
+            source,
+        };
+        std::fs::write(&p, SYSCALL).map_err(io)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(io)
+    }
+}
+
+/// Parses the helper's "NAME NS_PER_OP ITERATIONS" lines.
+pub fn parse_syscall_output(text: &str) -> Option<Vec<(String, f64)>> {
+    let mut v = vec![];
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = l.split_whitespace();
+        let name = f.next()?.to_string();
+        let ns: f64 = f.next()?.parse().ok()?;
+        let _iters: u64 = f.next()?.parse().ok()?;
+        if !ns.is_finite() || ns <= 0.0 {
+            return None;
+        }
+        v.push((name, ns));
+    }
+    (!v.is_empty()).then_some(v)
+}
+
+impl Workload for Syscall {
+    fn prepare(&mut self, stage: &mut Stage, _rt: usize) -> Result<()> {
+        Syscall::install(stage)
+    }
+
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
+        let id = stage.new_id(rt);
+        let host_out = stage.out.join("syscall.txt");
+        let _ = std::fs::remove_file(&host_out);
+        let budget = self.budget_ms.to_string();
+        let pod_out = format!("{OUT_IN_POD}/syscall.txt");
+        let helper = format!("{HELPERS_IN_POD}/syscall");
+        stage.configure(&id, &[&helper, &budget, &pod_out])?;
+        stage.runtimes[rt].run(&stage.bundle, &id)?;
+        let label = &stage.runtimes[rt].info.label;
+        let text = std::fs::read_to_string(&host_out).map_err(|e| BenchError::Failed {
+            runtime: label.clone(),
+            what: "syscall".into(),
+            msg: format!("no results from the helper ({}): {e}", host_out.display()),
+        })?;
+        let parsed = parse_syscall_output(&text).ok_or_else(|| BenchError::Failed {
+            runtime: label.clone(),
+            what: "syscall".into(),
+            msg: format!("unreadable helper output {text:?}"),
+        })?;
+        Ok(parsed
+            .into_iter()
+            .map(|(figure, value)| Sample {
+                figure,
+                unit: "ns",
+                value,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn helper_output() {
+        let v = super::parse_syscall_output("getpid 277.8 180208\nstat 1631.7 32752\n").unwrap();
+        assert_eq!(v, [("getpid".into(), 277.8), ("stat".into(), 1631.7)]);
+        assert!(super::parse_syscall_output("").is_none());
+        assert!(super::parse_syscall_output("getpid x 1").is_none());
+        assert!(super::parse_syscall_output("getpid 0 1").is_none());
+        assert!(super::parse_syscall_output("getpid 12").is_none());
+    }
+}
