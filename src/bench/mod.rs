@@ -191,6 +191,7 @@ pub fn run(ctx: &mut Ctx, opts: &Options, progress: &mut dyn FnMut(&str)) -> Res
             "invalid --runs {runs}: use 1 to 10000"
         )));
     }
+    catch_signals();
     let mut warnings = vec![];
     let specs = if opts.runtimes.is_empty() {
         default_runtimes(&ctx.root, &mut |n| {
@@ -228,8 +229,6 @@ pub fn run(ctx: &mut Ctx, opts: &Options, progress: &mut dyn FnMut(&str)) -> Res
             .clone(),
     };
     let image = crate::pod::resolve_image(ctx, &opts.image)?;
-
-    catch_signals();
     let mut environment = env::Environment::read();
     let started = crate::util::now_rfc3339();
     let mut stage = Stage::new(&ctx.root, &image)?;

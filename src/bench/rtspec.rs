@@ -82,10 +82,12 @@ pub fn parse(spec: &str) -> Result<RuntimeSpec, BenchError> {
                     return Err(bad("more than one platform".into()));
                 }
             }
-            None => return Err(bad(format!(
+            None => {
+                return Err(bad(format!(
                 "unknown option {opt:?}; use a platform ({}), network=none|host or overlay2=VALUE",
                 PLATFORMS.join(", ")
-            ))),
+            )))
+            }
             Some(("network", v)) if v == "none" || v == "host" => r.network = v.to_string(),
             Some(("network", v)) => {
                 return Err(bad(format!(
@@ -98,10 +100,12 @@ pub fn parse(spec: &str) -> Result<RuntimeSpec, BenchError> {
                     return Err(bad("more than one platform".into()));
                 }
             }
-            Some((k, v)) => return Err(bad(format!(
+            Some((k, v)) => {
+                return Err(bad(format!(
                 "unknown option {k}={v}; use a platform ({}), network=none|host or overlay2=VALUE",
                 PLATFORMS.join(", ")
-            ))),
+            )))
+            }
         }
     }
     Ok(r)
