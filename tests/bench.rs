@@ -1,8 +1,9 @@
 //! `gvpod bench` with the real runsc (GVPOD_RUNSC, so both releases) and
-//! runc when installed: the JSON report's shape and plausible numbers,
-//! the facts any host shows (runc starts faster than runsc, runsc's
-//! syscalls cost more), one-line refusals of bad runtime specs, and that
-//! nothing is left behind after a run or an interrupted run.
+//! runc when installed: the JSON report's shape and plausible numbers for
+//! startup, exec, syscall and fileio, the facts any host shows (runc
+//! starts faster than runsc, runsc's syscalls cost more), one-line
+//! refusals of bad runtime specs, and that nothing is left behind after a
+//! run or an interrupted run.
 
 mod common;
 
@@ -107,6 +108,7 @@ fn bench_reports_and_cleans_up() {
         "startup",
         "exec",
         "syscall",
+        "fileio",
         "--quick",
         "--runs",
         "2",
@@ -160,8 +162,8 @@ fn bench_reports_and_cleans_up() {
     assert!(env["cgroup_version"] == 1 || env["cgroup_version"] == 2);
 
     let results = rep["results"].as_array().unwrap();
-    // startup 1 figure, exec 1, syscall 4; per runtime.
-    assert_eq!(results.len(), 6 * labels.len(), "{results:#?}");
+    // startup 1 figure, exec 1, syscall 4, fileio 12; per runtime.
+    assert_eq!(results.len(), 18 * labels.len(), "{results:#?}");
     for res in results {
         let samples: Vec<f64> = res["samples"]
             .as_array()
@@ -184,6 +186,10 @@ fn bench_reports_and_cleans_up() {
         match res["unit"].as_str().unwrap() {
             "ms" => assert!(max < 60_000.0, "{res}"),
             "ns" => assert!(max < 10_000_000.0, "{res}"),
+            "MiB/s" => {
+                assert!(max < 1_000_000.0, "{res}");
+                assert_eq!(res["higher_is_better"], true, "{res}");
+            }
             u => panic!("unit {u}"),
         }
         if res["runtime"] == baseline {

@@ -313,6 +313,8 @@ pub struct Stage {
 
 /// Where the bench's output directory appears inside the container.
 pub const OUT_IN_POD: &str = "/gvpod-out";
+/// A tmpfs in every bench container.
+pub const TMPFS_IN_POD: &str = "/gvpod-tmp";
 /// Where the bench's helpers are put in the rootfs.
 pub const HELPERS_IN_POD: &str = "/gvpod-bench";
 
@@ -395,6 +397,18 @@ impl Stage {
         if let Some(p) = spec.process_mut() {
             p.set_rlimits(None);
         }
+        // A tmpfs for the fileio workload, in every container alike.
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(TMPFS_IN_POD)
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(vec!["nosuid".into(), "nodev".into(), "mode=1777".into()])
+                .build()
+                .map_err(|e| BenchError::Bundle(BundleError::Spec(e)))?,
+        );
+        spec.set_mounts(Some(mounts));
         bundle::write_config(&self.bundle, &spec, false)?;
         Ok(())
     }

@@ -9,7 +9,7 @@
 //!   cpus, cgroup_version, mem_total_kb, load_before, load_after,
 //!   cpu_khz_before, cpu_khz_after}, results: [{workload, figure, unit,
 //!   runtime, samples: [..], n, median, p95, min, max, mean, stddev, cv,
-//!   ratio, noisy}], warnings: [..]}`.
+//!   ratio, higher_is_better, noisy}], warnings: [..]}`.
 //! `ratio` is this runtime's median over the baseline's for the same
 //! figure (1.0 for the baseline itself; null when the baseline has none).
 
@@ -58,6 +58,8 @@ pub struct Figure {
     #[serde(flatten)]
     pub summary: Summary,
     pub ratio: Option<f64>,
+    /// Throughputs (MiB/s): a ratio above 1 is faster; times: slower.
+    pub higher_is_better: bool,
     /// CV above [`stats::NOISY_CV`].
     pub noisy: bool,
 }
@@ -107,6 +109,7 @@ pub fn build(i: Inputs) -> Report {
                 runtime,
                 samples,
                 noisy: summary.cv > stats::NOISY_CV,
+                higher_is_better: unit.ends_with("/s"),
                 summary,
                 ratio: None,
             })

@@ -5,13 +5,16 @@
 //! - `exec`: `exec /bin/true` into a running container, in ms;
 //! - `syscall`: the static helper of src/bench/syscall.c, timing getpid,
 //!   open+close, stat and a pipe round trip inside the container, in ns
-//!   per operation (gVisor's syscall benchmark measures getpid alone).
+//!   per operation (gVisor's syscall benchmark measures getpid alone);
+//! - `fileio`: the same helper, dd-style: sequential and 4 KiB random
+//!   write/read in MiB/s (higher is better) on the rootfs, a bind mount
+//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three).
 
 use std::time::Instant;
 
 use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
 
-pub const ALL: [&str; 3] = ["startup", "exec", "syscall"];
+pub const ALL: [&str; 4] = ["startup", "exec", "syscall", "fileio"];
 
 /// The syscall helper, built by build.rs.
 static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
@@ -39,6 +42,9 @@ pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
         "exec" => Box::new(Exec {
             per_round: if quick { 3 } else { 5 },
             ids: vec![],
+        }),
+        "fileio" => Box::new(FileIo {
+            mib: if quick { 8 } else { 64 },
         }),
         "syscall" => Box::new(Syscall {
             budget_ms: if quick { 30 } else { 200 },
@@ -163,33 +169,78 @@ impl Workload for Syscall {
     }
 
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
-        let id = stage.new_id(rt);
-        let host_out = stage.out.join("syscall.txt");
-        let _ = std::fs::remove_file(&host_out);
         let budget = self.budget_ms.to_string();
-        let pod_out = format!("{OUT_IN_POD}/syscall.txt");
-        let helper = format!("{HELPERS_IN_POD}/syscall");
-        stage.configure(&id, &[&helper, &budget, &pod_out])?;
-        stage.runtimes[rt].run(&stage.bundle, &id)?;
-        let label = &stage.runtimes[rt].info.label;
-        let text = std::fs::read_to_string(&host_out).map_err(|e| BenchError::Failed {
-            runtime: label.clone(),
-            what: "syscall".into(),
-            msg: format!("no results from the helper ({}): {e}", host_out.display()),
-        })?;
-        let parsed = parse_syscall_output(&text).ok_or_else(|| BenchError::Failed {
-            runtime: label.clone(),
-            what: "syscall".into(),
-            msg: format!("unreadable helper output {text:?}"),
-        })?;
-        Ok(parsed
-            .into_iter()
-            .map(|(figure, value)| Sample {
-                figure,
-                unit: "ns",
-                value,
-            })
-            .collect())
+        helper_run(stage, rt, "syscall", &[&budget], "ns")
+    }
+}
+
+/// Runs the helper (`MODE_ARGS...`, output file inserted where the helper
+/// wants it) in a fresh container of runtime `rt` and reads its lines.
+fn helper_run(
+    stage: &mut Stage,
+    rt: usize,
+    what: &str,
+    args: &[&str],
+    unit: &'static str,
+) -> Result<Vec<Sample>> {
+    let id = stage.new_id(rt);
+    let host_out = stage.out.join(format!("{what}.txt"));
+    let _ = std::fs::remove_file(&host_out);
+    let pod_out = format!("{OUT_IN_POD}/{what}.txt");
+    let helper = format!("{HELPERS_IN_POD}/syscall");
+    let mut argv: Vec<&str> = vec![&helper];
+    if what == "syscall" {
+        argv.extend_from_slice(args);
+        argv.push(&pod_out);
+    } else {
+        argv.push(what);
+        argv.push(&pod_out);
+        argv.extend_from_slice(args);
+    }
+    stage.configure(&id, &argv)?;
+    stage.runtimes[rt].run(&stage.bundle, &id)?;
+    let label = &stage.runtimes[rt].info.label;
+    let text = std::fs::read_to_string(&host_out).map_err(|e| BenchError::Failed {
+        runtime: label.clone(),
+        what: what.into(),
+        msg: format!("no results from the helper ({}): {e}", host_out.display()),
+    })?;
+    let parsed = parse_syscall_output(&text).ok_or_else(|| BenchError::Failed {
+        runtime: label.clone(),
+        what: what.into(),
+        msg: format!("unreadable helper output {text:?}"),
+    })?;
+    Ok(parsed
+        .into_iter()
+        .map(|(figure, value)| Sample {
+            figure,
+            unit,
+            value,
+        })
+        .collect())
+}
+
+struct FileIo {
+    mib: u32,
+}
+
+impl Workload for FileIo {
+    fn prepare(&mut self, stage: &mut Stage, _rt: usize) -> Result<()> {
+        Syscall::install(stage)
+    }
+
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
+        let mib = self.mib.to_string();
+        let rootfs = format!("rootfs={HELPERS_IN_POD}");
+        let bind = format!("bind={OUT_IN_POD}");
+        let tmpfs = format!("tmpfs={}", super::TMPFS_IN_POD);
+        helper_run(
+            stage,
+            rt,
+            "fileio",
+            &[&mib, &rootfs, &bind, &tmpfs],
+            "MiB/s",
+        )
     }
 }
 
