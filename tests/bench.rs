@@ -103,6 +103,7 @@ fn bench_reports_and_cleans_up() {
         "runc is needed for the bench tests (apt-get install runc)"
     );
     let out = r.path().join("results.json");
+    let chart = r.path().join("chart.svg");
     let mut args = vec![
         "bench",
         "startup",
@@ -118,6 +119,8 @@ fn bench_reports_and_cleans_up() {
         "runsc",
         "-o",
         out.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
     ];
     if runc {
         args.extend(["--runtime", "runc"]);
@@ -213,6 +216,49 @@ fn bench_reports_and_cleans_up() {
         );
     }
     assert_no_bench_leaks(&r, true);
+
+    // The chart is SVG an XML parser reads, with one bar per figure and runtime.
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    let st = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+        ])
+        .arg(&chart)
+        .status()
+        .unwrap();
+    assert!(st.success(), "unparseable SVG: {svg}");
+    assert_eq!(svg.matches("<title>").count(), results.len(), "{svg}");
+
+    // A report compared with itself: every figure, no change anywhere.
+    let o = r.gvpod(&[
+        "bench",
+        "compare",
+        out.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let changes: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let changes = changes.as_array().unwrap();
+    assert_eq!(changes.len(), results.len());
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["ratio"] == 1.0 && c["verdict"] == "within noise"),
+        "{changes:?}"
+    );
+    r.fails(
+        &["bench", "compare", out.to_str().unwrap()],
+        2,
+        "takes two report files",
+    );
+    r.fails(
+        &["bench", "compare", out.to_str().unwrap(), "/etc/hostname"],
+        2,
+        "is not a bench report",
+    );
 
     // Interrupted mid-run (SIGTERM, as Ctrl-C's SIGINT is handled alike):
     // it stops, says so on one line, and removes everything.

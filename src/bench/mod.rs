@@ -18,6 +18,8 @@
 //! - runtimes are driven through [`runtime::Runtime`] only (runsc's command
 //!   lines come from the `runsc` module, DESIGN.md fact 1).
 
+pub mod chart;
+pub mod compare;
 mod env;
 pub mod report;
 mod rtspec;

@@ -178,7 +178,7 @@ pub fn build(i: Inputs) -> Report {
 }
 
 /// A value in its unit, with sensible precision.
-fn num(v: f64) -> String {
+pub fn num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -229,7 +229,7 @@ pub fn table_rows(r: &Report) -> Vec<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn env() -> Environment {
@@ -255,8 +255,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ratios_against_the_baseline_and_warnings() {
+    fn info(label: &str) -> RuntimeInfo {
+        RuntimeInfo {
+            label: label.into(),
+            kind: "runsc".into(),
+            bin: "/usr/bin/runsc".into(),
+            version: "v".into(),
+            platform: "ptrace".into(),
+            flags: vec![],
+        }
+    }
+
+    /// runc 10/11/12 ms and runsc:ptrace 100/100/300 ms starting, an exec
+    /// figure of runsc:ptrace alone; baseline runc; load 1.5 after.
+    pub(in crate::bench) fn sample_report() -> Report {
         let mut res = Results::default();
         for v in [10.0, 11.0, 12.0] {
             res.add("startup", &s("run-true", v), "runc");
@@ -267,27 +279,32 @@ mod tests {
         res.add("exec", &s("exec-true", 5.0), "runsc:ptrace");
         let mut e = env();
         e.load_after = 1.5;
-        let r = build(Inputs {
+        build(Inputs {
             started: "t".into(),
             seconds: 1.0,
             quick: true,
             runs: 3,
             baseline: "runc".into(),
             workloads: vec!["startup".into(), "exec".into()],
-            runtimes: vec![],
+            runtimes: vec![info("runc"), info("runsc:ptrace")],
             environment: e,
             results: res,
-            warnings: vec![],
-        });
+            warnings: vec!["a <note>".into()],
+        })
+    }
+
+    #[test]
+    fn ratios_against_the_baseline_and_warnings() {
+        let r = sample_report();
         assert_eq!(r.results.len(), 3);
         assert_eq!(r.results[0].ratio, Some(1.0));
         assert_eq!(r.results[0].summary.median, 11.0);
         assert_eq!(r.results[1].ratio, Some(100.0 / 11.0));
         assert!(r.results[1].noisy && !r.results[0].noisy);
         assert_eq!(r.results[2].ratio, None, "no baseline figure");
-        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
-        assert!(r.warnings[0].contains("runsc:ptrace"));
-        assert!(r.warnings[1].contains("busy machine"));
+        assert_eq!(r.warnings.len(), 3, "{:?}", r.warnings);
+        assert!(r.warnings[1].contains("runsc:ptrace"));
+        assert!(r.warnings[2].contains("busy machine"));
         let rows = table_rows(&r);
         assert_eq!(rows[0][3], "11.0 ms");
         assert_eq!(rows[1][8], "9.09x");

@@ -1,5 +1,7 @@
 //! `gvpod bench`: parses, calls [`crate::bench::run`], prints the table or
-//! JSON on stdout (progress and warnings on stderr), writes `-o FILE`.
+//! JSON on stdout (progress and warnings on stderr), writes `-o FILE` and
+//! `--chart FILE`. `gvpod bench compare A.json B.json` compares two
+//! reports (a leading `compare` word, as no workload has that name).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,7 +14,8 @@ use crate::pod::Ctx;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Workloads: startup, exec, syscall (default: all).
+    /// Workloads: startup, exec, syscall, fileio (default: all); or
+    /// `compare A.json B.json` to compare two reports written with -o.
     pub workloads: Vec<String>,
     /// A runtime to benchmark (repeatable): runsc, runsc:systrap|ptrace|kvm,
     /// runsc@/path/to/runsc, runsc:network=host, runsc:overlay2=root:memory,
@@ -37,6 +40,56 @@ pub struct BenchArgs {
     /// Also write the JSON report (every sample) to this file.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Also draw an SVG bar chart (ratios to the baseline, min..max whiskers) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+}
+
+pub fn is_compare(a: &BenchArgs) -> bool {
+    a.workloads.first().is_some_and(|w| w == "compare")
+}
+
+/// `gvpod bench compare A.json B.json`.
+pub fn compare(a: BenchArgs) -> anyhow::Result<i32> {
+    let as_json = check_format(&a.format)?;
+    let [_, fa, fb] = a.workloads.as_slice() else {
+        return Err(bench::BenchError::Usage(
+            "bench compare takes two report files: gvpod bench compare A.json B.json".into(),
+        )
+        .into());
+    };
+    let ra = bench::compare::load(std::path::Path::new(fa))?;
+    let rb = bench::compare::load(std::path::Path::new(fb))?;
+    let changes = bench::compare::compare(&ra, &rb);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&changes)?);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.workload.clone(),
+                c.figure.clone(),
+                c.runtime.clone(),
+                format!("{} {}", report::num(c.median_a), c.unit),
+                format!("{} {}", report::num(c.median_b), c.unit),
+                format!("{:.2}x", c.ratio),
+                match c.p {
+                    Some(p) => format!("{} (p={p:.3})", c.verdict),
+                    None => c.verdict.clone(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "WORKLOAD", "FIGURE", "RUNTIME", "A MEDIAN", "B MEDIAN", "B/A", "CHANGE",
+        ],
+        &rows,
+    );
+    println!("better/worse: every sample of B beats every sample of A (or the reverse), p = the chance of that with no real change; needs p < 0.05");
+    Ok(0)
 }
 
 pub fn bench(ctx: &mut Ctx, a: BenchArgs) -> anyhow::Result<i32> {
@@ -69,6 +122,14 @@ pub fn bench(ctx: &mut Ctx, a: BenchArgs) -> anyhow::Result<i32> {
         crate::util::write_atomic(path, &text).map_err(|e| {
             crate::pod::PodError::Usage(format!(
                 "cannot write the bench report to {}: {e}; pick another -o FILE",
+                path.display()
+            ))
+        })?;
+    }
+    if let Some(path) = &a.chart {
+        crate::util::write_atomic(path, bench::chart::svg(&rep).as_bytes()).map_err(|e| {
+            crate::pod::PodError::Usage(format!(
+                "cannot write the bench chart to {}: {e}; pick another --chart FILE",
                 path.display()
             ))
         })?;

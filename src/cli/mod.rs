@@ -41,6 +41,12 @@ pub fn main() -> i32 {
     let res = if let Cmd::Config(a) = cli.cmd {
         // Needs no root and no data root: before the context is opened.
         config::config(a)
+    } else if matches!(&cli.cmd, Cmd::Bench(a) if bench::is_compare(a)) {
+        // Reads two files: no root, no data root, the same under --url.
+        let Cmd::Bench(a) = cli.cmd else {
+            unreachable!()
+        };
+        bench::compare(a)
     } else {
         match cli.url.clone() {
             Some(url) if !matches!(cli.cmd, Cmd::System(SystemCmd::Service { .. })) => {
