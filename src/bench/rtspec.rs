@@ -1,7 +1,8 @@
 //! `--runtime SPEC` parsing (pure): which binary a bench runtime is and
 //! with which options it runs.
 //!
-//! Grammar: `KIND[@PATH][:OPT[,OPT]...]`, KIND `runsc` or `runc`, OPT a
+//! Grammar: `[LABEL=]KIND[@PATH][:OPT[,OPT]...]`, KIND `runsc` or `runc`,
+//! LABEL the runtime's name in reports (default: the spec itself), OPT a
 //! bare platform name (`systrap`, `ptrace`, `kvm`) or `network=none|host`
 //! or `overlay2=VALUE` (VALUE may itself hold `:`, as `root:memory`). runc
 //! takes no options. Whether the binary exists and accepts the options is
@@ -38,6 +39,18 @@ pub fn parse(spec: &str) -> Result<RuntimeSpec, BenchError> {
         why,
     };
     let s = spec.trim();
+    // A label is what precedes an '=' that comes before any ':' or '@'.
+    let (label, s) = match s.split_once('=') {
+        Some((l, rest)) if !l.contains(':') && !l.contains('@') => {
+            if !crate::util::is_valid_name(l) {
+                return Err(bad(format!(
+                    "label {l:?} is not a valid name (letters, digits, '.', '_', '-')"
+                )));
+            }
+            (Some(l), rest)
+        }
+        _ => (None, s),
+    };
     let (head, opts) = match s.find(':') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
@@ -63,7 +76,7 @@ pub fn parse(spec: &str) -> Result<RuntimeSpec, BenchError> {
         }
     }
     let mut r = RuntimeSpec {
-        label: s.to_string(),
+        label: label.unwrap_or(s).to_string(),
         kind,
         bin: bin.map(str::to_string),
         platform: None,
@@ -165,6 +178,11 @@ mod tests {
             ),
             (Some("/x/runsc"), Some("ptrace"), Some("none"), "host")
         );
+        let r = parse("new=runsc@/x/runsc:systrap").unwrap();
+        assert_eq!(
+            (r.label.as_str(), r.bin.as_deref(), r.platform.as_deref()),
+            ("new", Some("/x/runsc"), Some("systrap"))
+        );
         let r = parse("runc").unwrap();
         assert_eq!((r.kind, r.bin), (Kind::Runc, None));
         assert_eq!(
@@ -186,6 +204,8 @@ mod tests {
             "runsc:foo=bar",
             "runsc@relative/runsc",
             "runc:systrap",
+            "a b=runc",
+            "=runc",
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.kind(), crate::error::Kind::User, "{bad}");

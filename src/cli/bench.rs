@@ -19,7 +19,8 @@ pub struct BenchArgs {
     pub workloads: Vec<String>,
     /// A runtime to benchmark (repeatable): runsc, runsc:systrap|ptrace|kvm,
     /// runsc@/path/to/runsc, runsc:network=host, runsc:overlay2=root:memory,
-    /// runc. Default: every platform of the default runsc, plus runc when installed.
+    /// runc; LABEL=SPEC names it in reports. Default: every platform of the
+    /// default runsc, plus runc when installed.
     #[arg(long = "runtime", value_name = "SPEC")]
     pub runtimes: Vec<String>,
     /// Rounds per workload (default 10, 3 with --quick).
