@@ -415,6 +415,17 @@ impl Stage {
         Ok(())
     }
 
+    /// The host processes in container `id`'s cgroup (v2, or v1's memory
+    /// controller).
+    pub fn pids_of(&self, id: &str) -> Vec<i32> {
+        let rel = format!("{}/{id}/cgroup.procs", self.cgroup_parent());
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+            .iter()
+            .find_map(|b| std::fs::read_to_string(Path::new(b).join(&rel)).ok())
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     fn cgroup_parent(&self) -> String {
         format!("gvpod-bench-{}", self.tag)
     }

@@ -256,6 +256,15 @@ impl Runtime {
         let _ = self.command("delete").args(["--force", id]).status();
     }
 
+    /// runsc's sandbox and gofer processes of this runtime (they carry its
+    /// `--root`); none for runc.
+    pub fn sandbox_pids(&self) -> Vec<i32> {
+        match self.driver {
+            Driver::Runsc { .. } => crate::runsc::pids_under_root(&self.state),
+            Driver::Runc { .. } => vec![],
+        }
+    }
+
     /// Force-deletes the containers `ids` (those this runtime was given)
     /// and kills any sandbox process still naming its state root (runsc's
     /// sandbox and gofer run in sessions of their own).

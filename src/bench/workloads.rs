@@ -8,13 +8,17 @@
 //!   per operation (gVisor's syscall benchmark measures getpid alone);
 //! - `fileio`: the same helper, dd-style: sequential and 4 KiB random
 //!   write/read in MiB/s (higher is better) on the rootfs, a bind mount
-//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three).
+//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three);
+//! - `density`: memory per idle container, as gVisor's suite measures it
+//!   (the drop in MemAvailable over N `sleep` containers, divided by N) and
+//!   the PSS of each container's host processes (its cgroup's, plus runsc's
+//!   sandbox and gofer found by their `--root`), in MiB.
 
 use std::time::Instant;
 
 use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
 
-pub const ALL: [&str; 4] = ["startup", "exec", "syscall", "fileio"];
+pub const ALL: [&str; 5] = ["startup", "exec", "syscall", "fileio", "density"];
 
 /// The syscall helper, built by build.rs.
 static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
@@ -42,6 +46,9 @@ pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
         "exec" => Box::new(Exec {
             per_round: if quick { 3 } else { 5 },
             ids: vec![],
+        }),
+        "density" => Box::new(Density {
+            pods: if quick { 3 } else { 5 },
         }),
         "fileio" => Box::new(FileIo {
             mib: if quick { 8 } else { 64 },
@@ -241,6 +248,69 @@ impl Workload for FileIo {
             &[&mib, &rootfs, &bind, &tmpfs],
             "MiB/s",
         )
+    }
+}
+
+struct Density {
+    pods: usize,
+}
+
+fn mem_available_kb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| super::env::meminfo_kb(&m, "MemAvailable"))
+        .unwrap_or(0)
+}
+
+/// The `Pss:` of a process (smaps_rollup), in kB.
+fn pss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| super::env::meminfo_kb(&t, "Pss"))
+        .unwrap_or(0)
+}
+
+impl Workload for Density {
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
+        let before = mem_available_kb();
+        let mut ids = vec![];
+        let res = (|| -> Result<Vec<Sample>> {
+            for _ in 0..self.pods {
+                super::check_interrupted()?;
+                let id = stage.new_id(rt);
+                stage.configure(&id, &["/bin/sleep", "1000000"])?;
+                ids.push(id.clone());
+                stage.runtimes[rt].create_start(&stage.bundle, &id)?;
+            }
+            // Let the sandboxes settle (lazy allocations, the gofer's start).
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let after = mem_available_kb();
+            let mut pids = std::collections::BTreeSet::new();
+            for id in &ids {
+                pids.extend(stage.pids_of(id));
+            }
+            pids.extend(stage.runtimes[rt].sandbox_pids());
+            let pss: u64 = pids.iter().map(|p| pss_kb(*p)).sum();
+            let n = self.pods as f64;
+            Ok(vec![
+                Sample {
+                    figure: "memavailable-drop-per-pod".into(),
+                    unit: "MiB",
+                    value: (before.saturating_sub(after)) as f64 / 1024.0 / n,
+                },
+                Sample {
+                    figure: "pss-per-pod".into(),
+                    unit: "MiB",
+                    value: pss as f64 / 1024.0 / n,
+                },
+            ])
+        })();
+        for id in &ids {
+            stage.runtimes[rt].delete(id);
+        }
+        let v: Vec<Sample> = res?;
+        // A drop of 0 (memory freed elsewhere meanwhile) is no measurement.
+        Ok(v.into_iter().filter(|s| s.value > 0.0).collect())
     }
 }
 

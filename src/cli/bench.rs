@@ -14,7 +14,7 @@ use crate::pod::Ctx;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Workloads: startup, exec, syscall, fileio (default: all); or
+    /// Workloads: startup, exec, syscall, fileio, density (default: all); or
     /// `compare A.json B.json` to compare two reports written with -o.
     pub workloads: Vec<String>,
     /// A runtime to benchmark (repeatable): runsc, runsc:systrap|ptrace|kvm,
