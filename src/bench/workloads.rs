@@ -1,7 +1,10 @@
 //! The workloads. Each takes samples from one runtime at a time (the
 //! caller interleaves runtimes round by round) through the [`Stage`]'s
 //! bundle and the runtime seam:
-//! - `startup`: `run` of `/bin/true` (create, start, exit, delete), in ms;
+//! - `startup`: `run` of `/bin/true` (create, start, exit, delete), and
+//!   `run` of a container that starts busybox httpd and fetches `/` over
+//!   its loopback until the server answers (no host networking needed, so
+//!   every runtime gets the same: `--network=none`), in ms;
 //! - `exec`: `exec /bin/true` into a running container, in ms;
 //! - `syscall`: the static helper of src/bench/syscall.c, timing getpid,
 //!   open+close, stat and a pipe round trip inside the container, in ns
@@ -66,18 +69,48 @@ fn ms(t: Instant) -> f64 {
 
 struct Startup;
 
+/// Starts httpd and polls it over loopback (at most ~10 s, then fails).
+const FIRST_HTTP: &str = "ip link set lo up 2>/dev/null; httpd -p 127.0.0.1:8080 -h /gvpod-bench/www || exit 3; \
+i=0; until wget -q -O /dev/null http://127.0.0.1:8080/ 2>/dev/null; do i=$((i+1)); [ $i -gt 1000 ] && exit 4; usleep 10000; done";
+
 impl Workload for Startup {
+    fn prepare(&mut self, stage: &mut Stage, _rt: usize) -> Result<()> {
+        let www = stage
+            .rootfs
+            .join(HELPERS_IN_POD.trim_start_matches('/'))
+            .join("www");
+        let io = |source| BenchError::Io {
+            path: www.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&www).map_err(io)?;
+        std::fs::write(www.join("index.html"), b"gvpod bench\n").map_err(io)
+    }
+
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
         let id = stage.new_id(rt);
         stage.configure(&id, &["/bin/true"])?;
         let t = Instant::now();
         stage.runtimes[rt].run(&stage.bundle, &id)?;
         let v = ms(t);
-        Ok(vec![Sample {
-            figure: "run-true".into(),
-            unit: "ms",
-            value: v,
-        }])
+        super::check_interrupted()?;
+        let id = stage.new_id(rt);
+        stage.configure(&id, &["/bin/sh", "-c", FIRST_HTTP])?;
+        let t = Instant::now();
+        stage.runtimes[rt].run(&stage.bundle, &id)?;
+        let h = ms(t);
+        Ok(vec![
+            Sample {
+                figure: "run-true".into(),
+                unit: "ms",
+                value: v,
+            },
+            Sample {
+                figure: "first-http".into(),
+                unit: "ms",
+                value: h,
+            },
+        ])
     }
 }
 
