@@ -3,7 +3,8 @@
 //! versioned JSON report. gVisor's `test/benchmarks` is the model for what
 //! to measure (REFERENCES.md); unlike it, nothing sits between gvpod and
 //! the runtime (no Docker), and every figure gets median, p95, min, max and
-//! CV, not a mean.
+//! CV, not a mean. Workloads (see `workloads`): startup (run-true,
+//! first-http), exec, syscall, fileio, density.
 //!
 //! Invariants:
 //! - one bundle per bench run, made from an image of the data root through

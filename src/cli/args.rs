@@ -457,7 +457,7 @@ pub enum Cmd {
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
     /// Benchmark runtimes side by side (runsc platforms, releases, runc):
-    /// startup, exec and syscall workloads, median/p95/CV, ratios to a baseline.
+    /// startup, exec, syscall, fileio and density, median/p95/CV, ratios to a baseline.
     Bench(super::bench::BenchArgs),
     /// Internal: the per-pod monitor process.
     #[command(name = "__monitor", hide = true)]

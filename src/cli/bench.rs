@@ -26,13 +26,13 @@ pub struct BenchArgs {
     /// Rounds per workload (default 10, 3 with --quick).
     #[arg(long)]
     pub runs: Option<u32>,
-    /// Fewer rounds and shorter syscall loops: a smoke run.
+    /// Fewer rounds, shorter syscall loops, smaller files, fewer pods: a smoke run.
     #[arg(long)]
     pub quick: bool,
     /// The runtime ratios are computed against (default: runc when benchmarked, else the first).
     #[arg(long, value_name = "RUNTIME")]
     pub baseline: Option<String>,
-    /// The image the bench bundle is made from (must be in the store; it needs /bin/true and /bin/sleep).
+    /// The image the bench bundle is made from (in the store; busybox-like: /bin/true, /bin/sleep, sh, httpd, wget).
     #[arg(long, default_value = "busybox")]
     pub image: String,
     /// Output format: table or json.
