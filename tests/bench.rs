@@ -209,9 +209,20 @@ fn bench_reports_and_cleans_up() {
         if res["runtime"] == baseline {
             assert_eq!(f(res, "ratio"), 1.0, "{res}");
         } else {
-            let ratio = f(res, "ratio");
-            let base = median(&rep, res["figure"].as_str().unwrap(), baseline);
-            assert!((ratio - med / base).abs() < 1e-9, "{res}");
+            let fig = res["figure"].as_str().unwrap();
+            let has_base = rep["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["figure"] == fig && r["runtime"] == baseline);
+            if has_base {
+                let base = median(&rep, fig, baseline);
+                assert!((f(res, "ratio") - med / base).abs() < 1e-9, "{res}");
+            } else {
+                // Only density's MemAvailable drop may be missing (see above).
+                assert_eq!(fig, "memavailable-drop-per-pod", "{res}");
+                assert!(res["ratio"].is_null(), "{res}");
+            }
         }
     }
     if runc {
