@@ -17,6 +17,9 @@ for cg in /sys/fs/cgroup/gvpod /sys/fs/cgroup/*/gvpod; do
     [ -d "$cg" ] || continue
     find "$cg" -mindepth 1 -maxdepth 1 -type d | while read -r f; do report "cgroup left: $f"; done
 done
+# `gvpod bench`'s cgroups (its containers' parents).
+d=$(ls -d /sys/fs/cgroup/gvpod-bench-* /sys/fs/cgroup/*/gvpod-bench-* 2>/dev/null || true)
+[ -n "$d" ] && report "bench cgroups left: $d"
 # The kvm probe's `runsc do`: its bundle and root dirs and its cgroups.
 d=$(ls -d /tmp/runsc-do* 2>/dev/null || true)
 [ -n "$d" ] && report "runsc do dirs left: $d"

@@ -27,8 +27,9 @@ fi
 # suite's second runsc release; python3-websockets, openssh-client and
 # chromium for the dev-access tests, which drive images/devbox's services
 # with a WebSocket client, ssh and a headless browser; gcc and libc6-dev's
-# static libc for the relay build.rs embeds in gvpod).
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc libc6-dev pkg-config docker-registry apache2-utils debootstrap attr curl gpgv xz-utils debian-archive-keyring python3-websockets openssh-client chromium"
+# static libc for the relay and the bench helper build.rs embeds in gvpod;
+# runc, the native baseline of `gvpod bench`).
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc libc6-dev pkg-config docker-registry apache2-utils debootstrap attr curl gpgv xz-utils debian-archive-keyring python3-websockets openssh-client chromium runc"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

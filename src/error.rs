@@ -66,6 +66,7 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
         crate::runsc::RunscError,
         crate::net::NetError,
         crate::api::ApiError,
+        crate::bench::BenchError,
         crate::machine::remote::RemoteError,
         crate::machine::MachineError
     );

@@ -7,6 +7,7 @@
 //! The modules stay private: the only public entry point is [`main`].
 
 mod api;
+mod bench;
 mod bundle;
 mod cli;
 mod error;

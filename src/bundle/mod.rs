@@ -10,7 +10,7 @@ mod rootfs;
 
 pub use options::{
     check_env, parse_cpus, parse_env_file, parse_expose, parse_label, parse_memory, parse_restart,
-    parse_volume, PodOptions, RestartPolicy,
+    parse_volume, PodOptions, RestartPolicy, Volume,
 };
 pub use rootfs::{
     check_executable, mount_overlay, resolve_user, unmount, ExecProblem, RootfsPaths,

@@ -483,6 +483,9 @@ pub enum Cmd {
     Machine(super::machine::MachineCmd),
     /// ssh's ProxyCommand: connect stdin/stdout to sshd of pod NAME (NAME.gvpod).
     SshProxy(super::ssh::SshProxyArgs),
+    /// Benchmark runtimes side by side (runsc platforms, releases, runc):
+    /// startup, exec, syscall, fileio and density, median/p95/CV, ratios to a baseline.
+    Bench(super::bench::BenchArgs),
     /// Internal: the per-pod monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor {

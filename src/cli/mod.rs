@@ -4,6 +4,7 @@
 //! command cannot run / not found, else the pod's own exit code).
 
 mod args;
+mod bench;
 mod config;
 mod format;
 mod kube;
@@ -45,6 +46,8 @@ pub fn main() -> i32 {
         Cmd::Config(a) => config::config(a),
         Cmd::Machine(c) => machine::machine(c),
         Cmd::System(SystemCmd::Service { .. }) => dispatch(cli),
+        // Reads two files: no root, no data root, the same under --url.
+        Cmd::Bench(a) if bench::is_compare(&a) => bench::compare(a),
         // From spec files: as `config`, on this host even under --url.
         Cmd::Generate(kube::GenerateCmd::Kube(ref a)) if a.wants_specs().unwrap_or(true) => {
             a.wants_specs().and_then(|_| kube::from_files(a))
@@ -502,6 +505,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Snapshot(c) => snapshot::snapshot(&mut ctx, c),
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),
+        Cmd::Bench(a) => bench::bench(&mut ctx, a),
         Cmd::SshConfig(a) => ssh::ssh_config(&mut ctx, &cli.root, a),
         Cmd::Up(a) => project::up(&mut ctx, a, debug),
         Cmd::Down(a) => project::down(&mut ctx, a),

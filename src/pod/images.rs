@@ -25,6 +25,12 @@ pub fn ensure(ctx: &mut Ctx, image: &str) -> Result<()> {
     }
 }
 
+/// The image `name` names in the store (no pull): what `gvpod bench`
+/// makes its bundle from.
+pub fn resolve(ctx: &Ctx, name: &str) -> Result<crate::image::Image> {
+    Ok(ctx.images.resolve(&ctx.db, name)?)
+}
+
 /// Removes image `name` (its tag, or the image once untagged). Untagging one
 /// of several names always works (pods keep the image, as docker's do);
 /// deleting an image that pods use is refused unless `force`, which removes

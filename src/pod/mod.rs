@@ -45,7 +45,9 @@ pub use commit::commit;
 pub use create::{create, CreateRequest};
 pub use events::{past_events, EventWatch, PodEvent};
 pub use exec::{exec, exec_spawn, ExecRequest, ExecStdio};
-pub use images::{ensure as ensure_image, pull as pull_image, remove as remove_image};
+pub use images::{
+    ensure as ensure_image, pull as pull_image, remove as remove_image, resolve as resolve_image,
+};
 pub use info::{inspect, list, system_info, PodView, SystemInfo};
 pub use kube::kube as generate_kube;
 pub use logs::{follow_launch, logs, open_launch_output, LogLine, LogsRequest};

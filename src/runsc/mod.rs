@@ -322,6 +322,17 @@ fn hide_proc_sys_net(cmd: &mut Command) {
     }
 }
 
+/// SIGKILLs every runsc process (sandbox, gofer) whose `--root` is `root`
+/// or inside it: the backstop of a cleanup after an interrupted run.
+pub fn kill_under_root(root: &Path) -> Vec<i32> {
+    procs::kill_under_root(root, |_| true)
+}
+
+/// The live runsc processes whose `--root` is `root` or inside it.
+pub fn pids_under_root(root: &Path) -> Vec<i32> {
+    procs::under_root(root)
+}
+
 /// The runsc this process uses: `GVPOD_RUNSC`, else the first on `$PATH`.
 pub fn find_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("GVPOD_RUNSC") {

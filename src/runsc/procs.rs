@@ -11,6 +11,28 @@ use std::path::Path;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// Every live process whose arguments contain `--root=ROOT` (or a root
+/// under ROOT).
+pub(crate) fn under_root(root: &Path) -> Vec<i32> {
+    let root_arg = format!("--root={}", root.display());
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            cmdline
+                .split(|b| *b == 0)
+                .any(|a| {
+                    a.strip_prefix(root_arg.as_bytes())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+                })
+                .then_some(pid)
+        })
+        .collect()
+}
+
 /// SIGKILLs every live process whose arguments contain `--root=ROOT` (or a
 /// root under ROOT) and for which `also(args)` holds. Returns the pids
 /// signalled.

@@ -248,6 +248,7 @@ fn verb(c: &Cmd) -> &'static str {
         Cmd::Logout { .. } => "logout",
         Cmd::System(_) => "system",
         Cmd::Router { .. } => "router",
+        Cmd::Bench(_) => "bench",
         _ => "this verb",
     }
 }

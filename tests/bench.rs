@@ -1,0 +1,407 @@
+//! `gvpod bench` with the real runsc (GVPOD_RUNSC, so both releases) and
+//! runc when installed: the JSON report's shape and plausible numbers for
+//! startup, exec, syscall, fileio and density, the facts any host shows (runc
+//! starts faster than runsc, runsc's syscalls cost more), one-line
+//! refusals of bad runtime specs, and that nothing is left behind after a
+//! run or an interrupted run.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Root};
+
+fn runc_installed() -> bool {
+    Command::new("runc")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Everything a bench could leave on the host: its work directory under
+/// the data root, its cgroups (a runc or runsc process still alive keeps
+/// one; `cgroups` only where no other bench runs), runsc processes naming
+/// its state roots, mounts under the root.
+fn bench_leaks(r: &Root, cgroups: bool) -> Vec<String> {
+    let mut v = r.leaks();
+    let bench = r.path().join("bench");
+    if bench.exists() {
+        v.push(format!(
+            "bench dir: {:?}",
+            std::fs::read_dir(&bench)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        ));
+    }
+    let mut bases = vec![Path::new("/sys/fs/cgroup").to_owned()];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(rd.flatten().map(|e| e.path()));
+    }
+    for b in bases.into_iter().filter(|_| cgroups) {
+        if let Ok(rd) = std::fs::read_dir(&b) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("gvpod-bench-") {
+                    v.push(format!("cgroup: {}", e.path().display()));
+                }
+            }
+        }
+    }
+    let needle = bench.to_string_lossy().into_owned();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(&needle) {
+                v.push(format!("process: {c}"));
+            }
+        }
+    }
+    v
+}
+
+fn assert_no_bench_leaks(r: &Root, cgroups: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let l = bench_leaks(r, cgroups);
+        if l.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "bench leaked: {l:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} is not a number in {v}"))
+}
+
+/// The median of `figure` on `runtime`.
+fn median(rep: &serde_json::Value, figure: &str, runtime: &str) -> f64 {
+    let r = rep["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["figure"] == figure && r["runtime"] == runtime)
+        .unwrap_or_else(|| panic!("no {figure} for {runtime} in the report"));
+    f(r, "median")
+}
+
+/// One test, so that no other bench runs while the leak checks look at
+/// the host: a full quick run, then an interrupted one.
+#[test]
+fn bench_reports_and_cleans_up() {
+    require_runsc!();
+    let r = Root::new();
+    let runc = runc_installed();
+    assert!(
+        runc || !common::skips_forbidden(),
+        "runc is needed for the bench tests (apt-get install runc)"
+    );
+    let out = r.path().join("results.json");
+    let chart = r.path().join("chart.svg");
+    let mut args = vec![
+        "bench",
+        "startup",
+        "exec",
+        "syscall",
+        "fileio",
+        "density",
+        "--quick",
+        "--runs",
+        "2",
+        "--format",
+        "json",
+        "--runtime",
+        "runsc",
+        "-o",
+        out.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ];
+    if runc {
+        args.extend(["--runtime", "runc"]);
+    }
+    let o = r.gvpod(&args);
+    assert!(o.status.success(), "bench failed: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("startup: round 2/2"),
+        "no progress: {}",
+        stderr(&o)
+    );
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(rep, file, "-o writes the same report");
+    assert_eq!(rep["schema"], 1);
+    assert_eq!(rep["runs"], 2);
+    let labels: Vec<&str> = rep["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    let baseline = if runc { "runc" } else { "runsc" };
+    assert_eq!(rep["baseline"], baseline);
+    assert_eq!(
+        labels,
+        if runc {
+            vec!["runsc", "runc"]
+        } else {
+            vec!["runsc"]
+        }
+    );
+    let runsc = &rep["runtimes"][0];
+    assert!(
+        runsc["version"].as_str().unwrap().contains("runsc"),
+        "{runsc}"
+    );
+    assert!(!runsc["platform"].as_str().unwrap().is_empty());
+    let env = &rep["environment"];
+    assert!(f(env, "cpus") >= 1.0 && !env["kernel"].as_str().unwrap().is_empty());
+    assert!(env["cgroup_version"] == 1 || env["cgroup_version"] == 2);
+
+    let results = rep["results"].as_array().unwrap();
+    // startup 2 figures, exec 1, syscall 4, fileio 12, density 1 or 2 (a
+    // MemAvailable drop that other work hid is left out); per runtime.
+    let n = results.len();
+    assert!(
+        n >= 20 * labels.len() && n <= 21 * labels.len(),
+        "{results:#?}"
+    );
+    for res in results {
+        let samples: Vec<f64> = res["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect();
+        let want = if res["workload"] == "exec" { 2 * 3 } else { 2 };
+        if res["workload"] == "density" {
+            assert!(!samples.is_empty() && samples.len() <= 2, "{res}");
+        } else {
+            assert_eq!(samples.len(), want, "{res}");
+        }
+        assert!(samples.iter().all(|s| *s > 0.0), "{res}");
+        let (min, med, p95, max) = (
+            f(res, "min"),
+            f(res, "median"),
+            f(res, "p95"),
+            f(res, "max"),
+        );
+        assert!(min > 0.0 && min <= med && med <= p95 && p95 <= max, "{res}");
+        assert!(f(res, "cv") >= 0.0, "{res}");
+        // Plausible magnitudes: a start-up under a minute, a syscall under 10 ms.
+        match res["unit"].as_str().unwrap() {
+            "ms" => assert!(max < 60_000.0, "{res}"),
+            "ns" => assert!(max < 10_000_000.0, "{res}"),
+            "MiB" => assert!(max < 10_000.0, "{res}"),
+            "MiB/s" => {
+                assert!(max < 1_000_000.0, "{res}");
+                assert_eq!(res["higher_is_better"], true, "{res}");
+            }
+            u => panic!("unit {u}"),
+        }
+        if res["runtime"] == baseline {
+            assert_eq!(f(res, "ratio"), 1.0, "{res}");
+        } else {
+            let fig = res["figure"].as_str().unwrap();
+            let has_base = rep["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["figure"] == fig && r["runtime"] == baseline);
+            if has_base {
+                let base = median(&rep, fig, baseline);
+                assert!((f(res, "ratio") - med / base).abs() < 1e-9, "{res}");
+            } else {
+                // Only density's MemAvailable drop may be missing (see above).
+                assert_eq!(fig, "memavailable-drop-per-pod", "{res}");
+                assert!(res["ratio"].is_null(), "{res}");
+            }
+        }
+    }
+    if runc {
+        // Facts on any host: runc starts faster than runsc, and a trapped
+        // getpid costs runsc far more than a native one.
+        assert!(
+            median(&rep, "run-true", "runc") < median(&rep, "run-true", "runsc"),
+            "runc should start faster"
+        );
+        assert!(
+            median(&rep, "first-http", "runc") < median(&rep, "first-http", "runsc"),
+            "runc's httpd should answer sooner"
+        );
+        assert!(
+            median(&rep, "getpid", "runsc") > 2.0 * median(&rep, "getpid", "runc"),
+            "runsc's getpid should cost more"
+        );
+        // The sentry and gofer cost more than runc's bare sleep.
+        assert!(
+            median(&rep, "pss-per-pod", "runsc") > 2.0 * median(&rep, "pss-per-pod", "runc"),
+            "runsc's idle pod should take more memory"
+        );
+    }
+    assert_no_bench_leaks(&r, true);
+
+    // The chart is SVG an XML parser reads, with one bar per figure and runtime.
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    let st = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+        ])
+        .arg(&chart)
+        .status()
+        .unwrap();
+    assert!(st.success(), "unparseable SVG: {svg}");
+    assert_eq!(svg.matches("<title>").count(), results.len(), "{svg}");
+
+    // A report compared with itself: every figure, no change anywhere.
+    let o = r.gvpod(&[
+        "bench",
+        "compare",
+        out.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let changes: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let changes = changes.as_array().unwrap();
+    assert_eq!(changes.len(), results.len());
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["ratio"] == 1.0 && c["verdict"] == "within noise"),
+        "{changes:?}"
+    );
+    r.fails(
+        &["bench", "compare", out.to_str().unwrap()],
+        2,
+        "takes two report files",
+    );
+    r.fails(
+        &["bench", "compare", out.to_str().unwrap(), "/etc/hostname"],
+        2,
+        "is not a bench report",
+    );
+
+    // Interrupted mid-run (SIGTERM, as Ctrl-C's SIGINT is handled alike):
+    // it stops, says so on one line, and removes everything.
+    let mut child = r
+        .cmd(&[
+            "bench",
+            "startup",
+            "exec",
+            "--runs",
+            "500",
+            "--runtime",
+            "runsc",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "bench ended before its rounds: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("round 3/") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(125), "{rest}");
+    assert!(rest.contains("bench interrupted"), "{rest}");
+    assert_no_bench_leaks(&r, true);
+    r.assert_clean();
+}
+
+#[test]
+fn bad_runtimes_and_options_are_one_line() {
+    require_runsc!();
+    let r = Root::new();
+    r.fails(
+        &["bench", "startup", "--runtime", "docker"],
+        2,
+        "bad runtime spec \"docker\"",
+    );
+    r.fails(
+        &["bench", "startup", "--runtime", "runsc:xen"],
+        2,
+        "unknown option \"xen\"",
+    );
+    r.fails(
+        &["bench", "startup", "--runtime", "runc:ptrace"],
+        2,
+        "runc takes no options",
+    );
+    r.fails(
+        &["bench", "startup", "--runtime", "runsc@/nonexistent/runsc"],
+        2,
+        "runtime runsc@/nonexistent/runsc cannot be used",
+    );
+    r.fails(
+        &["bench", "startup", "--runtime", "runc@/nonexistent/runc"],
+        2,
+        "cannot be used",
+    );
+    r.fails(
+        &["bench", "nosuch", "--runtime", "runsc"],
+        2,
+        "unknown workload \"nosuch\"",
+    );
+    r.fails(
+        &[
+            "bench",
+            "startup",
+            "--runtime",
+            "runsc",
+            "--baseline",
+            "runc",
+        ],
+        2,
+        "baseline \"runc\" is not one of the runtimes",
+    );
+    r.fails(
+        &["bench", "--runs", "0", "--runtime", "runsc"],
+        2,
+        "invalid --runs 0",
+    );
+    r.fails(&["bench", "--format", "xml"], 2, "invalid --format");
+    r.fails(
+        &[
+            "bench",
+            "startup",
+            "--runtime",
+            "runsc",
+            "--image",
+            "nosuch:latest",
+        ],
+        2,
+        "nosuch",
+    );
+    r.fails(
+        &["--url", "unix:///nonexistent.sock", "bench", "startup"],
+        2,
+        "does not work through --url",
+    );
+    assert_no_bench_leaks(&r, false);
+}
