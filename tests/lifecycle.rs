@@ -568,6 +568,22 @@ fn kvm_is_used_only_after_a_probe_answers() {
         ),
         other => panic!("unexpected {other:?}: {}", stderr(&o)),
     }
+    if o.status.code() == Some(2) {
+        // The refusal is remembered for this boot: the next one is at once.
+        let t = std::time::Instant::now();
+        let again = r.gvpod(&["run", "--rm", "--platform", "kvm", "busybox", "true"]);
+        assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+        assert!(
+            stderr(&again).contains("probed earlier this boot"),
+            "{}",
+            stderr(&again)
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+    }
     // A hung probe is killed with everything it started.
     let leftovers = std::process::Command::new("pgrep")
         .args(["-f", "platform=kvm"])

@@ -1,6 +1,13 @@
 //! Platform probes. `/dev/kvm` can exist and still hang a sandbox forever
 //! under nested virtualisation (DESIGN.md fact 7), so kvm is only used after
-//! a probe sandbox has answered within a time limit. The verdict is cached.
+//! a probe sandbox has answered within a time limit. The verdict is cached:
+//! a success for the runsc release, a failure for the release and this boot
+//! of the host (`/proc/sys/kernel/random/boot_id`: a reboot, or a change of
+//! the VM's nesting, may change it), so a refused kvm costs the probe's time
+//! once, not at every `create`. A probe whose gvpod was killed mid-way leaves
+//! a hung sandbox spinning under `probe-kvm-*`: the next probe (and so
+//! `gvpod bench`, `create --platform kvm`) kills and removes those that are
+//! older than the probe's time limit.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -28,6 +35,18 @@ impl Runsc {
             why,
             fallback: self.features.default_platform.clone(),
         };
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|b| b.trim().to_string())
+            .unwrap_or_default();
+        let failed = cache_dir.join(format!("probe-kvm-{}.failed", self.version.release));
+        if let Ok(text) = std::fs::read_to_string(&failed) {
+            if let Some((b, why)) = text.split_once('\n') {
+                if b == boot && !boot.is_empty() {
+                    return Err(fail(format!("{} (probed earlier this boot)", why.trim())));
+                }
+            }
+        }
+        sweep_stale_probes(cache_dir);
         if !Path::new("/dev/kvm").exists() {
             return Err(fail("/dev/kvm is missing".into()));
         }
@@ -86,9 +105,47 @@ impl Runsc {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = std::fs::remove_dir_all(&root);
-        if verdict.is_ok() {
-            let _ = std::fs::write(&cache, b"ok\n");
+        match &verdict {
+            Ok(()) => {
+                let _ = std::fs::write(&cache, b"ok\n");
+            }
+            Err(RunscError::PlatformUnusable { why, .. }) => {
+                let _ = crate::util::write_atomic(&failed, format!("{boot}\n{why}\n").as_bytes());
+            }
+            Err(_) => {}
         }
         verdict
+    }
+}
+
+/// Kills what hung probes of killed gvpods left under `cache_dir`
+/// (`probe-kvm-XXXX/` older than the probe's limit) and removes them.
+fn sweep_stale_probes(cache_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !name.starts_with("probe-kvm-") {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > PROBE_TIMEOUT + Duration::from_secs(20));
+        if old {
+            let dir = e.path();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !super::procs::kill_under_root(&dir, |_| true).is_empty()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
