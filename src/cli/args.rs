@@ -553,6 +553,14 @@ pub enum SystemCmd {
     Gc {
         #[arg(long, default_value = "table")]
         format: String,
+        /// Instead: remove the host objects (bridges, firewall tables, runsc
+        /// state under /run/gvpod, mounts, cgroups, monitors) of data roots
+        /// that were deleted; never those of a root that exists.
+        #[arg(long)]
+        orphans: bool,
+        /// With --orphans: only list what would be removed.
+        #[arg(long, requires = "orphans")]
+        dry_run: bool,
     },
     /// Serve the Docker Engine API on a unix socket (docker CLI, dockerode).
     /// Pods do not depend on it: it exits when idle and they run on.

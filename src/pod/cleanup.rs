@@ -191,7 +191,7 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
 }
 
 /// Flags for runsc calls about containers whose pod row is gone (`gc`).
-fn default_flags(ctx: &Ctx) -> GlobalFlags {
+pub(crate) fn default_flags(ctx: &Ctx) -> GlobalFlags {
     GlobalFlags {
         root: ctx.run_dir.join("runsc"),
         platform: ctx
@@ -390,7 +390,7 @@ fn belongs_here(ctx: &Ctx, id: &str) -> bool {
         || ctx.bundle_dir(id).exists()
 }
 
-fn cgroup_parents() -> Vec<std::path::PathBuf> {
+pub(crate) fn cgroup_parents() -> Vec<std::path::PathBuf> {
     let base = Path::new("/sys/fs/cgroup");
     let mut v = vec![base.join("gvpod")];
     if let Ok(rd) = std::fs::read_dir(base) {

@@ -18,6 +18,7 @@ mod info;
 mod logs;
 mod monitor;
 mod network;
+mod orphans;
 mod proto;
 mod provision;
 mod restart;
@@ -49,6 +50,7 @@ pub use network::{
     create_labeled_network, create_network, inspect_network, list_networks, remove_network,
     NetworkView,
 };
+pub use orphans::{gc_orphans, OrphanReport};
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
@@ -206,6 +208,9 @@ impl Ctx {
         let run_dir = run_dir_for(&root);
         std::fs::create_dir_all(run_dir.join("runsc")).map_err(io("cannot create", &run_dir))?;
         let db = Db::open(&root)?;
+        // After the database exists: a marker without one names a root
+        // that was deleted (see `orphans`).
+        orphans::mark_run_dir(&run_dir, &root)?;
         let images = ImageStore::new(&root)?;
         Ok(Ctx {
             root,

@@ -25,6 +25,7 @@ mod forward;
 mod probe;
 mod procs;
 mod snapshot;
+mod statedir;
 mod stats;
 
 pub use detect::{Features, Version};
@@ -33,6 +34,7 @@ pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
 pub use forward::HELPERS_IN_POD;
 pub use snapshot::reap_leftovers;
+pub use statedir::{read_state_dir, StateFile};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
