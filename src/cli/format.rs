@@ -337,10 +337,8 @@ pub fn orphans(r: &crate::pod::OrphanReport, format: &str) -> anyhow::Result<()>
     for f in &r.failed {
         eprintln!("gvpod: cannot remove {f}");
     }
-    println!(
-        "{verb} {n} object(s) of {} deleted data root(s)",
-        r.roots.len()
-    );
+    let named = r.roots.iter().filter(|x| x.root != "(unknown)").count();
+    println!("{verb} {n} object(s) of {named} deleted data root(s) and of unnamed ones");
     Ok(())
 }
 

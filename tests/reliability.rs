@@ -1,0 +1,325 @@
+//! Reliability (issue 15): the host objects of a data root deleted behind
+//! gvpod's back are found and removed by `system gc --orphans`, and a live
+//! root's are not; `rm -f` racing `start` and `exec` leaves nothing.
+//! Every assertion reads the host (ip, nft, /proc/self/mountinfo, cgroupfs,
+//! /proc, /run/gvpod), not gvpod's database.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{stderr, Root, BIN};
+
+/// A data root made outside the harness, so the test can delete it the way
+/// a user would. Dropping it removes (through another root's
+/// `gc --orphans`) whatever the test left, then the directory.
+struct Doomed {
+    path: PathBuf,
+    sweeper: PathBuf,
+}
+
+impl Doomed {
+    fn new(sweeper: &Root) -> Doomed {
+        let dir = tempfile::Builder::new()
+            .prefix("gvpod-test-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let d = Doomed {
+            path: std::fs::canonicalize(dir).unwrap(),
+            sweeper: sweeper.path().to_owned(),
+        };
+        d.ok(&[
+            "import",
+            "-c",
+            r#"CMD ["sh"]"#,
+            common::busybox_tarball().to_str().unwrap(),
+            "busybox",
+        ]);
+        d
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = Command::new(BIN)
+            .env("GVPOD_ROOT", &self.path)
+            .env_remove("GVPOD_CRASH_AT")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "gvpod {args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        run_dir_of(&self.path)
+    }
+
+    /// Kills the root's monitors and sandboxes as a crash would, then
+    /// deletes what `rm -rf` can (mount points stay: EBUSY).
+    fn crash_and_delete(&self) {
+        let rd = self.run_dir().to_string_lossy().into_owned();
+        let root = self.path.to_string_lossy().into_owned();
+        for (pid, _) in
+            processes(|c| c.contains(&rd) || (c.contains("__monitor") && c.contains(&root)))
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = Command::new("rm").arg("-rf").arg(&self.path).output();
+        assert!(!self.path.join("gvpod.db").exists());
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        if self.path.join("gvpod.db").exists() {
+            // The test failed before deleting it: make it an orphan.
+            self.crash_and_delete();
+        }
+        let _ = Command::new(BIN)
+            .env("GVPOD_ROOT", &self.sweeper)
+            .args(["system", "gc", "--orphans"])
+            .output();
+        let _ = Command::new("rm").arg("-rf").arg(&self.path).output();
+    }
+}
+
+fn run_dir_of(root: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    PathBuf::from("/run/gvpod").join(&hex::encode(h)[..12])
+}
+
+/// (pid, command line) of the host's processes whose command line matches.
+fn processes(matches: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+            let c = std::fs::read(e.path().join("cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            (pid != me && matches(&c)).then_some((pid, c))
+        })
+        .collect()
+}
+
+/// Every host object that names data root `root`: links by alias, its
+/// firewall table, mounts under it, its state directory, processes naming
+/// it or its state directory, and the cgroups of `ids`.
+fn host_objects(root: &Path, ids: &[String]) -> Vec<String> {
+    let mut v = vec![];
+    let rs = root.to_string_lossy().into_owned();
+    let o = Command::new("ip")
+        .args(["-d", "-j", "link", "show"])
+        .output()
+        .unwrap();
+    let links: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    for l in links {
+        if l["ifalias"]
+            .as_str()
+            .is_some_and(|a| a.starts_with(&format!("gvpod root={rs} ")))
+        {
+            v.push(format!("link {}", l["ifname"]));
+        }
+    }
+    let t = common::table_name(root);
+    if Command::new("nft")
+        .args(["list", "table", "inet", &t])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        v.push(format!("table {t}"));
+    }
+    for l in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+    {
+        if l.split(' ')
+            .nth(4)
+            .is_some_and(|m| m.starts_with(&format!("{rs}/")))
+        {
+            v.push(format!("mount {l}"));
+        }
+    }
+    let rd = run_dir_of(root);
+    if rd.exists() {
+        v.push(format!("state dir {}", rd.display()));
+    }
+    let rds = rd.to_string_lossy().into_owned();
+    for (pid, c) in processes(|c| c.contains(&rds) || (c.contains("__monitor") && c.contains(&rs)))
+    {
+        v.push(format!("process {pid} {c}"));
+    }
+    for id in ids {
+        for base in [
+            "/sys/fs/cgroup/pids/gvpod",
+            "/sys/fs/cgroup/memory/gvpod",
+            "/sys/fs/cgroup/gvpod",
+        ] {
+            let p = Path::new(base).join(id);
+            if p.exists() {
+                v.push(format!("cgroup {}", p.display()));
+            }
+        }
+    }
+    v
+}
+
+/// The objects `gc --orphans --format json` listed for data root `root`.
+fn listed(report: &serde_json::Value, root: &Path) -> Vec<String> {
+    report["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["root"] == root.to_string_lossy().as_ref())
+        .flat_map(|r| r["objects"].as_array().unwrap().iter())
+        .map(|o| o.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn gc_orphans_removes_a_deleted_roots_objects_and_keeps_a_live_ones() {
+    require_runsc!();
+    let live = Root::new();
+    let sweeper = Root::empty();
+    let doomed = Doomed::new(&sweeper);
+    // A networked pod with a published port on each root, on a network of
+    // its own on the doomed one (a second bridge).
+    let live_id = live.run_detached(&[
+        "--name",
+        "keep",
+        "-p",
+        "127.0.0.1:18471:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    doomed.ok(&["network", "create", "doomednet"]);
+    let ids: Vec<String> = [
+        doomed.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "a",
+            "-p",
+            "127.0.0.1:18472:80",
+            "busybox",
+            "sleep",
+            "600",
+        ]),
+        doomed.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "b",
+            "--network",
+            "doomednet",
+            "busybox",
+            "sleep",
+            "600",
+        ]),
+    ]
+    .iter()
+    .map(|s| s.trim().to_string())
+    .collect();
+    let before = host_objects(&doomed.path, &ids);
+    for kind in [
+        "link ",
+        "table ",
+        "mount ",
+        "state dir ",
+        "process ",
+        "cgroup ",
+    ] {
+        assert!(
+            before.iter().any(|o| o.starts_with(kind)),
+            "a running pod has no {kind}object: {before:#?}"
+        );
+    }
+    let live_path = std::fs::canonicalize(live.path()).unwrap();
+    let live_before = host_objects(&live_path, &[live_id.clone()]);
+
+    doomed.crash_and_delete();
+    let stale = host_objects(&doomed.path, &ids);
+    assert!(
+        stale.iter().any(|o| o.starts_with("state dir "))
+            && stale.iter().any(|o| o.starts_with("table ")),
+        "deleting the root took its host objects along: {stale:#?}"
+    );
+
+    // A dry run lists the doomed root's objects and removes nothing.
+    let dry: serde_json::Value = serde_json::from_str(&sweeper.ok(&[
+        "system",
+        "gc",
+        "--orphans",
+        "--dry-run",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(dry["dry_run"], true);
+    let planned = listed(&dry, &doomed.path);
+    for want in [
+        "runsc container ",
+        "mount ",
+        "link ",
+        "cgroup gvpod/",
+        "state dir ",
+        "nftables table ",
+    ] {
+        assert!(
+            planned.iter().any(|o| o.starts_with(want)),
+            "dry run lacks {want}: {planned:#?}"
+        );
+    }
+    assert!(
+        listed(&dry, &live_path).is_empty(),
+        "a live root judged: {dry:#}"
+    );
+    assert_eq!(
+        host_objects(&doomed.path, &ids),
+        stale,
+        "the dry run removed something"
+    );
+
+    let rep: serde_json::Value =
+        serde_json::from_str(&sweeper.ok(&["system", "gc", "--orphans", "--format", "json"]))
+            .unwrap();
+    assert_eq!(rep["failed"], serde_json::json!([]), "{rep:#}");
+    assert!(!listed(&rep, &doomed.path).is_empty(), "{rep:#}");
+    assert!(
+        listed(&rep, &live_path).is_empty(),
+        "a live root touched: {rep:#}"
+    );
+    assert!(listed(&rep, &std::fs::canonicalize(sweeper.path()).unwrap()).is_empty());
+    // The kernel destroys the veths of removed namespaces in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left = host_objects(&doomed.path, &ids);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(left.is_empty(), "left on the host: {left:#?}");
+
+    // The live root's pod runs on, with all its objects.
+    assert_eq!(live.inspect("keep")["status"], "running");
+    let o = live.gvpod(&["exec", "keep", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(host_objects(&live_path, &[live_id]), live_before);
+    // A second sweep finds nothing more of these roots.
+    let again: serde_json::Value =
+        serde_json::from_str(&sweeper.ok(&["system", "gc", "--orphans", "--format", "json"]))
+            .unwrap();
+    assert!(listed(&again, &doomed.path).is_empty(), "{again:#}");
+    live.assert_clean();
+}
