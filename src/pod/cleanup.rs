@@ -13,6 +13,11 @@ use crate::state::{PodStatus, Resource, ResourceKind};
 /// `rm [-f]`: a running pod is refused unless `force`, which kills it first.
 pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
     let pod = ctx.lookup(key)?;
+    // A `start` of the pod finishes first (see `lock`); so may another `rm`.
+    let _lock = super::lock::lock(ctx, &pod.id);
+    let Some(pod) = ctx.db.pod(&pod.id)? else {
+        return Err(PodError::NotFound(key.to_string()));
+    };
     let pod = ctx.refresh(pod)?;
     if !pod.status.can_remove_without_force() && !force {
         return Err(PodError::BadState {
@@ -401,7 +406,8 @@ pub(crate) fn cgroup_parents() -> Vec<std::path::PathBuf> {
     v
 }
 
-/// Removes the bundle directories and logs of no pod in `live` (and bundle
+/// Removes the bundle directories, logs and run directories of no pod in
+/// `live` (and bundle
 /// directories a `--rm` pod's monitor renamed aside and did not get to
 /// delete); returns what it removed.
 pub(crate) fn sweep_paths(
@@ -410,13 +416,19 @@ pub(crate) fn sweep_paths(
 ) -> Result<Vec<String>> {
     let mut removed = vec![];
     let bundles = ctx.root.join("bundles");
-    for (dir, strip) in [(bundles, ""), (ctx.root.join("logs"), ".json")] {
+    for (dir, strip) in [
+        (bundles, ""),
+        (ctx.root.join("logs"), ".json"),
+        // Run directories an `exec` made again while `rm` removed the pod.
+        (ctx.run_dir.join("pods"), ""),
+    ] {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let id = name.strip_suffix(strip).unwrap_or(&name);
                 let gone = strip.is_empty() && name.starts_with(GONE_PREFIX);
-                if gone || (id.len() == 64 && !live.contains(id)) {
+                // `live` was read before: a pod made since is asked for again.
+                if gone || (id.len() == 64 && !live.contains(id) && ctx.db.pod(id)?.is_none()) {
                     ctx.host().remove_path(&e.path())?;
                     removed.push(e.path().display().to_string());
                 }

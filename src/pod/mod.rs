@@ -15,6 +15,7 @@ mod host;
 mod id;
 mod images;
 mod info;
+mod lock;
 mod logs;
 mod monitor;
 mod network;
@@ -83,6 +84,8 @@ pub enum PodError {
     BadName(String),
     #[error("{0}")]
     Usage(String),
+    #[error("pod {0} was stopped or removed while the command ran in it")]
+    EndedDuringExec(String),
     #[error("{cmd:?}: {why} in image {image}")]
     Command {
         cmd: String,
@@ -143,7 +146,9 @@ impl PodError {
             | PodError::Usage(_)
             | PodError::NotRoot
             | PodError::Command { .. } => Kind::User,
-            PodError::BadState { .. } | PodError::ImageInUse { .. } => Kind::Conflict,
+            PodError::BadState { .. }
+            | PodError::ImageInUse { .. }
+            | PodError::EndedDuringExec(_) => Kind::Conflict,
             PodError::State(e) => e.kind(),
             PodError::Image(e) => e.kind(),
             PodError::Bundle(e) => e.kind(),
