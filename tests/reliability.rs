@@ -426,3 +426,97 @@ fn rm_f_racing_exec_leaves_nothing() {
     }
     r.assert_clean();
 }
+
+/// A pod flooding its log (`--log-max-size 64k --log-max-file 2`): the log
+/// files stay under the bound, `logs --tail` shows the newest lines, a full
+/// `logs` reads the rotated file then the current one with no gap, a
+/// follower started before the flood sees its end, and `rm` takes every
+/// file along.
+#[test]
+fn a_log_flood_stays_bounded_and_logs_shows_the_newest_lines() {
+    require_runsc!();
+    let r = Root::new();
+    let id = r.run_detached(&[
+        "--name",
+        "flood",
+        "--network",
+        "none",
+        "--log-max-size",
+        "64k",
+        "--log-max-file",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; i=0; while [ $i -lt 20000 ]; do echo \"flood line $i\"; i=$((i+1)); done; echo done",
+    ]);
+    let follower = r
+        .cmd(&["logs", "-f", "flood"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let follow = follower.wait_with_output().unwrap();
+    assert!(follow.status.success());
+    let followed = String::from_utf8_lossy(&follow.stdout).into_owned();
+    assert_eq!(
+        followed.lines().last(),
+        Some("done"),
+        "follower missed the end"
+    );
+    let nums: Vec<u32> = followed
+        .lines()
+        .filter_map(|l| l.strip_prefix("flood line ")?.parse().ok())
+        .collect();
+    assert!(
+        nums.windows(2).all(|w| w[0] < w[1]),
+        "follower saw lines out of order"
+    );
+    assert_eq!(r.inspect("flood")["status"], "exited");
+
+    let logs = r.path().join("logs");
+    let files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&id))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    // 20000 lines are ~1.5 MB of log: two files of at most 64 KiB (and the
+    // line that passed it) are kept.
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files.iter().all(|(_, n)| *n <= (64 << 10) + 200),
+        "{files:?}"
+    );
+    assert_eq!(
+        r.ok(&["logs", "--tail", "3", "flood"]),
+        "flood line 19998\nflood line 19999\ndone\n"
+    );
+    let all = r.ok(&["logs", "flood"]);
+    let nums: Vec<u32> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("flood line ")?.parse().ok())
+        .collect();
+    assert!(
+        nums.len() > 500 && nums.len() < 5000,
+        "{} lines kept",
+        nums.len()
+    );
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1) && *nums.last().unwrap() == 19999,
+        "the kept lines are not the newest, in order"
+    );
+    r.ok(&["rm", "flood"]);
+    let left: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&id))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "rm left {left:?}");
+    r.assert_clean();
+}

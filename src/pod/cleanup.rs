@@ -151,6 +151,10 @@ fn release_with(ctx: &mut Ctx, id: &str, mut defer: Option<&mut Vec<PathBuf>>) -
         tracing::debug!("step net:released teardown_us={}", net_time.as_micros());
     }
     let _ = std::fs::remove_dir_all(ctx.pod_run_dir(id));
+    // The log's rotated files (`monitor::log`) go with the recorded log.
+    for old in super::logs::rotated_logs(&ctx.log_path(id)) {
+        let _ = ctx.host().remove_path(&old);
+    }
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
@@ -425,7 +429,11 @@ pub(crate) fn sweep_paths(
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let id = name.strip_suffix(strip).unwrap_or(&name);
+                // A log's rotated files are `<id>.json.N`.
+                let id = match name.split_once(".json.") {
+                    Some((id, n)) if !strip.is_empty() && n.parse::<u32>().is_ok() => id,
+                    _ => name.strip_suffix(strip).unwrap_or(&name),
+                };
                 let gone = strip.is_empty() && name.starts_with(GONE_PREFIX);
                 // `live` was read before: a pod made since is asked for again.
                 if gone || (id.len() == 64 && !live.contains(id) && ctx.db.pod(id)?.is_none()) {
