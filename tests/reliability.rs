@@ -245,7 +245,7 @@ fn gc_orphans_removes_a_deleted_roots_objects_and_keeps_a_live_ones() {
         );
     }
     let live_path = std::fs::canonicalize(live.path()).unwrap();
-    let live_before = host_objects(&live_path, &[live_id.clone()]);
+    let live_before = host_objects(&live_path, std::slice::from_ref(&live_id));
 
     doomed.crash_and_delete();
     let stale = host_objects(&doomed.path, &ids);

@@ -97,7 +97,7 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
             Some(p) => {
                 let flags = ctx.flags_of(&p)?;
                 let state = ctx.runsc_for(&flags)?.state(&flags, &p.id).ok().flatten();
-                !state.is_some_and(|s| s.status == "running")
+                state.is_none_or(|s| s.status != "running")
             }
         };
         if ended {

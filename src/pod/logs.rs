@@ -79,7 +79,7 @@ pub(crate) fn rotated_logs(path: &std::path::Path) -> Vec<std::path::PathBuf> {
             Some((n, e.path()))
         })
         .collect();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.sort_by_key(|e| std::cmp::Reverse(e.0));
     v.into_iter().map(|(_, p)| p).collect()
 }
 
