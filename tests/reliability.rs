@@ -520,3 +520,162 @@ fn a_log_flood_stays_bounded_and_logs_shows_the_newest_lines() {
     assert!(left.is_empty(), "rm left {left:?}");
     r.assert_clean();
 }
+
+/// How many pods a concurrency test starts at once: `GVPOD_STRESS_N`, else
+/// `default` (sized for 2 CI cores; scripts/stress.sh runs the full figure).
+fn stress_n(default: usize) -> usize {
+    std::env::var("GVPOD_STRESS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `gvpod ARGS` for every `args` at once; (exit code, stdout, stderr) each.
+fn all_at_once(r: &Root, args: Vec<Vec<String>>) -> Vec<(Option<i32>, String, String)> {
+    let children: Vec<_> = args
+        .iter()
+        .map(|a| {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            r.cmd(&a)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            (o.status.code(), common::stdout(&o), stderr(&o))
+        })
+        .collect()
+}
+
+/// N networked `run -d` with a published port at once (N = 50 in
+/// scripts/stress.sh): all run, with distinct addresses and host ports,
+/// and none says "database is locked"; then N checkpoints at once and N
+/// restores at once of different pods, each pod running again; then N
+/// `rm -f` at once, leaving nothing.
+#[test]
+fn many_networked_runs_then_checkpoints_and_restores_at_once() {
+    require_runsc!();
+    let n = stress_n(20);
+    let r = Root::new();
+    let t0 = std::time::Instant::now();
+    eprintln!("stress N={n}: starting");
+    let runs = all_at_once(
+        &r,
+        (0..n)
+            .map(|i| {
+                [
+                    "run",
+                    "-d",
+                    "--name",
+                    &format!("s{i}"),
+                    "-p",
+                    "80",
+                    "busybox",
+                    "sleep",
+                    "600",
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+            .collect(),
+    );
+    let took_runs = t0.elapsed();
+    for (i, (code, out, err)) in runs.iter().enumerate() {
+        if *code == Some(0) {
+            r.track(out.trim());
+        }
+        assert!(!err.contains("database is locked"), "s{i}: {err}");
+        assert_eq!(*code, Some(0), "s{i}: {err}");
+    }
+    let pods = r.ps_all();
+    assert_eq!(pods.len(), n);
+    let mut ips = std::collections::BTreeSet::new();
+    let mut ports = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let v = r.inspect(&format!("s{i}"));
+        assert_eq!(v["status"], "running", "s{i}: {v}");
+        ips.insert(
+            v["ip"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("s{i} has no ip: {v}")),
+        );
+        let port = r.ok(&["port", &format!("s{i}")]);
+        ports.insert(port.trim().rsplit(':').next().unwrap().to_string());
+    }
+    assert_eq!(ips.len(), n, "addresses not distinct: {ips:?}");
+    assert_eq!(ports.len(), n, "host ports not distinct: {ports:?}");
+
+    let t1 = std::time::Instant::now();
+    let cps = all_at_once(
+        &r,
+        (0..n)
+            .map(|i| {
+                [
+                    "checkpoint",
+                    "--name",
+                    &format!("snap{i}"),
+                    &format!("s{i}"),
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+            .collect(),
+    );
+    let took_cps = t1.elapsed();
+    for (i, (code, _, err)) in cps.iter().enumerate() {
+        assert!(
+            !err.contains("database is locked"),
+            "checkpoint s{i}: {err}"
+        );
+        assert_eq!(*code, Some(0), "checkpoint s{i}: {err}");
+    }
+    let t2 = std::time::Instant::now();
+    let restores = all_at_once(
+        &r,
+        (0..n)
+            .map(|i| vec!["restore".into(), format!("snap{i}")])
+            .collect(),
+    );
+    let took_restores = t2.elapsed();
+    for (i, (code, _, err)) in restores.iter().enumerate() {
+        assert!(!err.contains("database is locked"), "restore s{i}: {err}");
+        assert_eq!(*code, Some(0), "restore s{i}: {err}");
+    }
+    for i in 0..n {
+        assert_eq!(
+            r.inspect(&format!("s{i}"))["status"],
+            "running",
+            "s{i} after restore"
+        );
+    }
+    eprintln!(
+        "stress N={n}: runs {:.1} s, checkpoints {:.1} s, restores {:.1} s",
+        took_runs.as_secs_f64(),
+        took_cps.as_secs_f64(),
+        took_restores.as_secs_f64()
+    );
+    let snaps: Vec<String> = (0..n).map(|i| format!("snap{i}")).collect();
+    let mut args = vec!["snapshot", "rm"];
+    args.extend(snaps.iter().map(String::as_str));
+    // And N `rm -f` at once.
+    let t3 = std::time::Instant::now();
+    let rms = all_at_once(
+        &r,
+        (0..n)
+            .map(|i| vec!["rm".into(), "-f".into(), format!("s{i}")])
+            .collect(),
+    );
+    for (i, (code, _, err)) in rms.iter().enumerate() {
+        assert!(!err.contains("database is locked"), "rm s{i}: {err}");
+        assert_eq!(*code, Some(0), "rm s{i}: {err}");
+    }
+    r.assert_clean();
+    r.ok(&args);
+    eprintln!("stress N={n}: removal {:.1} s", t3.elapsed().as_secs_f64());
+}
