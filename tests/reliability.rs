@@ -679,3 +679,21 @@ fn many_networked_runs_then_checkpoints_and_restores_at_once() {
     r.ok(&args);
     eprintln!("stress N={n}: removal {:.1} s", t3.elapsed().as_secs_f64());
 }
+
+/// The soak's short form (scripts/soak.sh 30): cycles of a networked pod
+/// with a published port, a checkpoint and restore every tenth, then the
+/// host checked for leaks against its state before the first cycle.
+#[test]
+fn soak_short_form_leaves_the_host_as_it_found_it() {
+    require_runsc!();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/soak.sh");
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg("30")
+        .env("GVPOD_BIN", BIN)
+        .output()
+        .unwrap();
+    let out = common::stdout(&o);
+    assert!(o.status.success(), "soak failed:\n{out}\n{}", stderr(&o));
+    assert!(out.contains("soak: clean after 30 cycles"), "{out}");
+}
