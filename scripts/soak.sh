@@ -63,6 +63,10 @@ print(sum(1 for l in json.load(sys.stdin) if l.get("ifalias", "").startswith(mar
 disk() { du -sk --exclude=snapshots "$root" | cut -f1; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
+# The monitor finishes setting up after `run -d` returns: let it settle
+# before its fds are counted.
+gv exec anchor true
+sleep 2
 base=$(snapshot)
 base_disk=$(disk)
 base_rss=$(rss "$anchor_monitor")
