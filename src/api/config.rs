@@ -136,6 +136,7 @@ pub(crate) fn options_of(body: &Value) -> Result<(PodOptions, bool), String> {
                 .collect::<Result<_, _>>()?,
             _ => vec![],
         },
+        log: log_limits(hc.get("LogConfig"))?,
         ..Default::default()
     };
     let auto_remove = hc
@@ -143,6 +144,26 @@ pub(crate) fn options_of(body: &Value) -> Result<(PodOptions, bool), String> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     Ok((opts, auto_remove))
+}
+
+/// `HostConfig.LogConfig` of the json-file (or default) driver:
+/// `Config.max-size` and `Config.max-file`, as strings (docker's form).
+fn log_limits(lc: Option<&Value>) -> Result<crate::bundle::LogLimits, String> {
+    let cfg = lc.and_then(|l| l.get("Config"));
+    let get = |k: &str| cfg.and_then(|c| c.get(k)).and_then(Value::as_str);
+    Ok(crate::bundle::LogLimits {
+        max_size: get("max-size")
+            .map(crate::bundle::parse_log_max_size)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        max_file: get("max-file")
+            .map(|n| {
+                n.parse::<u32>()
+                    .map_err(|_| format!("invalid LogConfig max-file {n:?}: use a count such as 3"))
+                    .and_then(|n| crate::bundle::parse_log_max_file(n).map_err(|e| e.to_string()))
+            })
+            .transpose()?,
+    })
 }
 
 #[cfg(test)]

@@ -82,6 +82,82 @@ pub struct PodOptions {
     /// every launch, restarted by their policy, health-checked.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub services: std::collections::BTreeMap<String, crate::spec::Service>,
+    /// `--log-max-size` / `--log-max-file`: how the monitor bounds the log.
+    #[serde(default)]
+    pub log: LogLimits,
+}
+
+/// docker's json-file `max-size` and `max-file`: `logs/<id>.json` is
+/// rotated to `.1` (`.1` to `.2`, …) once it passes `max_size` bytes, and
+/// at most `max_file` files are kept, the current one included (1: the
+/// file is truncated instead). Unset: [`LogLimits::DEFAULT_SIZE`] ×
+/// [`LogLimits::DEFAULT_FILES`], so every pod's log is bounded; a size of
+/// 0 never rotates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLimits {
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    #[serde(default)]
+    pub max_file: Option<u32>,
+}
+
+impl LogLimits {
+    pub const DEFAULT_SIZE: u64 = 10 << 20;
+    pub const DEFAULT_FILES: u32 = 3;
+
+    /// (rotate past this many bytes, files kept); `None` never rotates.
+    pub fn effective(&self) -> Option<(u64, u32)> {
+        match self.max_size.unwrap_or(Self::DEFAULT_SIZE) {
+            0 => None,
+            n => Some((n, self.max_file.unwrap_or(Self::DEFAULT_FILES).max(1))),
+        }
+    }
+}
+
+/// Parses `--log-max-size`: a size such as 10m, 512k or 1048576 (bytes);
+/// 0 never rotates.
+pub fn parse_log_max_size(s: &str) -> Result<u64, BundleError> {
+    let bad = || BundleError::BadValue {
+        what: "--log-max-size",
+        value: s.to_string(),
+        hint: "use a size such as 10m, 512k or 1048576 (bytes); 0 keeps the log unbounded",
+    };
+    let t = s.trim().to_ascii_lowercase();
+    if t == "0" {
+        return Ok(0);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some(c) if c.is_ascii_digit() => (t, 1),
+        _ => return Err(bad()),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    // Below one full log line (16 KiB of text, JSON-escaped) a file could
+    // not hold the line that passes the limit.
+    match n.checked_mul(mult) {
+        Some(b) if b >= 64 << 10 => Ok(b),
+        _ => Err(BundleError::BadValue {
+            what: "--log-max-size",
+            value: s.to_string(),
+            hint: "the minimum is 64k (0 keeps the log unbounded)",
+        }),
+    }
+}
+
+/// Parses `--log-max-file`: how many log files to keep, 1 to 100.
+pub fn parse_log_max_file(n: u32) -> Result<u32, BundleError> {
+    if (1..=100).contains(&n) {
+        Ok(n)
+    } else {
+        Err(BundleError::BadValue {
+            what: "--log-max-file",
+            value: n.to_string(),
+            hint: "keep between 1 and 100 files",
+        })
+    }
 }
 
 /// A restart policy (`--restart`, docker's `HostConfig.RestartPolicy`),
@@ -450,5 +526,33 @@ mod tests {
         assert!(check_env("A").is_ok());
         assert!(check_env("=1").is_err());
         assert!(check_env("A B=1").is_err());
+    }
+}
+
+#[cfg(test)]
+mod log_limit_tests {
+    use super::*;
+
+    #[test]
+    fn log_limits_parse_and_default_to_bounded() {
+        assert_eq!(parse_log_max_size("10m").unwrap(), 10 << 20);
+        assert_eq!(parse_log_max_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_log_max_size("0").unwrap(), 0);
+        for bad in ["", "10x", "-1", "1k", "1.5m"] {
+            assert!(parse_log_max_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_log_max_file(0).is_err() && parse_log_max_file(101).is_err());
+        assert_eq!(
+            LogLimits::default().effective(),
+            Some((LogLimits::DEFAULT_SIZE, LogLimits::DEFAULT_FILES))
+        );
+        let unbounded = LogLimits {
+            max_size: Some(0),
+            max_file: Some(5),
+        };
+        assert_eq!(unbounded.effective(), None);
+        // Options stored before the field existed read back as the default.
+        let o: PodOptions = serde_json::from_str(r#"{"cmd":[],"entrypoint":null,"env":[],"workdir":null,"user":null,"hostname":null,"volumes":[],"memory":null,"cpus":null,"pids_limit":null,"read_only":false,"network":"none","platform":null,"runsc_flags":[],"tty":false,"interactive":false}"#).unwrap();
+        assert_eq!(o.log, LogLimits::default());
     }
 }

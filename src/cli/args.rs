@@ -73,6 +73,13 @@ pub struct PodArgs {
     /// Maximum number of host tasks of the sandbox (gVisor's own threads count; at least 64).
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Rotate the pod's log once it passes this size (docker's json-file
+    /// max-size; default 10m; 0 keeps it unbounded).
+    #[arg(long, value_name = "SIZE")]
+    pub log_max_size: Option<String>,
+    /// How many log files to keep, the current one included (default 3).
+    #[arg(long, value_name = "N")]
+    pub log_max_file: Option<u32>,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -220,6 +227,14 @@ impl TryFrom<&RunArgs> for PodOptions {
             dev: a.dev.to_access()?,
             setup: vec![],
             services: Default::default(),
+            log: bundle::LogLimits {
+                max_size: a
+                    .log_max_size
+                    .as_deref()
+                    .map(bundle::parse_log_max_size)
+                    .transpose()?,
+                max_file: a.log_max_file.map(bundle::parse_log_max_file).transpose()?,
+            },
         };
         Ok(opts)
     }
@@ -583,6 +598,14 @@ pub enum SystemCmd {
     Gc {
         #[arg(long, default_value = "table")]
         format: String,
+        /// Instead: remove the host objects (bridges, firewall tables, runsc
+        /// state under /run/gvpod, mounts, cgroups, monitors) of data roots
+        /// that were deleted; never those of a root that exists.
+        #[arg(long)]
+        orphans: bool,
+        /// With --orphans: only list what would be removed.
+        #[arg(long, requires = "orphans")]
+        dry_run: bool,
     },
     /// Serve the Docker Engine API on a unix socket (docker CLI, dockerode).
     /// Pods do not depend on it: it exits when idle and they run on.

@@ -373,6 +373,27 @@ pub fn gc(r: &GcReport, format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `system gc --orphans`: one line per object, then a summary.
+pub fn orphans(r: &crate::pod::OrphanReport, format: &str) -> anyhow::Result<()> {
+    if check_format(format)? {
+        return json(r);
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    let mut n = 0;
+    for root in &r.roots {
+        for o in &root.objects {
+            println!("{verb} {o} (data root {})", root.root);
+            n += 1;
+        }
+    }
+    for f in &r.failed {
+        eprintln!("gvpod: cannot remove {f}");
+    }
+    let named = r.roots.iter().filter(|x| x.root != "(unknown)").count();
+    println!("{verb} {n} object(s) of {named} deleted data root(s) and of unnamed ones");
+    Ok(())
+}
+
 pub fn networks(list: &[crate::pod::NetworkView], quiet: bool, format: &str) -> anyhow::Result<()> {
     if check_format(format)? {
         return json(list);

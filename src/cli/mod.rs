@@ -495,7 +495,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format::boot(&lines, &format)?;
             Ok(lines.iter().find_map(|l| l.code).unwrap_or(0))
         }
-        Cmd::System(SystemCmd::Gc { format }) => {
+        Cmd::System(SystemCmd::Gc {
+            format,
+            orphans: true,
+            dry_run,
+        }) => {
+            let rep = pod::gc_orphans(&ctx, dry_run)?;
+            format::orphans(&rep, &format)?;
+            Ok(i32::from(!rep.failed.is_empty()))
+        }
+        Cmd::System(SystemCmd::Gc { format, .. }) => {
             let rep = pod::gc(&mut ctx)?;
             format::gc(&rep, &format)?;
             Ok(0)

@@ -261,6 +261,15 @@ pub fn parse_alias<'a>(root: &Path, alias: &'a str) -> Option<(&'a str, &'a str)
     kv.split_once('=')
 }
 
+/// Parses any alias made by [`net_alias`] / [`pod_alias`], whatever its
+/// data root: `Some((root, "net" | "pod", name or id))`.
+pub fn parse_any_alias(alias: &str) -> Option<(PathBuf, &str, &str)> {
+    let rest = alias.strip_prefix("gvpod root=")?;
+    let (r, kv) = rest.rsplit_once(' ')?;
+    let (k, v) = kv.split_once('=')?;
+    Some((PathBuf::from(r), k, v))
+}
+
 /// Host-wide lock for choosing subnets and creating bridges.
 const NET_LOCK: &str = "/run/gvpod/net.lock";
 

@@ -507,7 +507,8 @@ impl Firewall {
         Ok(v)
     }
 
-    fn bridges(&self) -> Result<Vec<String>> {
+    /// The names in the table's `bridges` set (empty when the table is missing).
+    pub fn bridges(&self) -> Result<Vec<String>> {
         let Some(doc) = self.list_raw()? else {
             return Ok(vec![]);
         };
@@ -562,6 +563,34 @@ impl Firewall {
             .map(Some)
             .map_err(|e| NetError::Nft(format!("cannot parse nft -j output: {e}")))
     }
+}
+
+/// Names of the host's `inet` tables that gvpod made (`gvpod`, `gvpod-*`),
+/// for `system gc --orphans`.
+pub fn list_tables() -> Result<Vec<String>> {
+    let out = match Command::new("nft")
+        .args(["-j", "list", "tables", FAMILY])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(NetError::Nft(format!("cannot run nft: {e}"))),
+        Ok(o) => o,
+    };
+    if !out.status.success() {
+        return Err(NetError::Nft(format!(
+            "nft list tables {FAMILY}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| NetError::Nft(format!("cannot parse nft -j output: {e}")))?;
+    Ok(items(&doc)
+        .filter_map(|o| o.get("table"))
+        .filter_map(|t| t["name"].as_str())
+        .filter(|n| *n == "gvpod" || n.starts_with("gvpod-"))
+        .map(str::to_string)
+        .collect())
 }
 
 fn items(doc: &Value) -> impl Iterator<Item = &serde_json::Map<String, Value>> {

@@ -13,6 +13,11 @@ use crate::state::{PodStatus, Resource, ResourceKind};
 /// `rm [-f]`: a running pod is refused unless `force`, which kills it first.
 pub fn remove(ctx: &mut Ctx, key: &str, force: bool) -> Result<String> {
     let pod = ctx.lookup(key)?;
+    // A `start` of the pod finishes first (see `lock`); so may another `rm`.
+    let _lock = super::lock::lock(ctx, &pod.id);
+    let Some(pod) = ctx.db.pod(&pod.id)? else {
+        return Err(PodError::NotFound(key.to_string()));
+    };
     let pod = ctx.refresh(pod)?;
     if !pod.status.can_remove_without_force() && !force {
         return Err(PodError::BadState {
@@ -146,6 +151,10 @@ fn release_with(ctx: &mut Ctx, id: &str, mut defer: Option<&mut Vec<PathBuf>>) -
         tracing::debug!("step net:released teardown_us={}", net_time.as_micros());
     }
     let _ = std::fs::remove_dir_all(ctx.pod_run_dir(id));
+    // The log's rotated files (`monitor::log`) go with the recorded log.
+    for old in super::logs::rotated_logs(&ctx.log_path(id)) {
+        let _ = ctx.host().remove_path(&old);
+    }
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
@@ -191,7 +200,7 @@ fn undo(ctx: &Ctx, r: &Resource, flags: Option<&GlobalFlags>) -> Result<()> {
 }
 
 /// Flags for runsc calls about containers whose pod row is gone (`gc`).
-fn default_flags(ctx: &Ctx) -> GlobalFlags {
+pub(crate) fn default_flags(ctx: &Ctx) -> GlobalFlags {
     GlobalFlags {
         root: ctx.run_dir.join("runsc"),
         platform: ctx
@@ -390,7 +399,7 @@ fn belongs_here(ctx: &Ctx, id: &str) -> bool {
         || ctx.bundle_dir(id).exists()
 }
 
-fn cgroup_parents() -> Vec<std::path::PathBuf> {
+pub(crate) fn cgroup_parents() -> Vec<std::path::PathBuf> {
     let base = Path::new("/sys/fs/cgroup");
     let mut v = vec![base.join("gvpod")];
     if let Ok(rd) = std::fs::read_dir(base) {
@@ -401,7 +410,8 @@ fn cgroup_parents() -> Vec<std::path::PathBuf> {
     v
 }
 
-/// Removes the bundle directories and logs of no pod in `live` (and bundle
+/// Removes the bundle directories, logs and run directories of no pod in
+/// `live` (and bundle
 /// directories a `--rm` pod's monitor renamed aside and did not get to
 /// delete); returns what it removed.
 pub(crate) fn sweep_paths(
@@ -410,13 +420,23 @@ pub(crate) fn sweep_paths(
 ) -> Result<Vec<String>> {
     let mut removed = vec![];
     let bundles = ctx.root.join("bundles");
-    for (dir, strip) in [(bundles, ""), (ctx.root.join("logs"), ".json")] {
+    for (dir, strip) in [
+        (bundles, ""),
+        (ctx.root.join("logs"), ".json"),
+        // Run directories an `exec` made again while `rm` removed the pod.
+        (ctx.run_dir.join("pods"), ""),
+    ] {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let id = name.strip_suffix(strip).unwrap_or(&name);
+                // A log's rotated files are `<id>.json.N`.
+                let id = match name.split_once(".json.") {
+                    Some((id, n)) if !strip.is_empty() && n.parse::<u32>().is_ok() => id,
+                    _ => name.strip_suffix(strip).unwrap_or(&name),
+                };
                 let gone = strip.is_empty() && name.starts_with(GONE_PREFIX);
-                if gone || (id.len() == 64 && !live.contains(id)) {
+                // `live` was read before: a pod made since is asked for again.
+                if gone || (id.len() == 64 && !live.contains(id) && ctx.db.pod(id)?.is_none()) {
                     ctx.host().remove_path(&e.path())?;
                     removed.push(e.path().display().to_string());
                 }

@@ -45,7 +45,19 @@ impl Host for System {
     }
 
     fn remove_path(&self, path: &Path) -> Result<()> {
-        crate::sys::remove_path(path).map_err(super::io("cannot remove", path))
+        // A `runsc exec` racing `rm -f` writes the runsc log into the bundle
+        // while it is removed (ENOTEMPTY): the tree is removed again; once
+        // the directory is gone nothing recreates it.
+        let mut tries = 0;
+        loop {
+            match crate::sys::remove_path(path) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => return r.map_err(super::io("cannot remove", path)),
+            }
+        }
     }
 
     fn remove_cgroup(&self, rel: &str) -> Result<()> {

@@ -1,7 +1,9 @@
 //! `logs`: reads the monitor's JSON-lines log, with `--tail`, `--since` and
 //! `-f`. The log's line format is defined here once ([`LogLine`]): the
 //! monitor writes with [`LogLine::encode`], readers parse with
-//! [`LogLine::decode`].
+//! [`LogLine::decode`]. A log rotated by the monitor (`<id>.json.N`, see
+//! `monitor::log`) is read oldest file first; a follower that reaches the
+//! end of a file the monitor renamed (or truncated) goes on with the new one.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::time::Duration;
@@ -52,6 +54,37 @@ impl LogLine {
     }
 }
 
+/// `<id>.json.N`: the Nth newest rotated file of log `path`.
+pub(crate) fn rotated_path(path: &std::path::Path, n: u32) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    s.into()
+}
+
+/// The rotated files of log `path` that exist, oldest first.
+pub(crate) fn rotated_logs(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return vec![];
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut v: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.0));
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
 /// Calls `emit` for each selected line; with `follow`, keeps going until the
 /// pod stops, calling `emit(None)` every 100 ms while no line comes. `emit`
 /// returning false ends it (the reader has gone away).
@@ -99,6 +132,13 @@ pub fn logs(
         since.is_none_or(|s| DateTime::parse_from_rfc3339(&l.t).is_ok_and(|t| t >= s))
     };
     let mut lines: Vec<LogLine> = vec![];
+    // The rotated files first, oldest first (one the monitor shifts away
+    // meanwhile is skipped: its lines are in the next one or gone).
+    for old in rotated_logs(&path) {
+        if let Ok(text) = std::fs::read_to_string(&old) {
+            lines.extend(text.lines().filter_map(LogLine::decode).filter(|l| keep(l)));
+        }
+    }
     let mut buf = String::new();
     loop {
         buf.clear();
@@ -206,6 +246,21 @@ pub fn follow_launch(
     )
 }
 
+/// The log file now at `path` when it is no longer the one `reader` reads
+/// (the monitor rotated it) and `reader` is at its end.
+fn rotated_away(
+    reader: &BufReader<std::fs::File>,
+    path: &std::path::Path,
+) -> Option<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = reader.get_ref().metadata().ok()?;
+    let now = std::fs::metadata(path).ok()?;
+    if (ours.dev(), ours.ino()) == (now.dev(), now.ino()) {
+        return None;
+    }
+    std::fs::File::open(path).ok()
+}
+
 /// Follows the log from `pos` until `ended` says what is followed has ended
 /// (given the pod's row, `None` once it is removed), reading what is left
 /// before it returns.
@@ -253,6 +308,19 @@ fn follow(
                 }
             }
             partial.clear();
+        }
+        // At the end of this file: the monitor may have begun a new one
+        // (the old one, renamed, was read to its end above) or truncated it.
+        if let Some(f) = rotated_away(&reader, path) {
+            reader = BufReader::new(f);
+            pos = 0;
+            partial.clear();
+            continue;
+        }
+        if reader.get_ref().metadata().is_ok_and(|m| m.len() < pos) {
+            pos = 0;
+            partial.clear();
+            continue;
         }
         if done || !emit(None) {
             return Ok(());

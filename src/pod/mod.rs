@@ -17,9 +17,11 @@ mod id;
 mod images;
 mod info;
 mod kube;
+mod lock;
 mod logs;
 mod monitor;
 mod network;
+mod orphans;
 pub mod project;
 mod proto;
 mod provision;
@@ -57,6 +59,7 @@ pub use network::{
     create_labeled_network, create_network, inspect_network, list_networks, remove_network,
     NetworkView,
 };
+pub use orphans::{gc_orphans, OrphanReport};
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
@@ -90,6 +93,8 @@ pub enum PodError {
     BadName(String),
     #[error("{0}")]
     Usage(String),
+    #[error("pod {0} was stopped or removed while the command ran in it")]
+    EndedDuringExec(String),
     #[error("{cmd:?}: {why} in image {image}")]
     Command {
         cmd: String,
@@ -156,9 +161,10 @@ impl PodError {
             | PodError::Usage(_)
             | PodError::NotRoot
             | PodError::Command { .. } => Kind::User,
-            PodError::BadState { .. } | PodError::ImageInUse { .. } | PodError::NotReady(_) => {
-                Kind::Conflict
-            }
+            PodError::BadState { .. }
+            | PodError::ImageInUse { .. }
+            | PodError::NotReady(_)
+            | PodError::EndedDuringExec(_) => Kind::Conflict,
             PodError::State(e) => e.kind(),
             PodError::Image(e) => e.kind(),
             PodError::Bundle(e) => e.kind(),
@@ -224,6 +230,9 @@ impl Ctx {
         let run_dir = run_dir_for(&root);
         std::fs::create_dir_all(run_dir.join("runsc")).map_err(io("cannot create", &run_dir))?;
         let db = Db::open(&root)?;
+        // After the database exists: a marker without one names a root
+        // that was deleted (see `orphans`).
+        orphans::mark_run_dir(&run_dir, &root)?;
         let images = ImageStore::new(&root)?;
         Ok(Ctx {
             root,

@@ -41,7 +41,13 @@ pub(crate) fn start_with(
     attach: Attach,
     restore: Option<&std::path::Path>,
 ) -> Result<StartOutcome> {
-    let pod = ctx.refresh(pod.clone())?;
+    // Until the monitor reports, an `rm` of this pod waits (`lock`); one
+    // that came first has removed the row.
+    let lock = super::lock::lock(ctx, &pod.id);
+    let pod = match ctx.db.pod(&pod.id)? {
+        Some(p) => ctx.refresh(p)?,
+        None => return Err(PodError::NotFound(pod.name.clone())),
+    };
     if !pod.status.can_start() {
         return Err(PodError::BadState {
             name: pod.name.clone(),
@@ -158,12 +164,13 @@ pub(crate) fn start_with(
             std::thread::spawn(move || {
                 let _ = child.wait();
             });
+            drop(lock);
             outcome
         }
         Attach::Foreground { stdin, tty } => {
             // The monitor has finished its work when it reports the exit; it
             // is not waited for (init reaps it once we are gone).
-            let out = foreground(&mine, stdin, tty);
+            let out = foreground(&mine, stdin, tty, lock);
             match out? {
                 Some(FromMonitor::Exited { code }) => Ok(StartOutcome::Exited { code }),
                 Some(FromMonitor::Failed { code, msg }) => Err(monitor_error(code, msg)),
@@ -182,8 +189,15 @@ fn monitor_error(code: i32, msg: String) -> PodError {
 }
 
 /// Passes our stdio to the monitor and waits for the pod's exit, forwarding
-/// terminal resizes and signals (docker's sig-proxy).
-fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Option<FromMonitor>> {
+/// terminal resizes and signals (docker's sig-proxy); the pod's lock is let
+/// go once the monitor reports the start.
+fn foreground(
+    sock: &std::os::fd::OwnedFd,
+    stdin: bool,
+    tty: bool,
+    lock: super::lock::PodLock,
+) -> Result<Option<FromMonitor>> {
+    let mut lock = Some(lock);
     let fds: Vec<i32> = if stdin { vec![0, 1, 2] } else { vec![1, 2] };
     proto::send(sock, &ToMonitor::Attach { stdin }, &fds)
         .map_err(|e| PodError::Monitor(format!("attach: {e}")))?;
@@ -222,7 +236,7 @@ fn foreground(sock: &std::os::fd::OwnedFd, stdin: bool, tty: bool) -> Result<Opt
         }
         if sock_ready {
             match proto::recv::<FromMonitor>(sock) {
-                Ok(Some((FromMonitor::Started { .. }, _))) => {}
+                Ok(Some((FromMonitor::Started { .. }, _))) => drop(lock.take()),
                 Ok(Some((m, _))) => return Ok(Some(m)),
                 _ => return Ok(None),
             }

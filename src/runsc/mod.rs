@@ -26,6 +26,7 @@ mod probe;
 mod procs;
 mod ps;
 mod snapshot;
+mod statedir;
 mod stats;
 
 pub use detect::{Features, Version};
@@ -35,6 +36,7 @@ pub use flags::GlobalFlags;
 pub use forward::{HELPERS_IN_POD, RELAY_IN_POD};
 pub use ps::Process;
 pub use snapshot::reap_leftovers;
+pub use statedir::{read_state_dir, StateFile};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -423,6 +423,11 @@ impl Db {
                 params![id, now],
             )
             .map_err(sql)?;
+            // Its checkpoint record (how `checkpoint` and the monitor talk)
+            // goes too: one row per checkpointed pod otherwise stays until
+            // `system gc` (seen by scripts/soak.sh).
+            tx.execute("DELETE FROM pod_checkpoints WHERE pod_id=?1", [id])
+                .map_err(sql)?;
             tx.execute("DELETE FROM pods WHERE id=?1", [id])
                 .map_err(sql)?;
             Ok(())
@@ -655,6 +660,33 @@ mod tests {
         db.delete_pod("d").unwrap();
         assert_eq!(db.exit_of_removed("a").unwrap(), None);
         assert_eq!(db.exit_of_removed("d").unwrap(), Some(Some(0)));
+    }
+
+    #[test]
+    fn a_removed_pods_checkpoint_record_goes_with_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(d.path()).unwrap();
+        db.conn().execute_batch("PRAGMA foreign_keys=OFF").unwrap();
+        add_pod(&db, "a", "exited", Some(0));
+        add_pod(&db, "b", "exited", Some(0));
+        for id in ["a", "b"] {
+            db.conn()
+                .execute(
+                    "INSERT INTO pod_checkpoints (pod_id, snapshot_id, snapshot_name, dir, leave_running, state, at) VALUES (?1,'s','n','/d',0,'done','now')",
+                    [id],
+                )
+                .unwrap();
+        }
+        db.delete_pod("a").unwrap();
+        let left: Vec<String> = db
+            .conn()
+            .prepare("SELECT pod_id FROM pod_checkpoints")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, vec!["b".to_string()]);
     }
 
     #[test]

@@ -78,8 +78,13 @@ fn required<'a>(req: &'a Request, name: &str) -> Result<&'a str, PodError> {
         .ok_or_else(|| PodError::Usage(format!("the {name} parameter is missing")))
 }
 
-/// `POST /gvpod/v1/system/gc`: what `gvpod system gc --format json` prints.
+/// `POST /gvpod/v1/system/gc`: what `gvpod system gc --format json` prints;
+/// with `orphans=1` (and `dry_run=1`), what `system gc --orphans` prints.
 pub fn gc(root: &Path, req: &Request, w: &mut UnixStream) -> std::io::Result<After> {
+    if req.flag("orphans") {
+        let dry_run = req.flag("dry_run");
+        return serve(root, req, w, 200, |ctx| pod::gc_orphans(ctx, dry_run));
+    }
     serve(root, req, w, 200, pod::gc)
 }
 

@@ -179,7 +179,12 @@ pub(super) fn dispatch(cli: Cli, url: &str) -> anyhow::Result<i32> {
             format::info(&info, &format)?;
             Ok(0)
         }
-        Cmd::System(SystemCmd::Gc { format }) => store::gc(&r, &format),
+        Cmd::System(SystemCmd::Gc {
+            format,
+            orphans: true,
+            dry_run,
+        }) => store::gc_orphans(&r, dry_run, &format),
+        Cmd::System(SystemCmd::Gc { format, .. }) => store::gc(&r, &format),
         Cmd::Stats {
             pods,
             all,

@@ -45,6 +45,18 @@ pub(super) fn gc(r: &Remote, fmt: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `system gc --orphans [--dry-run]` on the remote host.
+pub(super) fn gc_orphans(r: &Remote, dry_run: bool, fmt: &str) -> anyhow::Result<i32> {
+    format::check_format(fmt)?;
+    let path = format!(
+        "/gvpod/v1/system/gc?orphans=1&dry_run={}",
+        u8::from(dry_run)
+    );
+    let rep: pod::OrphanReport = r.json("POST", &path, None)?;
+    format::orphans(&rep, fmt)?;
+    Ok(i32::from(!rep.failed.is_empty()))
+}
+
 pub(super) fn checkpoint(r: &Remote, a: CheckpointArgs) -> anyhow::Result<i32> {
     let req = pod::CheckpointRequest {
         pod: a.pod,

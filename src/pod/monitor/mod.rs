@@ -165,7 +165,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
             ))
         }
     };
-    let mut out = Output::new(log, opts.tty);
+    let mut out = Output::new(log, opts.tty, ctx.log_path(id), opts.log.effective());
     let runsc = ctx.runsc_for(&flags).ok();
     let signal = |sig: i32| {
         if let Some(r) = &runsc {

@@ -158,6 +158,7 @@ pub fn request(project: &Project, key: &str, debug: bool) -> Result<CreateReques
         dev,
         setup: p.setup.clone(),
         services: p.services.clone(),
+        log: Default::default(),
     };
     Ok(CreateRequest {
         image: p.image.clone(),
