@@ -41,6 +41,15 @@ pub fn main() -> i32 {
     if let Cmd::SshProxy(a) = cli.cmd {
         return ssh::ssh_proxy(&cli.root, a);
     }
+    // Short commands end quietly when their reader goes (`gvpod ps | head`);
+    // the long-lived servers keep ignoring SIGPIPE (a client that hangs up
+    // must not end them).
+    if !matches!(
+        cli.cmd,
+        Cmd::System(SystemCmd::Service { .. }) | Cmd::Router { .. }
+    ) {
+        crate::sys::default_sigpipe();
+    }
     let res = match cli.cmd {
         // Need no root and no data root: before the context is opened.
         Cmd::Config(a) => config::config(a),
