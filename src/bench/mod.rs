@@ -14,7 +14,7 @@
 //! - everything the bench makes lives in one work directory under the data
 //!   root (`bench/<tag>`), every container id starts with [`ID_PREFIX`] and
 //!   the bench's tag, cgroups sit under `gvpod-bench-<tag>`, host veths are
-//!   named `gvb<tag><n>` with their netns under the work directory: the
+//!   named `gvbn<tag><n>` with their netns under the work directory: the
 //!   [`Stage`] guard force-deletes, unmounts and removes all of it, on success,
 //!   failure or Ctrl-C (SIGINT/SIGTERM/SIGHUP stop the run between steps);
 //! - runtimes are driven through [`runtime::Runtime`] only (runsc's command
@@ -320,6 +320,9 @@ pub struct Stage {
     nets: Vec<(PathBuf, String)>,
 }
 
+/// The host end of every `network` workload veth is named this, the
+/// bench's tag and the runtime's index (`gvbr-` is gvpod's bridges').
+pub const VETH_PREFIX: &str = "gvbn";
 /// Where the `network` workload's point-to-point links come from (RFC 2544
 /// space, DESIGN.md networking rules; pods use 198.18.0.0/16).
 pub const NET_POOL: &str = "198.19.80.0/22";
@@ -393,7 +396,7 @@ impl Stage {
         };
         let label = self.runtimes[rt].info.label.clone();
         let path = self.work.join(format!("netns{rt}"));
-        let veth = format!("gvb{}{rt}", self.tag);
+        let veth = format!("{VETH_PREFIX}{}{rt}", self.tag);
         let _lock = crate::net::host_lock().map_err(|e| failed(&label, e))?;
         let routes = crate::net::host_routes().map_err(|e| failed(&label, e))?;
         let pool: crate::net::Cidr = NET_POOL.parse().expect("valid pool");
@@ -404,7 +407,7 @@ impl Stage {
             .ok_or_else(|| BenchError::Failed {
                 runtime: label.clone(),
                 what: "network setup".into(),
-                msg: format!("no free /30 left in {NET_POOL}; remove stale gvb* links"),
+                msg: format!("no free /30 left in {NET_POOL}; remove stale gvbn* links"),
             })?;
         let host_ip = Ipv4Addr::from(slot.network() + 1);
         let pod_ip = Ipv4Addr::from(slot.network() + 2);

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
 
-pub const ALL: [&str; 6] = ["startup", "exec", "syscall", "fileio", "network", "density"];
+pub const ALL: [&str; 6] = ["startup", "exec", "syscall", "fileio", "density", "network"];
 
 /// The syscall helper, built by build.rs.
 static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
