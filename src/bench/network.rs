@@ -116,8 +116,7 @@ impl Network {
                 "wrk {url} failed: {}",
                 text.lines()
                     .chain(String::from_utf8_lossy(&out.stderr).lines())
-                    .filter(|l| !l.trim().is_empty())
-                    .last()
+                    .rfind(|l| !l.trim().is_empty())
                     .unwrap_or("no output")
             )));
         }
