@@ -4,7 +4,7 @@
 //! to measure (REFERENCES.md); unlike it, nothing sits between gvpod and
 //! the runtime (no Docker), and every figure gets median, p95, min, max and
 //! CV, not a mean. Workloads (see `workloads`): startup (run-true,
-//! first-http), exec, syscall, fileio, density.
+//! first-http), exec, syscall, fileio, network, density.
 //!
 //! Invariants:
 //! - one bundle per bench run, made from an image of the data root through
@@ -13,8 +13,9 @@
 //!   so drift on the machine hits every runtime alike;
 //! - everything the bench makes lives in one work directory under the data
 //!   root (`bench/<tag>`), every container id starts with [`ID_PREFIX`] and
-//!   the bench's tag, cgroups sit under `gvpod-bench-<tag>`: the [`Stage`]
-//!   guard force-deletes, unmounts and removes all of it, on success,
+//!   the bench's tag, cgroups sit under `gvpod-bench-<tag>`, host veths are
+//!   named `gvbn<tag><n>` with their netns under the work directory: the
+//!   [`Stage`] guard force-deletes, unmounts and removes all of it, on success,
 //!   failure or Ctrl-C (SIGINT/SIGTERM/SIGHUP stop the run between steps);
 //! - runtimes are driven through [`runtime::Runtime`] only (runsc's command
 //!   lines come from the `runsc` module, DESIGN.md fact 1).
@@ -22,6 +23,7 @@
 pub mod chart;
 pub mod compare;
 mod env;
+mod network;
 pub mod report;
 mod rtspec;
 mod runtime;
@@ -312,8 +314,18 @@ pub struct Stage {
     pub runtimes: Vec<Runtime>,
     /// Container ids given to each runtime (force-deleted on drop).
     ids: Vec<Vec<String>>,
+    /// Network namespaces and host veths of the `network` workload,
+    /// recorded before they are made (removed on drop, after the
+    /// containers).
+    nets: Vec<(PathBuf, String)>,
 }
 
+/// The host end of every `network` workload veth is named this, the
+/// bench's tag and the runtime's index (`gvbr-` is gvpod's bridges').
+pub const VETH_PREFIX: &str = "gvbn";
+/// Where the `network` workload's point-to-point links come from (RFC 2544
+/// space, DESIGN.md networking rules; pods use 198.18.0.0/16).
+pub const NET_POOL: &str = "198.19.80.0/22";
 /// Where the bench's output directory appears inside the container.
 pub const OUT_IN_POD: &str = "/gvpod-out";
 /// A tmpfs in every bench container.
@@ -346,6 +358,7 @@ impl Stage {
             mounted: true,
             runtimes: vec![],
             ids: vec![],
+            nets: vec![],
         };
         // Recorded (mounted = true) before it is made: the guard's unmount
         // of a mount that failed is harmless.
@@ -365,6 +378,65 @@ impl Stage {
 
     /// Writes the bundle's config.json for container `id` running `args`.
     pub fn configure(&self, id: &str, args: &[&str]) -> Result<()> {
+        self.configure_in(id, args, None)
+    }
+
+    /// A network namespace of its own for runtime `rt`: a veth pair with
+    /// the host end on the first free /30 of [`NET_POOL`] (under the host's
+    /// network lock, so concurrent benches and pods pick different ones)
+    /// and `eth0` inside (see `net::link::create_direct_if`). Recorded
+    /// first; the guard removes it. Returns the netns path and the pod's
+    /// address.
+    pub fn make_netns(&mut self, rt: usize) -> Result<(PathBuf, std::net::Ipv4Addr)> {
+        use std::net::Ipv4Addr;
+        let failed = |label: &str, e: crate::net::NetError| BenchError::Failed {
+            runtime: label.to_string(),
+            what: "network setup".into(),
+            msg: e.to_string(),
+        };
+        let label = self.runtimes[rt].info.label.clone();
+        let path = self.work.join(format!("netns{rt}"));
+        let veth = format!("{VETH_PREFIX}{}{rt}", self.tag);
+        let _lock = crate::net::host_lock().map_err(|e| failed(&label, e))?;
+        let routes = crate::net::host_routes().map_err(|e| failed(&label, e))?;
+        let pool: crate::net::Cidr = NET_POOL.parse().expect("valid pool");
+        let slot = (pool.network()..pool.broadcast())
+            .step_by(4)
+            .map(|n| crate::net::Cidr::new(Ipv4Addr::from(n), 30).expect("valid length"))
+            .find(|c| !routes.iter().any(|(r, _)| r.overlaps(c)))
+            .ok_or_else(|| BenchError::Failed {
+                runtime: label.clone(),
+                what: "network setup".into(),
+                msg: format!("no free /30 left in {NET_POOL}; remove stale gvbn* links"),
+            })?;
+        let host_ip = Ipv4Addr::from(slot.network() + 1);
+        let pod_ip = Ipv4Addr::from(slot.network() + 2);
+        self.nets.push((path.clone(), veth.clone()));
+        let p = crate::net::link::PodIf {
+            netns: &path,
+            veth: &veth,
+            alias: "",
+            bridge: "",
+            ip: pod_ip,
+            prefix: 30,
+            gateway: host_ip,
+        };
+        crate::net::link::create_direct_if(&p, host_ip).map_err(|e| failed(&label, e))?;
+        Ok((path, pod_ip))
+    }
+
+    /// Removes the namespaces and veths [`Stage::make_netns`] made
+    /// (idempotent: a missing one is fine).
+    pub fn remove_nets(&mut self) {
+        for (path, veth) in self.nets.drain(..) {
+            let _ = crate::net::delete_link(&veth);
+            let _ = crate::net::netns::remove(&path);
+        }
+    }
+
+    /// [`Stage::configure`] in the network namespace at `netns` (None: the
+    /// runtime's own, with no network).
+    pub fn configure_in(&self, id: &str, args: &[&str], netns: Option<&Path>) -> Result<()> {
         let opts = PodOptions {
             cmd: args.iter().map(|s| s.to_string()).collect(),
             entrypoint: Some(String::new()),
@@ -391,7 +463,7 @@ impl Stage {
                 cgroups_path: &cgroup,
                 etc_files: &[],
                 readonly_binds: &[],
-                netns: None,
+                netns,
             },
         )?;
         // A pod's RLIMIT_NOFILE (1M) can exceed the host's fs.nr_open, which
@@ -461,6 +533,7 @@ impl Drop for Stage {
         for (rt, ids) in self.runtimes.iter().zip(&self.ids) {
             rt.delete_all(ids);
         }
+        self.remove_nets();
         if self.mounted {
             let _ = bundle::unmount(&self.rootfs);
             self.mounted = false;

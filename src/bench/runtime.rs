@@ -35,6 +35,8 @@ enum Driver {
     Runsc {
         runsc: Box<Runsc>,
         flags: GlobalFlags,
+        /// The spec's `--network` (`flags.network` differs while networked).
+        network: String,
     },
     Runc {
         bin: PathBuf,
@@ -129,6 +131,7 @@ impl Runtime {
                     driver: Driver::Runsc {
                         runsc: Box::new(runsc),
                         flags,
+                        network: spec.network.clone(),
                     },
                     state,
                 })
@@ -185,7 +188,7 @@ impl Runtime {
     fn command(&self, sub: &str) -> Command {
         use std::os::unix::process::CommandExt;
         let mut cmd = match &self.driver {
-            Driver::Runsc { runsc, flags } => runsc.command(flags, sub),
+            Driver::Runsc { runsc, flags, .. } => runsc.command(flags, sub),
             Driver::Runc { bin, root, log } => {
                 let mut c = Command::new(bin);
                 c.arg(format!("--root={}", root.display()))
@@ -249,6 +252,22 @@ impl Runtime {
         let mut a = vec![id];
         a.extend_from_slice(args);
         self.call("exec", &a)
+    }
+
+    /// Networked mode (the `network` workload): runsc with `--network=none`
+    /// gets `--network=sandbox` for every call until it is turned off, so a
+    /// container sees one set of global flags from create to delete
+    /// (DESIGN.md fact 1; the `runsc` module adds fact 3's workaround to
+    /// the calls that need it). runc needs nothing: it joins the netns the
+    /// spec names.
+    pub fn set_networked(&mut self, on: bool) {
+        if let Driver::Runsc { flags, network, .. } = &mut self.driver {
+            flags.network = if on && network == "none" {
+                "sandbox".into()
+            } else {
+                network.clone()
+            };
+        }
     }
 
     /// `delete --force ID`; a container the runtime does not know is fine.

@@ -12,6 +12,8 @@
 //! - `fileio`: the same helper, dd-style: sequential and 4 KiB random
 //!   write/read in MiB/s (higher is better) on the rootfs, a bind mount
 //!   and a tmpfs (gVisor's fs benchmarks use fio on the same three);
+//! - `network`: see [`super::network`] (wrk against httpd through a netns
+//!   of the bench's own; req/s and MiB/s);
 //! - `density`: memory per idle container, as gVisor's suite measures it
 //!   (the drop in MemAvailable over N `sleep` containers, divided by N) and
 //!   the PSS of each container's host processes (its cgroup's, plus runsc's
@@ -21,7 +23,7 @@ use std::time::Instant;
 
 use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
 
-pub const ALL: [&str; 5] = ["startup", "exec", "syscall", "fileio", "density"];
+pub const ALL: [&str; 6] = ["startup", "exec", "syscall", "fileio", "density", "network"];
 
 /// The syscall helper, built by build.rs.
 static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
@@ -50,6 +52,7 @@ pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
             per_round: if quick { 3 } else { 5 },
             ids: vec![],
         }),
+        "network" => Box::new(super::network::Network::new(quick)),
         "density" => Box::new(Density {
             pods: if quick { 3 } else { 5 },
         }),

@@ -340,6 +340,47 @@ pub fn create_pod_if(p: &PodIf) -> Result<()> {
     })
 }
 
+/// Like [`create_pod_if`] without a bridge: the host end of the veth pair
+/// gets `host_ip` itself (a point-to-point link, `p.bridge` is unused), so
+/// the host reaches `p.ip` with no bridge and no firewall rules. For `gvpod
+/// bench`'s network workload; `p.gateway` should be `host_ip`.
+pub fn create_direct_if(p: &PodIf, host_ip: Ipv4Addr) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            block_on(async {
+                let host = connect()?;
+                super::netns::unshare_and_pin(p.netns)?;
+                let pod = connect()?;
+                let nsfile = std::fs::File::open(p.netns).map_err(|source| NetError::Io {
+                    what: "cannot open network namespace",
+                    path: p.netns.to_owned(),
+                    source,
+                })?;
+                let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                    .name(POD_IF.to_string())
+                    .setns_by_fd(nsfile.as_raw_fd())
+                    .build();
+                let msg = LinkVeth::new(p.veth, POD_IF)
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                    .up()
+                    .build();
+                host.link()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("create veth {}", p.veth)))?;
+                let l = link_by_name(&host, p.veth)
+                    .await?
+                    .ok_or_else(|| NetError::Other(format!("veth {} vanished", p.veth)))?;
+                ensure_addr(&host, l.header.index, host_ip, p.prefix, p.veth).await?;
+                configure_inside(&pod, p).await
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(NetError::Other("netlink thread panicked".into())))
+    })
+}
+
 /// Inside the pod's namespace: lo and eth0 up, the address, the default
 /// route. Idempotent, so it also re-addresses an interface runsc stripped
 /// (DESIGN.md fact 4: runsc removes the addresses from the namespace's

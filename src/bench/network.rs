@@ -1,0 +1,222 @@
+//! The `network` workload: busybox httpd in a container of each runtime,
+//! driven from the host by `wrk` over a veth pair into a network namespace
+//! the bench makes ([`Stage::make_netns`], a /30 of `NET_POOL`): requests/s
+//! for a small page and MiB/s for a large file (a single large transfer is
+//! the TCP throughput figure: httpd only copies it to the socket).
+//!
+//! Invariants:
+//! - every runtime gets the same bundle and the same kind of link: runc
+//!   joins the namespace through the spec's `namespaces`, runsc with
+//!   `--network=sandbox` (its netstack takes the interface over; the
+//!   `runsc` module adds DESIGN.md fact 3's workaround on old releases);
+//! - traffic goes only to the bench's own namespace;
+//! - the runtime leaves networked mode, its container is deleted and its
+//!   namespace removed in `finish`; the [`Stage`] guard does the same on
+//!   failure or Ctrl-C.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::workloads::{Sample, Workload};
+use super::{BenchError, Result, Stage, HELPERS_IN_POD};
+
+/// The large file's size (MiB).
+const BIG_MIB: usize = 4;
+
+pub struct Network {
+    /// Seconds per wrk run.
+    pub secs: u32,
+    /// Open connections per wrk run.
+    pub conns: u32,
+    /// The server container and its address, per runtime.
+    servers: Vec<Option<(String, Ipv4Addr)>>,
+}
+
+impl Network {
+    pub fn new(quick: bool) -> Network {
+        Network {
+            secs: if quick { 1 } else { 5 },
+            conns: 4,
+            servers: vec![],
+        }
+    }
+
+    fn install(stage: &Stage) -> Result<()> {
+        let www = stage
+            .rootfs
+            .join(HELPERS_IN_POD.trim_start_matches('/'))
+            .join("www");
+        let io = |source| BenchError::Io {
+            path: www.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&www).map_err(io)?;
+        std::fs::write(www.join("index.html"), b"gvpod bench\n").map_err(io)?;
+        let big: Vec<u8> = (0..BIG_MIB << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(www.join("big.bin"), big).map_err(io)
+    }
+}
+
+/// `wrk`'s "Requests/sec:" and "Transfer/sec:" (in MiB/s; wrk prints
+/// binary units as B, KB, MB, GB).
+pub fn parse_wrk(text: &str) -> Option<(f64, f64)> {
+    let mut req = None;
+    let mut xfer = None;
+    for l in text.lines() {
+        let l = l.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            req = v.trim().parse::<f64>().ok();
+        } else if let Some(v) = l.strip_prefix("Transfer/sec:") {
+            let v = v.trim();
+            let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+            let (n, unit) = v.split_at(split);
+            let n: f64 = n.parse().ok()?;
+            let scale = match unit {
+                "B" => 1.0 / 1048576.0,
+                "KB" => 1.0 / 1024.0,
+                "MB" => 1.0,
+                "GB" => 1024.0,
+                _ => return None,
+            };
+            xfer = Some(n * scale);
+        }
+    }
+    let (r, x) = (req?, xfer?);
+    (r.is_finite() && r > 0.0 && x.is_finite() && x > 0.0).then_some((r, x))
+}
+
+impl Network {
+    fn wrk(&self, label: &str, url: &str) -> Result<(f64, f64)> {
+        let failed = |msg: String| BenchError::Failed {
+            runtime: label.to_string(),
+            what: "network (wrk)".into(),
+            msg,
+        };
+        use std::os::unix::process::CommandExt;
+        let out = Command::new("wrk")
+            .args([
+                "-t1",
+                &format!("-c{}", self.conns),
+                &format!("-d{}s", self.secs),
+            ])
+            .arg(url)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .output()
+            .map_err(|e| {
+                failed(format!(
+                    "cannot run wrk: {e}; install it (Debian: apt-get install wrk)"
+                ))
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || text.contains("Socket errors") {
+            return Err(failed(format!(
+                "wrk {url} failed: {}",
+                text.lines()
+                    .chain(String::from_utf8_lossy(&out.stderr).lines())
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("no output")
+            )));
+        }
+        parse_wrk(&text).ok_or_else(|| failed(format!("unreadable wrk output {text:?}")))
+    }
+}
+
+impl Workload for Network {
+    fn prepare(&mut self, stage: &mut Stage, rt: usize) -> Result<()> {
+        Network::install(stage)?;
+        if self.servers.len() <= rt {
+            self.servers.resize(rt + 1, None);
+        }
+        stage.runtimes[rt].set_networked(true);
+        let (ns, ip) = stage.make_netns(rt)?;
+        let id = stage.new_id(rt);
+        stage.configure_in(
+            &id,
+            &["/bin/sh", "-c", "exec httpd -f -p 80 -h /gvpod-bench/www"],
+            Some(&ns),
+        )?;
+        stage.runtimes[rt].create_start(&stage.bundle, &id)?;
+        self.servers[rt] = Some((id, ip));
+        // The server answers within 10 s or the runtime fails.
+        let addr = SocketAddr::from((ip, 80));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            super::check_interrupted()?;
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Failed {
+                    runtime: stage.runtimes[rt].info.label.clone(),
+                    what: "network".into(),
+                    msg: format!("httpd did not answer on {addr} within 10 s"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
+        let label = stage.runtimes[rt].info.label.clone();
+        let ip = match self.servers.get(rt) {
+            Some(Some((_, ip))) => *ip,
+            _ => {
+                return Err(BenchError::Failed {
+                    runtime: label,
+                    what: "network".into(),
+                    msg: "no running server".into(),
+                })
+            }
+        };
+        let (req, _) = self.wrk(&label, &format!("http://{ip}/index.html"))?;
+        super::check_interrupted()?;
+        let (_, mib) = self.wrk(&label, &format!("http://{ip}/big.bin"))?;
+        Ok(vec![
+            Sample {
+                figure: "http-small-requests".into(),
+                unit: "req/s",
+                value: req,
+            },
+            Sample {
+                figure: format!("http-{BIG_MIB}mib-throughput"),
+                unit: "MiB/s",
+                value: mib,
+            },
+        ])
+    }
+
+    fn finish(&mut self, stage: &mut Stage, rt: usize) {
+        if let Some(Some((id, _))) = self.servers.get(rt) {
+            stage.runtimes[rt].delete(id);
+        }
+        stage.runtimes[rt].set_networked(false);
+        if rt + 1 == stage.runtimes.len() {
+            stage.remove_nets();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrk_output() {
+        let out = "Running 1s test @ http://198.19.80.2/index.html\n  1 threads and 4 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   1.21ms  300.00us   5.00ms   90.00%\n  2000 requests in 1.00s, 400.00KB read\nRequests/sec:   1998.12\nTransfer/sec:    399.62KB\n";
+        let (r, x) = super::parse_wrk(out).unwrap();
+        assert_eq!(r, 1998.12);
+        assert!((x - 399.62 / 1024.0).abs() < 1e-9);
+        let big = "Requests/sec:     80.00\nTransfer/sec:    320.50MB\n";
+        assert_eq!(super::parse_wrk(big).unwrap(), (80.0, 320.5));
+        assert_eq!(
+            super::parse_wrk("Requests/sec: 1\nTransfer/sec: 1.5GB")
+                .unwrap()
+                .1,
+            1536.0
+        );
+        assert!(super::parse_wrk("").is_none());
+        assert!(super::parse_wrk("Requests/sec: 10\nTransfer/sec: 1XB").is_none());
+        assert!(super::parse_wrk("Requests/sec: 0\nTransfer/sec: 1MB").is_none());
+    }
+}
