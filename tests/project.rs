@@ -192,6 +192,21 @@ fn a_project_comes_up_in_order_stays_put_changes_one_pod_and_goes() {
     assert!(stderr(&o).contains("pod shop-db started"), "{}", stderr(&o));
     assert_eq!(id_of(&r, "shop-db"), db_id);
 
+    // A pod the spec no longer has is named, not touched.
+    let only_db = write(
+        t.path(),
+        "only-db.yaml",
+        PROJECT.split("  web:\n").next().unwrap(),
+    );
+    let o = r.gvpod(&["up", "-f", &only_db]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let said = stderr(&o);
+    assert!(said.contains("pod shop-db unchanged"), "{said}");
+    assert!(
+        said.contains("pod shop-web is not in the spec any more: `gvpod rm -f shop-web`"),
+        "{said}"
+    );
+    assert_eq!(id_of(&r, "shop-web"), new_web);
     // down removes the pods and the network; nothing is left on the host.
     let o = r.gvpod(&["down", "-f", &spec]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

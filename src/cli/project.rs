@@ -67,8 +67,17 @@ pub enum ServiceCmd {
     },
 }
 
-fn print_done(d: &project::Done, json: bool) {
-    if !json {
+/// One line per thing `up` or `down` did (stderr, as compose's progress).
+pub(super) fn print_done(d: &project::Done, json: bool) {
+    if json {
+        return;
+    }
+    if d.action == "orphaned" {
+        eprintln!(
+            "pod {} is not in the spec any more: `gvpod rm -f {}` or `gvpod down` removes it",
+            d.name, d.name
+        );
+    } else {
         eprintln!("{} {} {}", d.kind, d.name, d.action);
     }
 }

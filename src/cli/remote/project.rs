@@ -23,10 +23,9 @@ fn read(given: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, crate::spec::Project
 fn print(done: &[Done], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(done)?);
-    } else {
-        for d in done {
-            eprintln!("{} {} {}", d.kind, d.name, d.action);
-        }
+    }
+    for d in done {
+        super::super::project::print_done(d, json);
     }
     Ok(())
 }

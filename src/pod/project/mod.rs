@@ -41,7 +41,8 @@ pub struct Done {
     /// `network`, `pod` or `image`.
     pub kind: String,
     pub name: String,
-    /// `created`, `started`, `recreated`, `unchanged`, `removed`, `kept`.
+    /// `created`, `started`, `recreated`, `unchanged`, `removed`, `kept`,
+    /// `orphaned` (a pod of the project its spec no longer names).
     pub action: String,
 }
 
@@ -146,6 +147,19 @@ pub fn up(ctx: &mut Ctx, req: UpRequest, progress: &(dyn Fn(&Done) + Sync)) -> R
         }
     }
     let have = existing(ctx, &project.name)?;
+    // A pod of the project that its spec no longer has is left alone and
+    // named (compose's orphans): `down` or `rm -f` removes it.
+    if req.only.is_empty() {
+        for (key, (name, _)) in &have {
+            if !project.pods.contains_key(key) {
+                report(Done {
+                    kind: "pod".into(),
+                    name: name.clone(),
+                    action: "orphaned".into(),
+                });
+            }
+        }
+    }
     let root = ctx.root.clone();
     let mut failures = vec![];
     for level in plan::levels(project, &keys) {
