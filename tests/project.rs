@@ -596,3 +596,52 @@ fn a_pod_with_services_is_checkpointed_once_they_are_stopped_and_restores_with_t
     r.ok(&["snapshot", "rm", "s1"]);
     r.assert_clean();
 }
+
+#[test]
+fn a_service_log_is_bounded_and_rotated_like_the_pods() {
+    require_runsc!();
+    let r = Root::new();
+    let t = tempfile::tempdir().unwrap();
+    // 750 lines of 16000 bytes (~12 MB of log: past the default 10m), then "done".
+    let spec = write(
+        t.path(),
+        "gvpod.yaml",
+        "name: flood\npods:\n  a:\n    image: busybox\n    network: none\n    services:\n      out:\n        start: \"awk 'BEGIN{s=sprintf(\\\"%16000s\\\", \\\"\\\"); for(i=0;i<750;i++) print s; print \\\"done\\\"}'; sleep 100000\"\n",
+    );
+    let o = r.gvpod(&["up", "-f", &spec]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = id_of(&r, "flood-a");
+    r.track(&id);
+    let dir = r.path().join("logs").join(format!("{id}.services"));
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tail = logs(&r, &["flood-a", "--service", "out", "--tail", "1"]);
+        if tail.trim() == "done" {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no end of the flood: {:?}",
+            &tail[..tail.len().min(80)]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let size = |n: &str| std::fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size("out.json.1") > 0,
+        "not rotated: {:?}",
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        size("out.json") + size("out.json.1") + size("out.json.2") <= 3 * (10 << 20) + (1 << 20)
+    );
+    // Read across the rotation: every line is there, oldest first.
+    let all = logs(&r, &["flood-a", "--service", "out"]);
+    assert_eq!(all.lines().count(), 751);
+    r.ok(&["down", "-p", "flood"]);
+    r.assert_clean();
+}

@@ -6,7 +6,9 @@
 //! passes the size it becomes `<id>.json.1` (`.1` becomes `.2`, …, the
 //! oldest beyond the count goes) and a new `<id>.json` is begun. Readers
 //! (`pod::logs`) read the rotated files oldest first, and a follower that
-//! reaches the end of a renamed file goes on with the new one.
+//! reaches the end of a renamed file goes on with the new one. A pod's
+//! supervised services write their own logs with it too (`pod::service`),
+//! under the pod's bounds.
 
 use std::fs::File;
 use std::io::Write;
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 use super::super::logs::{rotated_path, LogLine};
 
 /// The pod log, in the format of [`LogLine`].
-pub(super) struct Output {
+pub(crate) struct Output {
     file: File,
     pub tty: bool,
     partial: [Vec<u8>; 2],

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 mod chores;
 mod exit;
-mod log;
+pub(super) mod log;
 mod spawn;
 mod stdio;
 mod watch;

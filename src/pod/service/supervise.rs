@@ -44,6 +44,9 @@ struct Shared {
     /// The user services run as: the dev user when the pod has one.
     user: Option<String>,
     setup: Vec<String>,
+    /// The pod's log bounds (`--log-max-size`/`--log-max-file`), which its
+    /// services' logs keep too.
+    log_limits: Option<(u64, u32)>,
     ctl: Mutex<BTreeMap<String, Ctl>>,
     cv: Condvar,
     ending: AtomicBool,
@@ -165,6 +168,7 @@ pub(crate) fn supervise(ctx: &mut Ctx, id: &str, opts: &PodOptions) -> Option<Su
         services: opts.services.clone(),
         user: opts.dev.user.clone().or_else(|| opts.user.clone()),
         setup: opts.setup.clone(),
+        log_limits: opts.log.effective(),
         ctl: Mutex::new(ctl),
         cv: Condvar::new(),
         ending: AtomicBool::new(false),
@@ -234,13 +238,16 @@ impl Supervisor {
 
 /// Runs `sh -c script` in the pod (wrapped so that the whole process group
 /// is one process to runsc: see src/router/relay.c), its output into the
-/// log at `log`; returns the started process.
+/// log at `log` (bounded as the pod's own with `limits`, rotated the same
+/// way, so `gvpod logs --service` reads across rotations); returns the
+/// started process.
 fn spawn_in_pod(
     ctx: &mut Ctx,
     sh: &Shared,
     script: &str,
     user: Option<String>,
     log: PathBuf,
+    limits: bool,
 ) -> Result<(crate::pod::exec::ExecProcess, JoinHandle<()>), String> {
     let pod = ctx
         .db
@@ -274,8 +281,20 @@ fn spawn_in_pod(
         },
     )
     .map_err(|e| e.to_string())?;
+    let limits = limits.then_some(sh.log_limits).flatten();
     let copier = std::thread::spawn(move || {
         let mut r = BufReader::new(std::fs::File::from(r));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log);
+        let mut out = match file {
+            Ok(f) => crate::pod::monitor::log::Output::new(f, false, log.clone(), limits),
+            Err(e) => {
+                tracing::warn!("cannot open {}: {e}", log.display());
+                return;
+            }
+        };
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -283,17 +302,18 @@ fn spawn_in_pod(
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                    append_line(&log, "stdout", text);
+                    out.line("stdout", text);
                 }
             }
         }
+        out.flush();
     });
     Ok((p, copier))
 }
 
 /// Runs a once-per-pod step to its end; its exit code.
 fn run_once(ctx: &mut Ctx, sh: &Shared, script: &str, log: PathBuf) -> Result<i32, String> {
-    let (p, copier) = spawn_in_pod(ctx, sh, script, Some("0:0".into()), log)?;
+    let (p, copier) = spawn_in_pod(ctx, sh, script, Some("0:0".into()), log, true)?;
     let code = p.wait().map_err(|e| e.to_string());
     let _ = copier.join();
     code
@@ -454,25 +474,25 @@ fn run_service(sh: &Shared, name: &str) {
             return;
         }
         let now = crate::util::now_rfc3339();
-        let (p, copier) = match spawn_in_pod(&mut ctx, sh, &svc.start, sh.user.clone(), log.clone())
-        {
-            Ok(x) => x,
-            Err(e) => {
-                if !sh.ending() {
-                    sh.note(&format!("gvpod: service {name} could not start: {e}"));
-                    sh.record(
-                        &mut ctx,
-                        name,
-                        ServiceUpdate::State {
-                            state: "failed",
-                            exit_code: None,
-                            started_at: None,
-                        },
-                    );
+        let (p, copier) =
+            match spawn_in_pod(&mut ctx, sh, &svc.start, sh.user.clone(), log.clone(), true) {
+                Ok(x) => x,
+                Err(e) => {
+                    if !sh.ending() {
+                        sh.note(&format!("gvpod: service {name} could not start: {e}"));
+                        sh.record(
+                            &mut ctx,
+                            name,
+                            ServiceUpdate::State {
+                                state: "failed",
+                                exit_code: None,
+                                started_at: None,
+                            },
+                        );
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
         let started = Instant::now();
         generation += 1;
         sh.with(name, |c| {
@@ -597,6 +617,14 @@ fn run_health(sh: &Shared, name: &str) {
         let before = tally.health;
         tally = tally.record(&h, out.ok, started.elapsed());
         sh.with(name, |c| c.health = tally.health);
+        // The line first: whoever waits on the recorded health (another
+        // pod's service) starts after the pod's log says it.
+        if before != tally.health {
+            sh.note(&format!(
+                "gvpod: service {name} is {}: {}",
+                tally.health, out.output
+            ));
+        }
         let at = crate::util::now_rfc3339();
         sh.record(
             &mut ctx,
@@ -608,12 +636,6 @@ fn run_health(sh: &Shared, name: &str) {
                 output: &out.output,
             },
         );
-        if before != tally.health {
-            sh.note(&format!(
-                "gvpod: service {name} is {}: {}",
-                tally.health, out.output
-            ));
-        }
     }
 }
 
@@ -650,7 +672,7 @@ fn probe_cmd(ctx: &mut Ctx, sh: &Shared, cmd: &str, timeout_ms: u64) -> Outcome 
         sh.id,
         crate::util::random_hex(4)
     ));
-    let res = spawn_in_pod(ctx, sh, cmd, Some("0:0".into()), out_file.clone());
+    let res = spawn_in_pod(ctx, sh, cmd, Some("0:0".into()), out_file.clone(), false);
     let (p, copier) = match res {
         Ok(x) => x,
         Err(e) => {
