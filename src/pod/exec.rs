@@ -127,20 +127,24 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     // runsc fails (or reports 128) when the sandbox goes away under it: a
     // `stop` or `rm -f` meanwhile is said as such, not as runsc saw it.
     if matches!(res, Err(_) | Ok(128)) {
-        let ended = match ctx.db.pod(&pod.id)? {
-            None => {
-                // The `rm` may have removed the pod's run directory before
-                // `exec_spawn` made it again (`system gc` sweeps it too).
-                let _ = std::fs::remove_dir(ctx.pod_run_dir(&pod.id));
-                true
-            }
-            // runsc itself, not the row (the monitor records the end later).
-            Some(p) => {
-                let flags = ctx.flags_of(&p)?;
-                let state = ctx.runsc_for(&flags)?.state(&flags, &p.id).ok().flatten();
-                state.is_none_or(|s| s.status != "running")
-            }
-        };
+        // runsc says so itself while the kill is still under way (its state
+        // may still read running then).
+        let said = matches!(&res, Err(e) if e.to_string().contains("has stopped"));
+        let ended = said
+            || match ctx.db.pod(&pod.id)? {
+                None => {
+                    // The `rm` may have removed the pod's run directory before
+                    // `exec_spawn` made it again (`system gc` sweeps it too).
+                    let _ = std::fs::remove_dir(ctx.pod_run_dir(&pod.id));
+                    true
+                }
+                // runsc itself, not the row (the monitor records the end later).
+                Some(p) => {
+                    let flags = ctx.flags_of(&p)?;
+                    let state = ctx.runsc_for(&flags)?.state(&flags, &p.id).ok().flatten();
+                    state.is_none_or(|s| s.status != "running")
+                }
+            };
         if ended {
             return Err(PodError::EndedDuringExec(pod.name.clone()));
         }
