@@ -212,34 +212,26 @@ impl Runsc {
             })
     }
 
-    /// `runsc kill ID SIG`.
+    /// `runsc kill ID SIG` (`--all`: every process of the container).
     pub fn kill(&self, flags: &GlobalFlags, id: &str, signal: &str, all: bool) -> Result<()> {
-        let mut cmd = self.command(flags, "kill");
-        if all {
-            cmd.arg("--all");
-        }
-        cmd.arg(id).arg(signal).stderr(Stdio::piped());
-        let out = self.output(&mut cmd)?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(RunscError::Failed {
-                cmd: "kill".into(),
-                id: id.into(),
-                msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                log: flags.log.clone(),
-            })
-        }
+        self.kill_with(flags, id, signal, all.then(|| "--all".to_string()))
     }
 
     /// `runsc kill --pid=PID ID SIGNAL`: one process of the sandbox, by its
     /// pid inside (an exec'd process's `--internal-pid-file`).
     pub fn kill_pid(&self, flags: &GlobalFlags, id: &str, pid: i32, signal: &str) -> Result<()> {
+        self.kill_with(flags, id, signal, Some(format!("--pid={pid}")))
+    }
+
+    fn kill_with(
+        &self,
+        flags: &GlobalFlags,
+        id: &str,
+        signal: &str,
+        which: Option<String>,
+    ) -> Result<()> {
         let mut cmd = self.command(flags, "kill");
-        cmd.arg(format!("--pid={pid}"))
-            .arg(id)
-            .arg(signal)
-            .stderr(Stdio::piped());
+        cmd.args(which).arg(id).arg(signal).stderr(Stdio::piped());
         let out = self.output(&mut cmd)?;
         if out.status.success() {
             Ok(())
