@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # API overhead benchmark: `docker run --rm busybox true` through gvpod's
 # Docker API socket (`gvpod system service`) vs `gvpod run --rm busybox true`
-# straight on the data root, side by side in ONE hyperfine invocation, same
+# straight on the data root, side by side in ONE run of interleaved hyperfine
+# rounds (benches/lib/rounds.sh), same
 # data root, same image, no network. A third command, the remote CLI
 # (`gvpod --url … run --rm`), shows what the API costs gvpod's own client.
 #
@@ -58,6 +59,8 @@ fi
 RUNSC="$(readlink -f "${GVPOD_RUNSC:-$(command -v runsc)}")"
 export GVPOD_RUNSC="$RUNSC"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib/rounds.sh
+. "$REPO/benches/lib/rounds.sh"
 
 WORK=""
 GVPOD=""
@@ -128,26 +131,26 @@ for c in "$CMD_DOCKER" "$CMD_GVPOD" "$CMD_REMOTE"; do
 done
 
 JSON="$WORK/api.json"
-log "hyperfine: warmup $WARMUP, $RUNS runs each ($("$RUNSC" --version | sed -n 1p))"
-setsid hyperfine --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$JSON" \
-    -n 'docker run --rm (API)' "$CMD_DOCKER" \
-    -n 'gvpod run --rm' "$CMD_GVPOD" \
-    -n 'gvpod --url run --rm' "$CMD_REMOTE" >&2 &
-HF_PID=$!
-wait "$HF_PID" || die "hyperfine failed"
-HF_PID=""
+log "hyperfine: $RUNS runs per command in interleaved rounds of 5, warmup $WARMUP ($("$RUNSC" --version | sed -n 1p))"
+hf_rounds "$JSON" "$RUNS" "$WARMUP" \
+    'docker run --rm (API)' "$CMD_DOCKER" \
+    'gvpod run --rm' "$CMD_GVPOD" \
+    'gvpod --url run --rm' "$CMD_REMOTE" || die "hyperfine failed"
 
 set +e
 python3 - "$JSON" "$TARGET_RATIO" "$RUNS" <<'EOF'
 import json, sys
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+data = json.load(open(sys.argv[1]))
+res = {r["command"]: r for r in data["results"]}
 target, runs = float(sys.argv[2]), sys.argv[3]
 d, g, r = (res[k] for k in ("docker run --rm (API)", "gvpod run --rm", "gvpod --url run --rm"))
 ms = lambda x: x["median"] * 1000
 ratio, remote = d["median"] / g["median"], r["median"] / g["median"]
-print(f"\nAPI overhead, median of {runs} runs each, busybox `true`, --network none:")
+print(f"\nAPI overhead, median of {runs} runs each in {data['rounds']} interleaved rounds, busybox `true`, --network none:")
 print(f"docker run --rm via the socket: {ms(d):.0f} ms | gvpod run --rm: {ms(g):.0f} ms | "
       f"gvpod --url run --rm: {ms(r):.0f} ms | docker/gvpod {ratio:.2f}x | remote/gvpod {remote:.2f}x")
+pr = sorted(r["docker run --rm (API)"] / r["gvpod run --rm"] for r in data["per_round"])
+print(f"docker/gvpod round by round: median {pr[len(pr) // 2]:.3f}x, range {pr[0]:.3f}x..{pr[-1]:.3f}x")
 verdict = "meets" if ratio <= target else "MISSES"
 print(f"target docker/gvpod <= {target:.2f}x: {verdict}")
 sys.exit(0 if ratio <= target else 3)

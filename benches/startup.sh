@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Startup benchmark: `gvpod run --rm` vs a bare `runsc run` of an equivalent
 # OCI bundle vs `podman --runtime runsc run --rm`, measured side by side in ONE
-# hyperfine invocation on the same busybox rootfs, with no network at all.
+# run of interleaved hyperfine rounds (benches/lib/rounds.sh) on the same
+# busybox rootfs, with no network at all.
 #
 # Usage: benches/startup.sh [--quick] [--runs N] [--warmup N] [--strict] [--keep-json FILE]
-#   --quick        few runs (CI smoke test): warmup 1, 5 runs each
+#   --quick        few runs (CI smoke test): warmup 1, 5 runs each, one round
 #   --runs N       runs per command (default 20, at least 20 unless --quick)
 #   --warmup N     warmup runs per command (default 3)
 #   --strict       exit 1 when gvpod misses the target
-#   --keep-json F  copy hyperfine's JSON export to F
+#   --keep-json F  copy the merged JSON of the rounds to F
 # Environment:
 #   GVPOD_BIN        use this gvpod binary instead of `cargo build --release`
 #   GVPOD_RUNSC      the runsc to use for all three (default: `runsc` in $PATH),
@@ -90,6 +91,8 @@ if ! busybox --list >/dev/null 2>&1 || ldd "$BUSYBOX" >/dev/null 2>&1; then
 fi
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=benches/lib/rounds.sh
+. "$SCRIPT_DIR/lib/rounds.sh"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 
 # ---------------------------------------------------------------- cleanup
@@ -293,16 +296,11 @@ out="$("$GVPOD" --root "$GVPOD_ROOT" run --rm --network none --platform "$PLATFO
 # ---------------------------------------------------------------- 5. hyperfine
 JSON="$WORK/startup.json"
 LOAD_BEFORE="$(cut -d' ' -f1 /proc/loadavg)"
-log "hyperfine: warmup $WARMUP, $RUNS runs each (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-# In its own session and waited for in the background, so a signal to this
-# script runs the cleanup at once and can stop hyperfine's whole process group.
-setsid hyperfine --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$JSON" \
-    -n 'gvpod run --rm' "$CMD_GVPOD" \
-    -n 'bare runsc run' "$CMD_RUNSC" \
-    -n 'podman+runsc' "$CMD_PODMAN" >&2 &
-HF_PID=$!
-wait "$HF_PID" || die "hyperfine failed"
-HF_PID=""
+log "hyperfine: $RUNS runs per command in interleaved rounds of 5, warmup $WARMUP (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+hf_rounds "$JSON" "$RUNS" "$WARMUP" \
+    'gvpod run --rm' "$CMD_GVPOD" \
+    'bare runsc run' "$CMD_RUNSC" \
+    'podman+runsc' "$CMD_PODMAN" || die "hyperfine failed"
 [ -n "$KEEP_JSON" ] && cp "$JSON" "$KEEP_JSON"
 
 leftover="$("$GVPOD" --root "$GVPOD_ROOT" ps -aq 2>/dev/null || true)"
@@ -313,12 +311,13 @@ python3 - "$JSON" "$TARGET_RATIO" "$RUNS" "$PLATFORM" "$LOAD_BEFORE" "$RUNSC_VER
 import json, os, sys
 path, target, runs, platform, load0 = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
 version = sys.argv[6]
-res = {r["command"]: r for r in json.load(open(path))["results"]}
+data = json.load(open(path))
+res = {r["command"]: r for r in data["results"]}
 g, b, p = (res[k] for k in ("gvpod run --rm", "bare runsc run", "podman+runsc"))
 ms = lambda r: r["median"] * 1000
 rb, rp = g["median"] / b["median"], g["median"] / p["median"]
 print()
-print(f"startup, median of {runs} runs each, {version}, platform {platform}, --network none, busybox `true`:")
+print(f"startup, median of {runs} runs each in {data['rounds']} interleaved rounds, {version}, platform {platform}, --network none, busybox `true`:")
 print(f"gvpod run --rm: {ms(g):.0f} ms (median) | bare runsc run: {ms(b):.0f} ms | "
       f"podman+runsc: {ms(p):.0f} ms | gvpod/runsc {rb:.2f}x | gvpod/podman {rp:.2f}x")
 print()
@@ -326,6 +325,8 @@ print(f"  {'command':<16} {'median':>9} {'mean':>9} {'stddev':>8} {'min':>8} {'m
 for name, r in (("gvpod run --rm", g), ("bare runsc run", b), ("podman+runsc", p)):
     print(f"  {name:<16} {ms(r):7.1f}ms {r['mean']*1000:7.1f}ms {r['stddev']*1000:6.1f}ms "
           f"{r['min']*1000:6.1f}ms {r['max']*1000:6.1f}ms")
+pr = [r["gvpod run --rm"] / r["bare runsc run"] for r in data["per_round"]]
+print(f"  gvpod/bare round by round: median {sorted(pr)[len(pr) // 2]:.3f}x, range {min(pr):.3f}x..{max(pr):.3f}x")
 print()
 ok_b, ok_p = rb <= target, rp < 1.0
 print(f"target: gvpod <= {target:.2f}x bare runsc: {'PASS' if ok_b else 'MISS'} ({rb:.3f}x"
