@@ -59,6 +59,8 @@ pub(super) fn code_of(
 /// (or a sandbox killed under it) leaves one. A failed restore can leave a
 /// created container and its sandbox processes behind.
 pub(super) fn clear_launch(ctx: &mut Ctx, id: &str, flags: &GlobalFlags, e: &Ended) {
+    // runsc's orphaned gofer, reaped before `runsc delete` waits on it.
+    super::reap::reap_adopted();
     if e.restored && !matches!(e.status, Some(s) if s.success()) {
         if let Ok(r) = ctx.runsc_for(flags) {
             let _ = r.delete_force(flags, id);

@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 mod chores;
 mod exit;
 pub(super) mod log;
+mod reap;
 mod spawn;
 mod stdio;
 mod watch;
@@ -64,6 +65,7 @@ pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>) -> i32 {
     // SAFETY: the client passes the socketpair end as fd 3 and nothing else owns it.
     let sync = unsafe { OwnedFd::from_raw_fd(3) };
     tracing::debug!("step monitor:exec");
+    reap::become_subreaper();
     let mut ctx = match Ctx::open(root) {
         Ok(c) => c,
         Err(e) => {
