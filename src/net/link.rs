@@ -303,28 +303,10 @@ pub fn create_pod_if(p: &PodIf) -> Result<()> {
                 let host = connect()?;
                 super::netns::unshare_and_pin(p.netns)?;
                 let pod = connect()?;
-                let nsfile = std::fs::File::open(p.netns).map_err(|source| NetError::Io {
-                    what: "cannot open network namespace",
-                    path: p.netns.to_owned(),
-                    source,
-                })?;
                 let bridge = link_by_name(&host, p.bridge).await?.ok_or_else(|| {
                     NetError::Other(format!("bridge {} does not exist", p.bridge))
                 })?;
-                let peer = LinkMessageBuilder::<LinkUnspec>::new()
-                    .name(POD_IF.to_string())
-                    .setns_by_fd(nsfile.as_raw_fd())
-                    .build();
-                let msg = LinkVeth::new(p.veth, POD_IF)
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                    .controller(bridge.header.index)
-                    .up()
-                    .build();
-                host.link()
-                    .add(msg)
-                    .execute()
-                    .await
-                    .map_err(nl(format!("create veth {}", p.veth)))?;
+                add_veth(&host, p, Some(bridge.header.index)).await?;
                 // RTM_NEWLINK ignores IFLA_IFALIAS: the mark that lets `gc`
                 // find the veth goes in a SETLINK right after.
                 host.link()
@@ -351,24 +333,7 @@ pub fn create_direct_if(p: &PodIf, host_ip: Ipv4Addr) -> Result<()> {
                 let host = connect()?;
                 super::netns::unshare_and_pin(p.netns)?;
                 let pod = connect()?;
-                let nsfile = std::fs::File::open(p.netns).map_err(|source| NetError::Io {
-                    what: "cannot open network namespace",
-                    path: p.netns.to_owned(),
-                    source,
-                })?;
-                let peer = LinkMessageBuilder::<LinkUnspec>::new()
-                    .name(POD_IF.to_string())
-                    .setns_by_fd(nsfile.as_raw_fd())
-                    .build();
-                let msg = LinkVeth::new(p.veth, POD_IF)
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                    .up()
-                    .build();
-                host.link()
-                    .add(msg)
-                    .execute()
-                    .await
-                    .map_err(nl(format!("create veth {}", p.veth)))?;
+                add_veth(&host, p, None).await?;
                 let l = link_by_name(&host, p.veth)
                     .await?
                     .ok_or_else(|| NetError::Other(format!("veth {} vanished", p.veth)))?;
@@ -379,6 +344,30 @@ pub fn create_direct_if(p: &PodIf, host_ip: Ipv4Addr) -> Result<()> {
         .join()
         .unwrap_or_else(|_| Err(NetError::Other("netlink thread panicked".into())))
     })
+}
+
+/// Adds the veth pair: `p.veth` up on the host, enslaved to the bridge of
+/// index `controller` when there is one, its peer created as eth0 straight
+/// in `p.netns` (never visible on the host under a second name).
+async fn add_veth(host: &Handle, p: &PodIf<'_>, controller: Option<u32>) -> Result<()> {
+    let nsfile = std::fs::File::open(p.netns).map_err(|source| NetError::Io {
+        what: "cannot open network namespace",
+        path: p.netns.to_owned(),
+        source,
+    })?;
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(POD_IF.to_string())
+        .setns_by_fd(nsfile.as_raw_fd())
+        .build();
+    let mut msg = LinkVeth::new(p.veth, POD_IF).set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+    if let Some(index) = controller {
+        msg = msg.controller(index);
+    }
+    host.link()
+        .add(msg.up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("create veth {}", p.veth)))
 }
 
 /// Inside the pod's namespace: lo and eth0 up, the address, the default
