@@ -7,6 +7,8 @@
 //! `RESOLVE_IN_ROOT` (symlinks are resolved as if the tree were `/`) or
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` (no symlink is followed at all).
 
+pub mod loopdev;
+
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};

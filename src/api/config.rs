@@ -137,6 +137,17 @@ pub(crate) fn options_of(body: &Value) -> Result<(PodOptions, bool), String> {
             _ => vec![],
         },
         log: log_limits(hc.get("LogConfig"))?,
+        storage_size: match hc.get("StorageOpt") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    crate::bundle::parse_storage_opt(&format!("{k}={}", v.as_str().unwrap_or("")))
+                        .map_err(|e| e.to_string())
+                })
+                .next_back()
+                .transpose()?,
+            _ => None,
+        },
         ..Default::default()
     };
     let auto_remove = hc

@@ -10,11 +10,11 @@ mod rootfs;
 
 pub use options::{
     check_env, parse_cpus, parse_env_file, parse_expose, parse_label, parse_log_max_file,
-    parse_log_max_size, parse_memory, parse_restart, parse_volume, LogLimits, PodOptions,
-    RestartPolicy, Volume,
+    parse_log_max_size, parse_memory, parse_restart, parse_storage_opt, parse_storage_size,
+    parse_volume, LogLimits, PodOptions, RestartPolicy, Volume,
 };
 pub use rootfs::{
-    check_executable, mount_overlay, resolve_user, unmount, ExecProblem, RootfsPaths,
+    check_executable, mount_bounded, mount_overlay, resolve_user, unmount, ExecProblem, RootfsPaths,
 };
 
 use std::path::{Path, PathBuf};

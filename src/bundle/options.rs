@@ -53,6 +53,10 @@ pub struct PodOptions {
     pub runsc_flags: Vec<(String, String)>,
     pub tty: bool,
     pub interactive: bool,
+    /// `--storage-opt size=`: the pod's writable layer holds at most this
+    /// many bytes (an ext4 image of its own, `bundle::rootfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_size: Option<u64>,
     /// `--restart`: what the pod's monitor does when the pod's process ends.
     #[serde(default)]
     pub restart: RestartPolicy,
@@ -276,13 +280,9 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, BundleError> {
     }
 }
 
-/// Parses a docker-style size: `256m`, `1g`, `512k`, `1048576`, `1.5g` (binary units).
-pub fn parse_memory(s: &str) -> Result<u64, BundleError> {
-    let bad = || BundleError::BadValue {
-        what: "--memory",
-        value: s.to_string(),
-        hint: "use a size such as 256m, 1g or 1048576 (bytes)",
-    };
+/// Parses a docker-style size: `256m`, `1g`, `512k`, `1048576`, `1.5g`
+/// (binary units); `None` for anything else.
+fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
@@ -291,22 +291,64 @@ pub fn parse_memory(s: &str) -> Result<u64, BundleError> {
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         Some(c) if c.is_ascii_digit() => (t, 1),
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    if !n.is_finite() || n <= 0.0 {
-        return Err(bad());
-    }
+    let n: f64 = num.parse().ok()?;
     let bytes = n * mult as f64;
+    (n.is_finite() && n > 0.0 && bytes <= u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// Parses `--memory`: a size of at least 6 MiB.
+pub fn parse_memory(s: &str) -> Result<u64, BundleError> {
+    let bytes = parse_size(s).ok_or_else(|| BundleError::BadValue {
+        what: "--memory",
+        value: s.to_string(),
+        hint: "use a size such as 256m, 1g or 1048576 (bytes)",
+    })?;
     // The kernel needs room for the sandbox itself; below 6 MiB nothing starts (docker's minimum too).
-    if bytes < (6u64 << 20) as f64 || bytes > u64::MAX as f64 {
+    if bytes < 6u64 << 20 {
         return Err(BundleError::BadValue {
             what: "--memory",
             value: s.to_string(),
             hint: "the minimum memory limit is 6m",
         });
     }
-    Ok(bytes as u64)
+    Ok(bytes)
+}
+
+/// Parses `--storage-opt` (docker's and podman's): only `size=SIZE`, the
+/// bound of the pod's writable layer ([`parse_storage_size`]).
+pub fn parse_storage_opt(s: &str) -> Result<u64, BundleError> {
+    match s.strip_prefix("size=") {
+        Some(size) => parse_storage_size(size).map_err(|e| match e {
+            BundleError::BadValue { hint, .. } => BundleError::BadValue {
+                what: "--storage-opt",
+                value: s.to_string(),
+                hint,
+            },
+            e => e,
+        }),
+        None => Err(BundleError::BadValue {
+            what: "--storage-opt",
+            value: s.to_string(),
+            hint: "the only storage option is size=SIZE, e.g. --storage-opt size=10g",
+        }),
+    }
+}
+
+/// Parses the size a pod's writable layer is bounded to: at least 32 MiB
+/// ([`super::rootfs::MIN_BOUNDED`]).
+pub fn parse_storage_size(s: &str) -> Result<u64, BundleError> {
+    let bad = |hint| BundleError::BadValue {
+        what: "storage size",
+        value: s.to_string(),
+        hint,
+    };
+    let bytes = parse_size(s).ok_or_else(|| bad("use a size such as 512m or 10g"))?;
+    if bytes < super::rootfs::MIN_BOUNDED {
+        return Err(bad("the smallest writable layer is 32m"));
+    }
+    Ok(bytes)
 }
 
 /// Parses `--cpus`: a positive decimal number of cores, at most the host's count.
@@ -442,6 +484,22 @@ mod tests {
         for bad in ["", "m", "abc", "-5m", "12x", "1k", "nanm"] {
             let e = parse_memory(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn storage_opts() {
+        assert_eq!(parse_storage_opt("size=64m").unwrap(), 64 << 20);
+        assert_eq!(parse_storage_opt("size=10G").unwrap(), 10 << 30);
+        for (bad, says) in [
+            ("64m", "size=SIZE"),
+            ("inodes=5", "size=SIZE"),
+            ("size=", "512m"),
+            ("size=big", "512m"),
+            ("size=1m", "32m"),
+        ] {
+            let e = parse_storage_opt(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")) && e.contains(says), "{e}");
         }
     }
 

@@ -21,15 +21,136 @@ pub struct RootfsPaths {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub merged: PathBuf,
+    /// A size-bounded writable layer (`--storage-opt size=`): `upper` and
+    /// `work` then live on this filesystem instead of the data root's.
+    pub bounded: Option<BoundedLayer>,
 }
 
+/// A writable layer of at most `size` bytes: an ext4 filesystem in a
+/// sparse image file of the bundle, mounted through a loop device at
+/// `mount` (see [`mount_bounded`]).
+pub struct BoundedLayer {
+    pub image: PathBuf,
+    pub mount: PathBuf,
+    /// The size to make the image with; `None` for a layer that exists.
+    pub size: Option<u64>,
+}
+
+/// The image file of a bounded writable layer, in the bundle.
+const BOUNDED_IMAGE: &str = "writable.img";
+/// Its mount point, in the bundle.
+const BOUNDED_MOUNT: &str = "writable";
+/// The smallest bounded layer: ext4's own metadata and journal take a few
+/// MiB, and an image's first write needs room.
+pub const MIN_BOUNDED: u64 = 32 << 20;
+
 impl RootfsPaths {
+    /// The rootfs of an existing bundle (bounded when it has a layer image).
     pub fn new(bundle: &Path) -> Self {
+        let image = bundle.join(BOUNDED_IMAGE);
+        let bounded = image.exists().then(|| BoundedLayer {
+            image,
+            mount: bundle.join(BOUNDED_MOUNT),
+            size: None,
+        });
+        Self::with(bundle, bounded)
+    }
+
+    /// The rootfs of a new bundle, its writable layer bounded to `size`
+    /// bytes when given.
+    pub fn create(bundle: &Path, size: Option<u64>) -> Self {
+        let bounded = size.map(|s| BoundedLayer {
+            image: bundle.join(BOUNDED_IMAGE),
+            mount: bundle.join(BOUNDED_MOUNT),
+            size: Some(s),
+        });
+        Self::with(bundle, bounded)
+    }
+
+    fn with(bundle: &Path, bounded: Option<BoundedLayer>) -> Self {
+        let base = bounded
+            .as_ref()
+            .map_or_else(|| bundle.to_owned(), |b| b.mount.clone());
         RootfsPaths {
-            upper: bundle.join("upper"),
-            work: bundle.join("work"),
+            upper: base.join("upper"),
+            work: base.join("work"),
             merged: bundle.join("rootfs"),
+            bounded,
         }
+    }
+}
+
+/// Mounts the bounded writable layer of `paths`, if it has one and it is
+/// not mounted yet (after a reboot, or for a new pod: the image is made
+/// first, sparse, with `mkfs.ext4`). The loop device frees itself when the
+/// filesystem is unmounted ([`crate::sys::loopdev`]).
+pub fn mount_bounded(paths: &RootfsPaths) -> Result<(), BundleError> {
+    let Some(b) = &paths.bounded else {
+        return Ok(());
+    };
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BundleError::Io { path, source }
+    };
+    std::fs::create_dir_all(&b.mount).map_err(io(&b.mount))?;
+    if is_mount_point(&b.mount) {
+        return Ok(());
+    }
+    if let Some(size) = b.size.filter(|_| !b.image.exists()) {
+        let f = File::create(&b.image).map_err(io(&b.image))?;
+        f.set_len(size).map_err(io(&b.image))?;
+        drop(f);
+        let out = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0", "-E"])
+            .arg("lazy_itable_init=1,lazy_journal_init=1,nodiscard")
+            .arg(&b.image)
+            .output()
+            .map_err(|e| BundleError::Mount {
+                path: b.image.clone(),
+                msg: format!("cannot run mkfs.ext4 ({e}): install e2fsprogs"),
+            })?;
+        if !out.status.success() {
+            return Err(BundleError::Mount {
+                path: b.image.clone(),
+                msg: format!(
+                    "mkfs.ext4 failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&b.image)
+        .map_err(io(&b.image))?;
+    let (dev, _held) = crate::sys::loopdev::attach(&file).map_err(|e| BundleError::Mount {
+        path: b.image.clone(),
+        msg: format!("cannot attach a loop device: {e}"),
+    })?;
+    mount(
+        Some(&dev),
+        &b.mount,
+        Some("ext4"),
+        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+        None::<&str>,
+    )
+    .map_err(|e| BundleError::Mount {
+        path: b.mount.clone(),
+        msg: e.desc().to_string(),
+    })
+}
+
+/// Whether `path` is the root of a mount (its device differs from its
+/// parent's).
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
     }
 }
 
@@ -50,6 +171,7 @@ pub fn mount_overlay(
     paths: &RootfsPaths,
     disposable: bool,
 ) -> Result<(), BundleError> {
+    mount_bounded(paths)?;
     for d in [&paths.upper, &paths.work, &paths.merged] {
         std::fs::create_dir_all(d).map_err(|source| BundleError::Io {
             path: d.clone(),

@@ -73,6 +73,10 @@ pub struct PodArgs {
     /// Maximum number of host tasks of the sandbox (gVisor's own threads count; at least 64).
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Bound the pod's writable layer: size=SIZE (e.g. size=10g; its own
+    /// filesystem, so a full layer fails the pod's writes, not the host's).
+    #[arg(long, value_name = "size=SIZE")]
+    pub storage_opt: Option<String>,
     /// Rotate the pod's log once it passes this size (docker's json-file
     /// max-size; default 10m; 0 keeps it unbounded).
     #[arg(long, value_name = "SIZE")]
@@ -201,6 +205,11 @@ impl TryFrom<&RunArgs> for PodOptions {
             memory: a.memory.as_deref().map(bundle::parse_memory).transpose()?,
             cpus: a.cpus.as_deref().map(bundle::parse_cpus).transpose()?,
             pids_limit: a.pids_limit,
+            storage_size: a
+                .storage_opt
+                .as_deref()
+                .map(bundle::parse_storage_opt)
+                .transpose()?,
             read_only: a.read_only,
             network: a.network.clone(),
             publish: a.ports.publish.clone(),

@@ -57,6 +57,7 @@ pub fn spec_of(ctx: &mut Ctx, key: &str) -> Result<spec::Pod> {
             cpus: o.cpus,
             memory: o.memory,
             pids: o.pids_limit,
+            storage: o.storage_size,
         },
         restart: Some(restart),
         route: o.route.clone(),

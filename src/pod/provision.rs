@@ -128,7 +128,13 @@ pub(super) fn mount_rootfs(
     ctx.db
         .add_resource(pod_id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
     std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
-    let paths = RootfsPaths::new(&bundle_dir);
+    let paths = RootfsPaths::create(&bundle_dir, row.options()?.storage_size);
+    // A bounded writable layer's filesystem is recorded first, so the undo
+    // (in reverse) unmounts the overlay before the filesystem under it.
+    if let Some(b) = &paths.bounded {
+        ctx.db
+            .add_resource(pod_id, ResourceKind::Mount, &b.mount.to_string_lossy())?;
+    }
     ctx.db
         .add_resource(pod_id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
     crate::bundle::mount_overlay(layers, &paths, row.auto_remove)?;

@@ -373,6 +373,8 @@ fn prepare_in_place(
     });
     if !untouched || !super::start::is_mountpoint(&paths.merged) {
         crate::bundle::unmount(&paths.merged)?;
+        // A bounded layer's filesystem first: its upper dir is the one to clear.
+        crate::bundle::mount_bounded(&paths)?;
         for d in [&paths.upper, &paths.work] {
             crate::sys::remove_path(d).map_err(super::io("cannot clear", d))?;
         }

@@ -453,7 +453,7 @@ fn user(n: &Node, path: &str, dir_of: &dyn Fn(&Loc) -> PathBuf) -> Result<User> 
 }
 
 fn resources(n: &Node, path: &str) -> Result<Resources> {
-    let f = fields(n, path, &["cpus", "memory", "pids"])?;
+    let f = fields(n, path, &["cpus", "memory", "pids", "storage"])?;
     let mut r = Resources::default();
     if let Some(c) = f.get("cpus") {
         let p = f.path("cpus");
@@ -467,6 +467,14 @@ fn resources(n: &Node, path: &str) -> Result<Resources> {
         let t = text(m, &p, "a size such as 512m")?;
         r.memory = Some(
             crate::bundle::parse_memory(&t)
+                .map_err(|e| bad_value(&m.at, &p, &t, &bundle_hint(e)))?,
+        );
+    }
+    if let Some(m) = f.get("storage") {
+        let p = f.path("storage");
+        let t = text(m, &p, "a size such as 10g")?;
+        r.storage = Some(
+            crate::bundle::parse_storage_size(&t)
                 .map_err(|e| bad_value(&m.at, &p, &t, &bundle_hint(e)))?,
         );
     }

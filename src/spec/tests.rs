@@ -28,7 +28,7 @@ const GOOD: &str = "\
 name: myapp
 defaults:
   image: debian:bookworm
-  resources: {cpus: 1, memory: 2g, pids: 4096}
+  resources: {cpus: 1, memory: 2g, pids: 4096, storage: 10g}
   restart: unless-stopped
   user: {name: dev, sudo: true, ssh_keys: [keys/id.pub]}
   route: auto
@@ -70,6 +70,7 @@ fn a_good_spec_decodes_with_defaults_merged() {
     assert_eq!(web.resources.memory, Some(256 << 20));
     assert_eq!(web.resources.cpus, Some(1.0));
     assert_eq!(web.resources.pids, Some(4096));
+    assert_eq!(web.resources.storage, Some(10 << 30));
     let user = web.user.as_ref().unwrap();
     assert_eq!(user.ssh_keys, ["/proj/keys/id.pub"]);
     assert!(user.sudo);
@@ -167,6 +168,10 @@ fn bad_values() {
     assert_eq!(
         pod("    resources: {memory: lots}\n"),
         "a.yaml:5:25: pods.a.resources.memory: invalid value \"lots\"; use a size such as 256m, 1g or 1048576 (bytes)"
+    );
+    assert_eq!(
+        pod("    resources: {storage: 1m}\n"),
+        "a.yaml:5:26: pods.a.resources.storage: invalid value \"1m\"; the smallest writable layer is 32m"
     );
     assert_eq!(
         pod("    resources: {pids: 10}\n"),

@@ -95,6 +95,9 @@ pub struct Resources {
     pub memory: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// The writable layer's bound, bytes (`--storage-opt size=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<u64>,
 }
 
 impl Resources {

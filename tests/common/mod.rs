@@ -374,6 +374,17 @@ impl Root {
                 v.push(format!("mount: {l}"));
             }
         }
+        // Loop devices backed by a file of this root (bounded writable layers).
+        if let Ok(rd) = std::fs::read_dir("/sys/block") {
+            for e in rd.flatten() {
+                let backing = e.path().join("loop/backing_file");
+                if let Ok(f) = std::fs::read_to_string(&backing) {
+                    if f.starts_with(&rs) {
+                        v.push(format!("loop device {:?}: {}", e.file_name(), f.trim()));
+                    }
+                }
+            }
+        }
         let runsc_root = self.run_dir().join("runsc");
         if let Ok(rd) = std::fs::read_dir(&runsc_root) {
             for e in rd.flatten() {

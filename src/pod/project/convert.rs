@@ -130,6 +130,7 @@ pub fn request(project: &Project, key: &str, debug: bool) -> Result<CreateReques
         memory: p.resources.memory,
         cpus: p.resources.cpus,
         pids_limit: p.resources.pids,
+        storage_size: p.resources.storage,
         read_only: false,
         network: network_of(project, p),
         publish: p.ports.clone(),

@@ -187,6 +187,10 @@ fn resources(pod: &Pod) -> Option<Y> {
     if let Some(m) = r.memory {
         q.push("memory", s(memory_quantity(m)), vec![]);
     }
+    // The writable layer's bound is what Kubernetes calls ephemeral storage.
+    if let Some(b) = r.storage {
+        q.push("ephemeral-storage", s(memory_quantity(b)), vec![]);
+    }
     if q == map([]) {
         return None;
     }

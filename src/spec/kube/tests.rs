@@ -12,7 +12,7 @@ const SPEC: &str = "\
 name: shop
 defaults:
   image: busybox
-  resources: {cpus: 1.5, memory: 64m, pids: 100}
+  resources: {cpus: 1.5, memory: 64m, pids: 100, storage: 2g}
 pods:
   web:
     restart: unless-stopped
@@ -111,6 +111,7 @@ fn the_main_container_has_command_env_ports_resources_and_mounts() {
     for side in ["limits", "requests"] {
         assert_eq!(str_of(&c["resources"][side]["cpu"]), "1500m");
         assert_eq!(str_of(&c["resources"][side]["memory"]), "64Mi");
+        assert_eq!(str_of(&c["resources"][side]["ephemeral-storage"]), "2Gi");
     }
     assert_eq!(str_of(&c["volumeMounts"][0]["mountPath"]), "/workspace");
     assert!(!c["volumeMounts"][0].contains_mapping_key("readOnly"));
