@@ -8,6 +8,9 @@ report() { echo "leak-check: $*" >&2; echo x >> "$marker"; }
 
 # One finding per line, so scripts/test.sh can tell new leaks from old ones.
 grep -E ' /tmp/gvpod-test-' /proc/self/mountinfo | while read -r l; do report "mount left: $l"; done
+for f in /sys/block/loop*/loop/backing_file; do
+    [ -r "$f" ] && grep -q '/bundles/[0-9a-f]*/writable.img' "$f" && report "loop device left: ${f%/loop/backing_file} $(cat "$f")"
+done
 pgrep -af 'runsc-(sandbox|gofer)|gvpod.* __monitor' | grep -E 'gvpod-test-|/run/gvpod/' | while read -r l; do report "process left: $l"; done
 for d in /run/gvpod/*/runsc; do
     [ -d "$d" ] || continue
