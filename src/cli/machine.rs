@@ -98,7 +98,7 @@ pub(super) fn target(url: Option<&str>) -> Result<Option<Target>, MachineError> 
     }
     let name = match env_machine() {
         Some(n) => n,
-        None if cfg!(target_os = "macos") => DEFAULT_NAME.to_string(),
+        None if cfg!(not(host_runtime)) => DEFAULT_NAME.to_string(),
         None => return Ok(None),
     };
     check_name(&name)?;
@@ -413,7 +413,7 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
     let version = env!("CARGO_PKG_VERSION");
     let src = match a.gvpod_binary {
         Some(p) => p,
-        None if cfg!(target_os = "linux") => std::env::current_exe()?,
+        None if cfg!(host_runtime) => std::env::current_exe()?,
         None => return Err(MachineError::NoBinary(version.into()).into()),
     };
     if !std::fs::metadata(&src).is_ok_and(|m| m.is_file()) {
@@ -482,7 +482,7 @@ fn start(name: &str) -> anyhow::Result<i32> {
         }
     }
     println!("{name}");
-    let how = if cfg!(target_os = "macos") && name == DEFAULT_NAME {
+    let how = if cfg!(not(host_runtime)) && name == DEFAULT_NAME {
         String::new()
     } else {
         format!(" with GVPOD_MACHINE={name}")
