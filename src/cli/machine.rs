@@ -1,9 +1,11 @@
 //! `gvpod machine …` (a Lima machine that runs gvpod, for macOS) and the
 //! choice of where every other verb goes: this host, `--url`, or a machine.
 //!
-//! Invariants: on macOS every verb but `machine` and `config` goes to a
-//! machine (`GVPOD_MACHINE`, else `gvpod`); on Linux only when
-//! `GVPOD_MACHINE` names one (how it is tested). A forwarded verb is the
+//! Invariants: in a client build (macOS's, or Linux's without feature
+//! `host`: no `host_runtime`, see lib.rs) every verb but `machine` and
+//! `config` goes to a machine (`GVPOD_MACHINE`, else `gvpod`), as there is
+//! no local mode; in the full Linux build only when `GVPOD_MACHINE` names
+//! one (how it is tested). A forwarded verb is the
 //! remote client's (`super::remote`) after its paths passed the machine's
 //! mounts ([`check_paths`]): a path the VM cannot see is refused here with
 //! one line, before anything is sent. `--url` (GVPOD_HOST) wins over

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-#[cfg(host_runtime)]
 use crate::bundle::BundleError;
 #[cfg(host_runtime)]
 use crate::image::ImageError;
@@ -46,7 +45,6 @@ pub enum PodError {
     #[cfg(host_runtime)]
     #[error(transparent)]
     Image(#[from] ImageError),
-    #[cfg(host_runtime)]
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[cfg(host_runtime)]
@@ -64,15 +62,14 @@ pub enum PodError {
     #[cfg(host_runtime)]
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
-    #[cfg(host_runtime)]
     /// Boxed: a registry error is large, and every `Result` carries this enum.
+    #[cfg(host_runtime)]
     #[error(transparent)]
     Registry(Box<crate::image::registry::RegistryError>),
     #[error("checkpoint of pod {pod} failed: {msg}")]
     Checkpoint { pod: String, msg: String },
     #[error("restore of snapshot {snapshot} failed: {msg}")]
     Restore { snapshot: String, msg: String },
-    #[cfg(host_runtime)]
     #[error(transparent)]
     Net(crate::net::NetError),
     #[error("image {image:?} is used by pod(s) {pods}; remove them first or use `gvpod rmi -f`")]
@@ -115,11 +112,9 @@ impl PodError {
             PodError::State(e) => e.kind(),
             #[cfg(host_runtime)]
             PodError::Image(e) => e.kind(),
-            #[cfg(host_runtime)]
             PodError::Bundle(e) => e.kind(),
             #[cfg(host_runtime)]
             PodError::Runsc(e) => e.kind(),
-            #[cfg(host_runtime)]
             PodError::Net(e) => e.kind(),
             #[cfg(host_runtime)]
             PodError::Snapshot(e) => e.kind(),
