@@ -7,11 +7,25 @@
 //!
 //! Static, because they run on whatever libc the pod's image has (or none).
 //! Needs a C compiler and a static libc: Debian's gcc and libc6-dev.
+//!
+//! It also sets the one cfg that splits the crate, `host_runtime`: the
+//! target is Linux and feature `host` is on (the default). Without it (a
+//! macOS build, or `--no-default-features --features client` on Linux) only
+//! the client is compiled, and the helpers, which only pods use, are not
+//! built (a Mac has no static libc to build them with).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    println!("cargo:rustc-check-cfg=cfg(host_runtime)");
+    println!("cargo:rerun-if-changed=build.rs");
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    let host = std::env::var_os("CARGO_FEATURE_HOST").is_some();
+    if !(linux && host) {
+        return;
+    }
+    println!("cargo:rustc-cfg=host_runtime");
     println!("cargo:rerun-if-env-changed=CC");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // A cross build names its compiler as cc-rs does (CC_<target>), else cc.

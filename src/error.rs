@@ -57,18 +57,22 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
     }
     try_kind!(
         crate::pod::PodError,
-        crate::image::ImageError,
-        crate::image::registry::RegistryError,
         crate::bundle::BundleError,
-        crate::snapshot::SnapshotError,
         crate::spec::SpecError,
-        crate::state::StateError,
-        crate::runsc::RunscError,
         crate::net::NetError,
-        crate::api::ApiError,
-        crate::bench::BenchError,
         crate::machine::remote::RemoteError,
         crate::machine::MachineError
+    );
+    // The runtime's own errors (none reach a client build's front end).
+    #[cfg(host_runtime)]
+    try_kind!(
+        crate::image::ImageError,
+        crate::image::registry::RegistryError,
+        crate::snapshot::SnapshotError,
+        crate::state::StateError,
+        crate::runsc::RunscError,
+        crate::api::ApiError,
+        crate::bench::BenchError
     );
     Kind::Internal
 }
@@ -76,6 +80,7 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(host_runtime)]
     use crate::image::ImageError;
     use crate::pod::PodError;
 
@@ -86,6 +91,26 @@ mod tests {
         assert_eq!(codes, [2, 2, 2, 125]);
     }
 
+    /// What a client build's front end meets: the same codes as the host's.
+    #[test]
+    fn portable_errors_keep_their_codes() {
+        let mount = crate::bundle::BundleError::Mount {
+            path: "/x".into(),
+            msg: "EPERM".into(),
+        };
+        assert_eq!(exit_code(&anyhow::Error::from(mount)), 125);
+        let port = crate::net::parse_port("0").unwrap_err();
+        assert_eq!(exit_code(&anyhow::Error::from(port)), 2);
+        let stopped = anyhow::Error::from(crate::machine::MachineError::Stopped("gvpod".into()));
+        assert_eq!(
+            (kind_of(&stopped), exit_code(&stopped)),
+            (Kind::Conflict, 2)
+        );
+        let gone = PodError::NotFound("web".into());
+        assert_eq!(kind_of(&anyhow::Error::from(gone)), Kind::NotFound);
+    }
+
+    #[cfg(host_runtime)]
     #[test]
     fn an_error_means_the_same_wherever_it_surfaces() {
         // `rmi sha256:zz` gets the image error itself; `run sha256:zz` the

@@ -8,6 +8,8 @@
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` (no symlink is followed at all).
 
 pub mod loopdev;
+mod signal;
+pub use signal::default_sigpipe;
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
@@ -613,21 +615,6 @@ pub fn remove_path(path: &Path) -> io::Result<()> {
 /// Where the open file `fd` is, as the kernel names it (`/proc/thread-self/fd`).
 pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
-}
-
-/// Restores SIGPIPE's default action (Rust's runtime ignores it, so a
-/// closed reader makes `println!` panic): a command whose output is piped
-/// into `head` then ends quietly, as other Unix tools do. Children are not
-/// affected (std resets SIGPIPE in every child it spawns).
-pub fn default_sigpipe() {
-    // SAFETY: SIG_DFL installs no handler, so nothing runs in signal
-    // context; called once, early, before other threads exist.
-    let _ = unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        )
-    };
 }
 
 /// A new pseudo-terminal: `(master, slave)`, both close-on-exec (so no

@@ -49,6 +49,7 @@ pub fn drop_in_background<T: Send + 'static>(v: T) {
     }
 }
 
+#[cfg(host_runtime)] // inotify: Linux only (see lib.rs)
 /// A wake-up source for loops that re-check a condition kept in files of
 /// one directory (runsc's state files, a pid file): an inotify watch of the
 /// directory for files written, closed or renamed in. It only wakes the
@@ -62,6 +63,7 @@ pub struct DirWatch {
     fallback: std::time::Duration,
 }
 
+#[cfg(host_runtime)] // inotify: Linux only (see lib.rs)
 impl DirWatch {
     /// Watches `dir` for IN_CLOSE_WRITE, IN_MOVED_TO and, with `modify`, IN_MODIFY.
     pub fn new(dir: &Path, modify: bool, fallback: std::time::Duration) -> DirWatch {
@@ -105,6 +107,7 @@ impl DirWatch {
     }
 }
 
+#[cfg(host_runtime)] // inotify: Linux only (see lib.rs)
 impl Drop for DirWatch {
     fn drop(&mut self) {
         if let Some(i) = self.inotify.take() {

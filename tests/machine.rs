@@ -412,6 +412,10 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
         assert!(!common::skips_forbidden(), "the docker CLI is missing");
     }
 
+    // dockerode after `eval "$(gvpod machine env)"`, with nothing else
+    // saying where the API is: a pod's create, start, inspect, list, remove.
+    dockerode_through_machine_env(&mac, &root);
+
     // exec -it through a terminal, and logs -f that ends when the pod stops.
     let mut c = mac.base("/usr/bin/python3", true);
     c.env("GVPOD_MACHINE", "gvpod").args([
@@ -472,6 +476,49 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
 
 /// Runs argv[1:] with a pseudo-terminal as stdin, stdout and stderr;
 /// prints what the terminal showed, exits with the command's code.
+/// Runs tests/dockerode/machine-env.js (the pinned dockerode) in a shell
+/// that evals `gvpod machine env` first, as a Mac user's shell would.
+fn dockerode_through_machine_env(mac: &Mac, root: &Root) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dockerode");
+    let have = dir.join("node_modules/dockerode").is_dir()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !have {
+        assert!(
+            !common::skips_forbidden(),
+            "node or tests/dockerode/node_modules is missing: run scripts/setup.sh --deps-only"
+        );
+        eprintln!("dockerode part skipped: no node or dockerode");
+        return;
+    }
+    let o = mac
+        .base("/bin/sh", true)
+        .env_remove("DOCKER_HOST")
+        .env_remove("GVPOD_SOCKET")
+        .args([
+            "-c",
+            r#"eval "$("$0" machine env)" && exec node "$1""#,
+            common::BIN,
+        ])
+        .arg(dir.join("machine-env.js"))
+        .output()
+        .expect("run sh");
+    assert!(
+        o.status.success(),
+        "dockerode through machine env failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let out = stdout(&o);
+    let res = json(out.lines().last().unwrap_or_default());
+    assert_eq!(res["ok"], true, "{out}");
+    let id = res["id"].as_str().unwrap();
+    assert_eq!(id.len(), 64, "{res}");
+    // It ran in the machine (its data root), and dockerode removed it.
+    let ids = mac.ok_on("gvpod", &["ps", "-a", "-q"]);
+    assert!(!ids.contains(id) && !ids.contains(&id[..12]), "{ids}");
+    assert!(root.ps_all().iter().all(|p| p["name"] != "from-dockerode"));
+}
+
 const IN_PTY: &str = r#"
 import os, select, subprocess, sys, time
 m, s = os.openpty()

@@ -5,9 +5,11 @@
 //! makes.
 
 pub mod devuser;
+mod error;
 mod options;
 mod rootfs;
 
+pub use error::BundleError;
 pub use options::{
     check_env, parse_cpus, parse_env_file, parse_expose, parse_label, parse_log_max_file,
     parse_log_max_size, parse_memory, parse_restart, parse_storage_opt, parse_storage_size,
@@ -26,45 +28,6 @@ use oci_spec::runtime::{
     PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("invalid {what} {value:?}: {hint}")]
-    BadValue {
-        what: &'static str,
-        value: String,
-        hint: &'static str,
-    },
-    #[error("image {0} has no command (no Entrypoint or Cmd); give one after the image name")]
-    NoCommand(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot mount {path}: {msg}")]
-    Mount { path: PathBuf, msg: String },
-    #[error("building the OCI spec: {0}")]
-    Spec(#[from] oci_spec::OciSpecError),
-    #[error("image {0} has no /usr/sbin/sshd, which --ssh needs; install openssh-server in it or drop --ssh")]
-    NoSshd(String),
-}
-
-impl BundleError {
-    /// See [`crate::error::Kind`].
-    pub fn kind(&self) -> crate::error::Kind {
-        use crate::error::Kind;
-        match self {
-            BundleError::BadValue { .. } | BundleError::NoCommand(_) | BundleError::NoSshd(_) => {
-                Kind::User
-            }
-            BundleError::Io { .. } | BundleError::Mount { .. } | BundleError::Spec(_) => {
-                Kind::Internal
-            }
-        }
-    }
-}
 
 /// The pod's main process after merging image config and options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -336,8 +336,12 @@ pub fn parse_storage_opt(s: &str) -> Result<u64, BundleError> {
     }
 }
 
-/// Parses the size a pod's writable layer is bounded to: at least 32 MiB
-/// ([`super::rootfs::MIN_BOUNDED`]).
+/// The smallest bounded writable layer: ext4's own metadata and journal
+/// take a few MiB, and an image's first write needs room.
+pub const MIN_STORAGE: u64 = 32 << 20;
+
+/// Parses the size a pod's writable layer is bounded to: at least
+/// [`MIN_STORAGE`].
 pub fn parse_storage_size(s: &str) -> Result<u64, BundleError> {
     let bad = |hint| BundleError::BadValue {
         what: "storage size",
@@ -345,7 +349,7 @@ pub fn parse_storage_size(s: &str) -> Result<u64, BundleError> {
         hint,
     };
     let bytes = parse_size(s).ok_or_else(|| bad("use a size such as 512m or 10g"))?;
-    if bytes < super::rootfs::MIN_BOUNDED {
+    if bytes < MIN_STORAGE {
         return Err(bad("the smallest writable layer is 32m"));
     }
     Ok(bytes)

@@ -40,9 +40,6 @@ pub struct BoundedLayer {
 const BOUNDED_IMAGE: &str = "writable.img";
 /// Its mount point, in the bundle.
 const BOUNDED_MOUNT: &str = "writable";
-/// The smallest bounded layer: ext4's own metadata and journal take a few
-/// MiB, and an image's first write needs room.
-pub const MIN_BOUNDED: u64 = 32 << 20;
 
 impl RootfsPaths {
     /// The rootfs of an existing bundle (bounded when it has a layer image).

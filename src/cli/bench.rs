@@ -3,13 +3,17 @@
 //! `--chart FILE`. `gvpod bench compare A.json B.json` compares two
 //! reports (a leading `compare` word, as no workload has that name).
 
+#[cfg(host_runtime)]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
 
+#[cfg(host_runtime)]
 use super::format::{check_format, table};
+#[cfg(host_runtime)]
 use crate::bench::{self, report};
+#[cfg(host_runtime)]
 use crate::pod::Ctx;
 
 #[derive(Args)]
@@ -46,10 +50,12 @@ pub struct BenchArgs {
     pub chart: Option<PathBuf>,
 }
 
+#[cfg(host_runtime)]
 pub fn is_compare(a: &BenchArgs) -> bool {
     a.workloads.first().is_some_and(|w| w == "compare")
 }
 
+#[cfg(host_runtime)]
 /// `gvpod bench compare A.json B.json`.
 pub fn compare(a: BenchArgs) -> anyhow::Result<i32> {
     let as_json = check_format(&a.format)?;
@@ -93,6 +99,7 @@ pub fn compare(a: BenchArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[cfg(host_runtime)]
 pub fn bench(ctx: &mut Ctx, a: BenchArgs) -> anyhow::Result<i32> {
     let as_json = check_format(&a.format)?;
     let opts = bench::Options {

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::pod::{Ctx, PodError};
+#[cfg(host_runtime)]
+use crate::pod::Ctx;
+use crate::pod::PodError;
 use crate::spec;
 
 #[derive(Subcommand)]
@@ -51,6 +53,7 @@ pub fn from_files(a: &KubeArgs) -> anyhow::Result<i32> {
     write(a, &spec::kube::render(Some(&p.name), &pods))
 }
 
+#[cfg(host_runtime)]
 /// The manifests of existing pods, on this host.
 pub fn from_pods(ctx: &mut Ctx, a: &KubeArgs) -> anyhow::Result<i32> {
     write(a, &crate::pod::generate_kube(ctx, &a.pods)?)

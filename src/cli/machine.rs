@@ -1,9 +1,11 @@
 //! `gvpod machine …` (a Lima machine that runs gvpod, for macOS) and the
 //! choice of where every other verb goes: this host, `--url`, or a machine.
 //!
-//! Invariants: on macOS every verb but `machine` and `config` goes to a
-//! machine (`GVPOD_MACHINE`, else `gvpod`); on Linux only when
-//! `GVPOD_MACHINE` names one (how it is tested). A forwarded verb is the
+//! Invariants: in a client build (macOS's, or Linux's without feature
+//! `host`: no `host_runtime`, see lib.rs) every verb but `machine` and
+//! `config` goes to a machine (`GVPOD_MACHINE`, else `gvpod`), as there is
+//! no local mode; in the full Linux build only when `GVPOD_MACHINE` names
+//! one (how it is tested). A forwarded verb is the
 //! remote client's (`super::remote`) after its paths passed the machine's
 //! mounts ([`check_paths`]): a path the VM cannot see is refused here with
 //! one line, before anything is sent. `--url` (GVPOD_HOST) wins over
@@ -98,7 +100,7 @@ pub(super) fn target(url: Option<&str>) -> Result<Option<Target>, MachineError> 
     }
     let name = match env_machine() {
         Some(n) => n,
-        None if cfg!(target_os = "macos") => DEFAULT_NAME.to_string(),
+        None if cfg!(not(host_runtime)) => DEFAULT_NAME.to_string(),
         None => return Ok(None),
     };
     check_name(&name)?;
@@ -413,7 +415,7 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
     let version = env!("CARGO_PKG_VERSION");
     let src = match a.gvpod_binary {
         Some(p) => p,
-        None if cfg!(target_os = "linux") => std::env::current_exe()?,
+        None if cfg!(host_runtime) => std::env::current_exe()?,
         None => return Err(MachineError::NoBinary(version.into()).into()),
     };
     if !std::fs::metadata(&src).is_ok_and(|m| m.is_file()) {
@@ -482,7 +484,7 @@ fn start(name: &str) -> anyhow::Result<i32> {
         }
     }
     println!("{name}");
-    let how = if cfg!(target_os = "macos") && name == DEFAULT_NAME {
+    let how = if cfg!(not(host_runtime)) && name == DEFAULT_NAME {
         String::new()
     } else {
         format!(" with GVPOD_MACHINE={name}")

@@ -15,15 +15,22 @@ mod snapshot;
 mod ssh;
 mod stats;
 
+#[cfg(host_runtime)]
 use std::io::Write;
+#[cfg(host_runtime)]
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::bundle::PodOptions;
+#[cfg(host_runtime)]
 use crate::image::registry;
-use crate::pod::{self, Attach, Ctx, PodError, StartOutcome};
-use args::{Cli, Cmd, ImageCmd, NetworkCmd, RunArgs, SaveFormat, SystemCmd};
+use crate::pod::{self, PodError};
+#[cfg(host_runtime)]
+use crate::pod::{Attach, Ctx, StartOutcome};
+use args::{Cli, Cmd, RunArgs, SystemCmd};
+#[cfg(host_runtime)]
+use args::{ImageCmd, NetworkCmd, SaveFormat};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -35,9 +42,11 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(&cli.log_level);
+    #[cfg(host_runtime)]
     if let Cmd::Monitor { id, restore } = &cli.cmd {
         return pod::monitor_main(&cli.root, id, restore.as_deref());
     }
+    #[cfg(host_runtime)]
     if let Cmd::SshProxy(a) = cli.cmd {
         return ssh::ssh_proxy(&cli.root, a);
     }
@@ -56,6 +65,7 @@ pub fn main() -> i32 {
         Cmd::Machine(c) => machine::machine(c),
         Cmd::System(SystemCmd::Service { .. }) => dispatch(cli),
         // Reads two files: no root, no data root, the same under --url.
+        #[cfg(host_runtime)]
         Cmd::Bench(a) if bench::is_compare(&a) => bench::compare(a),
         // From spec files: as `config`, on this host even under --url.
         Cmd::Generate(kube::GenerateCmd::Kube(ref a)) if a.wants_specs().unwrap_or(true) => {
@@ -99,9 +109,11 @@ fn init_tracing(level: &str) {
         .try_init();
 }
 
+#[cfg(host_runtime)]
 /// Where `system service` listens when given no address.
 const DEFAULT_SOCKET: &str = "/run/gvpod/gvpod.sock";
 
+#[cfg(host_runtime)]
 /// Binds the shared router's address and says where it listens
 /// (`127.0.0.1:0` asks for any free port).
 fn bind_router(listen: &str) -> anyhow::Result<(std::net::TcpListener, String)> {
@@ -123,6 +135,7 @@ fn bind_router(listen: &str) -> anyhow::Result<(std::net::TcpListener, String)> 
     Ok((l, addr.to_string()))
 }
 
+#[cfg(host_runtime)]
 /// `gvpod router`: binds, says where, serves until stopped.
 fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
     let (l, addr) = bind_router(listen)?;
@@ -130,6 +143,19 @@ fn router(ctx: Ctx, listen: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The client build (see lib.rs) runs no pods: a verb that goes to no
+/// machine and no `--url` (only `system service` gets here) is refused.
+#[cfg(not(host_runtime))]
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    drop(cli);
+    Err(PodError::Usage(
+        "this gvpod is a client build, which runs no pods: they run in a machine (`gvpod machine start`) or behind --url, where `gvpod system service` runs"
+            .into(),
+    )
+    .into())
+}
+
+#[cfg(host_runtime)]
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     tracing::debug!("step cli:start");
     let mut ctx = Ctx::open(&cli.root)?;
@@ -534,6 +560,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+#[cfg(host_runtime)]
 fn rmi(ctx: &mut Ctx, images: Vec<String>, force: bool) -> anyhow::Result<i32> {
     let mut code = 0;
     for name in images {

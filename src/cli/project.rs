@@ -3,11 +3,14 @@
 //! logic of their own.
 
 use std::path::PathBuf;
+#[cfg(host_runtime)]
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::pod::{self, project, service, Ctx};
+use crate::pod::project;
+#[cfg(host_runtime)]
+use crate::pod::{self, service, Ctx};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -82,6 +85,7 @@ pub(super) fn print_done(d: &project::Done, json: bool) {
     }
 }
 
+#[cfg(host_runtime)]
 pub fn up(ctx: &mut Ctx, a: UpArgs, debug: bool) -> anyhow::Result<i32> {
     let json = super::format::check_format(&a.format)?;
     let project = super::config::load(&a.files)?;
@@ -101,6 +105,7 @@ pub fn up(ctx: &mut Ctx, a: UpArgs, debug: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[cfg(host_runtime)]
 pub fn down(ctx: &mut Ctx, a: DownArgs) -> anyhow::Result<i32> {
     let json = super::format::check_format(&a.format)?;
     let (name, networks) = match (&a.project, a.files.is_empty()) {
@@ -127,6 +132,7 @@ pub fn down(ctx: &mut Ctx, a: DownArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[cfg(host_runtime)]
 pub fn service(ctx: &mut Ctx, c: ServiceCmd) -> anyhow::Result<i32> {
     let (key, name, action) = match c {
         ServiceCmd::Ls { pod: key, format } => {

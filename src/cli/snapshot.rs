@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::pod::{self, Ctx};
+use crate::pod;
+#[cfg(host_runtime)]
+use crate::pod::Ctx;
 
 #[derive(Args)]
 pub struct CheckpointArgs {
@@ -78,6 +80,7 @@ pub enum SnapshotCmd {
     },
 }
 
+#[cfg(host_runtime)]
 pub fn checkpoint(ctx: &mut Ctx, a: CheckpointArgs) -> anyhow::Result<i32> {
     let meta = pod::checkpoint(
         ctx,
@@ -92,6 +95,7 @@ pub fn checkpoint(ctx: &mut Ctx, a: CheckpointArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[cfg(host_runtime)]
 pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32> {
     let (pod, kind) = pod::restore(
         ctx,
@@ -109,6 +113,7 @@ pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32
     Ok(0)
 }
 
+#[cfg(host_runtime)]
 pub fn commit(ctx: &mut Ctx, a: CommitArgs) -> anyhow::Result<i32> {
     let img = pod::commit(ctx, &a.pod, &a.image)?;
     println!("{}", img.id);
@@ -148,6 +153,7 @@ pub fn print_snapshots(
     Ok(())
 }
 
+#[cfg(host_runtime)]
 pub fn snapshot(ctx: &mut Ctx, cmd: SnapshotCmd) -> anyhow::Result<i32> {
     match cmd {
         SnapshotCmd::Ls { quiet, format } => {

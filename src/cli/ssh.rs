@@ -3,13 +3,16 @@
 //! public keys are read here, on the client side: they are the invoking
 //! user's (SUDO_USER's under sudo).
 
+#[cfg(host_runtime)]
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::bundle::devuser::DevAccess;
-use crate::pod::{self, Ctx, PodError};
+use crate::pod::PodError;
+#[cfg(host_runtime)]
+use crate::pod::{self, Ctx};
 
 /// Dev access options of `run` and `create`.
 #[derive(Args, Default)]
@@ -145,6 +148,7 @@ pub struct SshProxyArgs {
     pub host: String,
 }
 
+#[cfg(host_runtime)]
 pub fn ssh(ctx: &mut Ctx, a: SshArgs) -> anyhow::Result<i32> {
     let p = ctx.lookup(&a.pod)?;
     let tty = nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false);
@@ -152,6 +156,7 @@ pub fn ssh(ctx: &mut Ctx, a: SshArgs) -> anyhow::Result<i32> {
     Ok(pod::exec(ctx, &p, req)?)
 }
 
+#[cfg(host_runtime)]
 pub fn ssh_config(ctx: &mut Ctx, root: &Path, a: SshConfigArgs) -> anyhow::Result<i32> {
     match a.format.as_str() {
         "json" => {
@@ -174,6 +179,7 @@ pub fn ssh_config(ctx: &mut Ctx, root: &Path, a: SshConfigArgs) -> anyhow::Resul
     Ok(0)
 }
 
+#[cfg(host_runtime)]
 /// Exit 255 with one line on any failure, as ssh's ProxyCommand convention.
 pub fn ssh_proxy(root: &Path, a: SshProxyArgs) -> i32 {
     let res = Ctx::open(root).and_then(|mut ctx| pod::ssh::proxy(&mut ctx, &a.host));

@@ -19,7 +19,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::format::{check_format, table, table_text};
-use crate::pod::{self, Ctx, PodStats};
+#[cfg(host_runtime)]
+use crate::pod::Ctx;
+use crate::pod::{self, PodStats};
 
 /// One row, as `--format json` prints it.
 #[derive(Debug, Serialize)]
@@ -152,6 +154,7 @@ fn render(rows: &[Row], json: bool, stream: bool, redraw: bool) -> anyhow::Resul
     Ok(out)
 }
 
+#[cfg(host_runtime)]
 pub(super) fn stats(
     ctx: &mut Ctx,
     keys: &[String],

@@ -1,5 +1,6 @@
 //! `gvpod image inspect` and `gvpod image prune`.
 
+use super::PruneReport;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,19 +48,6 @@ pub struct LayerInspect {
     pub blob_size: u64,
     /// The unpacked layer dir.
     pub path: PathBuf,
-}
-
-/// What `gvpod image prune` removed.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct PruneReport {
-    /// Blob digests removed.
-    pub blobs: Vec<String>,
-    /// Layer-cache entries removed (chain ids).
-    pub layers: Vec<String>,
-    /// Temp files and dirs of interrupted operations removed.
-    pub temp: Vec<PathBuf>,
-    /// Bytes freed.
-    pub bytes: u64,
 }
 
 /// Temp files younger than this may belong to a load or pull in progress.

@@ -43,11 +43,12 @@ pub mod registry;
 #[cfg(test)]
 mod test_tar;
 mod unpack;
+mod views;
 
 pub use archive::ArchiveFormat;
-pub use info::PruneReport;
 pub use reference::Reference;
 pub use unpack::unpack_layer_unsynced;
+pub use views::{ImageSummary, PruneReport};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -203,24 +204,6 @@ pub struct Image {
     pub layers: Vec<PathBuf>,
     /// Unpacked size in bytes.
     #[allow(dead_code)] // only the unit tests read it; `gvpod images` shows the row's size
-    pub size: u64,
-}
-
-/// One line of `gvpod images`: one per tag, or one for an untagged image.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ImageSummary {
-    /// Full normalised reference `registry/repository:tag`; `None` when untagged.
-    pub reference: Option<String>,
-    /// `registry/repository`; `None` when untagged.
-    pub repository: Option<String>,
-    pub tag: Option<String>,
-    /// "sha256:<hex>" of the image config.
-    pub id: String,
-    /// "sha256:<hex>" of the image manifest.
-    pub digest: String,
-    /// RFC 3339.
-    pub created: String,
-    /// Unpacked bytes.
     pub size: u64,
 }
 

@@ -18,102 +18,26 @@
 
 pub mod cidr;
 pub mod conntrack;
+mod counters;
 pub mod dns;
+mod error;
 pub mod link;
 pub mod netns;
 pub mod nft;
 pub mod nftnl;
+mod port;
 pub mod ports;
 
 pub use cidr::Cidr;
+pub use counters::IfStats;
+pub use error::{NetError, Result};
 pub use nft::Firewall;
+pub use port::{parse_port, PortMapping, PortSpec, Proto};
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error("invalid {what} {value:?}: {hint}")]
-    BadValue {
-        what: &'static str,
-        value: String,
-        hint: String,
-    },
-    #[error("netlink: {what}: {msg}")]
-    Netlink { what: String, msg: String },
-    #[error("nftables: {0}")]
-    Nft(String),
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("subnet {subnet} overlaps {other} (on {dev}); choose another with --subnet")]
-    Overlap {
-        subnet: Cidr,
-        other: Cidr,
-        dev: String,
-    },
-    #[error("host port {port}/{proto} on {ip} is already in use: {why}")]
-    PortInUse {
-        ip: Ipv4Addr,
-        port: u16,
-        proto: Proto,
-        why: String,
-    },
-    #[error("{0}")]
-    Other(String),
-}
-
-impl NetError {
-    /// See [`crate::error::Kind`].
-    pub fn kind(&self) -> crate::error::Kind {
-        use crate::error::Kind;
-        match self {
-            NetError::BadValue { .. } => Kind::User,
-            NetError::PortInUse { .. } | NetError::Overlap { .. } => Kind::Conflict,
-            NetError::Netlink { .. }
-            | NetError::Nft(_)
-            | NetError::Io { .. }
-            | NetError::Other(_) => Kind::Internal,
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, NetError>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Proto> {
-        match s {
-            "tcp" => Some(Proto::Tcp),
-            "udp" => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A network as recorded in the state database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,77 +47,6 @@ pub struct Network {
     pub subnet: Cidr,
     pub gateway: Ipv4Addr,
     pub internal: bool,
-}
-
-/// A published port as asked for on the command line (`-p`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortSpec {
-    /// None: all host addresses.
-    pub host_ip: Option<Ipv4Addr>,
-    /// None: pick a free port.
-    pub host_port: Option<u16>,
-    pub pod_port: u16,
-    pub proto: Proto,
-}
-
-/// A published port once its host port is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortMapping {
-    pub host_ip: Ipv4Addr,
-    pub host_port: u16,
-    pub pod_port: u16,
-    pub proto: Proto,
-}
-
-impl std::fmt::Display for PortMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{} -> {}:{}",
-            self.pod_port, self.proto, self.host_ip, self.host_port
-        )
-    }
-}
-
-/// Parses `-p [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp]` or `-p PODPORT[/proto]`.
-pub fn parse_port(s: &str) -> Result<PortSpec> {
-    let bad = |hint: &str| NetError::BadValue {
-        what: "-p",
-        value: s.to_string(),
-        hint: hint.to_string(),
-    };
-    let (rest, proto) = match s.rsplit_once('/') {
-        Some((r, p)) => (
-            r,
-            Proto::parse(p).ok_or_else(|| bad("the protocol after '/' must be tcp or udp"))?,
-        ),
-        None => (s, Proto::Tcp),
-    };
-    let port = |p: &str| -> Result<u16> {
-        p.parse::<u16>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad("ports are numbers from 1 to 65535"))
-    };
-    let parts: Vec<&str> = rest.split(':').collect();
-    let (host_ip, host_port, pod_port) = match parts.as_slice() {
-        [p] => (None, None, port(p)?),
-        [h, p] => (None, Some(port(h)?), port(p)?),
-        [ip, h, p] => {
-            let ip: Ipv4Addr = ip
-                .parse()
-                .map_err(|_| bad("the host address must be an IPv4 address"))?;
-            let hp = if h.is_empty() { None } else { Some(port(h)?) };
-            (Some(ip).filter(|i| !i.is_unspecified()), hp, port(p)?)
-        }
-        _ => return Err(bad("use [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp] or PODPORT")),
-    };
-    Ok(PortSpec {
-        host_ip,
-        host_port,
-        pod_port,
-        proto,
-    })
 }
 
 /// 10 hex characters of sha256 over the parts, for host-global names.
@@ -348,19 +201,6 @@ pub fn remove_network(root: &Path, n: &Network) -> Result<()> {
 /// Deletes a host link (bridge or veth end) by name; missing is fine.
 pub fn delete_link(name: &str) -> Result<bool> {
     link::run(None, |h| async move { link::delete_link(&h, name).await })
-}
-
-/// Traffic counters of an interface, as the kernel keeps them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IfStats {
-    pub rx_bytes: u64,
-    pub rx_packets: u64,
-    pub rx_errors: u64,
-    pub rx_dropped: u64,
-    pub tx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_errors: u64,
-    pub tx_dropped: u64,
 }
 
 /// The counters of a pod's interface ([`link::POD_IF`]) read inside its

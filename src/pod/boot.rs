@@ -9,27 +9,11 @@
 //! * a pod whose monitor is alive (boot run twice, or not after a reboot) is
 //!   left alone.
 
-use serde::Serialize;
+pub use super::views::BootLine;
 
 use super::restart::{at_boot, AtBoot};
 use super::{start, Attach, Ctx, PodError, Result, StartOutcome};
 use crate::state::PodStatus;
-
-/// What `system boot` did with one pod.
-#[derive(Debug, Serialize)]
-pub struct BootLine {
-    pub id: String,
-    pub name: String,
-    /// The pod's restart policy (docker's name).
-    pub restart: &'static str,
-    /// `started`, `left` (the policy, or the pod's state, says no) or `failed`.
-    pub action: &'static str,
-    /// Why it was left, or why it failed.
-    pub reason: Option<String>,
-    /// The error's exit code, for a failure.
-    #[serde(skip)]
-    pub code: Option<i32>,
-}
 
 /// Starts, oldest first, the pods whose restart policy says so; one line
 /// per pod.

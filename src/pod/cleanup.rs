@@ -2,9 +2,9 @@
 //! which finds what crashed processes left behind. Every resource kind in
 //! `pod_resources` has exactly one undo here, and every undo is idempotent.
 
-use std::path::{Path, PathBuf};
+pub use super::views::GcReport;
 
-use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 use super::{Ctx, PodError, Result};
 use crate::runsc::GlobalFlags;
@@ -215,18 +215,6 @@ pub(crate) fn default_flags(ctx: &Ctx) -> GlobalFlags {
         net_disconnect_ok: false,
         bin: None,
     }
-}
-
-#[derive(Debug, Default, Serialize, serde::Deserialize)]
-pub struct GcReport {
-    pub pods_removed: Vec<String>,
-    pub resources_released: usize,
-    pub runsc_containers: Vec<String>,
-    pub mounts: Vec<String>,
-    pub paths: Vec<String>,
-    pub cgroups: Vec<String>,
-    /// Network namespaces, veths, bridges and firewall rules with no owner.
-    pub network: Vec<String>,
 }
 
 /// Finds and removes everything of this data root that no live pod owns.

@@ -1,27 +1,12 @@
 //! `create`: validate, register the pod, assemble its bundle. Every host
 //! resource is recorded before it is made; any failure undoes them all.
 
-use serde::{Deserialize, Serialize};
+pub use super::views::CreateRequest;
 
 use super::provision::{self, NewRow, RunscChoice};
 use super::{failpoint, id, network, Ctx, PodError, Result};
 use crate::bundle::{self, PodOptions, SpecInput};
 use crate::state::PodRow;
-
-/// What `create` makes (also the body of the API's `POST /gvpod/v1/pods`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreateRequest {
-    pub image: String,
-    pub name: Option<String>,
-    pub opts: PodOptions,
-    pub auto_remove: bool,
-    /// Keep a full runsc debug log under the bundle (`gvpod --debug`).
-    pub debug: bool,
-    /// The caller starts the pod at once (`run`): config.json is renamed
-    /// into place without an fsync, which the pod's monitor does off the
-    /// start path (`gvpod create` alone fsyncs it here).
-    pub starting: bool,
-}
 
 /// Creates a pod and returns its row (status `created`).
 pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {

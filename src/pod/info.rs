@@ -1,67 +1,9 @@
 //! Views of pods for `ps` and `inspect`, and of the host for `system info`.
 
-use serde::{Deserialize, Serialize};
+pub use super::views::{PodView, RouteView, SystemInfo};
 
 use super::{Ctx, Result};
-use crate::bundle::PodOptions;
 use crate::state::PodRow;
-
-/// A pod's route port, as inspect shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RouteView {
-    /// "HOSTIP:HOSTPORT".
-    pub address: String,
-    /// The port a host that names none reaches.
-    pub default_port: u16,
-}
-
-/// What `inspect` prints (and `ps --format json` lists).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PodView {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub image_id: String,
-    pub command: Vec<String>,
-    pub status: String,
-    pub pid: Option<i32>,
-    /// The exit code (of a running pod: its last exit before its restart
-    /// policy restarted it, if any).
-    pub exit_code: Option<i32>,
-    pub created: String,
-    pub started: Option<String>,
-    pub finished: Option<String>,
-    /// The pod's address on its network (null for --network none/host).
-    pub ip: Option<String>,
-    /// The gvpod network the pod is attached to.
-    pub network: Option<String>,
-    /// Published ports, "PODPORT/PROTO -> HOSTIP:HOSTPORT".
-    pub ports: Vec<String>,
-    /// The route port (`--route`), "HOSTIP:HOSTPORT", and its default port.
-    #[serde(default)]
-    pub route: Option<RouteView>,
-    pub bundle: String,
-    pub log_path: String,
-    pub auto_remove: bool,
-    pub monitor_pid: Option<i32>,
-    pub config: PodOptions,
-    pub runsc: serde_json::Value,
-    /// The snapshot an exited pod was checkpointed to, when that is why it stopped.
-    pub checkpointed: Option<String>,
-    /// Restarts by the pod's restart policy (`config.restart`) since the
-    /// user last started it.
-    pub restart_count: u32,
-    /// Between two launches of its restart policy (counted as running).
-    pub restarting: bool,
-    /// Its supervised services (`pod::service`): state, health, restarts,
-    /// last check.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<super::service::ServiceView>,
-    /// The health of its checked services, as `ps` shows it (`healthy`,
-    /// `unhealthy`, `starting`); none without checks or while not running.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<String>,
-}
 
 fn view(ctx: &Ctx, p: PodRow) -> Result<PodView> {
     let bundle = ctx.bundle_dir(&p.id);
@@ -142,24 +84,6 @@ pub fn inspect(ctx: &mut Ctx, key: &str) -> Result<PodView> {
     let p = ctx.lookup(key)?;
     let p = ctx.refresh(p)?;
     view(ctx, p)
-}
-
-/// `system info`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SystemInfo {
-    pub gvpod_version: String,
-    pub data_root: String,
-    pub runsc_root: String,
-    pub runsc_path: String,
-    pub runsc_version: String,
-    pub runsc_release: u32,
-    pub platforms: Vec<String>,
-    pub default_platform: String,
-    pub features: serde_json::Value,
-    pub cgroup_version: u8,
-    pub kernel: String,
-    pub pods: usize,
-    pub images: usize,
 }
 
 pub fn system_info(ctx: &mut Ctx) -> Result<SystemInfo> {

@@ -9,6 +9,7 @@ mod checkpoint;
 mod cleanup;
 mod commit;
 mod create;
+mod error;
 mod events;
 mod exec;
 mod failpoint;
@@ -38,161 +39,45 @@ mod stop;
 #[cfg(test)]
 mod tests;
 mod top;
+mod views;
 
 pub use attach::{attach_input, resize};
-pub use boot::{boot, BootLine};
+pub use boot::boot;
 pub use checkpoint::{checkpoint, CheckpointRequest};
-pub use cleanup::{gc, remove, GcReport};
+pub use cleanup::{gc, remove};
 pub use commit::commit;
 pub use create::{create, CreateRequest};
+pub(crate) use error::io;
+pub use error::{PodError, Result};
 pub use events::{past_events, EventWatch, PodEvent};
 pub use exec::{exec, exec_spawn, ExecRequest, ExecStdio};
 pub use images::{
     ensure as ensure_image, pull as pull_image, remove as remove_image, resolve as resolve_image,
 };
-pub use info::{inspect, list, system_info, PodView, SystemInfo};
+pub use info::{inspect, list, system_info};
 pub use kube::kube as generate_kube;
 pub use logs::{follow_launch, logs, open_launch_output, LogLine, LogsRequest};
 pub use monitor::monitor_main;
 pub(crate) use monitor::sleep_until_exit;
 pub use network::{
     create_labeled_network, create_network, inspect_network, list_networks, remove_network,
-    NetworkView,
 };
-pub use orphans::{gc_orphans, OrphanReport};
+pub use orphans::gc_orphans;
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, StartOutcome};
 pub use stats::{samples, stats, PodStats};
 pub use stop::{kill, stop, wait};
-pub use top::{top, Top};
+pub use top::top;
+pub use views::{BootLine, GcReport, NetworkView, OrphanReport, PodView, SystemInfo, Top};
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::bundle::BundleError;
-use crate::image::{ImageError, ImageStore};
-use crate::runsc::{GlobalFlags, Runsc, RunscError};
-use crate::state::{Db, Pick, PodRow, PodStatus, StateError};
-
-/// Errors of the pod layer. `exit_code` maps them to gvpod's documented codes.
-#[derive(Debug, thiserror::Error)]
-pub enum PodError {
-    #[error("no such pod: {0:?} (see `gvpod ps -a`)")]
-    NotFound(String),
-    #[error("{0:?} matches several pods ({1}); give more of the id or the name")]
-    Ambiguous(String, String),
-    #[error("pod {name} is {status}; {hint}")]
-    BadState {
-        name: String,
-        status: &'static str,
-        hint: &'static str,
-    },
-    #[error("invalid pod name {0:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,62}}")]
-    BadName(String),
-    #[error("{0}")]
-    Usage(String),
-    #[error("pod {0} was stopped or removed while the command ran in it")]
-    EndedDuringExec(String),
-    #[error("{cmd:?}: {why} in image {image}")]
-    Command {
-        cmd: String,
-        why: &'static str,
-        image: String,
-        code: i32,
-    },
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    #[error(transparent)]
-    Runsc(#[from] RunscError),
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("pod monitor: {0}")]
-    Monitor(String),
-    #[error(transparent)]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
-    /// Boxed: a registry error is large, and every `Result` carries this enum.
-    #[error(transparent)]
-    Registry(Box<crate::image::registry::RegistryError>),
-    #[error("checkpoint of pod {pod} failed: {msg}")]
-    Checkpoint { pod: String, msg: String },
-    #[error("restore of snapshot {snapshot} failed: {msg}")]
-    Restore { snapshot: String, msg: String },
-    #[error(transparent)]
-    Net(crate::net::NetError),
-    #[error("image {image:?} is used by pod(s) {pods}; remove them first or use `gvpod rmi -f`")]
-    ImageInUse { image: String, pods: String },
-    #[error("no such network: {0:?} (see `gvpod network ls`)")]
-    NoNetwork(String),
-    /// A project's spec files (read by the service for a remote `up`).
-    #[error(transparent)]
-    Spec(#[from] crate::spec::SpecError),
-    /// `up --wait`: a pod or service did not come up.
-    #[error("{0}")]
-    NotReady(String),
-    #[error("gvpod must run as root: it mounts filesystems and starts runsc sandboxes (try: sudo gvpod ...)")]
-    NotRoot,
-}
-
-impl From<crate::image::registry::RegistryError> for PodError {
-    fn from(e: crate::image::registry::RegistryError) -> PodError {
-        PodError::Registry(Box::new(e))
-    }
-}
-
-impl PodError {
-    /// See [`crate::error::Kind`]; wrapped errors keep their own kind.
-    pub fn kind(&self) -> crate::error::Kind {
-        use crate::error::Kind;
-        match self {
-            PodError::NotFound(_) | PodError::NoNetwork(_) => Kind::NotFound,
-            PodError::Ambiguous(..)
-            | PodError::BadName(_)
-            | PodError::Usage(_)
-            | PodError::NotRoot
-            | PodError::Command { .. } => Kind::User,
-            PodError::BadState { .. }
-            | PodError::ImageInUse { .. }
-            | PodError::NotReady(_)
-            | PodError::EndedDuringExec(_) => Kind::Conflict,
-            PodError::State(e) => e.kind(),
-            PodError::Image(e) => e.kind(),
-            PodError::Bundle(e) => e.kind(),
-            PodError::Runsc(e) => e.kind(),
-            PodError::Net(e) => e.kind(),
-            PodError::Snapshot(e) => e.kind(),
-            PodError::Spec(e) => e.kind(),
-            PodError::Registry(e) => e.kind(),
-            PodError::Io { .. }
-            | PodError::Monitor(_)
-            | PodError::Checkpoint { .. }
-            | PodError::Restore { .. } => Kind::Internal,
-        }
-    }
-
-    /// gvpod's exit code: 126/127 for a command that cannot run in the
-    /// pod (as a shell), else from [`PodError::kind`].
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            PodError::Command { code, .. } => *code,
-            e => e.kind().exit_code(),
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, PodError>;
-
-crate::util::io_error_fn!(pub(crate) PodError);
+use crate::image::ImageStore;
+use crate::runsc::{GlobalFlags, Runsc};
+use crate::state::{Db, Pick, PodRow, PodStatus};
 
 /// Everything a pod operation needs: the data root, its state database, the
 /// image store, (lazily detected) runsc and the host. runsc and the host are

@@ -3,10 +3,10 @@
 //! ports) and the pod's resources. `net` never sees runsc; runsc never sees
 //! `net`.
 
+pub use super::views::{NetworkPod, NetworkView};
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-
-use serde::Serialize;
 
 use super::{Ctx, PodError, Result};
 use crate::net::{self, Cidr, Network, PortMapping, PortSpec, Proto};
@@ -32,27 +32,6 @@ fn to_network(r: &NetworkRow) -> Result<Network> {
         gateway: r.gateway.parse().map_err(|_| corrupt("gateway"))?,
         internal: r.internal,
     })
-}
-
-/// What `network ls` and `network inspect` print.
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct NetworkView {
-    pub name: String,
-    pub bridge: String,
-    pub subnet: String,
-    pub gateway: String,
-    pub internal: bool,
-    pub created: String,
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// (pod name, address) of the pods attached.
-    pub pods: Vec<NetworkPod>,
-}
-
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct NetworkPod {
-    pub name: String,
-    pub id: String,
-    pub ip: String,
 }
 
 fn view(ctx: &Ctx, r: NetworkRow) -> Result<NetworkView> {

@@ -29,11 +29,11 @@
 //! changed for [`IDLE`] (an idle root of an older gvpod recreates it on its
 //! next command). Every removal is idempotent; a dry run only plans.
 
+pub use super::views::{OrphanReport, OrphanRoot};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Result};
 use crate::runsc::{read_state_dir, StateFile};
@@ -44,24 +44,6 @@ pub const MARKER: &str = "root";
 const IDLE: Duration = Duration::from_secs(600);
 /// What names a root that cannot be named.
 const UNKNOWN: &str = "(unknown)";
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct OrphanReport {
-    pub dry_run: bool,
-    /// Deleted data roots, each with the objects removed (or, in a dry
-    /// run, that would be).
-    pub roots: Vec<OrphanRoot>,
-    /// Objects that could not be removed, each with the reason.
-    pub failed: Vec<String>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct OrphanRoot {
-    /// The deleted data root, or "(unknown)" for objects whose root cannot
-    /// be named (unmarked empty state directories, tables with no bridge).
-    pub root: String,
-    pub objects: Vec<String>,
-}
 
 /// Records which data root `run_dir` belongs to (rewritten only when
 /// missing or different).

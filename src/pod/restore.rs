@@ -23,6 +23,7 @@
 //! anything is made; a restore that fails removes the pod it made, with its
 //! address, ports and namespace (the in-place pod stays stopped).
 
+pub use super::views::RestoreRequest;
 use std::path::{Path, PathBuf};
 
 use super::provision::{self, NewRow, RunscChoice};
@@ -31,20 +32,6 @@ use super::{failpoint, id, Ctx, PodError, Result};
 use crate::bundle::{PodOptions, RootfsPaths};
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SnapshotStore};
 use crate::state::{CheckpointState, PodRow, PodStatus};
-
-/// What `restore` brings back (also the body of `POST /gvpod/v1/restore`).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct RestoreRequest {
-    pub snapshot: String,
-    pub name: Option<String>,
-    /// `-p` specs for the restored pod (a clone gets no ports otherwise).
-    pub ports: Vec<String>,
-    /// `--route` for the restored pod (a clone gets no route otherwise).
-    #[serde(default)]
-    pub route: Option<String>,
-    pub network: Option<String>,
-    pub debug: bool,
-}
 
 /// How the snapshot came back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use super::views::SnapshotView;
 
 use super::{Ctx, Result};
 use crate::snapshot::{archive, SnapshotMeta, SnapshotStore};
@@ -15,21 +15,6 @@ pub fn list(ctx: &mut Ctx) -> Result<Vec<SnapshotRow>> {
     let store = SnapshotStore::new(&ctx.root)?;
     store.sweep(&ctx.db)?;
     Ok(ctx.db.snapshots()?)
-}
-
-/// One line of `snapshot ls --format json`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotView {
-    pub id: String,
-    pub name: String,
-    pub pod_id: String,
-    pub pod_name: String,
-    pub image: String,
-    pub image_id: String,
-    pub runsc_version: String,
-    pub platform: String,
-    pub created: String,
-    pub size: u64,
 }
 
 /// [`list`] as the views every front end prints.

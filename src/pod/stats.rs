@@ -14,66 +14,10 @@
 //! pod that stops while it is taken (runsc no longer runs its sandbox: it
 //! is then zero too).
 
-use serde::Serialize;
+pub use super::views::PodStats;
 
 use super::{Ctx, Result};
-use crate::net::IfStats;
 use crate::state::{PodRow, PodStatus};
-
-/// One sample of a pod's resource use.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct PodStats {
-    pub id: String,
-    pub name: String,
-    /// When the sample was taken (RFC 3339, nanoseconds).
-    pub read: String,
-    pub running: bool,
-    /// CPU time the pod used, nanoseconds (user and kernel: 0 when runsc
-    /// does not split it).
-    pub cpu_total_ns: u64,
-    pub cpu_user_ns: u64,
-    pub cpu_kernel_ns: u64,
-    /// The host's total CPU time (all CPUs, every state), nanoseconds.
-    pub system_cpu_ns: u64,
-    pub online_cpus: u32,
-    pub memory_bytes: u64,
-    pub memory_limit: u64,
-    pub pids: u64,
-    /// Bytes the pod's host processes (sandbox, gofer) read from and wrote
-    /// to storage (`blkio`).
-    #[serde(default)]
-    pub block_read_bytes: u64,
-    #[serde(default)]
-    pub block_write_bytes: u64,
-    /// The pod's eth0 counters; `None` without a pod network.
-    pub network: Option<IfStats>,
-}
-
-impl PodStats {
-    /// Docker's CPU %: the pod's share of the host's cpu time between two
-    /// samples, times the online cpus (100 % = one cpu busy). 0 when the
-    /// host's clock did not move or the pod's counter went backwards (a
-    /// restart in between).
-    pub fn cpu_percent(&self, prev: &PodStats) -> f64 {
-        let pod = self.cpu_total_ns.checked_sub(prev.cpu_total_ns);
-        let host = self.system_cpu_ns.saturating_sub(prev.system_cpu_ns);
-        match pod {
-            Some(p) if host > 0 => {
-                p as f64 / host as f64 * f64::from(self.online_cpus.max(1)) * 100.0
-            }
-            _ => 0.0,
-        }
-    }
-
-    /// Memory in use as a percentage of the limit.
-    pub fn memory_percent(&self) -> f64 {
-        if self.memory_limit == 0 {
-            0.0
-        } else {
-            self.memory_bytes as f64 / self.memory_limit as f64 * 100.0
-        }
-    }
-}
 
 /// The host's cpu time in nanoseconds (the sum of every state of the
 /// aggregate `cpu` line, as docker sums it) and the online cpus (the

@@ -3,18 +3,9 @@
 //! pod's first process is 1), as `runsc ps` gives them; a pod that is not
 //! running is a conflict, as docker answers ("is not running").
 
-use serde::{Deserialize, Serialize};
+pub use super::views::Top;
 
 use super::{Ctx, PodError, Result};
-use crate::runsc::Process;
-
-/// The processes of one pod.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Top {
-    pub id: String,
-    pub name: String,
-    pub processes: Vec<Process>,
-}
 
 /// The processes inside pod `key` (a name or an id prefix).
 pub fn top(ctx: &mut Ctx, key: &str) -> Result<Top> {

@@ -23,6 +23,7 @@ pub mod fake;
 mod flags;
 mod forward;
 mod probe;
+mod process;
 mod procs;
 mod ps;
 mod snapshot;

@@ -11,25 +11,9 @@
 //! names, so a release that reorders or adds columns still parses; a header
 //! without PID or CMD is an error, never a panic.
 
-use serde::{Deserialize, Serialize};
+pub use super::process::Process;
 
 use super::{GlobalFlags, Result, Runsc, RunscError};
-
-/// One process inside a sandbox.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Process {
-    pub uid: String,
-    pub pid: u32,
-    pub ppid: u32,
-    /// CPU utilisation, percent (ps's `C`).
-    pub c: String,
-    pub tty: String,
-    /// Start time (`HH:MM` today, else a date).
-    pub stime: String,
-    /// CPU time used (`10ms`, `1.5s`, …, as runsc prints it).
-    pub time: String,
-    pub cmd: String,
-}
 
 /// Parses `runsc ps` table output.
 pub fn parse_ps(out: &str) -> Result<Vec<Process>> {

@@ -41,6 +41,7 @@ pub use emit::to_yaml;
 pub use tree::Loc;
 #[allow(unused_imports)]
 pub use types::*;
+#[cfg(host_runtime)]
 pub use units::format_duration;
 
 use crate::error::Kind;

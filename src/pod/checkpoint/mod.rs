@@ -35,6 +35,7 @@
 //! whose TCP connections would fail the save (or be reset without
 //! `--tcp-close`), with one line naming them.
 
+pub use super::views::CheckpointRequest;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -56,16 +57,6 @@ use crate::snapshot::{self, SnapshotMeta, SnapshotStore, TempSnapshot};
 use crate::state::{CheckpointEvent, CheckpointRow, CheckpointState, PodRow, PodStatus};
 use space::check_space;
 use write::{complete, save_image};
-
-/// What `checkpoint` saves (also the body of `POST /gvpod/v1/checkpoint`).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct CheckpointRequest {
-    pub pod: String,
-    pub name: Option<String>,
-    pub leave_running: bool,
-    /// Reset open TCP connections instead of refusing (see `tcp`).
-    pub tcp_close: bool,
-}
 
 /// Checkpoints a running pod; returns the registered snapshot.
 pub fn checkpoint(ctx: &mut Ctx, req: CheckpointRequest) -> Result<SnapshotMeta> {

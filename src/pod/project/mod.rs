@@ -19,6 +19,8 @@
 //! * a failure of one pod is reported with its name; the pods already made
 //!   stay (as compose's do) and a second `up` finishes the job.
 
+pub use super::views::Done;
+
 pub mod convert;
 pub mod files;
 pub mod plan;
@@ -27,24 +29,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::service::PROJECT_LABEL;
 use super::{Attach, Ctx, PodError, Result};
 use crate::spec::Project;
 use crate::state::PodStatus;
 use plan::{Existing, Step};
-
-/// One thing `up` or `down` did.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Done {
-    /// `network`, `pod` or `image`.
-    pub kind: String,
-    pub name: String,
-    /// `created`, `started`, `recreated`, `unchanged`, `removed`, `kept`,
-    /// `orphaned` (a pod of the project its spec no longer names).
-    pub action: String,
-}
 
 pub struct UpRequest<'a> {
     pub project: &'a Project,

@@ -8,22 +8,14 @@
 //! (pid and address), so this can name its URL; a file whose process is
 //! gone is ignored.
 
+pub use crate::pod::views::ListeningPort;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
 use super::super::{Ctx, PodError, Result};
 use crate::state::PodStatus;
-
-/// One listening port of a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListeningPort {
-    pub port: u16,
-    /// The address it listens on in the pod (`0.0.0.0`, `127.0.0.1`, `::`).
-    pub address: String,
-    /// URLs that reach it from the host.
-    pub urls: Vec<String>,
-}
 
 /// Where a running shared router listens.
 #[derive(Debug, Serialize, Deserialize)]

@@ -25,7 +25,10 @@
 //! Names: a route reaches a pod by name, so pods given `--route` must have
 //! a DNS label for a name (lowercase; browsers lowercase hosts).
 
-use std::net::{Ipv4Addr, TcpListener};
+mod spec;
+pub use spec::parse_spec;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -109,27 +112,6 @@ fn writer_stamp() -> Option<String> {
 
 fn usage(msg: String) -> PodError {
     PodError::Usage(msg)
-}
-
-/// Parses `--route`: `auto`, `PORT`, `IP:PORT` or `IP:auto`; the address
-/// defaults to 127.0.0.1 (a dev pod's services are the developer's own).
-pub fn parse_spec(s: &str) -> Result<(Ipv4Addr, Option<u16>)> {
-    let bad = || {
-        usage(format!(
-            "invalid --route {s:?}: use auto, HOSTPORT or HOSTIP:HOSTPORT (e.g. --route auto, --route 127.0.0.1:30001)"
-        ))
-    };
-    let (ip, port) = match s.rsplit_once(':') {
-        Some((ip, port)) => (ip.parse::<Ipv4Addr>().map_err(|_| bad())?, port),
-        None => (Ipv4Addr::LOCALHOST, s),
-    };
-    match port {
-        "auto" => Ok((ip, None)),
-        p => match crate::router::host::port_number(p) {
-            Some(p) => Ok((ip, Some(p))),
-            None => Err(bad()),
-        },
-    }
 }
 
 /// The automatic range from `GVPOD_ROUTE_PORTS`.
@@ -356,6 +338,7 @@ pub fn serve_shared(ctx: Ctx, listener: TcpListener, listen: String) {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn the_relay_is_rewritten_only_when_its_stamp_or_length_differs() {

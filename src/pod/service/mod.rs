@@ -24,6 +24,8 @@
 //! * the front ends talk to the monitor over its `services.sock` (one JSON
 //!   request, one JSON reply), as conmon takes commands on its ctl socket.
 
+pub use super::views::{ServiceView, PROJECT_LABEL};
+
 mod health;
 mod supervise;
 
@@ -35,9 +37,6 @@ use super::{Ctx, PodError, Result};
 use crate::state::{PodRow, PodStatus, ServiceRow};
 
 pub(crate) use supervise::supervise;
-
-/// The label naming a spec pod's project (`gvpod up`).
-pub const PROJECT_LABEL: &str = "gvpod.project";
 
 /// Where the monitor of pod `id` takes service commands.
 pub(crate) fn socket_path(ctx: &Ctx, id: &str) -> PathBuf {
@@ -73,27 +72,6 @@ pub(crate) struct Request {
 pub(crate) enum Reply {
     Ok,
     Error(String),
-}
-
-/// A service as `service ls` and `inspect` show it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ServiceView {
-    pub name: String,
-    pub state: String,
-    pub health: String,
-    pub restarts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// Consecutive failed checks.
-    pub failing: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_check: Option<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub check_output: String,
 }
 
 /// The services of `pod` as last recorded; those of a pod that does not

@@ -10,6 +10,9 @@
 //! launch of the sandbox (sshd). Host keys live in the data root by pod
 //! name ([`keys`]).
 
+mod shell;
+pub use shell::{command_line, no_dev_user, REMOTE_SHELL};
+
 mod config;
 pub mod keys;
 mod proxy;
@@ -148,48 +151,27 @@ pub(crate) fn after_launch(ctx: &mut Ctx, id: &str, opts: &PodOptions) -> Option
     }
 }
 
-/// POSIX shell quoting of one word.
-pub fn shell_quote(s: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+/// The ssh-enabled pods, for `gvpod ssh-config`.
+pub fn hosts(ctx: &Ctx) -> Result<Vec<SshHost>> {
+    let mut out = vec![];
+    for p in ctx.db.pods()? {
+        let Ok(o) = p.options() else { continue };
+        if let (true, Some(u)) = (o.dev.ssh, &o.dev.user) {
+            out.push(SshHost {
+                host: keys::host_name(&p.name),
+                pod: p.name.clone(),
+                user: u.clone(),
+            });
+        }
     }
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    Ok(out)
 }
 
-/// The command line the login shell runs for `gvpod ssh POD CMD…`: one
-/// word is a shell command line as given (as with ssh); several are a
-/// command and its arguments, each quoted.
-pub fn command_line(cmd: &[String]) -> String {
-    match cmd {
-        [one] => one.clone(),
-        many => many
-            .iter()
-            .map(|w| shell_quote(w))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
+/// `gvpod ssh-config`'s text.
+pub fn config(ctx: &Ctx, proxy: &Proxy) -> Result<String> {
+    Ok(config::render(proxy, &ctx.root, &hosts(ctx)?))
 }
-
-/// The error of `gvpod ssh` on a pod without a dev user.
-pub fn no_dev_user(pod: &str) -> PodError {
-    PodError::Usage(format!(
-        "pod {pod} has no dev user; create the pod with --dev-user NAME (or --ssh) to use gvpod ssh"
-    ))
-}
-
-/// What `gvpod ssh` runs through a service (`--url`), where the client
-/// cannot read the pod's rootfs: `/bin/sh -c` of this script with the
-/// arguments `gvpod-ssh NAME [CMDLINE]`, as user NAME. It finds NAME's
-/// home and login shell in the pod's /etc/passwd, as [`shell_request`]
-/// does on the host, and runs the same login shell there.
-pub const REMOTE_SHELL: &str = r#"u=$1; shift
-while IFS=: read -r n _ _ _ _ h s; do [ "$n" = "$u" ] && break; done < /etc/passwd
-if [ "$n" != "$u" ]; then echo "gvpod: dev user $u is not in the pod's /etc/passwd; recreate the pod" >&2; exit 125; fi
-export HOME="$h" USER="$u" LOGNAME="$u" SHELL="$s"
-cd "$h" || exit 125
-if [ $# -eq 0 ]; then exec "$s" -l; else exec "$s" -l -c "$1"; fi"#;
 
 /// The exec of `gvpod ssh POD [CMD…]`: the dev user's login shell (or
 /// `CMD` run by it), in its home, with its HOME/USER/LOGNAME/SHELL; a
@@ -226,28 +208,6 @@ pub fn shell_request(ctx: &Ctx, pod: &PodRow, cmd: &[String], tty: bool) -> Resu
     })
 }
 
-/// The ssh-enabled pods, for `gvpod ssh-config`.
-pub fn hosts(ctx: &Ctx) -> Result<Vec<SshHost>> {
-    let mut out = vec![];
-    for p in ctx.db.pods()? {
-        let Ok(o) = p.options() else { continue };
-        if let (true, Some(u)) = (o.dev.ssh, &o.dev.user) {
-            out.push(SshHost {
-                host: keys::host_name(&p.name),
-                pod: p.name.clone(),
-                user: u.clone(),
-            });
-        }
-    }
-    out.sort_by(|a, b| a.host.cmp(&b.host));
-    Ok(out)
-}
-
-/// `gvpod ssh-config`'s text.
-pub fn config(ctx: &Ctx, proxy: &Proxy) -> Result<String> {
-    Ok(config::render(proxy, &ctx.root, &hosts(ctx)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +221,7 @@ mod tests {
             command_line(&v(&["echo", "it's", "", "$HOME"])),
             "echo 'it'\\''s' '' '$HOME'"
         );
-        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(shell::shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
     }
 
     #[test]
