@@ -11,6 +11,7 @@ mod bench;
 mod bundle;
 mod cli;
 mod error;
+mod failpoint;
 mod image;
 mod machine;
 mod net;

@@ -11,7 +11,6 @@ mod commit;
 mod create;
 mod events;
 mod exec;
-mod failpoint;
 mod host;
 mod id;
 mod images;
@@ -72,6 +71,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::bundle::BundleError;
+use crate::failpoint;
 use crate::image::{ImageError, ImageStore};
 use crate::runsc::{GlobalFlags, Runsc, RunscError};
 use crate::state::{Db, Pick, PodRow, PodStatus, StateError};

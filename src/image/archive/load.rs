@@ -513,6 +513,8 @@ impl ImageStore {
             new_images: vec![],
             tags: vec![],
         };
+        // The archive's blobs are in the store; nothing is registered yet.
+        crate::failpoint::hit("load:staged");
         let res = self.register_staged(db, staged, &mut undo);
         if res.is_err() {
             self.undo(db, &undo);

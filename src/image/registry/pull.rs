@@ -260,6 +260,8 @@ pub fn pull(
     })?;
     drop(rt);
     progress.finish();
+    // Every blob is in the store; nothing is registered yet.
+    crate::failpoint::hit("pull:fetched");
     let tag = if r.digest.is_none() { r.tagged() } else { None };
     let busy = progress.busy("unpacking layers and registering the image");
     let image = store
