@@ -339,6 +339,7 @@ impl Ctx {
     /// `exited` with an unknown exit code.
     pub fn refresh(&mut self, pod: PodRow) -> Result<PodRow> {
         let mut pod = checkpoint::settle(self, pod)?;
+        commit::recover(self, &pod)?;
         if let Some(pid) = pod.monitor_pid.filter(|p| !self.monitor_alive(*p, &pod.id)) {
             // Killed (or ended without saying so): forget it.
             self.db.monitor_done(&pod.id, pid)?;
