@@ -59,7 +59,20 @@ pub fn commit(ctx: &mut Ctx, key: &str, reference: &str) -> Result<Image> {
         } else {
             None
         };
-        let res = crate::snapshot::diff::write_diff(&upper, std::io::BufWriter::new(f));
+        let res =
+            crate::snapshot::diff::write_diff(&upper, std::io::BufWriter::new(f)).map_err(|e| {
+                // The diff names the file it was reading; a full disk is
+                // the layer's own file's (in the pod's bundle).
+                if crate::error::disk_full(&e) {
+                    PodError::Io {
+                        what: "no space left on the disk to write the new layer",
+                        path: tmp.clone(),
+                        source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+                    }
+                } else {
+                    e.into()
+                }
+            });
         if let Some((runsc, flags, owner)) = paused {
             runsc.resume(&flags, &pod.id)?;
             owner.release();
