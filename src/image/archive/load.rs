@@ -597,8 +597,9 @@ impl ImageStore {
         }
     }
 
-    /// Removes the blobs in `created` that no registered image references.
-    fn drop_created(&self, db: &Db, created: &HashSet<String>) {
+    /// Removes the blobs in `created` that no registered image references
+    /// (a failed load's, and a pull's that filled the disk).
+    pub(in crate::image) fn drop_created(&self, db: &Db, created: &HashSet<String>) {
         if created.is_empty() {
             return;
         }
