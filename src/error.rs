@@ -77,12 +77,42 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
     Kind::Internal
 }
 
+/// Whether `e` or an error it wraps is a full disk (ENOSPC, or EDQUOT: a
+/// quota counts as full). Where an error names the file it read rather
+/// than the one it wrote, the caller re-says it naming the file written.
+pub fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if x.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|c| c == libc::ENOSPC || c == libc::EDQUOT)
+        {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     #[cfg(host_runtime)]
     use crate::image::ImageError;
     use crate::pod::PodError;
+
+    #[test]
+    fn a_full_disk_is_found_through_wrappers() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(disk_full(&full));
+        let wrapped = PodError::Io {
+            what: "cannot write",
+            path: "/x".into(),
+            source: full,
+        };
+        assert!(disk_full(&wrapped));
+        assert!(!disk_full(&std::io::Error::from_raw_os_error(libc::EIO)));
+    }
 
     #[test]
     fn codes_and_statuses_follow_the_kind() {

@@ -29,6 +29,8 @@ mod bundle;
 mod cli;
 mod error;
 #[cfg(host_runtime)]
+mod failpoint;
+#[cfg(host_runtime)]
 mod image;
 #[cfg(not(host_runtime))]
 #[path = "image/client.rs"]

@@ -195,6 +195,28 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
+/// A temp name `<prefix><pid>-<8 random hex>`: the writer's pid in the
+/// name lets a sweeper tell a killed writer's leftovers (swept at once)
+/// from a live writer's (kept), with no lock held during the write.
+pub fn owned_temp_name(prefix: &str) -> String {
+    format!("{prefix}{}-{}", std::process::id(), random_hex(4))
+}
+
+/// Whether temp `name` (from [`owned_temp_name`] with `prefix`) belongs to
+/// a process that no longer exists. A name without a pid (another naming)
+/// is never judged gone; a reused pid only keeps a leftover longer.
+pub fn temp_owner_gone(name: &str, prefix: &str) -> bool {
+    let Some(pid) = name
+        .strip_prefix(prefix)
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(p, _)| p.parse::<u32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// Current time as RFC 3339 with nanoseconds, UTC.
 pub fn now_rfc3339() -> String {
     rfc3339(&chrono::Utc::now())
@@ -302,5 +324,18 @@ mod tests {
         }
         // An id is never a valid name.
         assert!(!super::is_valid_name(&super::random_hex(32)));
+    }
+
+    #[test]
+    fn a_temp_names_its_writer() {
+        let mine = super::owned_temp_name(".tmp-");
+        assert!(mine.starts_with(&format!(".tmp-{}-", std::process::id())));
+        assert!(!super::temp_owner_gone(&mine, ".tmp-"), "we are alive");
+        // pid_max is at most 2^22: this pid cannot exist.
+        assert!(super::temp_owner_gone(".tmp-99999999-abcd", ".tmp-"));
+        // Other namings are never judged gone.
+        for other in [".tmp-abcdef12", ".tmp-", ".rm-1-x", ".tmp-0-x", "x"] {
+            assert!(!super::temp_owner_gone(other, ".tmp-"), "{other}");
+        }
     }
 }

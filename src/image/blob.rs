@@ -1,6 +1,6 @@
 //! Streaming ingestion of content-addressed blobs into `blobs/sha256`.
 //!
-//! A blob is written to `blobs/sha256/.tmp-<rand>` while its sha256 and
+//! A blob is written to `blobs/sha256/.tmp-<pid>-<rand>` while its sha256 and
 //! length are computed, fsynced, checked against the expected digest and
 //! size, and only then renamed into place (`RENAME_NOREPLACE`: a concurrent
 //! writer of the same blob wins harmlessly). Nothing is held in memory and a
@@ -149,7 +149,7 @@ impl ImageStore {
         })
     }
 
-    /// A new, empty temp file `blobs/sha256/.tmp-<rand>` created with
+    /// A new, empty temp file `blobs/sha256/.tmp-<pid>-<rand>` created with
     /// `mode` (removed on drop unless kept, and by `gc` if gvpod dies first).
     pub(super) fn new_blob_tmp(&self, mode: u32) -> Result<(TempPath, std::fs::File)> {
         let tmp = TempPath::new(self.blobs_dir().join(temp_name(TMP_PREFIX)));

@@ -2,8 +2,9 @@
 //!
 //! Invariants: collection runs under the store's exclusive lock, so it never
 //! removes a layer or blob that an import or load is registering; temp
-//! entries (`.tmp-*`) younger than the given age are kept (they may belong
-//! to an import in progress, which holds no lock while it unpacks), and
+//! entries (`.tmp-<pid>-*`) younger than the given age are kept while
+//! their writer lives (they may belong to an import in progress, which
+//! holds no lock while it unpacks) and go at once when it is gone, and
 //! `.rm-*` leftovers of interrupted removals always go; trees are removed
 //! without following symlinks (`sys::remove_path`). `gvpod image prune`
 //! ([`ImageStore::prune`]) and a load's rollback use it.
@@ -71,7 +72,7 @@ impl ImageStore {
                         .ok()
                         .and_then(|m| now.duration_since(m).ok())
                         .unwrap_or_default();
-                    age >= min_temp_age
+                    age >= min_temp_age || crate::util::temp_owner_gone(&name, TMP_PREFIX)
                 } else {
                     name.starts_with(RM_PREFIX) || !used.contains(&name)
                 };
@@ -79,6 +80,32 @@ impl ImageStore {
                     let bytes = disk_usage(&path);
                     sys::remove_path(&path).map_err(io_err(&path))?;
                     removed.push((path, bytes));
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl ImageStore {
+    /// Temp files and directories of writers that were killed (their pid
+    /// is gone), removed without the store's lock: no live process can
+    /// use them. Registered blobs and layers are not touched (unused
+    /// ones are cache, for `image prune`). `system gc` runs this.
+    pub fn sweep_dead_temps(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for dir in [self.layers_dir(), self.blobs_dir()] {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if crate::util::temp_owner_gone(&name, TMP_PREFIX)
+                    || crate::util::temp_owner_gone(&name, RM_PREFIX)
+                {
+                    let path = e.path();
+                    sys::remove_path(&path).map_err(io_err(&path))?;
+                    removed.push(path);
                 }
             }
         }

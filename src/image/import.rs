@@ -76,6 +76,7 @@ impl ImageStore {
 
         let (tmp_blob, out) = self.new_blob_tmp(0o600)?;
         let scan = scan(reader, source, out, &tmp_blob.path)?;
+        crate::failpoint::hit("import:scanned");
         let diff_id = format!("sha256:{}", scan.hex);
         let layer_name = format!("{diff_id} (from {source})");
         let layer_dir = self.layers_dir().join(&scan.hex);
@@ -177,6 +178,7 @@ impl ImageStore {
         if new {
             created.push(self.blobs_dir().join(&manifest_digest["sha256:".len()..]));
         }
+        crate::failpoint::hit("import:placed");
         let row = ImageRow {
             id: config_digest,
             manifest_digest,

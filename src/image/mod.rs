@@ -8,12 +8,12 @@
 //! blobs/sha256/<hex>         content-addressed blobs: layer tars (as pulled or
 //!                            loaded: plain, gzip or zstd; imports store them
 //!                            uncompressed), image configs, manifests
-//! blobs/sha256/.tmp-<rand>   a blob being written (temp file, fsync, rename)
+//! blobs/sha256/.tmp-<pid>-<rand>   a blob being written (temp file, fsync, rename)
 //! layers/<chain-id hex>/     one unpacked, read-only layer per chain id: the
 //!                            layer applied on top of its parents, in overlayfs
 //!                            upper-dir form (see `unpack`); shared by every
 //!                            image and pod using the same layer stack
-//! layers/.tmp-<rand>/        a layer being unpacked (`upper/` is renamed into
+//! layers/.tmp-<pid>-<rand>/       a layer being unpacked (`upper/` is renamed into
 //!                            place when done; the rest is overlay scratch)
 //! layers/.rm-<rand>/         a layer being removed
 //! ```
@@ -248,8 +248,10 @@ impl Drop for TempPath {
 }
 
 /// The store's temp names: a recognisable prefix plus randomness.
+/// `<prefix><pid>-<rand>`: the pid lets gc remove a killed writer's temp
+/// files at once ([`crate::util::temp_owner_gone`]).
 fn temp_name(prefix: &str) -> String {
-    format!("{prefix}{}", crate::util::random_hex(8))
+    crate::util::owned_temp_name(prefix)
 }
 
 const TMP_PREFIX: &str = ".tmp-";

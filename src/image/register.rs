@@ -402,6 +402,8 @@ impl ImageStore {
                 if !created.is_empty() {
                     self.sync_dir(&layers_dir)?;
                 }
+                // Layers in the cache, the image not recorded: a retry reuses them.
+                crate::failpoint::hit("register:placed");
                 let row = ImageRow {
                     id: checked.config.digest.clone(),
                     manifest_digest: manifest_digest.to_string(),

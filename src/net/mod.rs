@@ -167,6 +167,12 @@ pub fn free_subnet(taken: &[Cidr]) -> Result<Option<Cidr>> {
 /// Makes the network's bridge, sysctls and firewall rules exist (idempotent;
 /// cheap when the bridge is already up with its address, as after a first pod).
 pub fn ensure_network(root: &Path, n: &Network) -> Result<()> {
+    ensure_bridge(root, n)?;
+    ensure_rules(root, n)
+}
+
+/// The bridge half of [`ensure_network`] (and forwarding for egress).
+pub fn ensure_bridge(root: &Path, n: &Network) -> Result<()> {
     let alias = net_alias(root, &n.name);
     link::run(None, |h| async move {
         link::ensure_bridge(&h, &n.bridge, &alias, n.gateway, &n.subnet).await
@@ -175,6 +181,11 @@ pub fn ensure_network(root: &Path, n: &Network) -> Result<()> {
         // Egress needs forwarding; a host-global switch, as with docker and podman.
         link::set_sysctl("net/ipv4/ip_forward", "1")?;
     }
+    Ok(())
+}
+
+/// The firewall half of [`ensure_network`]: the network's nftables rules.
+pub fn ensure_rules(root: &Path, n: &Network) -> Result<()> {
     Firewall::new(table_name(root)).ensure_network(&nft::NetRules {
         name: &n.name,
         bridge: &n.bridge,
@@ -192,9 +203,14 @@ pub fn bridge_exists(name: &str) -> Result<bool> {
 
 /// Removes a network's firewall rules and bridge (idempotent).
 pub fn remove_network(root: &Path, n: &Network) -> Result<()> {
-    let fw = Firewall::new(table_name(root));
-    fw.remove_tag(&nft::net_tag(&n.name), Some(&n.bridge))?;
+    remove_rules(root, n)?;
     delete_link(&n.bridge)?;
+    Ok(())
+}
+
+/// The firewall half of [`remove_network`] (idempotent).
+pub fn remove_rules(root: &Path, n: &Network) -> Result<()> {
+    Firewall::new(table_name(root)).remove_tag(&nft::net_tag(&n.name), Some(&n.bridge))?;
     Ok(())
 }
 

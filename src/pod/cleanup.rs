@@ -289,6 +289,11 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
         rep.paths.push(p.display().to_string());
     }
     ctx.db.clear_orphan_checkpoints()?;
+    // Temp files of killed pulls, loads, imports and commits (their
+    // writer's pid is gone); unused cached layers stay for `image prune`.
+    for p in ctx.images.sweep_dead_temps()? {
+        rep.paths.push(p.display().to_string());
+    }
     // Our cgroups with no pod (each controller of v1, or the v2 tree).
     let mut cg_ids = std::collections::BTreeSet::new();
     for base in cgroup_parents() {

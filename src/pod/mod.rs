@@ -12,7 +12,6 @@ mod create;
 mod error;
 mod events;
 mod exec;
-mod failpoint;
 mod host;
 mod id;
 mod images;
@@ -75,6 +74,7 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::failpoint;
 use crate::image::ImageStore;
 use crate::runsc::{GlobalFlags, Runsc};
 use crate::state::{Db, Pick, PodRow, PodStatus};
@@ -224,6 +224,7 @@ impl Ctx {
     /// `exited` with an unknown exit code.
     pub fn refresh(&mut self, pod: PodRow) -> Result<PodRow> {
         let mut pod = checkpoint::settle(self, pod)?;
+        commit::recover(self, &pod)?;
         if let Some(pid) = pod.monitor_pid.filter(|p| !self.monitor_alive(*p, &pod.id)) {
             // Killed (or ended without saying so): forget it.
             self.db.monitor_done(&pod.id, pid)?;

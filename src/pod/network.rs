@@ -8,7 +8,7 @@ pub use super::views::{NetworkPod, NetworkView};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use super::{Ctx, PodError, Result};
+use super::{failpoint, Ctx, PodError, Result};
 use crate::net::{self, Cidr, Network, PortMapping, PortSpec, Proto};
 use crate::state::{Lease, NetworkRow, PodRow, PortRow, ResourceKind, StateError};
 
@@ -196,12 +196,18 @@ pub fn create_labeled_network(
     // Recorded first: a crash before the bridge exists leaves a row that
     // `network rm` (or the next pod, which re-ensures it) completes.
     ctx.db.insert_network(&row)?;
+    failpoint::hit("network-create:recorded");
     let n = to_network(&row)?;
-    if let Err(e) = net::ensure_network(&ctx.root, &n) {
+    let made = net::ensure_bridge(&ctx.root, &n).and_then(|()| {
+        failpoint::hit("network-create:bridged");
+        net::ensure_rules(&ctx.root, &n)
+    });
+    if let Err(e) = made {
         let _ = net::remove_network(&ctx.root, &n);
         let _ = ctx.db.delete_network(name);
         return Err(e.into());
     }
+    failpoint::hit("network-create:firewalled");
     view(ctx, row)
 }
 
@@ -224,8 +230,15 @@ pub fn remove_network(ctx: &mut Ctx, name: &str) -> Result<()> {
         }));
     }
     let n = to_network(&r)?;
-    net::remove_network(&ctx.root, &n)?;
+    // Undone in the reverse order of `create`, the row last: a kill at any
+    // step leaves a row that a retried `network rm` finishes (each step
+    // is idempotent), or, after the row, a table gc removes.
+    net::remove_rules(&ctx.root, &n)?;
+    failpoint::hit("network-rm:unfirewalled");
+    net::delete_link(&n.bridge)?;
+    failpoint::hit("network-rm:unbridged");
     ctx.db.delete_network(name)?;
+    failpoint::hit("network-rm:deleted");
     if ctx.db.networks()?.is_empty() {
         net::Firewall::new(net::table_name(&ctx.root)).delete_table()?;
     }
@@ -404,7 +417,7 @@ pub fn setup_pod(ctx: &mut Ctx, pod_id: &str, n: &Network, ip: Ipv4Addr) -> Resu
         .add_resource(pod_id, ResourceKind::Netns, &ns.to_string_lossy())?;
     ctx.db
         .add_resource(pod_id, ResourceKind::Veth, &net::veth_name(pod_id))?;
-    super::failpoint::hit("net:recorded");
+    failpoint::hit("net:recorded");
     net::attach(&net::Attachment {
         root: &ctx.root,
         pod_id,
@@ -412,7 +425,7 @@ pub fn setup_pod(ctx: &mut Ctx, pod_id: &str, n: &Network, ip: Ipv4Addr) -> Resu
         network: n,
         ip,
     })?;
-    super::failpoint::hit("net:attached");
+    failpoint::hit("net:attached");
     let rules = port_rules(ctx, pod_id)?;
     if !rules.is_empty() {
         ctx.db

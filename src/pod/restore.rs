@@ -301,6 +301,7 @@ fn make_pod(
         let bundle_dir = ctx.bundle_dir(&row.id);
         let paths = provision::mount_rootfs(ctx, row, &image.layers)?;
         unpack_diff(dir, &paths.merged, &meta.name)?;
+        failpoint::hit("restore:rootfs");
         let attach = network.as_ref().zip(ip);
         let netns = provision::attach(ctx, &row.id, attach)?;
         let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
@@ -322,7 +323,9 @@ fn make_pod(
             netns.as_deref(),
         );
         files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
-        write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)
+        write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)?;
+        failpoint::hit("restore:bundle");
+        Ok(())
     })
 }
 

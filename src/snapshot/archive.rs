@@ -63,7 +63,9 @@ pub fn export(store: &SnapshotStore, row: &SnapshotRow, out: &Path) -> Result<u6
         })?
         .to_string_lossy()
         .into_owned();
-    let tmp = parent.join(format!(".{file_name}.tmp-{}", crate::util::random_hex(6)));
+    let prefix = format!(".{file_name}.tmp-");
+    sweep_dead_exports(&parent, &prefix);
+    let tmp = parent.join(crate::util::owned_temp_name(&prefix));
     let res = (|| -> Result<u64> {
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -95,6 +97,8 @@ pub fn export(store: &SnapshotStore, row: &SnapshotRow, out: &Path) -> Result<u6
             };
             tar.append_data(&mut h, m, &mut r)
                 .map_err(io("cannot write", &tmp))?;
+            // Mid-archive: a killed export leaves only its temp file.
+            crate::failpoint::hit("snapshot-export:member");
             sums.push_str(&format!("{}  {m}\n", hex::encode(r.hash.finalize())));
         }
         let mut h = tar::Header::new_gnu();
@@ -120,6 +124,21 @@ pub fn export(store: &SnapshotStore, row: &SnapshotRow, out: &Path) -> Result<u6
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Removes the temp files an export to the same path left when it was
+/// killed (`.<file>.tmp-<pid>-*` whose pid is gone): they sit beside the
+/// user's output, outside the data root, where no gc looks.
+fn sweep_dead_exports(parent: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if crate::util::temp_owner_gone(&name, prefix) && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Imports the archive at `path` as a new snapshot (named `name`, else the
@@ -203,6 +222,7 @@ pub fn import(
             .map_err(|e| io("cannot write", &dest)(e.into_error()))?;
         out.sync_all().map_err(io("cannot sync", &dest))?;
         hashes.push((member.clone(), hex::encode(r.hash.finalize())));
+        crate::failpoint::hit("snapshot-import:member");
         if member == META {
             let m = read_meta(&dest).map_err(bad)?;
             // Fail before reading the (large) memory image when the name is taken.
@@ -244,6 +264,7 @@ pub fn import(
     )
     .map_err(io("cannot write", &meta_path))?;
     store.put_in_place(&mut t, &meta.id)?;
+    crate::failpoint::hit("snapshot-import:placed");
     // An import has no speed target: it is on disk before it is registered.
     super::sync_dir(store.dir())?;
     store.register(db, t, &meta)?;

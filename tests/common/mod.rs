@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod host;
 pub mod pods;
 pub mod registry;
 pub mod route;

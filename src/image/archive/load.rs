@@ -513,6 +513,8 @@ impl ImageStore {
             new_images: vec![],
             tags: vec![],
         };
+        // The archive's blobs are in the store; nothing is registered yet.
+        crate::failpoint::hit("load:staged");
         let res = self.register_staged(db, staged, &mut undo);
         if res.is_err() {
             self.undo(db, &undo);
@@ -595,8 +597,9 @@ impl ImageStore {
         }
     }
 
-    /// Removes the blobs in `created` that no registered image references.
-    fn drop_created(&self, db: &Db, created: &HashSet<String>) {
+    /// Removes the blobs in `created` that no registered image references
+    /// (a failed load's, and a pull's that filled the disk).
+    pub(in crate::image) fn drop_created(&self, db: &Db, created: &HashSet<String>) {
         if created.is_empty() {
             return;
         }

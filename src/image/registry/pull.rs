@@ -10,10 +10,15 @@
 //! helper thread and verifies digest and size (oci-client checks the digest
 //! too). Manifests are stored only after every blob arrived, and the image is
 //! registered last ([`ImageStore::register_manifest`], which unpacks), so a
-//! failed pull registers nothing.
+//! failed pull registers nothing. A pull that fails on a full disk also
+//! gives back the blobs it wrote (nothing is worth keeping on a full disk;
+//! a retry downloads them again); after any other failure they stay, so a
+//! retry resumes where it stopped.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::Mutex;
 use std::thread::Scope;
 
 use bytes::Bytes;
@@ -254,21 +259,40 @@ pub fn pull(
         target: &target,
         auth: &auth,
         progress: &progress,
+        fetched: Default::default(),
     };
-    let manifest_digest = std::thread::scope(|scope| {
+    let fetched = std::thread::scope(|scope| {
         rt.block_on(puller.fetch(scope, opts.tls_verify, &platform, r.digest.as_deref()))
-    })?;
+    });
+    let manifest_digest = fetched.map_err(|e| give_back(store, db, &puller.fetched, e))?;
     drop(rt);
     progress.finish();
+    // Every blob is in the store; nothing is registered yet.
+    crate::failpoint::hit("pull:fetched");
     let tag = if r.digest.is_none() { r.tagged() } else { None };
     let busy = progress.busy("unpacking layers and registering the image");
     let image = store
         .register_manifest(db, &manifest_digest, tag.as_deref())
-        .map_err(|e| target.store(e))?;
+        .map_err(|e| give_back(store, db, &puller.fetched, target.store(e)))?;
     drop(busy);
     tracing::debug!(id = %image.id, "step pull:registered");
     progress.line(&format!("Digest: {manifest_digest}"));
     Ok(image)
+}
+
+/// After a failed pull: on a full disk, removes the blobs it wrote that
+/// no image uses (see the module docs). Returns the error.
+fn give_back(
+    store: &ImageStore,
+    db: &Db,
+    fetched: &Mutex<HashSet<String>>,
+    e: RegistryError,
+) -> RegistryError {
+    if crate::error::disk_full(&e) {
+        let fetched = std::mem::take(&mut *fetched.lock().unwrap_or_else(|p| p.into_inner()));
+        store.drop_created(db, &fetched);
+    }
+    e
 }
 
 /// One pull in progress.
@@ -277,6 +301,8 @@ struct Puller<'a> {
     target: &'a Target,
     auth: &'a RegistryAuth,
     progress: &'a Progress,
+    /// Blobs the store lacked when this pull began (written by it).
+    fetched: Mutex<HashSet<String>>,
 }
 
 impl<'a> Puller<'a> {
@@ -336,6 +362,7 @@ impl<'a> Puller<'a> {
             if self.store.has_blob(&d.digest) {
                 self.progress.exists(&d.digest);
             } else {
+                self.note_fetched(&d.digest);
                 todo.push(d);
             }
         }
@@ -354,6 +381,9 @@ impl<'a> Puller<'a> {
         // Manifests last (index first), so an interrupted pull leaves no
         // manifest whose blobs are missing.
         for (data, d) in &manifests {
+            if !self.store.has_blob(d) {
+                self.note_fetched(d);
+            }
             self.store
                 .ingest_blob(&mut &data[..], d, Some(data.len() as u64))
                 .map_err(|e| self.target.store(e))?;
@@ -491,6 +521,13 @@ impl<'a> Puller<'a> {
                     .protocol(format!("{what}: the store thread ended without an answer")))
             }
         }
+    }
+
+    fn note_fetched(&self, digest: &str) {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.to_string());
     }
 
     fn digest_error(&self, what: &str, reason: String) -> RegistryError {

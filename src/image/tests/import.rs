@@ -326,6 +326,27 @@ fn list_tag_and_remove() {
 }
 
 #[test]
+fn a_killed_writers_temp_files_go_at_once_a_live_ones_stay() {
+    let mut env = env();
+    let img = env.import(&rootfs_tar("dead"), "keep", &[]).unwrap();
+    let layers = env.store.layers_dir();
+    let blobs = env.store.blobs_dir();
+    // pid_max is at most 2^22: no process has this pid.
+    std::fs::create_dir_all(layers.join(".tmp-99999999-ab/upper")).unwrap();
+    std::fs::write(blobs.join(".tmp-99999999-cd"), b"x").unwrap();
+    let live = format!(".tmp-{}-ef", std::process::id());
+    std::fs::write(blobs.join(&live), b"x").unwrap();
+    let removed = env.store.sweep_dead_temps().unwrap();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(blobs.join(&live).exists(), "a live writer's temp is kept");
+    // Registered content is untouched, and so is the young live temp in gc.
+    assert!(img.layers[0].exists());
+    env.store.gc(&env.db, Duration::from_secs(3600)).unwrap();
+    assert!(blobs.join(&live).exists());
+    assert!(env.store.sweep_dead_temps().unwrap().is_empty());
+}
+
+#[test]
 fn gc_removes_orphans_and_stale_temp_files() {
     let mut env = env();
     let img = env.import(&rootfs_tar("gc"), "keep", &[]).unwrap();

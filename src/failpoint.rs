@@ -4,6 +4,17 @@
 //! Each step is also a debug log event (`GVPOD_LOG=debug` times the phases).
 //! `GVPOD_PAUSE_AT=step` sleeps there for `GVPOD_PAUSE_MS` (500 ms), to
 //! widen a race window a test needs to prove closed.
+//!
+//! Crate-level (not under `pod`) so that the layers below the orchestrator
+//! (`image`, `net`, `snapshot`) can name their own steps without depending
+//! on `pod` (DESIGN.md's module table). Steps are `verb:step` strings; the
+//! ones outside `run` and `checkpoint`: `pull:fetched`, `import:scanned`,
+//! `import:placed`, `load:staged`, `commit:paused`, `commit:written`,
+//! `register:placed` (layers of a pull, load or commit in the cache, the
+//! image not yet recorded), `network-create:recorded|bridged|firewalled`,
+//! `network-rm:unfirewalled|unbridged|deleted`,
+//! `snapshot-export:member`, `snapshot-import:member|placed`,
+//! `restore:rootfs|bundle|prepared`. tests/faults.rs kills gvpod at each.
 
 pub fn hit(step: &str) {
     tracing::debug!("step {step}");
