@@ -4,7 +4,7 @@
 //! to measure (REFERENCES.md); unlike it, nothing sits between gvpod and
 //! the runtime (no Docker), and every figure gets median, p95, min, max and
 //! CV, not a mean. Workloads (see `workloads`): startup (run-true,
-//! first-http), exec, syscall, fileio, network, density.
+//! first-http), exec, syscall, fileio, network, density, checkpoint.
 //!
 //! Invariants:
 //! - one bundle per bench run, made from an image of the data root through
@@ -21,6 +21,7 @@
 //!   lines come from the `runsc` module, DESIGN.md fact 1).
 
 pub mod chart;
+mod checkpoint;
 pub mod compare;
 mod env;
 mod network;
@@ -280,6 +281,9 @@ pub fn run(ctx: &mut Ctx, opts: &Options, progress: &mut dyn FnMut(&str)) -> Res
         for rt in 0..n {
             wl.finish(&mut stage, rt);
         }
+        for note in wl.notes() {
+            warnings.push(note);
+        }
     }
     environment.finish();
     let rep = report::build(report::Inputs {
@@ -423,6 +427,33 @@ impl Stage {
         };
         crate::net::link::create_direct_if(&p, host_ip).map_err(|e| failed(&label, e))?;
         Ok((path, pod_ip))
+    }
+
+    /// Re-adds the address and default route of runtime `rt`'s namespace
+    /// at `netns` (made by [`Stage::make_netns`] with `pod_ip`) that runsc
+    /// stripped when it took the interface over (DESIGN.md fact 4): a
+    /// restore into it needs them back.
+    pub fn readdress_netns(
+        &self,
+        rt: usize,
+        netns: &Path,
+        pod_ip: std::net::Ipv4Addr,
+    ) -> Result<()> {
+        let veth = format!("{VETH_PREFIX}{}{rt}", self.tag);
+        let p = crate::net::link::PodIf {
+            netns,
+            veth: &veth,
+            alias: "",
+            bridge: "",
+            ip: pod_ip,
+            prefix: 30,
+            gateway: std::net::Ipv4Addr::from(u32::from(pod_ip) - 1),
+        };
+        crate::net::link::reconfigure(&p).map_err(|e| BenchError::Failed {
+            runtime: self.runtimes[rt].info.label.clone(),
+            what: "network setup".into(),
+            msg: e.to_string(),
+        })
     }
 
     /// Removes the namespaces and veths [`Stage::make_netns`] made

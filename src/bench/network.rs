@@ -42,7 +42,9 @@ impl Network {
         }
     }
 
-    fn install(stage: &Stage) -> Result<()> {
+    /// Puts the server's pages (a small one and a large file) into the
+    /// bundle's rootfs.
+    pub(super) fn install(stage: &Stage) -> Result<()> {
         let www = stage
             .rootfs
             .join(HELPERS_IN_POD.trim_start_matches('/'))

@@ -53,7 +53,7 @@ pub struct Runtime {
 }
 
 /// The first `name` on `$PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
+pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -267,6 +267,49 @@ impl Runtime {
             } else {
                 network.clone()
             };
+        }
+    }
+
+    /// Whether the `checkpoint` workload can run here: runsc saves and
+    /// restores by itself; runc needs CRIU, which gvpod does not drive.
+    pub fn can_checkpoint(&self) -> bool {
+        matches!(self.driver, Driver::Runsc { .. })
+    }
+
+    /// `checkpoint --image-path=DIR ID` (the container stops; the caller
+    /// deletes it). DESIGN.md fact 5: a 2022 sandbox and gofer can linger
+    /// after it, so this id's are reaped by pid.
+    pub fn checkpoint(&self, id: &str, image: &Path) -> Result<(), BenchError> {
+        let Driver::Runsc { flags, .. } = &self.driver else {
+            return Err(self.no_checkpoint());
+        };
+        let path = format!("--image-path={}", image.display());
+        let res = self.call("checkpoint", &[&path, id]);
+        crate::runsc::reap_leftovers(flags, id);
+        res
+    }
+
+    /// Brings container `id` back from the memory image in `image` with
+    /// `bundle`, detached (it keeps running): one `restore` where the
+    /// release creates the container itself, else `create` then `restore`
+    /// (DESIGN.md fact 5; the choice is the `runsc` module's).
+    pub fn restore(&self, bundle: &Path, id: &str, image: &Path) -> Result<(), BenchError> {
+        let Driver::Runsc { runsc, .. } = &self.driver else {
+            return Err(self.no_checkpoint());
+        };
+        let b = bundle.to_string_lossy();
+        if !runsc.restore_in_one_step() {
+            self.call("create", &["--bundle", &b, id])?;
+        }
+        let path = format!("--image-path={}", image.display());
+        self.call("restore", &[&path, "--bundle", &b, "--detach", id])
+    }
+
+    fn no_checkpoint(&self) -> BenchError {
+        BenchError::Failed {
+            runtime: self.info.label.clone(),
+            what: "checkpoint".into(),
+            msg: "only runsc checkpoints here (runc's needs CRIU)".into(),
         }
     }
 

@@ -14,6 +14,8 @@
 //!   and a tmpfs (gVisor's fs benchmarks use fio on the same three);
 //! - `network`: see [`super::network`] (wrk against httpd through a netns
 //!   of the bench's own; req/s and MiB/s);
+//! - `checkpoint`: see [`super::checkpoint`] (runsc's save and restore
+//!   time vs memory size, first HTTP answer after a restore);
 //! - `density`: memory per idle container, as gVisor's suite measures it
 //!   (the drop in MemAvailable over N `sleep` containers, divided by N) and
 //!   the PSS of each container's host processes (its cgroup's, plus runsc's
@@ -23,7 +25,15 @@ use std::time::Instant;
 
 use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
 
-pub const ALL: [&str; 6] = ["startup", "exec", "syscall", "fileio", "density", "network"];
+pub const ALL: [&str; 7] = [
+    "startup",
+    "exec",
+    "syscall",
+    "fileio",
+    "density",
+    "network",
+    "checkpoint",
+];
 
 /// The syscall helper, built by build.rs.
 static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
@@ -44,6 +54,11 @@ pub trait Workload {
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>>;
     /// Undoes `prepare` (the stage's guard is the backstop).
     fn finish(&mut self, _stage: &mut Stage, _rt: usize) {}
+    /// Lines for the report's warnings once every runtime is done (e.g.
+    /// a runtime the workload does not apply to).
+    fn notes(&self) -> Vec<String> {
+        vec![]
+    }
 }
 
 pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
@@ -53,6 +68,7 @@ pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
             ids: vec![],
         }),
         "network" => Box::new(super::network::Network::new(quick)),
+        "checkpoint" => Box::new(super::checkpoint::Checkpoint::new(quick)),
         "density" => Box::new(Density {
             pods: if quick { 3 } else { 5 },
         }),
