@@ -285,6 +285,13 @@ impl Workload for Checkpoint {
         res
     }
 
+    /// `prepare` started, saved and deleted a container on this runtime
+    /// already (the restore path is the only one not yet taken: runsc's
+    /// binary and the bundle are in the page cache).
+    fn warm_up(&self) -> bool {
+        false
+    }
+
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
         if !stage.runtimes[rt].can_checkpoint() {
             return Ok(vec![]);

@@ -262,7 +262,9 @@ pub fn run(ctx: &mut Ctx, opts: &Options, progress: &mut dyn FnMut(&str)) -> Res
             wl.prepare(&mut stage, rt)?;
             // One untimed sample: first-run costs (page cache, the kvm
             // probe's cache) are not what is measured.
-            wl.sample(&mut stage, rt)?;
+            if wl.warm_up() {
+                wl.sample(&mut stage, rt)?;
+            }
         }
         for round in 0..runs as usize {
             for j in 0..n {
@@ -392,6 +394,17 @@ impl Stage {
     /// first; the guard removes it. Returns the netns path and the pod's
     /// address.
     pub fn make_netns(&mut self, rt: usize) -> Result<(PathBuf, std::net::Ipv4Addr)> {
+        self.make_netns_as(rt, "")
+    }
+
+    /// [`Stage::make_netns`] for a second namespace of runtime `rt` (a
+    /// client's), told apart by `role` in its file and veth names
+    /// (`gvbn<tag><role><rt>`, at most 15 bytes).
+    pub fn make_netns_as(
+        &mut self,
+        rt: usize,
+        role: &str,
+    ) -> Result<(PathBuf, std::net::Ipv4Addr)> {
         use std::net::Ipv4Addr;
         let failed = |label: &str, e: crate::net::NetError| BenchError::Failed {
             runtime: label.to_string(),
@@ -399,8 +412,8 @@ impl Stage {
             msg: e.to_string(),
         };
         let label = self.runtimes[rt].info.label.clone();
-        let path = self.work.join(format!("netns{rt}"));
-        let veth = format!("{VETH_PREFIX}{}{rt}", self.tag);
+        let path = self.work.join(format!("netns{role}{rt}"));
+        let veth = format!("{VETH_PREFIX}{}{role}{rt}", self.tag);
         let _lock = crate::net::host_lock().map_err(|e| failed(&label, e))?;
         let routes = crate::net::host_routes().map_err(|e| failed(&label, e))?;
         let pool: crate::net::Cidr = NET_POOL.parse().expect("valid pool");

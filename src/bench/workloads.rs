@@ -54,6 +54,12 @@ pub trait Workload {
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>>;
     /// Undoes `prepare` (the stage's guard is the backstop).
     fn finish(&mut self, _stage: &mut Stage, _rt: usize) {}
+    /// Whether one untimed sample precedes the rounds (first-run costs:
+    /// page cache, lazy setup); a workload whose `prepare` already did all
+    /// its steps once says no.
+    fn warm_up(&self) -> bool {
+        true
+    }
     /// Lines for the report's warnings once every runtime is done (e.g.
     /// a runtime the workload does not apply to).
     fn notes(&self) -> Vec<String> {
