@@ -5,7 +5,7 @@
 //! shows (runc starts faster than runsc, runsc's syscalls cost more, its
 //! netstack serves fewer requests/s than the host's), one-line
 //! refusals of bad runtime specs, and that nothing is left behind after a
-//! run or an interrupted run.
+//! run or an interrupted run, nor after `system gc` once a bench was killed.
 
 mod common;
 
@@ -392,6 +392,47 @@ fn bench_reports_and_cleans_up() {
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(125), "{rest}");
     assert!(rest.contains("bench interrupted"), "{rest}");
+    assert_no_bench_leaks(&r, true, &before);
+
+    // Killed (SIGKILL: no cleanup of its own) with its namespaces, veths,
+    // server and mounts up: `system gc` removes all of it.
+    let mut child = r
+        .cmd(&[
+            "bench",
+            "network",
+            "--quick",
+            "--runs",
+            "500",
+            "--runtime",
+            if runc { "runc" } else { "runsc" },
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "bench ended before its rounds: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("network: round 1/") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut left = bench_leaks(&r, true);
+    left.retain(|x| !before.contains(x));
+    assert!(
+        left.iter().any(|l| l.starts_with("link: gvbn")),
+        "a killed bench leaves its veths until gc: {left:#?}"
+    );
+    let gc = r.ok(&["system", "gc", "--format", "json"]);
+    assert!(gc.contains("link gvbn"), "{gc}");
     assert_no_bench_leaks(&r, true, &before);
     r.assert_clean();
 }

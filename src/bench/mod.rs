@@ -24,6 +24,7 @@ pub mod chart;
 mod checkpoint;
 pub mod compare;
 mod env;
+pub mod gc;
 mod network;
 pub mod report;
 mod rtspec;
@@ -352,6 +353,14 @@ impl Stage {
         for d in [&bundle, &out] {
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
+        // Before anything else is made: `system gc` sweeps the work
+        // directories of dead owners only (see `gc`).
+        let owner = work.join(gc::OWNER_FILE);
+        let me = gc::Owner::me().ok_or_else(|| BenchError::Io {
+            path: "/proc/self/stat".into(),
+            source: std::io::Error::other("cannot read this process's start time"),
+        })?;
+        std::fs::write(&owner, me.render()).map_err(io(&owner))?;
         let paths = bundle::RootfsPaths::new(&bundle);
         let stage = Stage {
             work,
@@ -544,31 +553,13 @@ impl Stage {
     }
 
     fn cgroup_parent(&self) -> String {
-        format!("gvpod-bench-{}", self.tag)
+        gc::cgroup_parent(&self.tag)
     }
 
     /// Removes the cgroup parent (and any leaf a runtime left) from every
     /// hierarchy: v2's single one and each v1 controller's.
     fn remove_cgroups(&self) {
-        let parent = self.cgroup_parent();
-        let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
-        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-            bases.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
-        for b in bases {
-            let p = b.join(&parent);
-            if !p.is_dir() {
-                continue;
-            }
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                for e in rd.flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&p);
-        }
+        gc::remove_cgroups(&self.tag);
     }
 }
 

@@ -42,6 +42,7 @@ pub struct Network {
     servers: Vec<Option<(String, Ipv4Addr)>>,
     /// The client's namespace, per runtime.
     clients: Vec<Option<std::path::PathBuf>>,
+    quick: bool,
 }
 
 impl Network {
@@ -51,6 +52,7 @@ impl Network {
             conns: 4,
             servers: vec![],
             clients: vec![],
+            quick,
         }
     }
 
@@ -190,6 +192,13 @@ impl Workload for Network {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A `--quick` run (a smoke run) takes no untimed round: `prepare`
+    /// already waited for the server's first answer, and four wrk runs per
+    /// round are most of a quick bench's time.
+    fn warm_up(&self) -> bool {
+        !self.quick
     }
 
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
