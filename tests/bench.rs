@@ -186,8 +186,9 @@ fn bench_reports_and_cleans_up() {
     let results = rep["results"].as_array().unwrap();
     // startup 2 figures, exec 1, syscall 4, fileio 12, network 4, density 1
     // or 2 (a MemAvailable drop that other work hid is left out); per
-    // runtime; checkpoint 4, on runsc only.
-    let n = results.len() - 4;
+    // runtime; checkpoint 4 and fileio's rootfs under both overlay settings
+    // 8 more, on runsc only.
+    let n = results.len() - 4 - 8;
     assert!(
         n >= 24 * labels.len() && n <= 25 * labels.len(),
         "{results:#?}"
@@ -198,6 +199,17 @@ fn bench_reports_and_cleans_up() {
             .all(|r| r["workload"] != "checkpoint" || r["runtime"] == "runsc"),
         "runc has no checkpoint figures: {results:#?}"
     );
+    for ov in ["overlay-memory", "overlay-none"] {
+        for op in ["seq-write", "seq-read", "rand-read", "rand-write"] {
+            let fig = format!("rootfs-{ov}-{op}");
+            let on: Vec<&str> = results
+                .iter()
+                .filter(|r| r["figure"] == fig.as_str())
+                .map(|r| r["runtime"].as_str().unwrap())
+                .collect();
+            assert_eq!(on, ["runsc"], "{fig} only on runsc (probed values)");
+        }
+    }
     if runc {
         let warnings = rep["warnings"].as_array().unwrap();
         assert!(
@@ -265,10 +277,12 @@ fn bench_reports_and_cleans_up() {
                 let base = median(&rep, fig, baseline);
                 assert!((f(res, "ratio") - med / base).abs() < 1e-9, "{res}");
             } else {
-                // Only density's MemAvailable drop (see above) and
-                // checkpoint's runsc-only figures may be missing.
+                // Only density's MemAvailable drop (see above) and the
+                // runsc-only figures may be missing.
                 assert!(
-                    fig == "memavailable-drop-per-pod" || res["workload"] == "checkpoint",
+                    fig == "memavailable-drop-per-pod"
+                        || res["workload"] == "checkpoint"
+                        || fig.starts_with("rootfs-overlay-"),
                     "{res}"
                 );
                 assert!(res["ratio"].is_null(), "{res}");

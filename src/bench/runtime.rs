@@ -37,6 +37,9 @@ enum Driver {
         flags: GlobalFlags,
         /// The spec's `--network` (`flags.network` differs while networked).
         network: String,
+        /// The spec's `--overlay2` (`flags.overlay2` differs meanwhile
+        /// [`Runtime::set_overlay`]).
+        overlay2: Option<String>,
     },
     Runc {
         bin: PathBuf,
@@ -132,6 +135,7 @@ impl Runtime {
                         runsc: Box::new(runsc),
                         flags,
                         network: spec.network.clone(),
+                        overlay2: spec.overlay2.clone(),
                     },
                     state,
                 })
@@ -310,6 +314,49 @@ impl Runtime {
             runtime: self.info.label.clone(),
             what: "checkpoint".into(),
             msg: "only runsc checkpoints here (runc's needs CRIU)".into(),
+        }
+    }
+
+    /// The `--overlay2` values of `wanted` this runtime accepts, when its
+    /// spec did not fix one: probed by parsing the flag (`runsc
+    /// --overlay2=V list` on the runtime's own state root exits 2 on a value
+    /// it does not know), not guessed from the version. None for runc.
+    pub fn overlay_choices(&self, wanted: &[&str]) -> Vec<String> {
+        let Driver::Runsc {
+            runsc,
+            flags,
+            overlay2: None,
+            ..
+        } = &self.driver
+        else {
+            return vec![];
+        };
+        if !runsc.features.has_flag("overlay2") {
+            return vec![];
+        }
+        wanted
+            .iter()
+            .filter(|v| {
+                let mut f = flags.clone();
+                f.overlay2 = Some(v.to_string());
+                runsc
+                    .command(&f, "list")
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    /// Gives runsc `--overlay2=V` on every call until it is set back with
+    /// None (the spec's own); a container sees one value from create to
+    /// delete (DESIGN.md fact 1). runc: nothing.
+    pub fn set_overlay(&mut self, v: Option<&str>) {
+        if let Driver::Runsc {
+            flags, overlay2, ..
+        } = &mut self.driver
+        {
+            flags.overlay2 = v.map(str::to_string).or_else(|| overlay2.clone());
         }
     }
 

@@ -11,7 +11,10 @@
 //!   per operation (gVisor's syscall benchmark measures getpid alone);
 //! - `fileio`: the same helper, dd-style: sequential and 4 KiB random
 //!   write/read in MiB/s (higher is better) on the rootfs, a bind mount
-//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three);
+//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three), and on
+//!   runsc (when its spec fixed no `overlay2=`) the rootfs again under
+//!   `--overlay2=root:memory` and `--overlay2=none`, each value probed
+//!   first ([`OVERLAYS`]: `rootfs-overlay-memory-*`, `rootfs-overlay-none-*`);
 //! - `network`: see [`super::network`] (wrk against httpd through a netns
 //!   of the bench's own; req/s and MiB/s);
 //! - `checkpoint`: see [`super::checkpoint`] (runsc's save and restore
@@ -80,6 +83,7 @@ pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
         }),
         "fileio" => Box::new(FileIo {
             mib: if quick { 8 } else { 64 },
+            overlays: vec![],
         }),
         "syscall" => Box::new(Syscall {
             budget_ms: if quick { 30 } else { 200 },
@@ -287,10 +291,23 @@ fn helper_run(
 
 struct FileIo {
     mib: u32,
+    /// The `--overlay2` values each runtime runs the rootfs figures under
+    /// too (runsc whose spec fixed none; probed in `prepare`).
+    overlays: Vec<Vec<String>>,
 }
 
+/// The rootfs overlay settings the `fileio` workload compares, with the
+/// name each gives its figures (`rootfs-<name>-seq-write`, ...).
+pub const OVERLAYS: [(&str, &str); 2] =
+    [("root:memory", "overlay-memory"), ("none", "overlay-none")];
+
 impl Workload for FileIo {
-    fn prepare(&mut self, stage: &mut Stage, _rt: usize) -> Result<()> {
+    fn prepare(&mut self, stage: &mut Stage, rt: usize) -> Result<()> {
+        if self.overlays.len() <= rt {
+            self.overlays.resize(rt + 1, vec![]);
+        }
+        let wanted: Vec<&str> = OVERLAYS.iter().map(|(v, _)| *v).collect();
+        self.overlays[rt] = stage.runtimes[rt].overlay_choices(&wanted);
         Syscall::install(stage)
     }
 
@@ -299,13 +316,28 @@ impl Workload for FileIo {
         let rootfs = format!("rootfs={HELPERS_IN_POD}");
         let bind = format!("bind={OUT_IN_POD}");
         let tmpfs = format!("tmpfs={}", super::TMPFS_IN_POD);
-        helper_run(
+        let mut v = helper_run(
             stage,
             rt,
             "fileio",
             &[&mib, &rootfs, &bind, &tmpfs],
             "MiB/s",
-        )
+        )?;
+        // The rootfs again with and without runsc's overlay (DESIGN.md
+        // fact 8), each in a container of its own.
+        for value in self.overlays.get(rt).cloned().unwrap_or_default() {
+            super::check_interrupted()?;
+            let name = OVERLAYS
+                .iter()
+                .find(|(o, _)| *o == value)
+                .map_or("overlay", |(_, n)| *n);
+            let target = format!("rootfs-{name}={HELPERS_IN_POD}");
+            stage.runtimes[rt].set_overlay(Some(&value));
+            let r = helper_run(stage, rt, "fileio", &[&mib, &target], "MiB/s");
+            stage.runtimes[rt].set_overlay(None);
+            v.extend(r?);
+        }
+        Ok(v)
     }
 }
 
