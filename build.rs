@@ -3,7 +3,9 @@
 //! - gvpod-relay (src/router/relay.c), the helper gvpod puts in every pod
 //!   read-only at /dev/gvpod (see `pod::route`);
 //! - gvpod-bench-syscall (src/bench/syscall.c), the `syscall` workload of
-//!   `gvpod bench`, put into the bench bundle's rootfs.
+//!   `gvpod bench`, put into the bench bundle's rootfs;
+//! - gvpod-bench-memfill (benches/memfill.c), the pod the `checkpoint`
+//!   workload of `gvpod bench` saves and restores (it touches N MiB).
 //!
 //! Static, because they run on whatever libc the pod's image has (or none).
 //! Needs a C compiler and a static libc: Debian's gcc and libc6-dev.
@@ -36,6 +38,7 @@ fn main() {
     for (src, name) in [
         ("src/router/relay.c", "gvpod-relay"),
         ("src/bench/syscall.c", "gvpod-bench-syscall"),
+        ("benches/memfill.c", "gvpod-bench-memfill"),
     ] {
         println!("cargo:rerun-if-changed={src}");
         let status = Command::new(&cc)

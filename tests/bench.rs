@@ -1,10 +1,11 @@
 //! `gvpod bench` with the real runsc (GVPOD_RUNSC, so both releases) and
 //! runc when installed: the JSON report's shape and plausible numbers for
-//! startup, exec, syscall, fileio, network and density, the facts any host
+//! startup, exec, syscall, fileio, network, density and checkpoint (runsc
+//! only: runc's is "n/a"), the facts any host
 //! shows (runc starts faster than runsc, runsc's syscalls cost more, its
 //! netstack serves fewer requests/s than the host's), one-line
 //! refusals of bad runtime specs, and that nothing is left behind after a
-//! run or an interrupted run.
+//! run or an interrupted run, nor after `system gc` once a bench was killed.
 
 mod common;
 
@@ -127,6 +128,7 @@ fn bench_reports_and_cleans_up() {
         // would hide the next MemAvailable drop.
         "density",
         "network",
+        "checkpoint",
         "--quick",
         "--runs",
         "2",
@@ -182,13 +184,53 @@ fn bench_reports_and_cleans_up() {
     assert!(env["cgroup_version"] == 1 || env["cgroup_version"] == 2);
 
     let results = rep["results"].as_array().unwrap();
-    // startup 2 figures, exec 1, syscall 4, fileio 12, network 2, density 1
-    // or 2 (a MemAvailable drop that other work hid is left out); per runtime.
-    let n = results.len();
+    // startup 2 figures, exec 1, syscall 4, fileio 12, network 4, density 1
+    // or 2 (a MemAvailable drop that other work hid is left out); per
+    // runtime; checkpoint 4 and fileio's rootfs under both overlay settings
+    // 8 more, on runsc only.
+    let n = results.len() - 4 - 8;
     assert!(
-        n >= 22 * labels.len() && n <= 23 * labels.len(),
+        n >= 24 * labels.len() && n <= 25 * labels.len(),
         "{results:#?}"
     );
+    assert!(
+        results
+            .iter()
+            .all(|r| r["workload"] != "checkpoint" || r["runtime"] == "runsc"),
+        "runc has no checkpoint figures: {results:#?}"
+    );
+    for ov in ["overlay-memory", "overlay-none"] {
+        for op in ["seq-write", "seq-read", "rand-read", "rand-write"] {
+            let fig = format!("rootfs-{ov}-{op}");
+            let on: Vec<&str> = results
+                .iter()
+                .filter(|r| r["figure"] == fig.as_str())
+                .map(|r| r["runtime"].as_str().unwrap())
+                .collect();
+            assert_eq!(on, ["runsc"], "{fig} only on runsc (probed values)");
+        }
+    }
+    if runc {
+        let warnings = rep["warnings"].as_array().unwrap();
+        assert!(
+            warnings.iter().any(|w| w
+                .as_str()
+                .unwrap()
+                .starts_with("checkpoint: n/a for runc: runc checkpoints through CRIU")),
+            "{warnings:?}"
+        );
+    }
+    // The memory image holds the 16 MiB memfill touched (incompressible),
+    // and a restored server answers.
+    let image = median(&rep, "image-16mib", "runsc");
+    assert!((16.0..64.0).contains(&image), "image of {image} MiB");
+    for fig in [
+        "checkpoint-16mib",
+        "restore-16mib",
+        "first-http-after-restore",
+    ] {
+        assert!(median(&rep, fig, "runsc") > 1.0, "{fig}");
+    }
     for res in results {
         let samples: Vec<f64> = res["samples"]
             .as_array()
@@ -235,8 +277,14 @@ fn bench_reports_and_cleans_up() {
                 let base = median(&rep, fig, baseline);
                 assert!((f(res, "ratio") - med / base).abs() < 1e-9, "{res}");
             } else {
-                // Only density's MemAvailable drop may be missing (see above).
-                assert_eq!(fig, "memavailable-drop-per-pod", "{res}");
+                // Only density's MemAvailable drop (see above) and the
+                // runsc-only figures may be missing.
+                assert!(
+                    fig == "memavailable-drop-per-pod"
+                        || res["workload"] == "checkpoint"
+                        || fig.starts_with("rootfs-overlay-"),
+                    "{res}"
+                );
                 assert!(res["ratio"].is_null(), "{res}");
             }
         }
@@ -258,11 +306,13 @@ fn bench_reports_and_cleans_up() {
         );
         // Every connection crosses gVisor's netstack (and busybox httpd
         // forks per request, which the sentry makes dear).
-        assert!(
-            median(&rep, "http-small-requests", "runsc")
-                < median(&rep, "http-small-requests", "runc"),
-            "runsc should serve fewer requests/s than runc"
-        );
+        // Whoever the client is: the host or another namespace (pod-to-pod).
+        for fig in ["http-small-requests", "pod-to-pod-http-small-requests"] {
+            assert!(
+                median(&rep, fig, "runsc") < median(&rep, fig, "runc"),
+                "runsc should serve fewer requests/s than runc ({fig})"
+            );
+        }
         // The sentry and gofer cost more than runc's bare sleep.
         assert!(
             median(&rep, "pss-per-pod", "runsc") > 2.0 * median(&rep, "pss-per-pod", "runc"),
@@ -342,7 +392,7 @@ fn bench_reports_and_cleans_up() {
             "bench ended before its rounds: {seen}"
         );
         seen.push_str(&line);
-        if line.contains("network: round 2/") {
+        if line.contains("network: round 1/") {
             break;
         }
     }
@@ -356,6 +406,47 @@ fn bench_reports_and_cleans_up() {
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(125), "{rest}");
     assert!(rest.contains("bench interrupted"), "{rest}");
+    assert_no_bench_leaks(&r, true, &before);
+
+    // Killed (SIGKILL: no cleanup of its own) with its namespaces, veths,
+    // server and mounts up: `system gc` removes all of it.
+    let mut child = r
+        .cmd(&[
+            "bench",
+            "network",
+            "--quick",
+            "--runs",
+            "500",
+            "--runtime",
+            if runc { "runc" } else { "runsc" },
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "bench ended before its rounds: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("network: round 1/") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut left = bench_leaks(&r, true);
+    left.retain(|x| !before.contains(x));
+    assert!(
+        left.iter().any(|l| l.starts_with("link: gvbn")),
+        "a killed bench leaves its veths until gc: {left:#?}"
+    );
+    let gc = r.ok(&["system", "gc", "--format", "json"]);
+    assert!(gc.contains("link gvbn"), "{gc}");
     assert_no_bench_leaks(&r, true, &before);
     r.assert_clean();
 }

@@ -4,7 +4,7 @@
 //! to measure (REFERENCES.md); unlike it, nothing sits between gvpod and
 //! the runtime (no Docker), and every figure gets median, p95, min, max and
 //! CV, not a mean. Workloads (see `workloads`): startup (run-true,
-//! first-http), exec, syscall, fileio, network, density.
+//! first-http), exec, syscall, fileio, network, density, checkpoint.
 //!
 //! Invariants:
 //! - one bundle per bench run, made from an image of the data root through
@@ -21,8 +21,10 @@
 //!   lines come from the `runsc` module, DESIGN.md fact 1).
 
 pub mod chart;
+mod checkpoint;
 pub mod compare;
 mod env;
+pub mod gc;
 mod network;
 pub mod report;
 mod rtspec;
@@ -261,7 +263,9 @@ pub fn run(ctx: &mut Ctx, opts: &Options, progress: &mut dyn FnMut(&str)) -> Res
             wl.prepare(&mut stage, rt)?;
             // One untimed sample: first-run costs (page cache, the kvm
             // probe's cache) are not what is measured.
-            wl.sample(&mut stage, rt)?;
+            if wl.warm_up() {
+                wl.sample(&mut stage, rt)?;
+            }
         }
         for round in 0..runs as usize {
             for j in 0..n {
@@ -279,6 +283,9 @@ pub fn run(ctx: &mut Ctx, opts: &Options, progress: &mut dyn FnMut(&str)) -> Res
         }
         for rt in 0..n {
             wl.finish(&mut stage, rt);
+        }
+        for note in wl.notes() {
+            warnings.push(note);
         }
     }
     environment.finish();
@@ -346,6 +353,14 @@ impl Stage {
         for d in [&bundle, &out] {
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
+        // Before anything else is made: `system gc` sweeps the work
+        // directories of dead owners only (see `gc`).
+        let owner = work.join(gc::OWNER_FILE);
+        let me = gc::Owner::me().ok_or_else(|| BenchError::Io {
+            path: "/proc/self/stat".into(),
+            source: std::io::Error::other("cannot read this process's start time"),
+        })?;
+        std::fs::write(&owner, me.render()).map_err(io(&owner))?;
         let paths = bundle::RootfsPaths::new(&bundle);
         let stage = Stage {
             work,
@@ -388,6 +403,17 @@ impl Stage {
     /// first; the guard removes it. Returns the netns path and the pod's
     /// address.
     pub fn make_netns(&mut self, rt: usize) -> Result<(PathBuf, std::net::Ipv4Addr)> {
+        self.make_netns_as(rt, "")
+    }
+
+    /// [`Stage::make_netns`] for a second namespace of runtime `rt` (a
+    /// client's), told apart by `role` in its file and veth names
+    /// (`gvbn<tag><role><rt>`, at most 15 bytes).
+    pub fn make_netns_as(
+        &mut self,
+        rt: usize,
+        role: &str,
+    ) -> Result<(PathBuf, std::net::Ipv4Addr)> {
         use std::net::Ipv4Addr;
         let failed = |label: &str, e: crate::net::NetError| BenchError::Failed {
             runtime: label.to_string(),
@@ -395,8 +421,8 @@ impl Stage {
             msg: e.to_string(),
         };
         let label = self.runtimes[rt].info.label.clone();
-        let path = self.work.join(format!("netns{rt}"));
-        let veth = format!("{VETH_PREFIX}{}{rt}", self.tag);
+        let path = self.work.join(format!("netns{role}{rt}"));
+        let veth = format!("{VETH_PREFIX}{}{role}{rt}", self.tag);
         let _lock = crate::net::host_lock().map_err(|e| failed(&label, e))?;
         let routes = crate::net::host_routes().map_err(|e| failed(&label, e))?;
         let pool: crate::net::Cidr = NET_POOL.parse().expect("valid pool");
@@ -423,6 +449,33 @@ impl Stage {
         };
         crate::net::link::create_direct_if(&p, host_ip).map_err(|e| failed(&label, e))?;
         Ok((path, pod_ip))
+    }
+
+    /// Re-adds the address and default route of runtime `rt`'s namespace
+    /// at `netns` (made by [`Stage::make_netns`] with `pod_ip`) that runsc
+    /// stripped when it took the interface over (DESIGN.md fact 4): a
+    /// restore into it needs them back.
+    pub fn readdress_netns(
+        &self,
+        rt: usize,
+        netns: &Path,
+        pod_ip: std::net::Ipv4Addr,
+    ) -> Result<()> {
+        let veth = format!("{VETH_PREFIX}{}{rt}", self.tag);
+        let p = crate::net::link::PodIf {
+            netns,
+            veth: &veth,
+            alias: "",
+            bridge: "",
+            ip: pod_ip,
+            prefix: 30,
+            gateway: std::net::Ipv4Addr::from(u32::from(pod_ip) - 1),
+        };
+        crate::net::link::reconfigure(&p).map_err(|e| BenchError::Failed {
+            runtime: self.runtimes[rt].info.label.clone(),
+            what: "network setup".into(),
+            msg: e.to_string(),
+        })
     }
 
     /// Removes the namespaces and veths [`Stage::make_netns`] made
@@ -500,31 +553,13 @@ impl Stage {
     }
 
     fn cgroup_parent(&self) -> String {
-        format!("gvpod-bench-{}", self.tag)
+        gc::cgroup_parent(&self.tag)
     }
 
     /// Removes the cgroup parent (and any leaf a runtime left) from every
     /// hierarchy: v2's single one and each v1 controller's.
     fn remove_cgroups(&self) {
-        let parent = self.cgroup_parent();
-        let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
-        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-            bases.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
-        for b in bases {
-            let p = b.join(&parent);
-            if !p.is_dir() {
-                continue;
-            }
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                for e in rd.flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&p);
-        }
+        gc::remove_cgroups(&self.tag);
     }
 }
 

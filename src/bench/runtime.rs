@@ -37,6 +37,9 @@ enum Driver {
         flags: GlobalFlags,
         /// The spec's `--network` (`flags.network` differs while networked).
         network: String,
+        /// The spec's `--overlay2` (`flags.overlay2` differs meanwhile
+        /// [`Runtime::set_overlay`]).
+        overlay2: Option<String>,
     },
     Runc {
         bin: PathBuf,
@@ -53,7 +56,7 @@ pub struct Runtime {
 }
 
 /// The first `name` on `$PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
+pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -132,6 +135,7 @@ impl Runtime {
                         runsc: Box::new(runsc),
                         flags,
                         network: spec.network.clone(),
+                        overlay2: spec.overlay2.clone(),
                     },
                     state,
                 })
@@ -267,6 +271,92 @@ impl Runtime {
             } else {
                 network.clone()
             };
+        }
+    }
+
+    /// Whether the `checkpoint` workload can run here: runsc saves and
+    /// restores by itself; runc needs CRIU, which gvpod does not drive.
+    pub fn can_checkpoint(&self) -> bool {
+        matches!(self.driver, Driver::Runsc { .. })
+    }
+
+    /// `checkpoint --image-path=DIR ID` (the container stops; the caller
+    /// deletes it). DESIGN.md fact 5: a 2022 sandbox and gofer can linger
+    /// after it, so this id's are reaped by pid.
+    pub fn checkpoint(&self, id: &str, image: &Path) -> Result<(), BenchError> {
+        let Driver::Runsc { flags, .. } = &self.driver else {
+            return Err(self.no_checkpoint());
+        };
+        let path = format!("--image-path={}", image.display());
+        let res = self.call("checkpoint", &[&path, id]);
+        crate::runsc::reap_leftovers(flags, id);
+        res
+    }
+
+    /// Brings container `id` back from the memory image in `image` with
+    /// `bundle`, detached (it keeps running): one `restore` where the
+    /// release creates the container itself, else `create` then `restore`
+    /// (DESIGN.md fact 5; the choice is the `runsc` module's).
+    pub fn restore(&self, bundle: &Path, id: &str, image: &Path) -> Result<(), BenchError> {
+        let Driver::Runsc { runsc, .. } = &self.driver else {
+            return Err(self.no_checkpoint());
+        };
+        let b = bundle.to_string_lossy();
+        if !runsc.restore_in_one_step() {
+            self.call("create", &["--bundle", &b, id])?;
+        }
+        let path = format!("--image-path={}", image.display());
+        self.call("restore", &[&path, "--bundle", &b, "--detach", id])
+    }
+
+    fn no_checkpoint(&self) -> BenchError {
+        BenchError::Failed {
+            runtime: self.info.label.clone(),
+            what: "checkpoint".into(),
+            msg: "only runsc checkpoints here (runc's needs CRIU)".into(),
+        }
+    }
+
+    /// The `--overlay2` values of `wanted` this runtime accepts, when its
+    /// spec did not fix one: probed by parsing the flag (`runsc
+    /// --overlay2=V list` on the runtime's own state root exits 2 on a value
+    /// it does not know), not guessed from the version. None for runc.
+    pub fn overlay_choices(&self, wanted: &[&str]) -> Vec<String> {
+        let Driver::Runsc {
+            runsc,
+            flags,
+            overlay2: None,
+            ..
+        } = &self.driver
+        else {
+            return vec![];
+        };
+        if !runsc.features.has_flag("overlay2") {
+            return vec![];
+        }
+        wanted
+            .iter()
+            .filter(|v| {
+                let mut f = flags.clone();
+                f.overlay2 = Some(v.to_string());
+                runsc
+                    .command(&f, "list")
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    /// Gives runsc `--overlay2=V` on every call until it is set back with
+    /// None (the spec's own); a container sees one value from create to
+    /// delete (DESIGN.md fact 1). runc: nothing.
+    pub fn set_overlay(&mut self, v: Option<&str>) {
+        if let Driver::Runsc {
+            flags, overlay2, ..
+        } = &mut self.driver
+        {
+            flags.overlay2 = v.map(str::to_string).or_else(|| overlay2.clone());
         }
     }
 

@@ -11,9 +11,14 @@
 //!   per operation (gVisor's syscall benchmark measures getpid alone);
 //! - `fileio`: the same helper, dd-style: sequential and 4 KiB random
 //!   write/read in MiB/s (higher is better) on the rootfs, a bind mount
-//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three);
+//!   and a tmpfs (gVisor's fs benchmarks use fio on the same three), and on
+//!   runsc (when its spec fixed no `overlay2=`) the rootfs again under
+//!   `--overlay2=root:memory` and `--overlay2=none`, each value probed
+//!   first ([`OVERLAYS`]: `rootfs-overlay-memory-*`, `rootfs-overlay-none-*`);
 //! - `network`: see [`super::network`] (wrk against httpd through a netns
 //!   of the bench's own; req/s and MiB/s);
+//! - `checkpoint`: see [`super::checkpoint`] (runsc's save and restore
+//!   time vs memory size, first HTTP answer after a restore);
 //! - `density`: memory per idle container, as gVisor's suite measures it
 //!   (the drop in MemAvailable over N `sleep` containers, divided by N) and
 //!   the PSS of each container's host processes (its cgroup's, plus runsc's
@@ -23,7 +28,15 @@ use std::time::Instant;
 
 use super::{BenchError, Result, Stage, HELPERS_IN_POD, OUT_IN_POD};
 
-pub const ALL: [&str; 6] = ["startup", "exec", "syscall", "fileio", "density", "network"];
+pub const ALL: [&str; 7] = [
+    "startup",
+    "exec",
+    "syscall",
+    "fileio",
+    "density",
+    "network",
+    "checkpoint",
+];
 
 /// The syscall helper, built by build.rs.
 static SYSCALL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-bench-syscall"));
@@ -44,6 +57,17 @@ pub trait Workload {
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>>;
     /// Undoes `prepare` (the stage's guard is the backstop).
     fn finish(&mut self, _stage: &mut Stage, _rt: usize) {}
+    /// Whether one untimed sample precedes the rounds (first-run costs:
+    /// page cache, lazy setup); a workload whose `prepare` already did all
+    /// its steps once says no.
+    fn warm_up(&self) -> bool {
+        true
+    }
+    /// Lines for the report's warnings once every runtime is done (e.g.
+    /// a runtime the workload does not apply to).
+    fn notes(&self) -> Vec<String> {
+        vec![]
+    }
 }
 
 pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
@@ -53,11 +77,13 @@ pub fn make(name: &str, quick: bool) -> Box<dyn Workload> {
             ids: vec![],
         }),
         "network" => Box::new(super::network::Network::new(quick)),
+        "checkpoint" => Box::new(super::checkpoint::Checkpoint::new(quick)),
         "density" => Box::new(Density {
             pods: if quick { 3 } else { 5 },
         }),
         "fileio" => Box::new(FileIo {
             mib: if quick { 8 } else { 64 },
+            overlays: vec![],
         }),
         "syscall" => Box::new(Syscall {
             budget_ms: if quick { 30 } else { 200 },
@@ -265,10 +291,23 @@ fn helper_run(
 
 struct FileIo {
     mib: u32,
+    /// The `--overlay2` values each runtime runs the rootfs figures under
+    /// too (runsc whose spec fixed none; probed in `prepare`).
+    overlays: Vec<Vec<String>>,
 }
 
+/// The rootfs overlay settings the `fileio` workload compares, with the
+/// name each gives its figures (`rootfs-<name>-seq-write`, ...).
+pub const OVERLAYS: [(&str, &str); 2] =
+    [("root:memory", "overlay-memory"), ("none", "overlay-none")];
+
 impl Workload for FileIo {
-    fn prepare(&mut self, stage: &mut Stage, _rt: usize) -> Result<()> {
+    fn prepare(&mut self, stage: &mut Stage, rt: usize) -> Result<()> {
+        if self.overlays.len() <= rt {
+            self.overlays.resize(rt + 1, vec![]);
+        }
+        let wanted: Vec<&str> = OVERLAYS.iter().map(|(v, _)| *v).collect();
+        self.overlays[rt] = stage.runtimes[rt].overlay_choices(&wanted);
         Syscall::install(stage)
     }
 
@@ -277,13 +316,28 @@ impl Workload for FileIo {
         let rootfs = format!("rootfs={HELPERS_IN_POD}");
         let bind = format!("bind={OUT_IN_POD}");
         let tmpfs = format!("tmpfs={}", super::TMPFS_IN_POD);
-        helper_run(
+        let mut v = helper_run(
             stage,
             rt,
             "fileio",
             &[&mib, &rootfs, &bind, &tmpfs],
             "MiB/s",
-        )
+        )?;
+        // The rootfs again with and without runsc's overlay (DESIGN.md
+        // fact 8), each in a container of its own.
+        for value in self.overlays.get(rt).cloned().unwrap_or_default() {
+            super::check_interrupted()?;
+            let name = OVERLAYS
+                .iter()
+                .find(|(o, _)| *o == value)
+                .map_or("overlay", |(_, n)| *n);
+            let target = format!("rootfs-{name}={HELPERS_IN_POD}");
+            stage.runtimes[rt].set_overlay(Some(&value));
+            let r = helper_run(stage, rt, "fileio", &[&mib, &target], "MiB/s");
+            stage.runtimes[rt].set_overlay(None);
+            v.extend(r?);
+        }
+        Ok(v)
     }
 }
 

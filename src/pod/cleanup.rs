@@ -316,6 +316,9 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
         rep.cgroups.push(format!("gvpod/{id}"));
     }
     gc_network(ctx, &live, &mut rep)?;
+    // What a killed `gvpod bench` left (its own sweep, which uses only the
+    // modules below this one; benches still running are not touched).
+    rep.network.extend(crate::bench::gc::sweep_dead(&ctx.root));
     Ok(rep)
 }
 
