@@ -4,13 +4,16 @@
 //! unit tests run with `cargo test --lib`, as any user and with no runsc: the
 //! orchestrator reaches runsc and the host only through the seams described in
 //! the README's "Design in brief", which the tests replace with in-memory fakes.
-//! The modules stay private: the only public entry point is [`main`].
+//! The modules stay private: the only public entry point is [`main`]
+//! (and the hidden `fuzzing` entry points of the fuzz targets in `fuzz/`).
 
 mod api;
 mod bench;
 mod bundle;
 mod cli;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod image;
 mod machine;
 mod net;
