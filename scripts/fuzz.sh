@@ -4,7 +4,9 @@
 # and the snapshot archive reader. For each target: builds it, replays its
 # committed seed corpus (fuzz/corpus/TARGET) and what earlier runs found
 # (fuzz/work/TARGET), then fuzzes for SECS seconds. Exits 1 on any crash,
-# naming the input that crashed (saved under fuzz/artifacts/TARGET/).
+# naming the input that crashed (saved under fuzz/artifacts/TARGET/). A
+# crash found becomes a fix, a unit test in its module and a seed (copy
+# the input into fuzz/corpus/TARGET/).
 #
 #   scripts/fuzz.sh                      every target, 15 s each (CI)
 #   scripts/fuzz.sh --time 3600 unpack   one target for an hour
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*) echo "fuzz.sh: unknown option $1; use [--time SECS] [TARGET...]" >&2; exit 2 ;;
