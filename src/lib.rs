@@ -4,7 +4,8 @@
 //! unit tests run with `cargo test --lib`, as any user and with no runsc: the
 //! orchestrator reaches runsc and the host only through the seams described in
 //! the README's "Design in brief", which the tests replace with in-memory fakes.
-//! The modules stay private: the only public entry point is [`main`].
+//! The modules stay private: the only public entry point is [`main`]
+//! (and the hidden `fuzzing` entry points of the fuzz targets in `fuzz/`).
 //!
 //! Two builds (DESIGN: `machine` must not depend on Linux-only modules):
 //! with `cfg(host_runtime)` (Linux and feature `host`, the default; set by
@@ -30,6 +31,9 @@ mod cli;
 mod error;
 #[cfg(host_runtime)]
 mod failpoint;
+#[cfg(host_runtime)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(host_runtime)]
 mod image;
 #[cfg(not(host_runtime))]

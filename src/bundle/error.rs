@@ -12,6 +12,14 @@ pub enum BundleError {
         value: String,
         hint: &'static str,
     },
+    #[error(
+        "invalid -v {value:?}: the host path {host} leads through a symlink to {real}; name that directory itself if it is the one to mount"
+    )]
+    SymlinkVolume {
+        value: String,
+        host: String,
+        real: PathBuf,
+    },
     #[error("image {0} has no command (no Entrypoint or Cmd); give one after the image name")]
     NoCommand(String),
     #[error("{path}: {source}")]
@@ -34,9 +42,10 @@ impl BundleError {
     pub fn kind(&self) -> crate::error::Kind {
         use crate::error::Kind;
         match self {
-            BundleError::BadValue { .. } | BundleError::NoCommand(_) | BundleError::NoSshd(_) => {
-                Kind::User
-            }
+            BundleError::BadValue { .. }
+            | BundleError::SymlinkVolume { .. }
+            | BundleError::NoCommand(_)
+            | BundleError::NoSshd(_) => Kind::User,
             BundleError::Io { .. } | BundleError::Mount { .. } => Kind::Internal,
             #[cfg(host_runtime)]
             BundleError::Spec(_) => Kind::Internal,

@@ -2,7 +2,7 @@
 //! Parsing of sizes, CPU counts and volume specs lives here so that every
 //! entry point (run, create, later restore) rejects bad input the same way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -411,11 +411,44 @@ pub fn parse_volume(s: &str) -> Result<Volume, BundleError> {
         value: s.to_string(),
         hint: "the host path does not exist; create it first",
     })?;
+    // The source is mounted where the user's own words lead, never where a
+    // symlink on the way does (a link to / would hand the host to the pod).
+    let named = std::env::current_dir()
+        .map(|cwd| lexical_absolute(&cwd, Path::new(host)))
+        .map_err(|source| BundleError::Io {
+            path: PathBuf::from("."),
+            source,
+        })?;
+    if named != host_path {
+        return Err(BundleError::SymlinkVolume {
+            value: s.to_string(),
+            host: host.to_string(),
+            real: host_path,
+        });
+    }
     Ok(Volume {
         host: host_path,
         pod: pod.to_string(),
         readonly,
     })
+}
+
+/// `path` made absolute against `cwd` with `.` and `..` applied to the text
+/// alone (as `canonicalize` would if nothing on the way were a symlink); `..`
+/// at the root stays at the root.
+fn lexical_absolute(cwd: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in cwd.join(path).components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
 }
 
 /// Parses an env file: K=V lines, `#` comments and blank lines skipped, bare K kept.
@@ -522,6 +555,65 @@ mod tests {
         assert!(parse_volume("/tmp:data").is_err());
         assert!(parse_volume("/tmp:/a/../b").is_err());
         assert!(parse_volume("/tmp:/a:rx").is_err());
+    }
+
+    #[test]
+    fn volume_sources_through_symlinks_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::os::unix::fs::symlink("/", base.join("to-root")).unwrap();
+        std::os::unix::fs::symlink("real", base.join("to-real")).unwrap();
+        let b = base.display();
+        // The directory itself, and `..` that the text alone resolves, are fine.
+        assert_eq!(
+            parse_volume(&format!("{b}/real:/data")).unwrap().host,
+            base.join("real")
+        );
+        assert_eq!(
+            parse_volume(&format!("{b}/real/../real/./:/data"))
+                .unwrap()
+                .host,
+            base.join("real")
+        );
+        // A symlink anywhere on the way is refused with one line naming both paths.
+        for (host, real) in [
+            (format!("{b}/to-root"), "/".to_string()),
+            (format!("{b}/to-root/etc"), "/etc".to_string()),
+            (format!("{b}/to-real"), format!("{b}/real")),
+            // `..` after a symlink: the text says <base>, the kernel says /.
+            (format!("{b}/to-root/.."), "/".to_string()),
+        ] {
+            let e = parse_volume(&format!("{host}:/data")).unwrap_err();
+            assert!(
+                matches!(e, BundleError::SymlinkVolume { .. }),
+                "{host}: {e}"
+            );
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(
+                msg.contains(&host) && msg.contains(&format!("symlink to {real};")),
+                "{msg}"
+            );
+            assert_eq!(e.kind(), crate::error::Kind::User);
+        }
+    }
+
+    #[test]
+    fn lexical_paths() {
+        let cwd = Path::new("/w/d");
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("x/../y")),
+            Path::new("/w/d/y")
+        );
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("/a/./b/")),
+            Path::new("/a/b")
+        );
+        assert_eq!(
+            lexical_absolute(cwd, Path::new("../../../..")),
+            Path::new("/")
+        );
     }
 
     #[test]

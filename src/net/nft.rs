@@ -35,7 +35,10 @@
 //! - `input` (filter): packets from a gvpod bridge to 127.0.0.0/8 (in the
 //!   original direction, so replies of published ports still pass) dropped,
 //!   since route_localnet on the bridges would otherwise let a pod reach the
-//!   host's loopback services (the CVE-2020-8558 class of bug).
+//!   host's loopback services (the CVE-2020-8558 class of bug); then any
+//!   other new traffic from a gvpod bridge to the host (tag `host`): a pod
+//!   reaches the host's addresses only on published ports, which are DNATed
+//!   before `input` (tests/isolation.rs).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -76,6 +79,8 @@ const FAMILY: &str = "inet";
 const MAP_IP: &str = "ports_ip";
 const MAP_ANY: &str = "ports_any";
 const LOCK: &str = "/run/gvpod/nft.lock";
+/// The comment of the rule that closes the host to pods ([`Firewall::host_rule`]).
+const HOST_TAG: &str = "host";
 
 pub fn net_tag(name: &str) -> String {
     format!("net:{name}")
@@ -358,10 +363,32 @@ impl Firewall {
                 .map(|r| json!({"add": r}))
                 .collect();
         }
+        if !has(HOST_TAG) {
+            // Its own tag, so that tables made before the rule existed get it too.
+            cmds.push(json!({"add": self.host_rule()}));
+        }
         if !has(&net_tag(n.name)) {
             cmds.extend(self.network_rules(n).into_iter().map(|r| json!({"add": r})));
         }
         apply(&cmds)
+    }
+
+    /// Closes the host itself to pods: any new connection from a gvpod
+    /// bridge to a local address (the gateways, the host's other addresses)
+    /// is dropped in `input`. Published ports are DNATed in `prerouting`
+    /// and go through `forward`, so they stay open; replies to connections
+    /// the host opened (the router, health checks, ssh) are in the reply
+    /// direction and pass.
+    fn host_rule(&self) -> Value {
+        self.rule(
+            "input",
+            HOST_TAG,
+            vec![
+                m(meta("iifname"), "==", json!("@bridges")),
+                m(json!({"ct": {"key": "direction"}}), "==", json!("original")),
+                json!({"drop": null}),
+            ],
+        )
     }
 
     /// Publishes a pod's ports: one transaction adding its map elements.
@@ -708,5 +735,16 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("ports_ip") && s.contains("pod:x"), "{s}");
+    }
+
+    #[test]
+    fn the_host_rule_drops_new_traffic_from_bridges_in_input() {
+        let r = Firewall::new("gvpod-test").host_rule();
+        assert_eq!(r["rule"]["chain"], "input");
+        assert_eq!(r["rule"]["comment"], HOST_TAG);
+        let s = r.to_string();
+        assert!(s.contains("@bridges") && s.contains("\"original\""), "{s}");
+        let expr = r["rule"]["expr"].as_array().unwrap();
+        assert_eq!(expr.last(), Some(&json!({"drop": null})), "{s}");
     }
 }

@@ -39,7 +39,10 @@ pub fn load(files: &[PathBuf], cwd: &Path) -> Result<Project, SpecError> {
         };
         let abs = cwd.join(f);
         let text = std::fs::read_to_string(&abs).map_err(|e| read(e.to_string().to_lowercase()))?;
-        let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+        // The real directory: relative volumes are mounted from where the
+        // file is, and a volume source reached through a symlink is refused.
+        let dir = abs.parent().unwrap_or(Path::new("/"));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         sources.push(Source {
             name: f.display().to_string(),
             text,
