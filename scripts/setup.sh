@@ -28,8 +28,10 @@ fi
 # chromium for the dev-access tests, which drive images/devbox's services
 # with a WebSocket client, ssh and a headless browser; gcc and libc6-dev's
 # static libc for the relay and the bench helper build.rs embeds in gvpod;
-# runc, the native baseline of `gvpod bench`).
-PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc libc6-dev pkg-config docker-registry apache2-utils debootstrap attr curl gpgv xz-utils debian-archive-keyring python3-websockets openssh-client chromium runc"
+# runc, the native baseline of `gvpod bench`; g++ for libFuzzer, which the
+# fuzz targets build (scripts/fuzz.sh); e2fsprogs' mkfs.ext4 for bounded
+# writable layers, `--storage-opt size=`).
+PKGS="runsc busybox-static tar zstd gzip iproute2 nftables hyperfine wrk podman skopeo umoci tmux python3 ca-certificates gcc libc6-dev pkg-config docker-registry apache2-utils debootstrap attr curl gpgv xz-utils debian-archive-keyring python3-websockets openssh-client chromium runc g++ e2fsprogs"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
