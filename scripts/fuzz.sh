@@ -8,7 +8,7 @@
 # crash found becomes a fix, a unit test in its module and a seed (copy
 # the input into fuzz/corpus/TARGET/).
 #
-#   scripts/fuzz.sh                      every target, 15 s each (CI)
+#   scripts/fuzz.sh                      every target, 10 s each (CI)
 #   scripts/fuzz.sh --time 3600 unpack   one target for an hour
 #
 # Works on the stable toolchain (no cargo-fuzz, no nightly): the targets are
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-secs=15
+secs=10
 targets=()
 while [ $# -gt 0 ]; do
     case $1 in

@@ -66,7 +66,7 @@ echo "==> pass 2: $("$second" --version | sed -n 1p) ($second)"
 GVPOD_RUNSC="$second" GVPOD_RUNSC_OTHER="$first" \
     cargo test --locked --no-fail-fast "${tests[@]}" -- --test-threads=2 || status=$?
 
-# The fuzz targets, 15 s each (fuzz/; long form: scripts/fuzz.sh --time 3600).
+# The fuzz targets, 10 s each (fuzz/; long form: scripts/fuzz.sh --time 3600).
 scripts/fuzz.sh || status=$?
 
 scripts/leak-check.sh 2>"$after" >/dev/null || true
