@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::api::Service;
@@ -23,17 +22,10 @@ fn free_port() -> u16 {
 #[test]
 fn the_platforms_dockerode_client_drives_a_dev_pod() {
     require_runsc!();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dockerode");
-    let have = dir.join("node_modules/dockerode").is_dir()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !have {
-        assert!(
-            !common::skips_forbidden(),
-            "node or tests/dockerode/node_modules is missing: run scripts/setup.sh --deps-only"
-        );
+    let Some(dir) = common::dockerode_dir() else {
         eprintln!("skipped: no node or dockerode");
         return;
-    }
+    };
     let r = Root::new();
     let svc = Service::start(&r, 0);
     let o = Command::new("node")

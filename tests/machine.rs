@@ -474,22 +474,13 @@ fn a_machine_runs_pods_for_the_client_and_refuses_paths_it_cannot_see() {
     root.assert_clean();
 }
 
-/// Runs argv[1:] with a pseudo-terminal as stdin, stdout and stderr;
-/// prints what the terminal showed, exits with the command's code.
 /// Runs tests/dockerode/machine-env.js (the pinned dockerode) in a shell
 /// that evals `gvpod machine env` first, as a Mac user's shell would.
 fn dockerode_through_machine_env(mac: &Mac, root: &Root) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dockerode");
-    let have = dir.join("node_modules/dockerode").is_dir()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !have {
-        assert!(
-            !common::skips_forbidden(),
-            "node or tests/dockerode/node_modules is missing: run scripts/setup.sh --deps-only"
-        );
+    let Some(dir) = common::dockerode_dir() else {
         eprintln!("dockerode part skipped: no node or dockerode");
         return;
-    }
+    };
     let o = mac
         .base("/bin/sh", true)
         .env_remove("DOCKER_HOST")

@@ -118,18 +118,9 @@ fn wait_file(stage: &Stage, rt: usize, path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The total size of the files under `dir`, in MiB.
+/// The total size of the files directly in `dir`, in MiB.
 fn dir_mib(dir: &Path) -> f64 {
-    let bytes: u64 = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
-    bytes as f64 / 1048576.0
+    crate::snapshot::dir_size(dir) as f64 / 1048576.0
 }
 
 /// One HTTP/1.0 GET of `/index.html`: whether an HTTP status line came back.

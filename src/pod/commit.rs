@@ -16,7 +16,6 @@
 //! by the next commit of the pod (and with the pod).
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::{failpoint, Ctx, PodError, Result};
@@ -129,26 +128,12 @@ fn lock_path(ctx: &Ctx, pod_id: &str) -> PathBuf {
 
 /// Takes the pod's commit lock; `None` while another gvpod holds it.
 fn try_own(ctx: &Ctx, pod_id: &str) -> Result<Option<Owner>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let dir = ctx.pod_run_dir(pod_id);
-    std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
-    let path = lock_path(ctx, pod_id);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(super::io("cannot open", &path))?;
-    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(Owner { lock, path })),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(PodError::Io {
-            what: "cannot lock",
-            path,
-            source: e.into(),
+    Ok(
+        super::lock::try_lock_file(ctx, pod_id, "commit.lock")?.map(|lock| Owner {
+            lock,
+            path: lock_path(ctx, pod_id),
         }),
-    }
+    )
 }
 
 /// A running pod left paused by a gvpod killed while committing it is

@@ -9,12 +9,18 @@
 //! The directory is the lock (no lock file to leak); a pod whose bundle
 //! directory is gone is being removed or was, so whoever took the lock
 //! reads the pod's row again before acting on it.
+//!
+//! [`try_lock_file`] is the other kind: a named lock file in the pod's run
+//! directory that a verb which pauses the pod (`checkpoint`, `commit`)
+//! holds while it works. The flock goes with a killed holder's process; the
+//! file stays behind as the mark that its work was cut short, which the
+//! next command that looks at the pod acts on.
 
 use std::fs::File;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::Ctx;
+use super::{Ctx, PodError, Result};
 
 /// Held for as long as it lives.
 pub(crate) struct PodLock(#[allow(dead_code)] Option<Flock<File>>);
@@ -27,4 +33,30 @@ pub(crate) fn lock(ctx: &Ctx, id: &str) -> PodLock {
         return PodLock(None);
     };
     PodLock(Flock::lock(f, FlockArg::LockExclusive).ok())
+}
+
+/// Takes the exclusive flock of pod `id`'s lock file `name` in its run
+/// directory (made if missing) without waiting; `None` while another gvpod
+/// holds it.
+pub(crate) fn try_lock_file(ctx: &Ctx, id: &str, name: &str) -> Result<Option<Flock<File>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = ctx.pod_run_dir(id);
+    std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
+    let path = dir.join(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(super::io("cannot open", &path))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(PodError::Io {
+            what: "cannot lock",
+            path,
+            source: e.into(),
+        }),
+    }
 }

@@ -63,17 +63,7 @@ pub fn objects(r: &super::Root) -> BTreeSet<String> {
         }
     }
     for id in pod_ids(&root) {
-        for base in [
-            "/sys/fs/cgroup/memory/gvpod",
-            "/sys/fs/cgroup/pids/gvpod",
-            "/sys/fs/cgroup/cpu/gvpod",
-            "/sys/fs/cgroup/gvpod",
-        ] {
-            let p = Path::new(base).join(&id);
-            if p.exists() {
-                v.insert(format!("cgroup {}", p.display()));
-            }
-        }
+        v.extend(super::pod_cgroups(&id).map(|p| format!("cgroup {}", p.display())));
     }
     v
 }

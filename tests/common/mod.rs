@@ -59,6 +59,23 @@ pub fn skips_forbidden() -> bool {
         || std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
+/// tests/dockerode (the pinned dockerode) when node and its node_modules
+/// are there; otherwise `None`, which fails the test where skips are
+/// forbidden.
+pub fn dockerode_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dockerode");
+    let have = dir.join("node_modules/dockerode").is_dir()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok();
+    assert!(
+        have || !skips_forbidden(),
+        "node or tests/dockerode/node_modules is missing: run scripts/setup.sh --deps-only"
+    );
+    have.then_some(dir)
+}
+
 /// The runsc the suite runs against: `GVPOD_RUNSC`, else the first on PATH.
 pub fn runsc_bin() -> String {
     std::env::var("GVPOD_RUNSC").unwrap_or_else(|_| "runsc".into())
@@ -405,17 +422,7 @@ impl Root {
         );
         v.extend(self.network_leaks());
         for id in self.known_ids() {
-            for base in [
-                "/sys/fs/cgroup/memory/gvpod",
-                "/sys/fs/cgroup/pids/gvpod",
-                "/sys/fs/cgroup/cpu/gvpod",
-                "/sys/fs/cgroup/gvpod",
-            ] {
-                let p = Path::new(base).join(&id);
-                if p.exists() {
-                    v.push(format!("cgroup: {}", p.display()));
-                }
-            }
+            v.extend(pod_cgroups(&id).map(|p| format!("cgroup: {}", p.display())));
         }
         v
     }
@@ -621,4 +628,17 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The cgroups of pod `id` that exist on the host (v1 controllers and v2).
+pub fn pod_cgroups(id: &str) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+    [
+        "/sys/fs/cgroup/memory/gvpod",
+        "/sys/fs/cgroup/pids/gvpod",
+        "/sys/fs/cgroup/cpu/gvpod",
+        "/sys/fs/cgroup/gvpod",
+    ]
+    .into_iter()
+    .map(move |base| Path::new(base).join(id))
+    .filter(|p| p.exists())
 }

@@ -24,7 +24,6 @@
 //! unfinished checkpoint row (its temp directory is swept as usual).
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 
 use super::super::{failpoint, Ctx, PodError, Result};
 use super::{one_line, CheckpointRequest};
@@ -45,26 +44,10 @@ fn lock_path(ctx: &Ctx, pod_id: &str) -> std::path::PathBuf {
 
 /// Takes the pod's checkpoint lock; `None` when another gvpod holds it.
 fn try_own(ctx: &Ctx, pod_id: &str) -> Result<Option<Owner>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let dir = ctx.pod_run_dir(pod_id);
-    std::fs::create_dir_all(&dir).map_err(super::super::io("cannot create", &dir))?;
-    let path = lock_path(ctx, pod_id);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(super::super::io("cannot open", &path))?;
-    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(Some(Owner { _lock: l })),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(PodError::Io {
-            what: "cannot lock",
-            path,
-            source: e.into(),
-        }),
-    }
+    Ok(
+        super::super::lock::try_lock_file(ctx, pod_id, "checkpoint.lock")?
+            .map(|l| Owner { _lock: l }),
+    )
 }
 
 /// Takes the lock before anything is paused (see the module docs).
