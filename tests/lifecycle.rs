@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::{stderr, stdout, Root};
 
@@ -144,6 +145,38 @@ fn bad_input_is_one_clear_line_with_exit_2_and_no_state() {
         std::fs::read_dir(r.path().join("bundles")).unwrap().count(),
         1
     );
+    r.assert_clean();
+}
+
+/// `run` starts the pod's monitor before it makes the pod (its start-up
+/// overlaps the create); a run that fails on the way (a name in use, a bad
+/// option, an image without a command) must not leave that monitor behind,
+/// nor let it start anything.
+#[test]
+fn a_run_that_fails_leaves_no_early_monitor() {
+    require_runsc!();
+    let r = Root::new();
+    r.ok(&["create", "--name", "taken", "busybox", "true"]);
+    for args in [
+        &["run", "--name", "taken", "busybox", "true"][..],
+        &["run", "--rm", "--memory", "12x", "busybox", "true"][..],
+        &["run", "-d", "-u", "nosuchuser", "busybox", "true"][..],
+    ] {
+        let o = r.gvpod(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !r.monitors().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(r.monitors(), Vec::<String>::new(), "monitors left behind");
+    let pods = r.ps_all();
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(pods[0]["status"], "created", "{pods:?}");
+    // And a good run after them still works through its early monitor.
+    let o = r.gvpod(&["run", "--rm", "busybox", "echo", "early"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "early\n");
     r.assert_clean();
 }
 

@@ -517,6 +517,9 @@ pub enum Cmd {
         /// Restore from the memory image in this directory instead of starting afresh.
         #[arg(long)]
         restore: Option<PathBuf>,
+        /// Started before the pod exists: wait for the client's go.
+        #[arg(long)]
+        early: bool,
     },
 }
 

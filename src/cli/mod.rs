@@ -43,8 +43,8 @@ pub fn main() -> i32 {
     };
     init_tracing(&cli.log_level);
     #[cfg(host_runtime)]
-    if let Cmd::Monitor { id, restore } = &cli.cmd {
-        return pod::monitor_main(&cli.root, id, restore.as_deref());
+    if let Cmd::Monitor { id, restore, early } = &cli.cmd {
+        return pod::monitor_main(&cli.root, id, restore.as_deref(), *early);
     }
     #[cfg(host_runtime)]
     if let Cmd::SshProxy(a) = cli.cmd {
@@ -158,6 +158,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 #[cfg(host_runtime)]
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     tracing::debug!("step cli:start");
+    // `run`'s monitor starts while this process opens the root and makes the pod.
+    let mut early = matches!(cli.cmd, Cmd::Run(_))
+        .then(|| pod::EarlyMonitor::spawn(&cli.root))
+        .flatten();
     let mut ctx = Ctx::open(&cli.root)?;
     tracing::debug!("step cli:opened");
     let debug = cli.debug;
@@ -168,6 +172,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 detach: a.detach,
                 stdin: a.pod.interactive,
                 tty: a.pod.tty,
+                early: early.take(),
             };
             match pod::run(&mut ctx, req)? {
                 (pod, pod::RunOutcome::Detached) => {

@@ -9,7 +9,12 @@ use crate::bundle::{self, PodOptions, SpecInput};
 use crate::state::PodRow;
 
 /// Creates a pod and returns its row (status `created`).
-pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
+pub fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<PodRow> {
+    create_as(ctx, req, id::new_id())
+}
+
+/// [`create`] with the id the pod gets (`run` starts its monitor first).
+pub(crate) fn create_as(ctx: &mut Ctx, mut req: CreateRequest, pod_id: String) -> Result<PodRow> {
     check_options(&req.opts)?;
     super::ssh::check(&mut req.opts)?;
     if req.auto_remove && req.opts.restart != bundle::RestartPolicy::No {
@@ -55,7 +60,6 @@ pub fn create(ctx: &mut Ctx, mut req: CreateRequest) -> Result<PodRow> {
         &netopts.ports,
     )?;
 
-    let pod_id = id::new_id();
     let flags = provision::flags(
         ctx,
         &runsc,

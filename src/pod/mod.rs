@@ -64,7 +64,7 @@ pub use network::{
 pub use orphans::gc_orphans;
 pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
-pub use start::{start, Attach, StartOutcome};
+pub use start::{start, Attach, EarlyMonitor, StartOutcome};
 pub use stats::{samples, stats, PodStats};
 pub use stop::{kill, stop, wait};
 pub use top::top;

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum ToMonitor {
+    /// To a monitor started before its pod existed (`--early`): the pod is
+    /// made; its log (the monitor's stderr from now on) follows as an fd.
+    Go,
     /// The client stays: its stdin (when `stdin`), stdout and stderr follow as fds.
     Attach { stdin: bool },
     /// The client leaves once the pod has started.

@@ -204,7 +204,7 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
     };
     failpoint::hit("restore:prepared");
 
-    let outcome = start_with(ctx, &pod, Attach::Detached, Some(&dir));
+    let outcome = start_with(ctx, &pod, Attach::Detached, Some(&dir), None);
     let failed = match outcome {
         Ok(StartOutcome::Started { .. }) => None,
         Ok(StartOutcome::Exited { code }) => {

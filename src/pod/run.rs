@@ -4,6 +4,7 @@
 //! detached pod that never got a sandbox is an error, while one that ran and
 //! exited at once still ran (docker's `run -d` does the same).
 
+use super::start::{start_with, EarlyMonitor};
 use super::{images, Attach, CreateRequest, Ctx, PodError, Result, StartOutcome};
 use crate::state::PodRow;
 
@@ -14,6 +15,9 @@ pub struct RunRequest {
     /// Attached: pass our stdin to the pod (`-i`), with a terminal (`-t`).
     pub stdin: bool,
     pub tty: bool,
+    /// A monitor started before the data root was opened, to be this
+    /// pod's (see `EarlyMonitor`); `None` starts one at the start.
+    pub early: Option<EarlyMonitor>,
 }
 
 /// How a run ended for its caller.
@@ -29,7 +33,12 @@ pub enum RunOutcome {
 /// Creates and starts a pod; returns it and how the run ended.
 pub fn run(ctx: &mut Ctx, req: RunRequest) -> Result<(PodRow, RunOutcome)> {
     images::ensure(ctx, &req.create.image)?;
-    let pod = super::create(ctx, req.create)?;
+    // The pod takes its early monitor's id (see `EarlyMonitor`).
+    let early = req.early;
+    let id = early
+        .as_ref()
+        .map_or_else(super::id::new_id, |e| e.id().to_string());
+    let pod = super::create::create_as(ctx, req.create, id)?;
     let attach = if req.detach {
         Attach::Detached
     } else {
@@ -38,7 +47,7 @@ pub fn run(ctx: &mut Ctx, req: RunRequest) -> Result<(PodRow, RunOutcome)> {
             tty: req.tty,
         }
     };
-    let outcome = match super::start(ctx, &pod, attach) {
+    let outcome = match start_with(ctx, &pod, attach, None, early) {
         Ok(o) => o,
         Err(e) => {
             if pod.auto_remove {

@@ -1,7 +1,7 @@
 //! `start`: hand a created (or exited) pod to a fresh monitor process and,
 //! for a foreground pod, stay attached until it exits.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -30,16 +30,74 @@ pub enum StartOutcome {
 }
 
 pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome> {
-    start_with(ctx, pod, attach, None)
+    start_with(ctx, pod, attach, None, None)
+}
+
+/// A monitor started before its pod exists (`run`): its exec and its own
+/// `Ctx::open` (3-4 ms of a start) overlap the client's create instead of
+/// following it. It waits for [`ToMonitor::Go`], sent once the pod's row
+/// and bundle exist; dropped without it (the create failed, the client was
+/// killed), it reads end of file and exits without touching the data root.
+pub struct EarlyMonitor {
+    /// Both `Some` until [`EarlyMonitor::take`] hands them to the start.
+    child: Option<std::process::Child>,
+    sock: Option<OwnedFd>,
+    id: String,
+}
+
+impl EarlyMonitor {
+    /// Starts the monitor of a pod about to be created in data root `root`,
+    /// under a fresh pod id ([`EarlyMonitor::id`]); none when it cannot
+    /// start (the start then makes one as `start` does).
+    pub fn spawn(root: &std::path::Path) -> Option<EarlyMonitor> {
+        // The monitor's command line names the root as `Ctx` does (`orphans`).
+        let root = std::fs::canonicalize(root).ok()?;
+        let id = super::id::new_id();
+        match spawn_monitor(&root, &id, None, None) {
+            Ok((child, sock)) => Some(EarlyMonitor {
+                child: Some(child),
+                sock: Some(sock),
+                id,
+            }),
+            Err(e) => {
+                tracing::debug!("no early monitor: {e}");
+                None
+            }
+        }
+    }
+
+    /// The id of the pod this monitor is for.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn take(mut self) -> Option<(std::process::Child, OwnedFd)> {
+        self.child.take().zip(self.sock.take())
+    }
+}
+
+impl Drop for EarlyMonitor {
+    fn drop(&mut self) {
+        // Unused: closing the socket tells it to exit; a long-lived caller
+        // (the API service) must reap it, or it stays a zombie.
+        drop(self.sock.take());
+        if let Some(mut child) = self.child.take() {
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+    }
 }
 
 /// [`start`], or with `restore` the memory image directory to bring the
-/// pod back from (`runsc restore` instead of `runsc run`).
+/// pod back from (`runsc restore` instead of `runsc run`); with `early` the
+/// monitor [`EarlyMonitor::spawn`] started for this pod.
 pub(crate) fn start_with(
     ctx: &mut Ctx,
     pod: &PodRow,
     attach: Attach,
     restore: Option<&std::path::Path>,
+    early: Option<EarlyMonitor>,
 ) -> Result<StartOutcome> {
     // Until the monitor reports, an `rm` of this pod waits (`lock`); one
     // that came first has removed the row.
@@ -93,42 +151,32 @@ pub(crate) fn start_with(
 
     // A start by the user: the restart count and an earlier stop are forgotten.
     ctx.db.set_pod_start_by_user(&pod.id)?;
-    let (mine, theirs) =
-        proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))?;
     let monitor_log = ctx.bundle_dir(&pod.id).join("monitor.log");
-    let stderr = std::fs::OpenOptions::new()
+    let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&monitor_log)
         .map_err(super::io("cannot open", &monitor_log))?;
-    let theirs_fd = theirs.as_raw_fd();
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&ctx.root)
-        .arg("__monitor")
-        .arg(&pod.id)
-        .args(restore.map(|d| format!("--restore={}", d.display())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    // SAFETY: only async-signal-safe calls (setsid, dup2, fcntl) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if theirs_fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(theirs_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
+    let early = early
+        .filter(|e| e.id == pod.id)
+        .and_then(EarlyMonitor::take);
+    let (mut child, mine) = match early {
+        Some((child, sock)) => {
+            // The pod exists now: the monitor takes its log as stderr and goes on.
+            if let Err(err) = proto::send(&sock, &ToMonitor::Go, &[log.as_raw_fd()]) {
+                // It failed on its own (it said why) or died.
+                return Err(match proto::recv::<FromMonitor>(&sock) {
+                    Ok(Some((FromMonitor::Failed { code, msg }, _))) => monitor_error(code, msg),
+                    _ => PodError::Monitor(format!(
+                        "the monitor of pod {} exited before the pod was made ({err})",
+                        pod.name
+                    )),
+                });
             }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
-    drop(theirs);
+            (child, sock)
+        }
+        None => spawn_monitor(&ctx.root, &pod.id, restore, Some(log))?,
+    };
     ctx.db.set_pod_monitor(&pod.id, child.id() as i32)?;
     failpoint::hit("start:spawned");
 
@@ -178,6 +226,50 @@ pub(crate) fn start_with(
             }
         }
     }
+}
+
+/// Starts `gvpod __monitor ID` in its own session with fd 3 its end of the
+/// socket pair; returns it and our end. With no `log` (an [`EarlyMonitor`])
+/// its stderr is /dev/null until [`ToMonitor::Go`] brings the log.
+fn spawn_monitor(
+    root: &std::path::Path,
+    id: &str,
+    restore: Option<&std::path::Path>,
+    log: Option<std::fs::File>,
+) -> Result<(std::process::Child, OwnedFd)> {
+    let (mine, theirs) =
+        proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))?;
+    let theirs_fd = theirs.as_raw_fd();
+    let early = log.is_none();
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root")
+        .arg(root)
+        .arg("__monitor")
+        .arg(id)
+        .args(restore.map(|d| format!("--restore={}", d.display())))
+        .args(early.then_some("--early"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.map_or_else(Stdio::null, Stdio::from));
+    // SAFETY: only async-signal-safe calls (setsid, dup2, fcntl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if theirs_fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(theirs_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
+    drop(theirs);
+    Ok((child, mine))
 }
 
 fn monitor_error(code: i32, msg: String) -> PodError {

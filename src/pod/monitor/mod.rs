@@ -60,13 +60,30 @@ use log::Output;
 use spawn::spawn;
 use stdio::{copy_winsize, relay, Client, Stdio3};
 
-/// Entry point of `gvpod __monitor`; fd 3 is the socket to the starting client.
-pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>) -> i32 {
+/// Entry point of `gvpod __monitor`; fd 3 is the socket to the starting
+/// client. An `early` monitor (`pod::start::EarlyMonitor`) was started
+/// before its pod existed: it opens the data root, then waits for the
+/// client's go (which brings its log) and touches nothing of the pod
+/// before it; end of file instead (the create failed, the client died)
+/// ends it quietly.
+pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>, early: bool) -> i32 {
     // SAFETY: the client passes the socketpair end as fd 3 and nothing else owns it.
     let sync = unsafe { OwnedFd::from_raw_fd(3) };
     tracing::debug!("step monitor:exec");
     reap::become_subreaper();
-    let mut ctx = match Ctx::open(root) {
+    let opened = Ctx::open(root);
+    if early && opened.is_ok() {
+        match proto::recv::<ToMonitor>(&sync) {
+            Ok(Some((ToMonitor::Go, fds))) if fds.len() == 1 => {
+                if let Err(e) = nix::unistd::dup2(fds[0].as_raw_fd(), 2) {
+                    tracing::warn!("monitor log of {id}: {e}");
+                }
+                tracing::debug!("step monitor:go");
+            }
+            _ => return 0,
+        }
+    }
+    let mut ctx = match opened {
         Ok(c) => c,
         Err(e) => {
             let _ = proto::send(
