@@ -70,6 +70,8 @@ pub enum BenchError {
         what: String,
         msg: String,
     },
+    #[error("cannot draw the bench chart: {0}")]
+    Chart(String),
     #[error("bench interrupted; everything it made was removed")]
     Interrupted,
     #[error(transparent)]
@@ -89,9 +91,10 @@ impl BenchError {
             | BenchError::UnknownWorkload(_)
             | BenchError::BadBaseline { .. }
             | BenchError::Usage(_) => Kind::User,
-            BenchError::Io { .. } | BenchError::Failed { .. } | BenchError::Interrupted => {
-                Kind::Internal
-            }
+            BenchError::Io { .. }
+            | BenchError::Failed { .. }
+            | BenchError::Chart(_)
+            | BenchError::Interrupted => Kind::Internal,
             BenchError::Pod(e) => e.kind(),
             BenchError::Bundle(e) => e.kind(),
         }
