@@ -9,16 +9,20 @@
 //! /30), as a pod on the same host would reach the server: the host routes
 //! between the two veths (one kernel forwarding step, as gvpod's bridge
 //! is for two pods on one network; the host has `ip_forward` on, as
-//! gvpod's networks set it). The client is native wrk in both cases, so
-//! the runtimes differ only on the server's side. Through a published port
-//! (gvpod's DNAT) is not measured here.
+//! gvpod's networks set it). The figures prefixed `published-port-` come
+//! from wrk on the host against 127.0.0.1:PORT, a port published to the
+//! server the way `gvpod run -p 127.0.0.1:PORT:80` publishes one (gvpod's
+//! own DNAT and masquerade rules, see `publish`): the same server, pages and
+//! wrk settings as the direct figures, plus the NAT. The client is native
+//! wrk in every case, so the runtimes differ only on the server's side.
 //!
 //! Invariants:
 //! - every runtime gets the same bundle and the same kind of link: runc
 //!   joins the namespace through the spec's `namespaces`, runsc with
 //!   `--network=sandbox` (its netstack takes the interface over; the
 //!   `runsc` module adds DESIGN.md fact 3's workaround on old releases);
-//! - traffic goes only to the bench's own namespace;
+//! - traffic goes only to the bench's own namespaces (the published port:
+//!   127.0.0.1, DNATed to the server's);
 //! - the runtime leaves networked mode, its container is deleted and its
 //!   namespace removed in `finish`; the [`Stage`] guard does the same on
 //!   failure or Ctrl-C.
@@ -42,6 +46,8 @@ pub struct Network {
     servers: Vec<Option<(String, Ipv4Addr)>>,
     /// The client's namespace, per runtime.
     clients: Vec<Option<std::path::PathBuf>>,
+    /// The published port and the socket holding it, per runtime.
+    published: Vec<Option<(u16, std::net::TcpListener)>>,
     quick: bool,
 }
 
@@ -52,6 +58,7 @@ impl Network {
             conns: 4,
             servers: vec![],
             clients: vec![],
+            published: vec![],
             quick,
         }
     }
@@ -155,6 +162,7 @@ impl Workload for Network {
         if self.servers.len() <= rt {
             self.servers.resize(rt + 1, None);
             self.clients.resize(rt + 1, None);
+            self.published.resize_with(rt + 1, || None);
         }
         stage.runtimes[rt].set_networked(true);
         let (ns, ip) = stage.make_netns(rt)?;
@@ -166,6 +174,7 @@ impl Workload for Network {
         )?;
         stage.runtimes[rt].create_start(&stage.bundle, &id)?;
         self.servers[rt] = Some((id, ip));
+        self.published[rt] = Some(stage.publish_port(rt, ip, 80)?);
         let (client, _) = stage.make_netns_as(rt, "c")?;
         self.clients[rt] = Some(client);
         crate::net::link::set_sysctl("net/ipv4/ip_forward", "1").map_err(|e| {
@@ -175,13 +184,15 @@ impl Workload for Network {
                 msg: e.to_string(),
             }
         })?;
-        // The server answers within 10 s or the runtime fails.
+        // The server answers within 10 s or the runtime fails, directly
+        // and through its published port.
         let addr = SocketAddr::from((ip, 80));
+        let published = self.published[rt].as_ref().map(|(port, _)| *port);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             super::check_interrupted()?;
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
+                break;
             }
             if Instant::now() > deadline {
                 return Err(BenchError::Failed {
@@ -192,6 +203,29 @@ impl Workload for Network {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let Some(port) = published else {
+            return Ok(());
+        };
+        let via = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        let mut answer = String::new();
+        let got = TcpStream::connect_timeout(&via, Duration::from_secs(2)).and_then(|mut c| {
+            use std::io::{Read, Write};
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            c.read_to_string(&mut answer)
+        });
+        if got.is_err() || !answer.contains("gvpod bench") {
+            return Err(BenchError::Failed {
+                runtime: stage.runtimes[rt].info.label.clone(),
+                what: "network".into(),
+                msg: format!(
+                    "httpd at {addr} did not answer through its published port {via}: {}",
+                    got.err()
+                        .map_or_else(|| format!("{answer:?}"), |e| e.to_string())
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// A `--quick` run (a smoke run) takes no untimed round: `prepare`
@@ -223,6 +257,21 @@ impl Workload for Network {
         let (p2p_req, _) = self.wrk(&label, &small, client.as_deref())?;
         super::check_interrupted()?;
         let (_, p2p_mib) = self.wrk(&label, &big, client.as_deref())?;
+        super::check_interrupted()?;
+        let port = match self.published.get(rt) {
+            Some(Some((port, _))) => *port,
+            _ => {
+                return Err(BenchError::Failed {
+                    runtime: label,
+                    what: "network".into(),
+                    msg: "no published port".into(),
+                })
+            }
+        };
+        let (pub_req, _) =
+            self.wrk(&label, &format!("http://127.0.0.1:{port}/index.html"), None)?;
+        super::check_interrupted()?;
+        let (_, pub_mib) = self.wrk(&label, &format!("http://127.0.0.1:{port}/big.bin"), None)?;
         Ok(vec![
             Sample {
                 figure: "http-small-requests".into(),
@@ -244,6 +293,16 @@ impl Workload for Network {
                 unit: "MiB/s",
                 value: p2p_mib,
             },
+            Sample {
+                figure: "published-port-http-small-requests".into(),
+                unit: "req/s",
+                value: pub_req,
+            },
+            Sample {
+                figure: format!("published-port-http-{BIG_MIB}mib-throughput"),
+                unit: "MiB/s",
+                value: pub_mib,
+            },
         ])
     }
 
@@ -252,8 +311,12 @@ impl Workload for Network {
             stage.runtimes[rt].delete(id);
         }
         stage.runtimes[rt].set_networked(false);
+        if let Some(p) = self.published.get_mut(rt) {
+            *p = None;
+        }
         if rt + 1 == stage.runtimes.len() {
             stage.remove_nets();
+            stage.remove_firewall();
         }
     }
 }
