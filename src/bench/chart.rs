@@ -29,6 +29,8 @@ const LEFT: i32 = 90;
 const RIGHT: i32 = 20;
 const TOP: i32 = 64;
 const PLOT_H: i32 = 320;
+/// The narrowest chart.
+const MIN_W: i32 = 780;
 /// A character's width at [`LABEL_PX`] (plotters writes font-size LABEL_PX / 1.24), a little over.
 const LABEL_PX: u32 = 14;
 const CHAR_W: i32 = 6;
@@ -172,7 +174,9 @@ fn escape(s: &str) -> String {
 pub fn svg(rep: &Report) -> Result<String, BenchError> {
     let l = layout(rep);
     let n = l.runtimes.len().max(1) as i32;
-    let group_w = W_BAR * n + GAP;
+    let groups = l.groups.len().max(1) as i32;
+    // Groups spread over at least [`MIN_W`] (the caption's width).
+    let group_w = (W_BAR * n + GAP).max((MIN_W - LEFT - RIGHT) / groups);
     let longest = l
         .groups
         .iter()
@@ -182,7 +186,7 @@ pub fn svg(rep: &Report) -> Result<String, BenchError> {
     // The group labels run downwards under the plot; the x description
     // sits under them.
     let label_h = CHAR_W * longest + 40;
-    let width = (LEFT + group_w * l.groups.len().max(1) as i32 + RIGHT).max(760);
+    let width = LEFT + group_w * groups + RIGHT;
     let height = TOP + PLOT_H + label_h;
     let failed = |e: String| BenchError::Chart(e);
     let mut buf = String::new();
@@ -199,7 +203,8 @@ pub fn svg(rep: &Report) -> Result<String, BenchError> {
             .y_label_area_size(LEFT)
             .build_cartesian_2d(
                 0f64..plot_w as f64,
-                (10f64.powi(l.lo)..10f64.powi(l.hi)).log_scale(),
+                // A hair wider than the decades, so both ends get a label.
+                (10f64.powi(l.lo) * 0.98..10f64.powi(l.hi) * 1.02).log_scale(),
             )
             .map_err(|e| failed(e.to_string()))?;
         let y_fmt = |v: &f64| ratio_label(*v);
@@ -216,7 +221,7 @@ pub fn svg(rep: &Report) -> Result<String, BenchError> {
             .map_err(|e| failed(e.to_string()))?;
         let px = |x: f64, y: f64| chart.backend_coord(&(x, y));
         let (plot_left, y1) = px(0.0, 1.0);
-        let plot_bottom = px(0.0, 10f64.powi(l.lo)).1;
+        let plot_bottom = px(0.0, 10f64.powi(l.lo) * 0.98).1;
         let plot_right = px(plot_w as f64, 1.0).0;
         // The baseline (1x).
         root.draw(&PathElement::new(
@@ -225,7 +230,10 @@ pub fn svg(rep: &Report) -> Result<String, BenchError> {
         ))
         .map_err(|e| failed(e.to_string()))?;
         for b in &l.bars {
-            let x0 = plot_left + GAP / 2 + group_w * b.group as i32 + W_BAR * b.runtime as i32;
+            let x0 = plot_left
+                + (group_w - W_BAR * n) / 2
+                + group_w * b.group as i32
+                + W_BAR * b.runtime as i32;
             let x1 = x0 + W_BAR - 2;
             let ym = px(0.0, b.ratio).1;
             // At least 2 px, so the baseline's own bar shows.
@@ -258,7 +266,7 @@ pub fn svg(rep: &Report) -> Result<String, BenchError> {
             .transform(FontTransform::Rotate90)
             .pos(Pos::new(HPos::Left, VPos::Center));
         for (i, g) in l.groups.iter().enumerate() {
-            let x = plot_left + GAP / 2 + group_w * i as i32 + (group_w - GAP) / 2;
+            let x = plot_left + group_w * i as i32 + group_w / 2;
             root.draw(&Text::new(
                 group_label(g),
                 (x, plot_bottom + 6),
