@@ -3,9 +3,12 @@
 //! startup, exec, syscall, fileio, network, density and checkpoint (runsc
 //! only: runc's is "n/a"), the facts any host
 //! shows (runc starts faster than runsc, runsc's syscalls cost more, its
-//! netstack serves fewer requests/s than the host's), one-line
-//! refusals of bad runtime specs, and that nothing is left behind after a
-//! run or an interrupted run, nor after `system gc` once a bench was killed.
+//! netstack serves fewer requests/s than the host's, directly, pod to pod
+//! and through a published port), a chart an XML parser reads with a bar
+//! per figure and runtime (and `bench chart` redrawing it from the report),
+//! one-line refusals of bad runtime specs, and that nothing is left behind
+//! after a run or an interrupted run, nor after `system gc` once a bench was
+//! killed.
 
 mod common;
 
@@ -28,7 +31,7 @@ fn runc_installed() -> bool {
 /// Everything a bench could leave on the host: its work directory under
 /// the data root, its cgroups (a runc or runsc process still alive keeps
 /// one; `cgroups` only where no other bench runs), runsc processes naming
-/// its state roots, mounts under the root.
+/// its state roots, mounts under the root, its nftables table.
 fn bench_leaks(r: &Root, cgroups: bool) -> Vec<String> {
     let mut v = r.leaks();
     let bench = r.path().join("bench");
@@ -59,6 +62,17 @@ fn bench_leaks(r: &Root, cgroups: bool) -> Vec<String> {
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with("gvbn") {
             v.push(format!("link: {n}"));
+        }
+    }
+    // The published port's table (inet gvbench-<tag>).
+    if let Ok(o) = Command::new("nft")
+        .args(["list", "tables", "inet"])
+        .output()
+    {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if let Some(t) = l.strip_prefix("table inet gvbench-") {
+                v.push(format!("nftables table inet gvbench-{t}"));
+            }
         }
     }
     let needle = bench.to_string_lossy().into_owned();
@@ -184,13 +198,13 @@ fn bench_reports_and_cleans_up() {
     assert!(env["cgroup_version"] == 1 || env["cgroup_version"] == 2);
 
     let results = rep["results"].as_array().unwrap();
-    // startup 2 figures, exec 1, syscall 4, fileio 12, network 4, density 1
+    // startup 2 figures, exec 1, syscall 4, fileio 12, network 6, density 1
     // or 2 (a MemAvailable drop that other work hid is left out); per
     // runtime; checkpoint 4 and fileio's rootfs under both overlay settings
     // 8 more, on runsc only.
     let n = results.len() - 4 - 8;
     assert!(
-        n >= 24 * labels.len() && n <= 25 * labels.len(),
+        n >= 26 * labels.len() && n <= 27 * labels.len(),
         "{results:#?}"
     );
     assert!(
@@ -306,8 +320,13 @@ fn bench_reports_and_cleans_up() {
         );
         // Every connection crosses gVisor's netstack (and busybox httpd
         // forks per request, which the sentry makes dear).
-        // Whoever the client is: the host or another namespace (pod-to-pod).
-        for fig in ["http-small-requests", "pod-to-pod-http-small-requests"] {
+        // Whoever the client is: the host, another namespace (pod-to-pod) or
+        // the host through a published port.
+        for fig in [
+            "http-small-requests",
+            "pod-to-pod-http-small-requests",
+            "published-port-http-small-requests",
+        ] {
             assert!(
                 median(&rep, fig, "runsc") < median(&rep, fig, "runc"),
                 "runsc should serve fewer requests/s than runc ({fig})"
@@ -319,22 +338,109 @@ fn bench_reports_and_cleans_up() {
             "runsc's idle pod should take more memory"
         );
     }
+    // Through a published port (127.0.0.1, DNATed to the server): both
+    // runtimes, the same page and file as the direct figures.
+    for rt in &labels {
+        for fig in [
+            "published-port-http-small-requests",
+            "published-port-http-4mib-throughput",
+        ] {
+            assert!(median(&rep, fig, rt) > 0.0, "{fig} on {rt}");
+        }
+    }
     assert_no_bench_leaks(&r, true, &before);
 
-    // The chart is SVG an XML parser reads, with one bar per figure and runtime.
+    // The chart is SVG an XML parser reads, with a titled bar for every
+    // figure and runtime that has a ratio, a label for every such figure
+    // and the runtimes in its legend.
     let svg = std::fs::read_to_string(&chart).unwrap();
-    let st = Command::new("/usr/bin/python3")
+    let o = Command::new("/usr/bin/python3")
         .args([
             "-c",
-            "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+            "import sys, json, xml.etree.ElementTree as E\n\
+             ns = '{http://www.w3.org/2000/svg}'\n\
+             t = E.parse(sys.argv[1]).getroot()\n\
+             print(json.dumps({'titles': [e.text for e in t.iter(ns + 'title')],\n\
+                               'texts': [(e.text or '').strip() for e in t.iter(ns + 'text')],\n\
+                               'rects': len(list(t.iter(ns + 'rect')))}))",
         ])
         .arg(&chart)
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success(), "unparseable SVG: {svg}");
+    assert!(o.status.success(), "unparseable SVG: {}\n{svg}", stderr(&o));
+    let parsed: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let titles: Vec<&str> = parsed["titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let texts: Vec<&str> = parsed["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     // (A figure its baseline lacks, see density above, has no bar.)
-    let with_base = results.iter().filter(|r| !r["ratio"].is_null()).count();
-    assert_eq!(svg.matches("<title>").count(), with_base, "{svg}");
+    let with_base: Vec<&serde_json::Value> =
+        results.iter().filter(|r| !r["ratio"].is_null()).collect();
+    assert_eq!(titles.len(), with_base.len(), "{titles:#?}");
+    for res in &with_base {
+        let (w, fig, rt, unit) = (
+            res["workload"].as_str().unwrap(),
+            res["figure"].as_str().unwrap(),
+            res["runtime"].as_str().unwrap(),
+            res["unit"].as_str().unwrap(),
+        );
+        let head = format!("{w} {fig} on {rt}: median ");
+        assert!(
+            titles
+                .iter()
+                .any(|t| t.starts_with(&head) && t.contains(&format!(" {unit} ("))),
+            "no bar titled {head}…: {titles:#?}"
+        );
+        let label = format!("{w} {fig} ({unit})");
+        assert!(
+            texts.contains(&label.as_str()),
+            "no label {label}: {texts:#?}"
+        );
+    }
+    for rt in &labels {
+        assert!(texts.contains(rt), "legend lacks {rt}: {texts:#?}");
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with(&format!("median / {baseline} median"))),
+        "no y axis description: {texts:#?}"
+    );
+    assert!(parsed["rects"].as_u64().unwrap() as usize >= with_base.len() + labels.len());
+    // `bench chart` redraws the same chart from the report, on this host
+    // even under --url (it only reads the file).
+    let again = r.path().join("again.svg");
+    r.ok(&[
+        "bench",
+        "chart",
+        out.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), svg);
+    let o = r.gvpod(&[
+        "--url",
+        "unix:///nonexistent.sock",
+        "bench",
+        "chart",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), svg);
+    r.fails(&["bench", "chart"], 2, "takes one report file");
+    r.fails(
+        &["bench", "chart", "/etc/hostname"],
+        2,
+        "is not a bench report",
+    );
 
     // A report compared with itself: every figure, no change anywhere.
     let o = r.gvpod(&[
@@ -442,11 +548,15 @@ fn bench_reports_and_cleans_up() {
     let mut left = bench_leaks(&r, true);
     left.retain(|x| !before.contains(x));
     assert!(
-        left.iter().any(|l| l.starts_with("link: gvbn")),
-        "a killed bench leaves its veths until gc: {left:#?}"
+        left.iter().any(|l| l.starts_with("link: gvbn"))
+            && left
+                .iter()
+                .any(|l| l.starts_with("nftables table inet gvbench-")),
+        "a killed bench leaves its veths and table until gc: {left:#?}"
     );
     let gc = r.ok(&["system", "gc", "--format", "json"]);
     assert!(gc.contains("link gvbn"), "{gc}");
+    assert!(gc.contains("nftables table inet gvbench-"), "{gc}");
     assert_no_bench_leaks(&r, true, &before);
     r.assert_clean();
 }

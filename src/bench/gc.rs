@@ -2,7 +2,8 @@
 //! `gvpod system gc` (`pod::gc` calls [`sweep_dead`]): its work directory
 //! (`<root>/bench/<tag>`), the runtimes' processes, the rootfs overlay
 //! mount, the `network` and `checkpoint` workloads' namespaces and
-//! `gvbn<tag>*` veths, and its `gvpod-bench-<tag>` cgroups.
+//! `gvbn<tag>*` veths, the `network` workload's `inet gvbench-<tag>`
+//! nftables table, and its `gvpod-bench-<tag>` cgroups.
 //!
 //! Invariants:
 //! - a bench writes its owner (pid and the process's start time, so a
@@ -180,6 +181,7 @@ pub fn sweep_dead(root: &Path) -> Vec<String> {
                 }
             }
         }
+        done.extend(super::publish::sweep(&tag));
         let merged = crate::bundle::RootfsPaths::new(&dir.join("bundle")).merged;
         let _ = crate::bundle::unmount(&merged); // not mounted is fine
         remove_cgroups(&tag);

@@ -14,7 +14,8 @@
 //! - everything the bench makes lives in one work directory under the data
 //!   root (`bench/<tag>`), every container id starts with [`ID_PREFIX`] and
 //!   the bench's tag, cgroups sit under `gvpod-bench-<tag>`, host veths are
-//!   named `gvbn<tag><n>` with their netns under the work directory: the
+//!   named `gvbn<tag><n>` with their netns under the work directory, the
+//!   published port's nftables table is `inet gvbench-<tag>`: the
 //!   [`Stage`] guard force-deletes, unmounts and removes all of it, on success,
 //!   failure or Ctrl-C (SIGINT/SIGTERM/SIGHUP stop the run between steps);
 //! - runtimes are driven through [`runtime::Runtime`] only (runsc's command
@@ -26,6 +27,7 @@ pub mod compare;
 mod env;
 pub mod gc;
 mod network;
+mod publish;
 pub mod report;
 mod rtspec;
 mod runtime;
@@ -70,6 +72,8 @@ pub enum BenchError {
         what: String,
         msg: String,
     },
+    #[error("cannot draw the bench chart: {0}")]
+    Chart(String),
     #[error("bench interrupted; everything it made was removed")]
     Interrupted,
     #[error(transparent)]
@@ -89,9 +93,10 @@ impl BenchError {
             | BenchError::UnknownWorkload(_)
             | BenchError::BadBaseline { .. }
             | BenchError::Usage(_) => Kind::User,
-            BenchError::Io { .. } | BenchError::Failed { .. } | BenchError::Interrupted => {
-                Kind::Internal
-            }
+            BenchError::Io { .. }
+            | BenchError::Failed { .. }
+            | BenchError::Chart(_)
+            | BenchError::Interrupted => Kind::Internal,
             BenchError::Pod(e) => e.kind(),
             BenchError::Bundle(e) => e.kind(),
         }
@@ -325,6 +330,9 @@ pub struct Stage {
     /// recorded before they are made (removed on drop, after the
     /// containers).
     nets: Vec<(PathBuf, String)>,
+    /// The `network` workload's nftables table (see `publish`), recorded
+    /// before it is made.
+    firewall: Option<String>,
 }
 
 /// The host end of every `network` workload veth is named this, the
@@ -374,6 +382,7 @@ impl Stage {
             runtimes: vec![],
             ids: vec![],
             nets: vec![],
+            firewall: None,
         };
         // Recorded (mounted = true) before it is made: the guard's unmount
         // of a mount that failed is harmless.
@@ -569,6 +578,7 @@ impl Drop for Stage {
             rt.delete_all(ids);
         }
         self.remove_nets();
+        self.remove_firewall();
         if self.mounted {
             let _ = bundle::unmount(&self.rootfs);
             self.mounted = false;

@@ -1,7 +1,9 @@
 //! `gvpod bench`: parses, calls [`crate::bench::run`], prints the table or
 //! JSON on stdout (progress and warnings on stderr), writes `-o FILE` and
 //! `--chart FILE`. `gvpod bench compare A.json B.json` compares two
-//! reports (a leading `compare` word, as no workload has that name).
+//! reports and `gvpod bench chart R.json [-o out.svg]` draws one (a leading
+//! `compare` or `chart` word, as no workload has those names); both only
+//! read files, so they run here even under `--url` (as `config` does).
 
 #[cfg(host_runtime)]
 use std::io::IsTerminal;
@@ -18,8 +20,9 @@ use crate::pod::Ctx;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Workloads: startup, exec, syscall, fileio, density (default: all); or
-    /// `compare A.json B.json` to compare two reports written with -o.
+    /// Workloads: startup, exec, syscall, fileio, density, network, checkpoint
+    /// (default: all); or `compare A.json B.json` to compare two reports
+    /// written with -o; or `chart R.json` to draw one (to -o FILE or stdout).
     pub workloads: Vec<String>,
     /// A runtime to benchmark (repeatable): runsc, runsc:systrap|ptrace|kvm,
     /// runsc@/path/to/runsc, runsc:network=host, runsc:overlay2=root:memory,
@@ -53,6 +56,42 @@ pub struct BenchArgs {
 #[cfg(host_runtime)]
 pub fn is_compare(a: &BenchArgs) -> bool {
     a.workloads.first().is_some_and(|w| w == "compare")
+}
+
+#[cfg(host_runtime)]
+pub fn is_chart(a: &BenchArgs) -> bool {
+    a.workloads.first().is_some_and(|w| w == "chart")
+}
+
+#[cfg(host_runtime)]
+/// `gvpod bench chart R.json [-o out.svg]`: the `--chart` SVG of a report
+/// written earlier, to the file or stdout.
+pub fn chart(a: BenchArgs) -> anyhow::Result<i32> {
+    let [_, file] = a.workloads.as_slice() else {
+        return Err(bench::BenchError::Usage(
+            "bench chart takes one report file: gvpod bench chart R.json -o out.svg".into(),
+        )
+        .into());
+    };
+    let rep = bench::compare::load(std::path::Path::new(file))?;
+    let svg = bench::chart::svg(&rep)?;
+    match (&a.output, &a.chart) {
+        (Some(path), _) => write_chart(path, &svg, "-o")?,
+        (None, Some(path)) => write_chart(path, &svg, "--chart")?,
+        (None, None) => print!("{svg}"),
+    }
+    Ok(0)
+}
+
+#[cfg(host_runtime)]
+fn write_chart(path: &std::path::Path, svg: &str, flag: &str) -> anyhow::Result<()> {
+    crate::util::write_atomic(path, svg.as_bytes()).map_err(|e| {
+        crate::pod::PodError::Usage(format!(
+            "cannot write the bench chart to {}: {e}; pick another {flag} FILE",
+            path.display()
+        ))
+    })?;
+    Ok(())
 }
 
 #[cfg(host_runtime)]
@@ -135,12 +174,7 @@ pub fn bench(ctx: &mut Ctx, a: BenchArgs) -> anyhow::Result<i32> {
         })?;
     }
     if let Some(path) = &a.chart {
-        crate::util::write_atomic(path, bench::chart::svg(&rep).as_bytes()).map_err(|e| {
-            crate::pod::PodError::Usage(format!(
-                "cannot write the bench chart to {}: {e}; pick another --chart FILE",
-                path.display()
-            ))
-        })?;
+        write_chart(path, &bench::chart::svg(&rep)?, "--chart")?;
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rep)?);

@@ -64,9 +64,11 @@ pub fn main() -> i32 {
         Cmd::Config(a) => config::config(a),
         Cmd::Machine(c) => machine::machine(c),
         Cmd::System(SystemCmd::Service { .. }) => dispatch(cli),
-        // Reads two files: no root, no data root, the same under --url.
+        // Read files: no root, no data root, the same under --url.
         #[cfg(host_runtime)]
         Cmd::Bench(a) if bench::is_compare(&a) => bench::compare(a),
+        #[cfg(host_runtime)]
+        Cmd::Bench(a) if bench::is_chart(&a) => bench::chart(a),
         // From spec files: as `config`, on this host even under --url.
         Cmd::Generate(kube::GenerateCmd::Kube(ref a)) if a.wants_specs().unwrap_or(true) => {
             a.wants_specs().and_then(|_| kube::from_files(a))
