@@ -54,6 +54,9 @@ elems = [e for o in doc["nftables"] if "set" in o for e in o["set"].get("elem", 
 print(sum(1 for e in elems if e in names))' 2>/dev/null || echo 0)
     [ "$alive" = 0 ] && report "nftables table inet $t left with no bridge"
 done
+# `gvpod bench`'s published-port tables (src/bench/publish.rs): only a run in flight has one.
+t=$(nft list tables 2>/dev/null | awk '$2 == "inet" && $3 ~ /^gvbench-/ {print $3}' || true)
+[ -n "$t" ] && report "bench nftables tables left: $t"
 d=$(ls -d /tmp/gvpod-test-* 2>/dev/null || true)
 [ -n "$d" ] && report "test data roots left: $d"
 if [ -s "$marker" ]; then exit 1; fi
