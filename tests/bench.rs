@@ -369,18 +369,16 @@ fn bench_reports_and_cleans_up() {
         .unwrap();
     assert!(o.status.success(), "unparseable SVG: {}\n{svg}", stderr(&o));
     let parsed: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let titles: Vec<&str> = parsed["titles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let texts: Vec<&str> = parsed["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let strings = |key: &str| -> Vec<&str> {
+        parsed[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect()
+    };
+    let titles = strings("titles");
+    let texts = strings("texts");
     // (A figure its baseline lacks, see density above, has no bar.)
     let with_base: Vec<&serde_json::Value> =
         results.iter().filter(|r| !r["ratio"].is_null()).collect();

@@ -249,26 +249,19 @@ impl Workload for Network {
 
     fn sample(&mut self, stage: &mut Stage, rt: usize) -> Result<Vec<Sample>> {
         let label = stage.runtimes[rt].info.label.clone();
-        let ip = match self.servers.get(rt) {
-            Some(Some((_, ip))) => *ip,
-            _ => {
-                return Err(BenchError::Failed {
-                    runtime: label,
-                    what: "network".into(),
-                    msg: "no running server".into(),
-                })
-            }
+        let missing = |msg: &str| BenchError::Failed {
+            runtime: label.clone(),
+            what: "network".into(),
+            msg: msg.into(),
         };
-        let port = match self.published.get(rt) {
-            Some(Some((port, _))) => *port,
-            _ => {
-                return Err(BenchError::Failed {
-                    runtime: label,
-                    what: "network".into(),
-                    msg: "no published port".into(),
-                })
-            }
+        let Some(Some((_, ip))) = self.servers.get(rt) else {
+            return Err(missing("no running server"));
         };
+        let ip = *ip;
+        let Some(Some((port, _))) = self.published.get(rt) else {
+            return Err(missing("no published port"));
+        };
+        let port = *port;
         let client = self.clients.get(rt).cloned().flatten();
         let direct = format!("http://{ip}");
         let published = format!("http://127.0.0.1:{port}");
