@@ -137,6 +137,49 @@ fn leave_running_and_two_clones_side_by_side() {
 }
 
 #[test]
+fn clones_of_a_pod_without_a_network_list_their_own_name() {
+    require_runsc!();
+    let r = Root::new();
+    // Its /etc/hosts is in its rootfs (bundle::etc), read before the
+    // checkpoint: the clone's, rewritten with its own name, must restore.
+    r.run_detached(&[
+        "--name",
+        "solo",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts > /seen; sleep 600",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let o = r.gvpod(&["exec", "solo", "cat", "/seen"]);
+        if o.status.success() && !stdout(&o).is_empty() {
+            break stdout(&o);
+        }
+        assert!(Instant::now() < deadline, "no /seen: {}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(seen.contains("solo"), "{seen}");
+    r.ok(&["checkpoint", "--leave-running", "--name", "s", "solo"]);
+    r.restore(&["--name", "solo-copy", "s"]);
+    assert_eq!(status(&r, "solo-copy"), "running");
+    let hosts = r.ok(&["exec", "solo-copy", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("solo-copy"), "{hosts}");
+    // The hostname is the snapshot's (it lives in the restored kernel).
+    assert_eq!(
+        r.ok(&["exec", "solo-copy", "cat", "/etc/hostname"]),
+        r.ok(&["exec", "solo", "cat", "/etc/hostname"])
+    );
+    assert_eq!(r.ok(&["exec", "solo-copy", "cat", "/seen"]), seen);
+    r.ok(&["rm", "-f", "solo", "solo-copy"]);
+    r.ok(&["snapshot", "rm", "s"]);
+    r.assert_clean();
+    assert_no_partial_snapshots(&r);
+}
+
+#[test]
 fn export_rm_import_restore() {
     require_runsc!();
     let r = Root::new();
@@ -203,6 +246,33 @@ fn commit_then_run_sees_the_change() {
         "-c",
         "echo hello > /hello; mkdir -p /opt/app; echo 1 > /opt/app/v; rm /bin/vi; ln -s /hello /link",
     ]);
+    // gvpod writes the pod's /etc/hostname into its rootfs (no bind mount,
+    // bundle::etc); /etc/hosts of a pod on a network stays bound (its
+    // peers are listed as they come and go); without a network both are
+    // in the rootfs.
+    let id = r.inspect("dev")["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.ok(&["exec", "dev", "cat", "/etc/hostname"]),
+        format!("{}\n", &id[..12])
+    );
+    let mounts = r.ok(&["exec", "dev", "cat", "/proc/mounts"]);
+    assert!(!mounts.contains(" /etc/hostname "), "{mounts}");
+    assert!(mounts.contains(" /etc/hosts "), "{mounts}");
+    let o = r.gvpod(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--hostname",
+        "solo",
+        "--add-host",
+        "db:198.18.0.9",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep -c solo /etc/hosts; grep db /etc/hosts; grep -c ' /etc/host' /proc/mounts",
+    ]);
+    assert_eq!(stdout(&o), "solo\n1\n198.18.0.9\tdb\n0\n", "{}", stderr(&o));
     // Committed while running (paused for a consistent layer).
     let img = r.ok(&["commit", "dev", "dev-image:v1"]).trim().to_string();
     assert!(img.starts_with("sha256:"), "{img}");
@@ -230,6 +300,16 @@ fn commit_then_run_sees_the_change() {
     // Like any image: saved, loaded into another data root, run there.
     let archive = r.path().join("dev.tar");
     r.ok(&["save", "-o", archive.to_str().unwrap(), "dev-image:v1"]);
+    // The committed layer has the pod's files but not the ones gvpod
+    // wrote for its runtime (as docker commit leaves out its bound ones).
+    let files = layer_files(&archive);
+    assert!(files.iter().any(|f| f.ends_with("opt/app/v")), "{files:?}");
+    for f in ["etc/hostname", "etc/hosts", "etc/resolv.conf"] {
+        assert!(
+            !files.iter().any(|g| g.trim_start_matches("./") == f),
+            "{f} in {files:?}"
+        );
+    }
     let other = Root::empty();
     other.ok(&["load", "-i", archive.to_str().unwrap()]);
     let o = other.gvpod(&["run", "--rm", "dev-image:v1", "cat", "/hello"]);
@@ -623,4 +703,34 @@ fn http_pod_serves_again_after_restore_and_clones_get_their_own_address_and_port
     r.ok(&["network", "rm", "snapnet"]);
     r.assert_clean();
     assert_no_partial_snapshots(&r);
+}
+
+/// Every path in every layer of an image archive (`gvpod save`): the
+/// archive's members that are tarballs themselves, gzipped or not.
+fn layer_files(archive: &std::path::Path) -> Vec<String> {
+    let script = r#"
+import io, sys, tarfile
+outer = tarfile.open(sys.argv[1])
+for m in outer.getmembers():
+    if not m.isfile():
+        continue
+    data = outer.extractfile(m).read()
+    try:
+        inner = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except tarfile.TarError:
+        continue
+    for n in inner.getnames():
+        print(n)
+"#;
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(archive)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

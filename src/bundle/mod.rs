@@ -6,7 +6,9 @@
 
 pub mod devuser;
 mod error;
+pub mod etc;
 mod options;
+mod rootdir;
 mod rootfs;
 
 pub use error::BundleError;

@@ -58,8 +58,8 @@ pub fn commit(ctx: &mut Ctx, key: &str, reference: &str) -> Result<Image> {
         } else {
             None
         };
-        let res =
-            crate::snapshot::diff::write_diff(&upper, std::io::BufWriter::new(f)).map_err(|e| {
+        let res = crate::snapshot::diff::write_commit_layer(&upper, std::io::BufWriter::new(f))
+            .map_err(|e| {
                 // The diff names the file it was reading; a full disk is
                 // the layer's own file's (in the pod's bundle).
                 if crate::error::disk_full(&e) {

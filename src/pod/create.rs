@@ -136,11 +136,18 @@ fn assemble(
         .clone()
         .unwrap_or_else(|| row.id[..12].to_string());
     let netns = provision::attach(ctx, &row.id, attach)?;
-    let etc_hostname = bundle_dir.join("hostname");
-    let etc_hosts = bundle_dir.join("hosts");
-    let etc_resolv = bundle_dir.join("resolv.conf");
-    // Derived files, rebuilt from the database if lost: no fsync on the start-up path.
-    write_plain(&etc_hostname, format!("{hostname}\n"))?;
+    // Derived files, rebuilt from the database if lost: no fsync on the
+    // start-up path. In the rootfs when nothing changes them while the pod
+    // runs (`bundle::etc`), else bound from the bundle.
+    let mut etc = vec![];
+    etc_file(
+        &paths.merged,
+        &bundle_dir,
+        bundle::etc::HOSTNAME,
+        format!("{hostname}\n"),
+        true,
+        &mut etc,
+    )?;
     let hosts = network::pod_hosts(
         ctx,
         &row.id,
@@ -149,8 +156,16 @@ fn assemble(
         attach,
         &netopts.add_hosts,
     )?;
-    write_plain(&etc_hosts, hosts)?;
-    let mut etc = vec![(etc_hostname, "/etc/hostname"), (etc_hosts, "/etc/hosts")];
+    // A pod on a bridge network has peers, listed as they come and go.
+    let hosts_fixed = attach.is_none();
+    etc_file(
+        &paths.merged,
+        &bundle_dir,
+        bundle::etc::HOSTS,
+        hosts,
+        hosts_fixed,
+        &mut etc,
+    )?;
     if opts.network != "none" {
         let text = if opts.network == "host" && netopts.dns.is_empty() {
             // The host's own stack: its stub resolver on 127.0.0.53 works too.
@@ -158,8 +173,14 @@ fn assemble(
         } else {
             crate::net::dns::resolv_conf(&netopts.dns, crate::net::dns::HOST_RESOLV)
         };
-        write_plain(&etc_resolv, text)?;
-        etc.push((etc_resolv, "/etc/resolv.conf"));
+        etc_file(
+            &paths.merged,
+            &bundle_dir,
+            bundle::etc::RESOLV,
+            text,
+            false,
+            &mut etc,
+        )?;
     }
     // For --ssh, the pod's host keys (by its name, bound read-only).
     etc.extend(super::ssh::keys_mount(ctx, &row.name, &opts.dev)?);
@@ -190,6 +211,31 @@ pub(super) fn exposed_ports(image: &crate::image::Image) -> Vec<String> {
         .as_ref()
         .and_then(|c| c.exposed_ports().clone())
         .unwrap_or_default()
+}
+
+/// Puts the pod's file `dest` (/etc/hostname, /etc/hosts, /etc/resolv.conf)
+/// in its rootfs when `in_rootfs` and it can be written there; otherwise
+/// writes it in the bundle (under its own name) and adds its bind mount to
+/// `binds`.
+fn etc_file(
+    rootfs: &std::path::Path,
+    bundle_dir: &std::path::Path,
+    dest: &'static str,
+    text: String,
+    in_rootfs: bool,
+    binds: &mut Vec<(std::path::PathBuf, &'static str)>,
+) -> Result<()> {
+    if in_rootfs {
+        match bundle::etc::write_in_rootfs(rootfs, dest, text.as_bytes()) {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!("{dest} bound instead of written in the rootfs: {e}"),
+        }
+    }
+    let name = dest.rsplit('/').next().unwrap_or(dest);
+    let src = bundle_dir.join(name);
+    write_plain(&src, text)?;
+    binds.push((src, dest));
+    Ok(())
 }
 
 fn write_plain(path: &std::path::Path, data: String) -> Result<()> {

@@ -323,6 +323,7 @@ fn make_pod(
             netns.as_deref(),
         );
         files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
+        files.rootfs = Some(paths.merged.clone());
         write_bundle(dir, meta, &files, &cgroup, &hosts, &netopts)?;
         failpoint::hit("restore:bundle");
         Ok(())
@@ -439,6 +440,10 @@ struct BundleFiles<'a> {
     netns: Option<&'a Path>,
     /// The pod's own ssh host keys (by its name), for `--ssh` pods.
     ssh_keys: Option<PathBuf>,
+    /// A new pod's rootfs (the snapshot's diff applied): its /etc/hosts is
+    /// written there when the snapshot's spec does not bind it
+    /// (`bundle::etc`), so a clone lists its own name.
+    rootfs: Option<PathBuf>,
 }
 
 impl<'a> BundleFiles<'a> {
@@ -451,6 +456,7 @@ impl<'a> BundleFiles<'a> {
             resolv: bundle.join("resolv.conf"),
             netns,
             ssh_keys: None,
+            rootfs: None,
         }
     }
 }
@@ -477,6 +483,16 @@ fn write_bundle(
     }
     let spec_path = dir.join(snapshot::SPEC);
     let data = std::fs::read(&spec_path).map_err(super::io("cannot read", &spec_path))?;
+    if let Some(rootfs) = &f.rootfs {
+        if !binds(&data, crate::bundle::etc::HOSTS) {
+            crate::bundle::etc::write_in_rootfs(
+                rootfs,
+                crate::bundle::etc::HOSTS,
+                hosts.as_bytes(),
+            )
+            .map_err(super::io("cannot write /etc/hosts in", rootfs))?;
+        }
+    }
     let spec = adapt_spec(&data, f, cgroup).map_err(|why| {
         PodError::Snapshot(SnapshotError::Unusable {
             name: meta.name.clone(),
@@ -487,6 +503,20 @@ fn write_bundle(
     // started (a restore always starts the pod at once).
     let out = f.bundle.join("config.json");
     crate::util::write_replacing(&out, &spec, false).map_err(super::io("cannot write", &out))
+}
+
+/// Whether the spec `data` has a mount at `dest` (an unreadable spec is
+/// refused later, by [`adapt_spec`]).
+fn binds(data: &[u8], dest: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| {
+            v.get("mounts")?.as_array().map(|ms| {
+                ms.iter()
+                    .any(|m| m.get("destination").and_then(|d| d.as_str()) == Some(dest))
+            })
+        })
+        .unwrap_or(true)
 }
 
 /// The snapshot's spec with what fact 10 lets differ replaced: the mount

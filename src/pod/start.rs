@@ -13,6 +13,7 @@ use super::proto::{self, FromMonitor, ToMonitor};
 use super::{failpoint, Ctx, PodError, Result};
 use crate::bundle::RootfsPaths;
 use crate::state::{PodRow, PodStatus};
+use crate::sys::Spawned;
 
 /// How the caller wants to follow the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
 /// killed), it reads end of file and exits without touching the data root.
 pub struct EarlyMonitor {
     /// Both `Some` until [`EarlyMonitor::take`] hands them to the start.
-    child: Option<std::process::Child>,
+    child: Option<Spawned>,
     sock: Option<OwnedFd>,
     id: String,
 }
@@ -53,7 +54,7 @@ impl EarlyMonitor {
         // The monitor's command line names the root as `Ctx` does (`orphans`).
         let root = std::fs::canonicalize(root).ok()?;
         let id = super::id::new_id();
-        match spawn_monitor(&root, &id, None, None) {
+        match spawn_early(&root, &id) {
             Ok((child, sock)) => Some(EarlyMonitor {
                 child: Some(child),
                 sock: Some(sock),
@@ -71,7 +72,7 @@ impl EarlyMonitor {
         &self.id
     }
 
-    fn take(mut self) -> Option<(std::process::Child, OwnedFd)> {
+    fn take(mut self) -> Option<(Spawned, OwnedFd)> {
         self.child.take().zip(self.sock.take())
     }
 }
@@ -175,7 +176,10 @@ pub(crate) fn start_with(
             }
             (child, sock)
         }
-        None => spawn_monitor(&ctx.root, &pod.id, restore, Some(log))?,
+        None => {
+            let (child, sock) = spawn_monitor(&ctx.root, &pod.id, restore, log)?;
+            (Spawned::from_child(child), sock)
+        }
     };
     ctx.db.set_pod_monitor(&pod.id, child.id() as i32)?;
     failpoint::hit("start:spawned");
@@ -229,30 +233,26 @@ pub(crate) fn start_with(
 }
 
 /// Starts `gvpod __monitor ID` in its own session with fd 3 its end of the
-/// socket pair; returns it and our end. With no `log` (an [`EarlyMonitor`])
-/// its stderr is /dev/null until [`ToMonitor::Go`] brings the log.
+/// socket pair and `log` its stderr; returns it and our end.
 fn spawn_monitor(
     root: &std::path::Path,
     id: &str,
     restore: Option<&std::path::Path>,
-    log: Option<std::fs::File>,
+    log: std::fs::File,
 ) -> Result<(std::process::Child, OwnedFd)> {
     let (mine, theirs) =
         proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))?;
+    let exe = own_binary()?;
     let theirs_fd = theirs.as_raw_fd();
-    let early = log.is_none();
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
         .arg(root)
         .arg("__monitor")
         .arg(id)
         .args(restore.map(|d| format!("--restore={}", d.display())))
-        .args(early.then_some("--early"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log.map_or_else(Stdio::null, Stdio::from));
+        .stderr(Stdio::from(log));
     // SAFETY: only async-signal-safe calls (setsid, dup2, fcntl) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -270,6 +270,41 @@ fn spawn_monitor(
         .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
     drop(theirs);
     Ok((child, mine))
+}
+
+/// [`EarlyMonitor::spawn`]'s process: `gvpod __monitor ID --early`, its
+/// stderr /dev/null until [`ToMonitor::Go`] brings the log, started
+/// without waiting for its exec (`sys::spawn_session`: a failed exec is
+/// end of file on the socket, handled as a monitor that died).
+fn spawn_early(root: &std::path::Path, id: &str) -> Result<(Spawned, OwnedFd)> {
+    use std::os::unix::ffi::OsStrExt;
+    let (mine, theirs) =
+        proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
+    let exe = own_binary()?;
+    let argv = [
+        exe.as_os_str().as_bytes(),
+        b"--root",
+        root.as_os_str().as_bytes(),
+        b"__monitor",
+        id.as_bytes(),
+        b"--early",
+    ]
+    .iter()
+    .map(|a| std::ffi::CString::new(*a))
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(|_| {
+        PodError::Monitor(format!(
+            "a NUL byte in the monitor's command line ({})",
+            root.display()
+        ))
+    })?;
+    let child = crate::sys::spawn_session(&argv, theirs.as_fd())
+        .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
+    Ok((child, mine))
+}
+
+fn own_binary() -> Result<std::path::PathBuf> {
+    std::env::current_exe().map_err(|e| PodError::Monitor(format!("cannot find own binary: {e}")))
 }
 
 fn monitor_error(code: i32, msg: String) -> PodError {

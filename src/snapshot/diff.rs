@@ -17,7 +17,10 @@
 //!
 //! The same tarball is the snapshot's `rootfs-diff.tar` (restored through
 //! the image store's secure layer unpacker) and the layer `gvpod commit`
-//! adds. Entries are sorted by name, so an unchanged pod gives the same bytes.
+//! adds, except that the commit leaves out the files gvpod writes for the
+//! pod's runtime ([`RUNTIME_FILES`], as docker commit leaves out the ones
+//! it binds). Entries are sorted by name, so an unchanged pod gives the
+//! same bytes.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -38,18 +41,36 @@ pub struct DiffStats {
 
 const OPAQUE: &str = "trusted.overlay.opaque";
 
+/// The pod's runtime files gvpod may write into its rootfs
+/// (`bundle::etc`), relative to the upper dir: never part of a committed
+/// image, whoever changed them last (a pod's edits of its bound
+/// /etc/hosts never reach docker's images either).
+pub const RUNTIME_FILES: &[&str] = &["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+
 /// Writes the diff held in the overlay upper directory `upper` to `out` as
-/// an uncompressed OCI layer tarball.
+/// an uncompressed OCI layer tarball: everything, as a snapshot needs it.
 pub fn write_diff<W: Write>(upper: &Path, out: W) -> Result<DiffStats> {
-    write_diff_with(upper, out, crate::sys::lxattrs)
+    write_diff_with(upper, out, crate::sys::lxattrs, &[])
+}
+
+/// [`write_diff`] without [`RUNTIME_FILES`] (nor their whiteouts): the
+/// layer `gvpod commit` adds to an image.
+pub fn write_commit_layer<W: Write>(upper: &Path, out: W) -> Result<DiffStats> {
+    write_diff_with(upper, out, crate::sys::lxattrs, RUNTIME_FILES)
 }
 
 /// How the diff reads a file's extended attributes: `sys::lxattrs`, or in
 /// unit tests a wrapper that adds the `trusted.*` ones only root can set.
 type ReadXattrs = fn(&Path) -> std::io::Result<Vec<(String, Vec<u8>)>>;
 
-fn write_diff_with<W: Write>(upper: &Path, out: W, xattrs: ReadXattrs) -> Result<DiffStats> {
+fn write_diff_with<W: Write>(
+    upper: &Path,
+    out: W,
+    xattrs: ReadXattrs,
+    skip: &'static [&'static str],
+) -> Result<DiffStats> {
     let mut w = Writer {
+        skip,
         tar: tar::Builder::new(out),
         upper: upper.to_owned(),
         links: HashMap::new(),
@@ -67,6 +88,8 @@ fn write_diff_with<W: Write>(upper: &Path, out: W, xattrs: ReadXattrs) -> Result
 
 struct Writer<W: Write> {
     xattrs: ReadXattrs,
+    /// Paths (relative to the upper dir) left out, with what is below them.
+    skip: &'static [&'static str],
     tar: tar::Builder<W>,
     upper: PathBuf,
     /// (dev, ino) of multiply-linked files already written → their path.
@@ -93,7 +116,11 @@ impl<W: Write> Writer<W> {
             .map_err(io("cannot read", &abs))?;
         names.sort();
         for name in names {
-            self.entry(&rel.join(&name), &name)?;
+            let path = rel.join(&name);
+            if self.skip.iter().any(|s| Path::new(s) == path) {
+                continue;
+            }
+            self.entry(&path, &name)?;
         }
         Ok(())
     }
@@ -249,7 +276,7 @@ mod tests {
         )
         .unwrap();
         let mut out = vec![];
-        let st = write_diff_with(u, &mut out, with_opaque).unwrap();
+        let st = write_diff_with(u, &mut out, with_opaque, &[]).unwrap();
         assert_eq!(st.whiteouts, 2);
         assert_eq!(st.bytes, 5);
         let n = names(&out);
@@ -264,7 +291,42 @@ mod tests {
         assert!(!n.iter().any(|(q, _)| q == "etc/gone"));
         // Deterministic.
         let mut again = vec![];
-        write_diff_with(u, &mut again, with_opaque).unwrap();
+        write_diff_with(u, &mut again, with_opaque, &[]).unwrap();
         assert_eq!(out, again);
+    }
+
+    #[test]
+    fn a_commit_layer_leaves_out_the_runtime_files() {
+        let d = tempfile::tempdir().unwrap();
+        let u = d.path();
+        std::fs::create_dir_all(u.join("etc")).unwrap();
+        std::fs::write(u.join("etc/hostname"), b"web\n").unwrap();
+        std::fs::write(u.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+        std::fs::write(u.join("etc/motd"), b"kept").unwrap();
+        // A deleted /etc/resolv.conf: its whiteout is left out too.
+        nix::sys::stat::mknod(
+            &u.join("etc/resolv.conf"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o000),
+            0,
+        )
+        .unwrap();
+        let mut layer = vec![];
+        let st = write_commit_layer(u, &mut layer).unwrap();
+        let n: Vec<String> = names(&layer).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(n, ["etc", "etc/motd"], "{n:?}");
+        assert_eq!((st.bytes, st.whiteouts), (4, 0));
+        // A snapshot keeps them all: its spec does not bind them.
+        let mut snap = vec![];
+        write_diff(u, &mut snap).unwrap();
+        let n: Vec<String> = names(&snap).into_iter().map(|(p, _)| p).collect();
+        for p in [
+            "etc/hostname",
+            "etc/hosts",
+            "etc/.wh.resolv.conf",
+            "etc/motd",
+        ] {
+            assert!(n.iter().any(|q| q == p), "{p} in {n:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! has sudo, the caller's public keys in `~NAME/.ssh/authorized_keys`, and
 //! sshd's privilege-separation directory and host-key mount point.
 //!
-//! Invariants: every path in the rootfs goes through [`rootdir::RootDir`]
+//! Invariants: every path in the rootfs goes through [`super::rootdir::RootDir`]
 //! (fd-relative, `open_in_root`: no symlink in the image can redirect a
 //! write to the host); files are replaced atomically; [`ensure`] is
 //! idempotent (a restart, a restore or a retried start changes nothing);
@@ -14,13 +14,12 @@
 
 mod access;
 mod edit;
-mod rootdir;
 
 use std::path::Path;
 
+use super::rootdir::{Owner, RootDir};
 pub use access::DevAccess;
 pub use edit::{valid_name, PasswdEntry};
-use rootdir::{Owner, RootDir};
 
 use super::BundleError;
 

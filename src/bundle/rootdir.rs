@@ -3,7 +3,8 @@
 //! in the image can lead a read or a write out of it) and every final
 //! component handled without following a symlink. Files are replaced
 //! atomically (a temp file in the same directory, fsync, rename), so a
-//! symlink planted at the destination is replaced, never written through.
+//! symlink planted at the destination is replaced, never written through;
+//! files derived from the database (`bundle::etc`) skip the fsync.
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -128,6 +129,17 @@ impl RootDir {
 
     /// Replaces (or creates) `path` with `data` atomically, with `owner`.
     pub fn write_as(&self, path: &str, data: &[u8], owner: Owner) -> io::Result<()> {
+        self.replace(path, data, owner, true)
+    }
+
+    /// [`RootDir::write`] without the fsync: for files rebuilt from the
+    /// database when lost (`bundle::etc`), on the pod start path.
+    pub fn write_unsynced(&self, path: &str, data: &[u8], new: Owner) -> io::Result<()> {
+        let owner = self.owner_of(path)?.unwrap_or(new);
+        self.replace(path, data, owner, false)
+    }
+
+    fn replace(&self, path: &str, data: &[u8], owner: Owner, sync: bool) -> io::Result<()> {
         let (dir, name) = split(path)?;
         let d = self.dir(dir)?;
         let tmp = format!(
@@ -147,7 +159,9 @@ impl RootDir {
             sys::fchmod(f.as_fd(), owner.mode)?;
             let mut file = std::fs::File::from(f);
             file.write_all(data)?;
-            file.sync_all()?;
+            if sync {
+                file.sync_all()?;
+            }
             sys::renameat(d.as_fd(), tmp, d.as_fd(), name)
         })();
         if res.is_err() {
