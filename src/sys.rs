@@ -8,10 +8,8 @@
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` (no symlink is followed at all).
 
 pub mod loopdev;
-mod sched;
 mod signal;
 mod spawn;
-pub use sched::sched_idle;
 pub use signal::default_sigpipe;
 pub use spawn::{spawn_session, Spawned};
 

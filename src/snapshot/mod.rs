@@ -204,24 +204,37 @@ impl SnapshotStore {
     }
 
     /// A fresh, locked `.tmp-*` directory.
+    ///
+    /// Another gvpod's [`SnapshotStore::sweep`] may open the new `.lock`
+    /// between our open and our flock, find it free, and remove the
+    /// directory (seen with 20 checkpoints at once). So a lock that is
+    /// busy, or that we got on a file no longer linked, means the sweep
+    /// has it: start over under a new name, and leave that directory to it.
     pub fn temp(&self) -> Result<TempSnapshot> {
-        let dir = self
-            .dir
-            .join(format!("{TMP_PREFIX}{}", crate::util::random_hex(8)));
-        std::fs::create_dir(&dir).map_err(io("cannot create", &dir))?;
-        let mut t = TempSnapshot {
-            dir,
-            lock: None,
-            armed: true,
-        };
-        t.lock = Some(
-            lock(&t.dir.join(LOCK), true)?.ok_or_else(|| SnapshotError::Io {
-                what: "cannot lock",
-                path: t.dir.join(LOCK),
-                source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
-            })?,
-        );
-        Ok(t)
+        for _ in 0..TEMP_TRIES {
+            let dir = self
+                .dir
+                .join(format!("{TMP_PREFIX}{}", crate::util::random_hex(8)));
+            std::fs::create_dir(&dir).map_err(io("cannot create", &dir))?;
+            let mut t = TempSnapshot {
+                dir,
+                lock: None,
+                armed: false,
+            };
+            match lock(&t.dir.join(LOCK), true)? {
+                Some(l) if still_linked(&l) => {
+                    t.lock = Some(l);
+                    t.armed = true;
+                    return Ok(t);
+                }
+                _ => tracing::debug!("{} was swept as it was made", t.dir.display()),
+            }
+        }
+        Err(SnapshotError::Io {
+            what: "cannot lock a new directory in",
+            path: self.dir.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        })
     }
 
     /// Takes over an abandoned temp directory (its writer died): returns it
@@ -349,6 +362,15 @@ impl SnapshotStore {
     }
 }
 
+/// How many fresh names [`SnapshotStore::temp`] tries.
+const TEMP_TRIES: usize = 8;
+
+/// Whether the locked file still has a name (a sweep unlinks what it removes).
+fn still_linked(l: &nix::fcntl::Flock<File>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    l.metadata().is_ok_and(|m| m.nlink() > 0)
+}
+
 fn young(p: &Path) -> bool {
     std::fs::symlink_metadata(p)
         .and_then(|m| m.modified())
@@ -454,6 +476,36 @@ mod tests {
             !live_dir.exists(),
             "an uncommitted temp dir is removed on drop"
         );
+    }
+
+    #[test]
+    fn temp_dirs_survive_concurrent_sweeps() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().to_owned();
+        Db::open(&root).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweeper = {
+            let (root, done) = (root.clone(), done.clone());
+            std::thread::spawn(move || {
+                let db = Db::open(&root).unwrap();
+                let store = SnapshotStore::new(&root).unwrap();
+                let mut swept = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    swept += store.sweep(&db).unwrap().len();
+                }
+                swept
+            })
+        };
+        let store = SnapshotStore::new(&root).unwrap();
+        for _ in 0..300 {
+            let t = store.temp().expect("a fresh temp dir despite the sweeps");
+            // Ours, locked and still there: a sweep can neither lock nor remove it.
+            assert!(t.dir.join(LOCK).exists(), "{}", t.dir.display());
+            assert!(store.claim(&t.dir).unwrap().is_none());
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Whatever it removed were directories temp() had given up.
+        let _ = sweeper.join().unwrap();
     }
 
     #[test]

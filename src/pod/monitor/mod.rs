@@ -388,14 +388,6 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
     }
-    // The client has its answer: what this thread has left (a removed
-    // pod's bundle, waiting for the chores, the exit) takes no lock anyone
-    // waits for, so it yields the CPU to whatever runs next (the next
-    // `run` of a loop, on a 2-core host). The chores thread keeps its
-    // priority: its WAL checkpoint takes the database's write lock.
-    if let Err(e) = crate::sys::sched_idle() {
-        tracing::debug!("monitor of {id} stays at normal priority: {e}");
-    }
     // A removed --rm pod's bundle, renamed aside: deleted after the answer.
     for d in later {
         if let Err(e) = crate::sys::remove_path(&d) {
