@@ -387,6 +387,51 @@ fn stop_wait_and_restart_wait_for_the_monitor_to_finish() {
     r.assert_clean();
 }
 
+/// A foreground run's output ends when its client exits: the monitor,
+/// which writes the pod's output straight to the client's stdout and
+/// stderr, closes its copies of them before its own tail (deleting a
+/// `--rm` pod's bundle, its chores), widened here to 10 s. Before, a
+/// reader such as `$(gvpod run --rm …)` waited for that tail too.
+#[test]
+fn run_output_ends_when_the_client_exits() {
+    require_runsc!();
+    let r = Root::new();
+    let t = std::time::Instant::now();
+    let o = r
+        .cmd(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2",
+        ])
+        .env("GVPOD_PAUSE_AT", "monitor:answered")
+        .env("GVPOD_PAUSE_MS", "10000")
+        .output() // reads stdout and stderr to their end
+        .unwrap();
+    let took = t.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert!(
+        took < Duration::from_secs(8),
+        "the output stayed open {took:?}, until the monitor's tail ended"
+    );
+    // Gone when its client returned; its monitor is still in its tail.
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    assert_eq!(r.monitors().len(), 1, "the monitor should still be paused");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !r.monitors().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.assert_clean();
+}
+
 #[test]
 fn options_reach_the_pod() {
     require_runsc!();

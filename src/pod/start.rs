@@ -223,6 +223,7 @@ pub(crate) fn start_with(
             // The monitor has finished its work when it reports the exit; it
             // is not waited for (init reaps it once we are gone).
             let out = foreground(&mine, stdin, tty, lock);
+            tracing::debug!("step start:ended");
             match out? {
                 Some(FromMonitor::Exited { code }) => Ok(StartOutcome::Exited { code }),
                 Some(FromMonitor::Failed { code, msg }) => Err(monitor_error(code, msg)),

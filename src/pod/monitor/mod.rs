@@ -376,6 +376,11 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         );
         let _ = nix::unistd::write(c.stderr.as_fd(), line.as_bytes());
     }
+    // The pod's output is all written: our copies of the attached client's
+    // stdout and stderr close now, so a reader of them (`$(gvpod run --rm
+    // …)`, a pipe) sees their end when the client exits, not after the
+    // removal and chores below.
+    drop(client);
 
     let later = exit::record(ctx, &pod, &flags, &ended, code);
     if attach.is_some() {
@@ -388,6 +393,7 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);
     }
+    failpoint::hit("monitor:answered");
     // A removed --rm pod's bundle, renamed aside: deleted after the answer.
     for d in later {
         if let Err(e) = crate::sys::remove_path(&d) {
