@@ -11,7 +11,7 @@
 //! ones outside `run` and `checkpoint`: `pull:fetched`, `import:scanned`,
 //! `import:placed`, `load:staged`, `commit:paused`, `commit:written`,
 //! `register:placed` (layers of a pull, load or commit in the cache, the
-//! image not yet recorded), `network-create:recorded|bridged|firewalled`,
+//! image not yet recorded), `network-create:recorded|firewalled|bridged`,
 //! `network-rm:unfirewalled|unbridged|deleted`,
 //! `snapshot-export:member`, `snapshot-import:member|placed`,
 //! `restore:rootfs|bundle|prepared`. tests/faults.rs kills gvpod at each.

@@ -248,6 +248,52 @@ fn published_port_from_loopback_other_namespaces_and_other_pods() {
     r.assert_clean();
 }
 
+/// A pod made while its network is still being made waits for the whole
+/// network. Its set-up skips the network when the bridge exists and puts
+/// its published port straight into the firewall's maps, so the bridge is
+/// made last (`net::ensure_network`). `network create` is held between the
+/// firewall and the bridge for 1.5 s; a `run -p` on that network meanwhile
+/// succeeds and serves on its port. (With the bridge made first, 20
+/// concurrent `run -p` on a new root failed now and then: "nft rejected
+/// the ruleset: … No such file or directory".)
+#[test]
+fn a_pod_made_while_its_network_is_made_gets_its_published_port() {
+    require_runsc!();
+    let r = Root::new();
+    let create = r
+        .cmd(&["network", "create", "half"])
+        .env("GVPOD_PAUSE_AT", "network-create:firewalled")
+        .env("GVPOD_PAUSE_MS", "1500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The row is recorded first: once it is listed, the creator is at work.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !r.ok(&["network", "ls", "-q"]).lines().any(|l| l == "half") {
+        assert!(std::time::Instant::now() < deadline, "network never listed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    httpd(
+        &r,
+        "web",
+        &["--network", "half", "-p", "80", "--hostname", "halfweb"],
+    );
+    let o = create.wait_with_output().unwrap();
+    assert!(o.status.success(), "network create: {}", stderr(&o));
+    let port_line = r.ok(&["port", "web"]);
+    let host_port: u16 = port_line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("gvpod port: {port_line:?}"));
+    let body = http_get_retry(SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)));
+    assert!(body.contains("halfweb"), "{body}");
+    r.assert_clean();
+}
+
 #[test]
 fn pods_reach_each_other_by_name_and_networks_are_isolated() {
     require_runsc!();

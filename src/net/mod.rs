@@ -164,11 +164,20 @@ pub fn free_subnet(taken: &[Cidr]) -> Result<Option<Cidr>> {
     Ok(None)
 }
 
-/// Makes the network's bridge, sysctls and firewall rules exist (idempotent;
-/// cheap when the bridge is already up with its address, as after a first pod).
+/// Makes the network's firewall rules, bridge and sysctls exist
+/// (idempotent; cheap when the bridge is already up with its address, as
+/// after a first pod).
+///
+/// The bridge comes last: a pod's set-up that finds the bridge skips this
+/// (`pod::network::resolve`) and publishes its ports in the table's maps
+/// at once, so the bridge must never exist before the rules and maps do.
+/// (Made first, 20 concurrent `run -p` on a new root saw it while the
+/// first one was still making the table: "nft rejected the ruleset: …
+/// No such file or directory".) Nothing in the rules needs the bridge:
+/// they match its name.
 pub fn ensure_network(root: &Path, n: &Network) -> Result<()> {
-    ensure_bridge(root, n)?;
-    ensure_rules(root, n)
+    ensure_rules(root, n)?;
+    ensure_bridge(root, n)
 }
 
 /// The bridge half of [`ensure_network`] (and forwarding for egress).

@@ -198,16 +198,17 @@ pub fn create_labeled_network(
     ctx.db.insert_network(&row)?;
     failpoint::hit("network-create:recorded");
     let n = to_network(&row)?;
-    let made = net::ensure_bridge(&ctx.root, &n).and_then(|()| {
-        failpoint::hit("network-create:bridged");
-        net::ensure_rules(&ctx.root, &n)
+    // Rules first, the bridge last (see `net::ensure_network`).
+    let made = net::ensure_rules(&ctx.root, &n).and_then(|()| {
+        failpoint::hit("network-create:firewalled");
+        net::ensure_bridge(&ctx.root, &n)
     });
     if let Err(e) = made {
         let _ = net::remove_network(&ctx.root, &n);
         let _ = ctx.db.delete_network(name);
         return Err(e.into());
     }
-    failpoint::hit("network-create:firewalled");
+    failpoint::hit("network-create:bridged");
     view(ctx, row)
 }
 
@@ -266,6 +267,9 @@ pub fn resolve(ctx: &mut Ctx, name: &str) -> Result<Option<Network>> {
         None => return Err(PodError::NoNetwork(name.to_string())),
     };
     let n = to_network(&row)?;
+    // The bridge is made last (`net::ensure_network`): when it exists, so
+    // do the network's rules and the maps its pods' ports go in. Without
+    // it, the lock waits for a `network create` still making them.
     if !net::bridge_exists(&n.bridge)? {
         let _lock = net::host_lock()?;
         net::ensure_network(&ctx.root, &n)?;
