@@ -112,6 +112,20 @@ fn processes(matches: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
 /// Every host object that names data root `root`: links by alias, its
 /// firewall table, mounts under it, its state directory, processes naming
 /// it or its state directory, and the cgroups of `ids`.
+/// [`host_objects`] once two reads 200 ms apart agree (10 s at most).
+fn settled_host_objects(root: &Path, ids: &[String]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = host_objects(root, ids);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = host_objects(root, ids);
+        if now == last || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn host_objects(root: &Path, ids: &[String]) -> Vec<String> {
     let mut v = vec![];
     let rs = root.to_string_lossy().into_owned();
@@ -248,7 +262,9 @@ fn gc_orphans_removes_a_deleted_roots_objects_and_keeps_a_live_ones() {
     let live_before = host_objects(&live_path, std::slice::from_ref(&live_id));
 
     doomed.crash_and_delete();
-    let stale = host_objects(&doomed.path, &ids);
+    // SIGKILLed processes exit, and the kernel tears down what they held,
+    // a moment later: the picture is taken once two reads agree.
+    let stale = settled_host_objects(&doomed.path, &ids);
     assert!(
         stale.iter().any(|o| o.starts_with("state dir "))
             && stale.iter().any(|o| o.starts_with("table ")),

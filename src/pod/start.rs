@@ -2,8 +2,6 @@
 //! for a foreground pod, stay attached until it exits.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -54,7 +52,7 @@ impl EarlyMonitor {
         // The monitor's command line names the root as `Ctx` does (`orphans`).
         let root = std::fs::canonicalize(root).ok()?;
         let id = super::id::new_id();
-        match spawn_early(&root, &id) {
+        match spawn_monitor(&root, &id, MonitorLaunch::Early, None) {
             Ok((child, sock)) => Some(EarlyMonitor {
                 child: Some(child),
                 sock: Some(sock),
@@ -177,8 +175,8 @@ pub(crate) fn start_with(
             (child, sock)
         }
         None => {
-            let (child, sock) = spawn_monitor(&ctx.root, &pod.id, restore, log)?;
-            (Spawned::from_child(child), sock)
+            let launch = restore.map_or(MonitorLaunch::Start, MonitorLaunch::Restore);
+            spawn_monitor(&ctx.root, &pod.id, launch, Some(&log))?
         }
     };
     ctx.db.set_pod_monitor(&pod.id, child.id() as i32)?;
@@ -233,65 +231,46 @@ pub(crate) fn start_with(
     }
 }
 
-/// Starts `gvpod __monitor ID` in its own session with fd 3 its end of the
-/// socket pair and `log` its stderr; returns it and our end.
+/// Starts `gvpod __monitor ID` (`--early` for [`EarlyMonitor::spawn`]'s,
+/// `--restore=DIR` to bring the pod back from a memory image) in its own
+/// session, with fd 3 its end of the socket pair and `log` its stderr
+/// (/dev/null for an early monitor until [`ToMonitor::Go`] brings the
+/// log); returns it and our end. It does not wait for the monitor's exec
+/// (`sys::spawn_session`): an exec that fails is end of file on the
+/// socket, handled as a monitor that died. So that the common cause (the
+/// binary replaced or removed since this process started) still gets its
+/// own clear error, the binary is checked first.
 fn spawn_monitor(
     root: &std::path::Path,
     id: &str,
-    restore: Option<&std::path::Path>,
-    log: std::fs::File,
-) -> Result<(std::process::Child, OwnedFd)> {
-    let (mine, theirs) =
-        proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
-    let exe = own_binary()?;
-    let theirs_fd = theirs.as_raw_fd();
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(root)
-        .arg("__monitor")
-        .arg(id)
-        .args(restore.map(|d| format!("--restore={}", d.display())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
-    // SAFETY: only async-signal-safe calls (setsid, dup2, fcntl) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if theirs_fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(theirs_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
-    drop(theirs);
-    Ok((child, mine))
-}
-
-/// [`EarlyMonitor::spawn`]'s process: `gvpod __monitor ID --early`, its
-/// stderr /dev/null until [`ToMonitor::Go`] brings the log, started
-/// without waiting for its exec (`sys::spawn_session`: a failed exec is
-/// end of file on the socket, handled as a monitor that died).
-fn spawn_early(root: &std::path::Path, id: &str) -> Result<(Spawned, OwnedFd)> {
+    launch: MonitorLaunch<'_>,
+    log: Option<&std::fs::File>,
+) -> Result<(Spawned, OwnedFd)> {
     use std::os::unix::ffi::OsStrExt;
     let (mine, theirs) =
         proto::pair().map_err(|e| PodError::Monitor(format!("socketpair: {e}")))?;
     let exe = own_binary()?;
+    if let Err(e) = std::fs::metadata(&exe) {
+        return Err(PodError::Monitor(format!(
+            "cannot start the monitor: {}: {e} (was gvpod replaced or removed while it ran? run the command again)",
+            exe.display()
+        )));
+    }
+    let last = match launch {
+        MonitorLaunch::Early => Some("--early".to_string()),
+        MonitorLaunch::Start => None,
+        MonitorLaunch::Restore(d) => Some(format!("--restore={}", d.display())),
+    };
     let argv = [
         exe.as_os_str().as_bytes(),
         b"--root",
         root.as_os_str().as_bytes(),
         b"__monitor",
         id.as_bytes(),
-        b"--early",
     ]
-    .iter()
-    .map(|a| std::ffi::CString::new(*a))
+    .into_iter()
+    .chain(last.as_deref().map(str::as_bytes))
+    .map(std::ffi::CString::new)
     .collect::<std::result::Result<Vec<_>, _>>()
     .map_err(|_| {
         PodError::Monitor(format!(
@@ -299,9 +278,20 @@ fn spawn_early(root: &std::path::Path, id: &str) -> Result<(Spawned, OwnedFd)> {
             root.display()
         ))
     })?;
-    let child = crate::sys::spawn_session(&argv, theirs.as_fd())
+    let child = crate::sys::spawn_session(&argv, theirs.as_fd(), log.map(|l| l.as_fd()))
         .map_err(|e| PodError::Monitor(format!("cannot start the monitor: {e}")))?;
     Ok((child, mine))
+}
+
+/// What a monitor is started for ([`spawn_monitor`]).
+#[derive(Clone, Copy)]
+enum MonitorLaunch<'a> {
+    /// Before its pod exists ([`EarlyMonitor`]).
+    Early,
+    /// `runsc run` of an existing pod.
+    Start,
+    /// `runsc restore` from the memory image in this directory.
+    Restore(&'a std::path::Path),
 }
 
 fn own_binary() -> Result<std::path::PathBuf> {

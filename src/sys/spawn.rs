@@ -1,12 +1,13 @@
 //! Starting a helper process without waiting for its exec.
 //!
 //! `std::process::Command::spawn` returns only once the child has exec'd
-//! (or reports why it could not, through a close-on-exec pipe). For
-//! `gvpod run`'s early monitor (`pod::start::EarlyMonitor`) that wait is
-//! the exec of gvpod's own 25 MB binary, 0.3-0.5 ms on the test VM, spent
-//! on the client's start path for nothing: a monitor that cannot exec ends
-//! with status 127 and the client sees end of file on its socket, which it
-//! handles as a monitor that died.
+//! (or reports why it could not, through a close-on-exec pipe). For a pod
+//! monitor (`pod::start::spawn_monitor`: `run`'s early one, and those of
+//! `start`, `restore` and clones) that wait is the exec of gvpod's own
+//! 25 MB binary, 0.3-0.5 ms on the test VM, spent on the client's start
+//! path for nothing: a monitor that cannot exec ends with status 127 and
+//! the client sees end of file on its socket, which it handles as a
+//! monitor that died.
 //!
 //! Invariants: everything the child needs (argv, the /dev/null descriptor)
 //! is made before `fork`, and between `fork` and `execv` the child calls
@@ -25,13 +26,6 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Adopts a child std started (for callers that handle both kinds).
-    pub fn from_child(child: std::process::Child) -> Spawned {
-        Spawned {
-            pid: child.id() as libc::pid_t,
-        }
-    }
-
     pub fn id(&self) -> u32 {
         self.pid as u32
     }
@@ -59,9 +53,14 @@ impl Spawned {
 }
 
 /// Starts `argv[0]` (a path) with `argv` in a session of its own, its
-/// stdin, stdout and stderr /dev/null and `fd3` as its descriptor 3, and
-/// returns without waiting for its exec (see the module doc).
-pub fn spawn_session(argv: &[CString], fd3: BorrowedFd<'_>) -> io::Result<Spawned> {
+/// stdin and stdout /dev/null, its stderr `stderr` (/dev/null without),
+/// and `fd3` as its descriptor 3, and returns without waiting for its exec
+/// (see the module doc).
+pub fn spawn_session(
+    argv: &[CString],
+    fd3: BorrowedFd<'_>,
+    stderr: Option<BorrowedFd<'_>>,
+) -> io::Result<Spawned> {
     if argv.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
     }
@@ -72,6 +71,7 @@ pub fn spawn_session(argv: &[CString], fd3: BorrowedFd<'_>) -> io::Result<Spawne
         .write(true)
         .open("/dev/null")?;
     let (null, fd3) = (null.as_raw_fd(), fd3.as_raw_fd());
+    let err = stderr.map_or(null, |e| e.as_raw_fd());
     // SAFETY: the child runs only async-signal-safe calls on data made
     // before the fork (module doc) and never returns from this function:
     // it execs or `_exit`s.
@@ -90,8 +90,25 @@ pub fn spawn_session(argv: &[CString], fd3: BorrowedFd<'_>) -> io::Result<Spawne
             // ignored across exec: std resets it in its children too.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::setsid();
-            // stdio first: /dev/null may itself be descriptor 3.
-            if libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 || libc::dup2(null, 2) < 0 {
+            // A descriptor the stdio dup2s below would overwrite before
+            // its own use (fd 3's source below 3, stderr's below 2) is
+            // copied above 2 first (close-on-exec: the copy goes with the
+            // exec). Then stdio, then fd 3: /dev/null or stderr may
+            // themselves be descriptor 3, and are copied by then.
+            let above = |fd: libc::c_int, min: libc::c_int| {
+                if fd < min {
+                    libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3)
+                } else {
+                    fd
+                }
+            };
+            let (fd3, err) = (above(fd3, 3), above(err, 2));
+            if fd3 < 0
+                || err < 0
+                || libc::dup2(null, 0) < 0
+                || libc::dup2(null, 1) < 0
+                || libc::dup2(err, 2) < 0
+            {
                 libc::_exit(127);
             }
             let moved = if fd3 == 3 {
@@ -125,7 +142,7 @@ mod tests {
         // Field 6 of /proc/PID/stat is the session id.
         let script = "echo \"$(cut -d' ' -f6 /proc/$$/stat) $$ $(readlink /proc/$$/fd/0)\" >&3";
         let argv = [c("/bin/sh"), c("-c"), c(script)];
-        let mut child = spawn_session(&argv, theirs.as_fd()).unwrap();
+        let mut child = spawn_session(&argv, theirs.as_fd(), None).unwrap();
         drop(theirs);
         let mut out = String::new();
         use std::io::Read;
@@ -143,8 +160,26 @@ mod tests {
     fn an_exec_that_fails_is_status_127() {
         let (_mine, theirs) = UnixStream::pair().unwrap();
         let argv = [c("/nonexistent/gvpod")];
-        let mut child = spawn_session(&argv, theirs.as_fd()).unwrap();
+        let mut child = spawn_session(&argv, theirs.as_fd(), None).unwrap();
         assert_eq!(child.wait().unwrap(), 127);
-        assert!(spawn_session(&[], theirs.as_fd()).is_err());
+        assert!(spawn_session(&[], theirs.as_fd(), None).is_err());
+    }
+
+    #[test]
+    fn stderr_goes_where_it_is_given_and_stdout_to_dev_null() {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let script = "echo out; echo err >&2; o=$(readlink /proc/$$/fd/1); echo \"$o\" >&3";
+        let argv = [c("/bin/sh"), c("-c"), c(script)];
+        let mut child = spawn_session(&argv, theirs.as_fd(), Some(log.as_fd())).unwrap();
+        drop(theirs);
+        let mut out = String::new();
+        use std::io::Read;
+        (&mine).read_to_string(&mut out).unwrap();
+        assert_eq!(child.wait().unwrap(), 0);
+        assert_eq!(out, "/dev/null\n");
+        let logged = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(logged, "err\n");
     }
 }
