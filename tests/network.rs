@@ -183,6 +183,17 @@ fn eventually(what: &str, mut f: impl FnMut() -> (Option<i32>, String)) -> Strin
     }
 }
 
+/// The host port of a `gvpod port` line (`80/tcp -> 0.0.0.0:PORT`).
+fn host_port_of(port_line: &str) -> u16 {
+    port_line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("gvpod port: {port_line:?}"))
+}
+
 fn ip_of(r: &Root, pod: &str) -> Ipv4Addr {
     r.inspect(pod)["ip"].as_str().unwrap().parse().unwrap()
 }
@@ -199,13 +210,7 @@ fn published_port_from_loopback_other_namespaces_and_other_pods() {
         &["--network", "pub", "-p", "80", "--hostname", "webhost"],
     );
     let port_line = r.ok(&["port", "web"]);
-    let host_port: u16 = port_line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("gvpod port: {port_line:?}"));
+    let host_port = host_port_of(&port_line);
     assert!(port_line.starts_with("80/tcp -> 0.0.0.0:"), "{port_line}");
     assert_eq!(r.inspect("web")["ports"][0], port_line.trim());
 
@@ -281,14 +286,7 @@ fn a_pod_made_while_its_network_is_made_gets_its_published_port() {
     );
     let o = create.wait_with_output().unwrap();
     assert!(o.status.success(), "network create: {}", stderr(&o));
-    let port_line = r.ok(&["port", "web"]);
-    let host_port: u16 = port_line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("gvpod port: {port_line:?}"));
+    let host_port = host_port_of(&r.ok(&["port", "web"]));
     let body = http_get_retry(SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)));
     assert!(body.contains("halfweb"), "{body}");
     r.assert_clean();
