@@ -185,7 +185,6 @@ fn assemble(
     // For --ssh, the pod's host keys (by its name, bound read-only).
     etc.extend(super::ssh::keys_mount(ctx, &row.name, &opts.dev)?);
     let cgroup = provision::record_cgroup_and_log(ctx, &row.id)?;
-    let helpers = super::route::install_helpers(&ctx.root)?;
     let spec = bundle::build_spec(
         &process,
         &SpecInput {
@@ -193,7 +192,7 @@ fn assemble(
             hostname: &hostname,
             cgroups_path: &cgroup,
             etc_files: &etc,
-            readonly_binds: &[(helpers, crate::runsc::HELPERS_IN_POD)],
+            readonly_binds: &[],
             netns: netns.as_deref(),
         },
     )?;

@@ -19,7 +19,12 @@ pub fn spec_of(ctx: &mut Ctx, key: &str) -> Result<spec::Pod> {
     };
     // A spec pod of services idles under gvpod's own init, which a cluster
     // does not have: its spec said no command.
-    let gvpod_init = o.entrypoint.as_deref() == Some(crate::runsc::RELAY_IN_POD);
+    let gvpod_init = [
+        crate::runsc::RELAY_IN_POD,
+        crate::runsc::LEGACY_RELAY_IN_POD,
+    ]
+    .iter()
+    .any(|r| o.entrypoint.as_deref() == Some(r));
     Ok(spec::Pod {
         name: row.name.clone(),
         image: row.image_ref.clone(),

@@ -12,6 +12,7 @@ mod create;
 mod error;
 mod events;
 mod exec;
+pub mod helpers;
 mod host;
 mod id;
 mod images;
@@ -264,11 +265,15 @@ pub(crate) fn check_command(
     cwd: &str,
     image: &str,
 ) -> Result<()> {
-    // gvpod's own helpers are bound there in every pod, not in the image.
-    if cmd
-        .strip_prefix(crate::runsc::HELPERS_IN_POD)
-        .is_some_and(|rest| rest.starts_with('/'))
-    {
+    // gvpod's own helpers are in every pod, not in the image.
+    let helpers = [
+        crate::runsc::HELPERS_IN_POD,
+        crate::runsc::LEGACY_HELPERS_IN_POD,
+    ];
+    if helpers.iter().any(|h| {
+        cmd.strip_prefix(h)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }) {
         return Ok(());
     }
     let path_env = env.iter().find_map(|e| e.strip_prefix("PATH="));

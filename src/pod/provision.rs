@@ -116,8 +116,8 @@ pub(super) fn insert_and_make(
 }
 
 /// Records, then makes, the pod's bundle directory and its rootfs: an
-/// overlay of the image's cached layers with an empty upper dir of its own
-/// (`volatile` for a `--rm` pod, see [`crate::bundle::mount_overlay`]).
+/// overlay of the image's cached layers and gvpod's helpers layer with an
+/// empty upper dir of its own ([`mount_overlay`]).
 pub(super) fn mount_rootfs(
     ctx: &mut Ctx,
     row: &PodRow,
@@ -137,8 +137,28 @@ pub(super) fn mount_rootfs(
     }
     ctx.db
         .add_resource(pod_id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
-    crate::bundle::mount_overlay(layers, &paths, row.auto_remove)?;
+    mount_overlay(ctx, row, layers, &paths)?;
     Ok(paths)
+}
+
+/// Mounts pod `row`'s rootfs overlay at `paths`: the image's `layers`
+/// under gvpod's helpers layer (`super::helpers`, made in the bundle if
+/// missing), with the pod's upper dir (`volatile` for a `--rm` pod, see
+/// [`crate::bundle::mount_overlay`]). Every mount of a pod's rootfs goes
+/// through here (create, restore, the remounts after a reboot and for an
+/// in-place restore), so none can miss the layer.
+pub(super) fn mount_overlay(
+    ctx: &Ctx,
+    row: &PodRow,
+    layers: &[std::path::PathBuf],
+    paths: &RootfsPaths,
+) -> Result<()> {
+    let helpers = super::helpers::layer(&ctx.root, &ctx.bundle_dir(&row.id))?;
+    let mut all = Vec::with_capacity(layers.len() + 1);
+    all.extend_from_slice(layers);
+    all.push(helpers);
+    crate::bundle::mount_overlay(&all, paths, row.auto_remove)?;
+    Ok(())
 }
 
 /// Records the pod's cgroup (runsc makes it) and log files (the monitor

@@ -317,9 +317,11 @@ fn make_pod(
             attach,
             &netopts.add_hosts,
         )?;
+        // Installed by the rootfs's helpers layer; a snapshot of a pod made
+        // before the layer binds it at /dev/gvpod.
         let mut files = BundleFiles::new(
             &bundle_dir,
-            super::route::install_helpers(&ctx.root)?,
+            super::helpers::helpers_dir(&ctx.root),
             netns.as_deref(),
         );
         files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
@@ -375,7 +377,7 @@ fn prepare_in_place(
                 pod.name, meta.name
             )));
         }
-        crate::bundle::mount_overlay(&image.layers, &paths, pod.auto_remove)?;
+        provision::mount_overlay(ctx, pod, &image.layers, &paths)?;
         unpack_diff(dir, &paths.merged, &meta.name)?;
     }
     let cgroup = format!("gvpod/{}", pod.id);
@@ -404,7 +406,7 @@ fn prepare_in_place(
     let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
     let mut files = BundleFiles::new(
         &bundle,
-        super::route::install_helpers(&ctx.root)?,
+        super::helpers::install_helpers(&ctx.root)?,
         netns.as_deref(),
     );
     files.ssh_keys = super::ssh::keys_mount(ctx, &pod.name, &opts.dev)?.map(|m| m.0);
@@ -435,7 +437,8 @@ struct BundleFiles<'a> {
     hostname: PathBuf,
     hosts: PathBuf,
     resolv: PathBuf,
-    /// This data root's helpers (`pod::route`), for snapshots that bind them.
+    /// This data root's helpers (`pod::helpers`), for snapshots of pods made
+    /// before the helpers layer, which bind them at /dev/gvpod.
     helpers: PathBuf,
     netns: Option<&'a Path>,
     /// The pod's own ssh host keys (by its name), for `--ssh` pods.
@@ -534,7 +537,7 @@ fn adapt_spec(data: &[u8], f: &BundleFiles, cgroup: &str) -> std::result::Result
             Some("/etc/hostname") => Some(&f.hostname),
             Some("/etc/hosts") => Some(&f.hosts),
             Some("/etc/resolv.conf") => Some(&f.resolv),
-            Some(crate::runsc::HELPERS_IN_POD) => Some(&f.helpers),
+            Some(crate::runsc::LEGACY_HELPERS_IN_POD) => Some(&f.helpers),
             Some(crate::bundle::devuser::HOST_KEYS_DIR) => f.ssh_keys.as_deref(),
             _ => None,
         };

@@ -130,7 +130,7 @@ pub(crate) fn start_with(
         let paths = RootfsPaths::new(&ctx.bundle_dir(&pod.id));
         if !is_mountpoint(&paths.merged) {
             let image = ctx.images.resolve(&ctx.db, &pod.image_id)?;
-            crate::bundle::mount_overlay(&image.layers, &paths, pod.auto_remove)?;
+            super::provision::mount_overlay(ctx, &pod, &image.layers, &paths)?;
         }
     }
     // DESIGN.md fact 4: a previous sandbox stripped the addresses; after a

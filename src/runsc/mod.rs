@@ -34,7 +34,7 @@ pub use detect::{Features, Version};
 pub use exec::Exec;
 pub use failure::{last_error_line, OwnFailure};
 pub use flags::GlobalFlags;
-pub use forward::{HELPERS_IN_POD, RELAY_IN_POD};
+pub use forward::{HELPERS_IN_POD, LEGACY_HELPERS_IN_POD, LEGACY_RELAY_IN_POD, RELAY_IN_POD};
 pub use ps::Process;
 pub use snapshot::reap_leftovers;
 pub use statedir::{read_state_dir, StateFile};

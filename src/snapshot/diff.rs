@@ -42,10 +42,11 @@ pub struct DiffStats {
 const OPAQUE: &str = "trusted.overlay.opaque";
 
 /// The pod's runtime files gvpod may write into its rootfs
-/// (`bundle::etc`), relative to the upper dir: never part of a committed
-/// image, whoever changed them last (a pod's edits of its bound
-/// /etc/hosts never reach docker's images either).
-pub const RUNTIME_FILES: &[&str] = &["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+/// (`bundle::etc`), and gvpod's helpers (`pod::helpers`, a lower layer a
+/// pod's own writes can copy up), relative to the upper dir: never part of
+/// a committed image, whoever changed them last (a pod's edits of its
+/// bound /etc/hosts never reach docker's images either).
+pub const RUNTIME_FILES: &[&str] = &[".gvpod", "etc/hostname", "etc/hosts", "etc/resolv.conf"];
 
 /// Writes the diff held in the overlay upper directory `upper` to `out` as
 /// an uncompressed OCI layer tarball: everything, as a snapshot needs it.
@@ -303,6 +304,9 @@ mod tests {
         std::fs::write(u.join("etc/hostname"), b"web\n").unwrap();
         std::fs::write(u.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
         std::fs::write(u.join("etc/motd"), b"kept").unwrap();
+        // gvpod's relay, copied up by the pod's own write.
+        std::fs::create_dir_all(u.join(".gvpod")).unwrap();
+        std::fs::write(u.join(".gvpod/gvpod-relay"), b"changed").unwrap();
         // A deleted /etc/resolv.conf: its whiteout is left out too.
         nix::sys::stat::mknod(
             &u.join("etc/resolv.conf"),
@@ -321,6 +325,7 @@ mod tests {
         write_diff(u, &mut snap).unwrap();
         let n: Vec<String> = names(&snap).into_iter().map(|(p, _)| p).collect();
         for p in [
+            ".gvpod/gvpod-relay",
             "etc/hostname",
             "etc/hosts",
             "etc/.wh.resolv.conf",

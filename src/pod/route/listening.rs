@@ -99,7 +99,8 @@ pub fn listening(ctx: &mut Ctx, key: &str) -> Result<Vec<ListeningPort>> {
     }
     let flags = ctx.flags_of(&pod)?;
     let runsc = ctx.runsc_for(&flags)?;
-    let text = runsc.read_in_pod(&flags, &pod.id, &["/proc/net/tcp", "/proc/net/tcp6"])?;
+    let relay = super::super::helpers::relay_of(&ctx.bundle_dir(&pod.id));
+    let text = runsc.read_in_pod(&flags, &pod.id, relay, &["/proc/net/tcp", "/proc/net/tcp6"])?;
     let rows = ctx.db.ports_of(&pod.id)?;
     let route = super::route_in(&rows);
     let router = router_address(ctx);

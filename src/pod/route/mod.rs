@@ -15,10 +15,9 @@
 //! where dev servers (code-server) listen by default, through gvpod's
 //! static relay run with `runsc exec` (runsc 20221219 has no port-forward,
 //! and 20240729's crashes the sandbox on large reads: `runsc::forward`).
-//! The relay is embedded in the binary, written to the data root's
-//! `helpers/` and bound read-only at /dev/gvpod in every pod
-//! ([`install_helpers`]): never a file of the image, never in the rootfs a
-//! commit reads. It costs a runsc process per connection (one keep-alive
+//! The relay is embedded in the binary and reaches every pod as a
+//! read-only top layer of its rootfs ([`crate::pod::helpers`]): never a
+//! file of the image, never in a layer a commit writes. It costs a runsc process per connection (one keep-alive
 //! connection carries many requests); a direct connection costs nothing
 //! more than the hop.
 //!
@@ -29,7 +28,6 @@ mod spec;
 pub use spec::parse_spec;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 mod listening;
@@ -47,68 +45,6 @@ use crate::state::{PodRow, PodStatus, PortRow};
 /// The automatic route port range, `FIRST-LAST`.
 pub const RANGE_ENV: &str = "GVPOD_ROUTE_PORTS";
 const DEFAULT_RANGE: (u16, u16) = (30000, 40000);
-
-/// The relay (src/router/relay.c, built static by build.rs).
-static RELAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-relay"));
-
-/// The data root's helpers directory, bound read-only at /dev/gvpod.
-pub fn helpers_dir(root: &Path) -> PathBuf {
-    root.join("helpers")
-}
-
-/// Writes the relay into `helpers/` unless the same bytes are there
-/// (atomically: a pod starting meanwhile sees the old file or the new).
-///
-/// "The same bytes" is decided without reading them: a stamp beside the
-/// relay names the gvpod binary (path, size, mtime) that wrote it, and
-/// that binary embeds exactly one relay. Reading and comparing the 700 KB
-/// on every create was ~6 % of the `run` client's CPU time (perf). A
-/// missing or different stamp, or a relay of another length, rewrites
-/// both (the relay first, so a crash between leaves a stamp that no longer
-/// matches and the next create rewrites again).
-pub fn install_helpers(root: &Path) -> Result<PathBuf> {
-    let dir = helpers_dir(root);
-    let path = dir.join("gvpod-relay");
-    let stamp_path = dir.join(".gvpod-relay.stamp");
-    let stamp = writer_stamp();
-    let current = || {
-        std::fs::metadata(&path).is_ok_and(|m| m.len() == RELAY.len() as u64)
-            && stamp
-                .as_deref()
-                .is_some_and(|s| std::fs::read_to_string(&stamp_path).is_ok_and(|t| t == s))
-    };
-    if current() {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&dir).map_err(super::io("cannot create", &dir))?;
-    if !std::fs::read(&path).is_ok_and(|b| b == RELAY) {
-        crate::util::write_atomic(&path, RELAY).map_err(super::io("cannot write", &path))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(super::io("cannot make executable", &path))?;
-    }
-    if let Some(s) = stamp {
-        crate::util::write_atomic(&stamp_path, s.as_bytes())
-            .map_err(super::io("cannot write", &stamp_path))?;
-    }
-    Ok(dir)
-}
-
-/// This gvpod binary as the stamp of the relay it embeds; `None` when it
-/// cannot be told (then the bytes are compared, as before the stamp).
-fn writer_stamp() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let exe = std::env::current_exe().ok()?;
-    let m = std::fs::metadata(&exe).ok()?;
-    Some(format!(
-        "{}\n{}\n{}.{}\n{}\n",
-        exe.display(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        RELAY.len()
-    ))
-}
 
 fn usage(msg: String) -> PodError {
     PodError::Usage(msg)
@@ -339,38 +275,6 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
     use std::net::Ipv4Addr;
-
-    #[test]
-    fn the_relay_is_rewritten_only_when_its_stamp_or_length_differs() {
-        let root = std::env::temp_dir().join(format!("gvpod-helpers-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let relay = install_helpers(&root).unwrap().join("gvpod-relay");
-        let stamp = helpers_dir(&root).join(".gvpod-relay.stamp");
-        assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
-        assert_eq!(
-            std::fs::read_to_string(&stamp).unwrap(),
-            writer_stamp().unwrap()
-        );
-        // Same length, same stamp: trusted without reading it.
-        let mut same_len = RELAY.to_vec();
-        same_len[0] ^= 1;
-        std::fs::write(&relay, &same_len).unwrap();
-        install_helpers(&root).unwrap();
-        assert_eq!(std::fs::read(&relay).unwrap(), same_len);
-        // Another writer's stamp: compared and rewritten.
-        std::fs::write(&stamp, "another gvpod\n").unwrap();
-        install_helpers(&root).unwrap();
-        assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
-        assert_eq!(
-            std::fs::read_to_string(&stamp).unwrap(),
-            writer_stamp().unwrap()
-        );
-        // A cut relay: rewritten whatever the stamp says.
-        std::fs::write(&relay, &RELAY[..10]).unwrap();
-        install_helpers(&root).unwrap();
-        assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
-        std::fs::remove_dir_all(&root).unwrap();
-    }
 
     #[test]
     fn route_specs() {

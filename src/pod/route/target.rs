@@ -26,6 +26,8 @@ pub struct PodTarget {
     addr: Option<Ipv4Addr>,
     runsc: Runsc,
     flags: GlobalFlags,
+    /// The relay's path in the pod (`pod::helpers::relay_of`).
+    relay: &'static str,
 }
 
 impl PodTarget {
@@ -42,6 +44,7 @@ impl PodTarget {
             addr,
             runsc: ctx.runsc_for(&flags)?,
             flags,
+            relay: super::super::helpers::relay_of(&ctx.bundle_dir(&pod.id)),
         })
     }
 
@@ -94,7 +97,7 @@ impl PodTarget {
     fn relay(&self, port: u16) -> std::result::Result<Upstream, Refusal> {
         let mut child = self
             .runsc
-            .relay(&self.flags, &self.id, &[port.to_string()])
+            .relay(&self.flags, &self.id, self.relay, &[port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -258,7 +258,7 @@ fn spawn_in_pod(
     let w2: OwnedFd = w.try_clone().map_err(|e| e.to_string())?;
     let req = ExecRequest {
         cmd: vec![
-            crate::runsc::RELAY_IN_POD.to_string(),
+            crate::pod::helpers::relay_of(&ctx.bundle_dir(&sh.id)).to_string(),
             "--group".into(),
             "sh".into(),
             "-c".into(),
@@ -661,7 +661,8 @@ fn probe_tcp(ctx: &mut Ctx, sh: &Shared, port: u16, timeout_ms: u64) -> Outcome 
             Err(_) => {}
         }
     }
-    let script = format!("exec {} --probe {port}", crate::runsc::RELAY_IN_POD);
+    let relay = crate::pod::helpers::relay_of(&ctx.bundle_dir(&sh.id));
+    let script = format!("exec {relay} --probe {port}");
     probe_cmd(ctx, sh, &script, timeout_ms)
 }
 
