@@ -6,6 +6,8 @@
 mod args;
 mod bench;
 mod config;
+#[cfg(host_runtime)]
+mod fast;
 mod format;
 mod kube;
 mod machine;
@@ -33,6 +35,17 @@ use args::{Cli, Cmd, RunArgs, SystemCmd};
 use args::{ImageCmd, NetworkCmd, SaveFormat};
 
 pub fn main() -> i32 {
+    // A monitor's own command line skips clap (see `fast`).
+    #[cfg(host_runtime)]
+    {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if let Some(m) = fast::monitor_line(&args) {
+            // As clap would: GVPOD_LOG, else warn (a monitor gets no --log-level).
+            let level = std::env::var("GVPOD_LOG").ok().filter(|l| !l.is_empty());
+            init_tracing(level.as_deref().unwrap_or("warn"));
+            return pod::monitor_main(&m.root, &m.id, m.restore.as_deref(), m.early);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
