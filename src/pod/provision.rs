@@ -125,18 +125,19 @@ pub(super) fn mount_rootfs(
 ) -> Result<RootfsPaths> {
     let pod_id = row.id.as_str();
     let bundle_dir = ctx.bundle_dir(pod_id);
-    ctx.db
-        .add_resource(pod_id, ResourceKind::Path, &bundle_dir.to_string_lossy())?;
-    std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
     let paths = RootfsPaths::create(&bundle_dir, row.options()?.storage_size);
-    // A bounded writable layer's filesystem is recorded first, so the undo
-    // (in reverse) unmounts the overlay before the filesystem under it.
-    if let Some(b) = &paths.bounded {
-        ctx.db
-            .add_resource(pod_id, ResourceKind::Mount, &b.mount.to_string_lossy())?;
-    }
-    ctx.db
-        .add_resource(pod_id, ResourceKind::Mount, &paths.merged.to_string_lossy())?;
+    // All recorded in one transaction before any is made (each undo is
+    // idempotent: a mount never made is no mount). A bounded writable
+    // layer's filesystem comes before the overlay, so the undo (in
+    // reverse) unmounts the overlay before the filesystem under it.
+    let bundle = bundle_dir.to_string_lossy();
+    let bounded = paths.bounded.as_ref().map(|b| b.mount.to_string_lossy());
+    let merged = paths.merged.to_string_lossy();
+    let mut records = vec![(ResourceKind::Path, &*bundle)];
+    records.extend(bounded.as_deref().map(|b| (ResourceKind::Mount, b)));
+    records.push((ResourceKind::Mount, &*merged));
+    ctx.db.add_resources(pod_id, &records)?;
+    std::fs::create_dir(&bundle_dir).map_err(super::io("cannot create bundle", &bundle_dir))?;
     mount_overlay(ctx, row, layers, &paths)?;
     Ok(paths)
 }
@@ -166,13 +167,16 @@ pub(super) fn mount_overlay(
 /// `cgroupsPath`.
 pub(super) fn record_cgroup_and_log(ctx: &mut Ctx, pod_id: &str) -> Result<String> {
     let cgroup = super::blkio::cgroup_of(pod_id);
-    ctx.db.add_resource(pod_id, ResourceKind::Cgroup, &cgroup)?;
     let log = ctx.log_path(pod_id);
-    ctx.db
-        .add_resource(pod_id, ResourceKind::Path, &log.to_string_lossy())?;
     let services = super::service::log_dir(&ctx.root, pod_id);
-    ctx.db
-        .add_resource(pod_id, ResourceKind::Path, &services.to_string_lossy())?;
+    ctx.db.add_resources(
+        pod_id,
+        &[
+            (ResourceKind::Cgroup, &cgroup),
+            (ResourceKind::Path, &log.to_string_lossy()),
+            (ResourceKind::Path, &services.to_string_lossy()),
+        ],
+    )?;
     Ok(cgroup)
 }
 

@@ -450,12 +450,23 @@ impl Db {
     /// Records a host resource before it is created, so a crash right after
     /// creating it still leaves a trace for `rm -f` and `system gc`.
     pub fn add_resource(&mut self, pod_id: &str, kind: ResourceKind, value: &str) -> Result<()> {
+        self.add_resources(pod_id, &[(kind, value)])
+    }
+
+    /// Records several resources in one transaction (one WAL append instead
+    /// of one per resource), before any of them is made; their undo runs
+    /// in reverse order, so list a filesystem before what is mounted on it.
+    pub fn add_resources(&mut self, pod_id: &str, rs: &[(ResourceKind, &str)]) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO pod_resources (pod_id, kind, value) VALUES (?1, ?2, ?3)",
-                params![pod_id, kind.as_str(), value],
-            )
-            .map_err(sql)?;
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO pod_resources (pod_id, kind, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql)?;
+            for (kind, value) in rs {
+                st.execute(params![pod_id, kind.as_str(), value])
+                    .map_err(sql)?;
+            }
             Ok(())
         })
     }

@@ -13,7 +13,10 @@ impl Db {
     pub fn set_pod_start_by_user(&mut self, id: &str) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE pods SET restart_count=0, stopped_by_user=0 WHERE id=?1",
+                // A fresh pod's row already says so: no page to write (a
+                // write of the same values would still append to the WAL).
+                "UPDATE pods SET restart_count=0, stopped_by_user=0
+                 WHERE id=?1 AND (restart_count != 0 OR stopped_by_user != 0)",
                 [id],
             )
             .map_err(sql)?;
