@@ -54,4 +54,12 @@ fn main() {
             Err(e) => panic!("cannot run the C compiler {cc:?} for {src}: {e} (Debian: apt-get install gcc libc6-dev)"),
         }
     }
+    // The relay's digest names the read-only layer that holds it in every
+    // pod (`pod::helpers`): a layer is never changed once made, so another
+    // relay needs another name. FNV-1a 64: a name, not a security check.
+    let relay = std::fs::read(out_dir.join("gvpod-relay")).expect("read the built relay");
+    let digest = relay.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    println!("cargo:rustc-env=GVPOD_RELAY_DIGEST={digest:016x}");
 }

@@ -3,40 +3,47 @@
 //! service probes and the init of a pod of services run with `runsc exec`.
 //!
 //! Where a pod sees it: `/.gvpod/gvpod-relay`, from a read-only top lower
-//! layer of its rootfs overlay, `bundles/ID/helpers-layer/` ([`layer`]),
-//! which holds nothing but `.gvpod/gvpod-relay`, a hard link to the data
-//! root's `helpers/gvpod-relay`. Not a bind mount any more: runsc sets up
-//! every spec mount itself, and the read-only bind of `helpers/` at
-//! /dev/gvpod cost runsc about 4.5 ms of a pod's start (measured on
-//! 20240729: 139.2 against 134.7 ms, the largest item of gvpod's share;
-//! issue 8 item 5), while one more lower layer costs the host's overlayfs
-//! nothing measurable.
+//! layer of its rootfs overlay: `helpers/layer-DIGEST/` ([`layer`]), which
+//! holds nothing but `.gvpod/gvpod-relay` and is named after the digest of
+//! the relay this binary embeds (build.rs). Not a bind mount any more:
+//! runsc sets up every spec mount itself, and the read-only bind of
+//! `helpers/` at /dev/gvpod cost runsc about 4.5 ms of a pod's start
+//! (measured on 20240729: 139.2 against 134.7 ms, the largest item of
+//! gvpod's share; issue 8 item 5), while one more lower layer costs the
+//! host's overlayfs nothing measurable. One layer serves every pod, so a
+//! create makes no file for it (metadata operations cost ~0.1 ms each on
+//! the test VM's ext4): one `stat` finds it.
 //!
 //! Invariants:
-//! - `helpers/gvpod-relay` is never written in place, only replaced by a
-//!   rename ([`install_helpers`]): every pod's layer links its inode, so an
-//!   upgrade gives new pods the new relay and leaves each older pod the one
-//!   it was made with (overlayfs forbids changing a mounted lower layer).
-//! - A layer is made before the overlay that names it and lives in the
-//!   pod's bundle, so it goes with the bundle (one recorded path, no undo
-//!   of its own), and a remount (after a reboot, an in-place restore)
-//!   finds it again.
+//! - A layer is never changed once it is in place (overlayfs forbids
+//!   changing a mounted lower layer): it is made in a temporary directory
+//!   and renamed into place whole, and another relay gets another name.
+//!   So an upgrade gives new pods the new relay and leaves each running
+//!   pod the one it was started with.
+//! - A layer is removed only by `gvpod system gc`, and only when no mounted
+//!   overlay names it and it is older than [`STALE_AFTER`] (a create of
+//!   another gvpod binary may be about to mount it).
 //! - The relay is never in an upper dir unless the pod itself wrote there:
 //!   `commit` leaves `.gvpod` out (`snapshot::diff::RUNTIME_FILES`).
-//!   A pod can replace its own copy (a copy-up), as root in it can mount
+//!   A pod can replace its own copy (a copy-up), as root in it could mount
 //!   over /dev/gvpod; that reaches only its own routes and probes, which
 //!   run inside its sandbox with its own rights.
 //! - Pods made before the layer keep their /dev/gvpod bind (their
-//!   config.json, their snapshots' specs) and are reached there:
-//!   [`relay_of`] tells the two apart by the layer in the bundle.
+//!   config.json, their snapshots' specs) of the data root's `helpers/`,
+//!   kept up to date by [`install_helpers`], and are reached there:
+//!   [`relay_of`] looks at what the pod's rootfs holds.
 
 use std::path::{Path, PathBuf};
 
 use super::{io, Result};
 use crate::runsc::{LEGACY_RELAY_IN_POD, RELAY_IN_POD};
 
-/// The layer's directory in a pod's bundle.
-const LAYER: &str = "helpers-layer";
+/// The digest of [`RELAY`] (build.rs), which names its layer.
+const RELAY_DIGEST: &str = env!("GVPOD_RELAY_DIGEST");
+/// Layers' directory names in `helpers/`: this prefix and a digest.
+const LAYER_PREFIX: &str = "layer-";
+/// How old an unmounted layer of another relay must be before gc removes it.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The relay (src/router/relay.c, built static by build.rs).
 static RELAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-relay"));
@@ -101,39 +108,99 @@ fn writer_stamp() -> Option<String> {
     ))
 }
 
-/// The pod's helpers layer in `bundle` (made if missing): the top lower
-/// layer of its rootfs overlay.
-pub(super) fn layer(root: &Path, bundle: &Path) -> Result<PathBuf> {
-    let layer = bundle.join(LAYER);
-    let dir = layer.join(in_layer(crate::runsc::HELPERS_IN_POD));
-    let relay = layer.join(in_layer(RELAY_IN_POD));
-    if relay.is_file() {
+/// The helpers layer of this binary's relay in data root `root`, made if
+/// missing: the top lower layer of every pod's rootfs overlay.
+pub(super) fn layer(root: &Path) -> Result<PathBuf> {
+    let helpers = helpers_dir(root);
+    let layer = helpers.join(format!("{LAYER_PREFIX}{RELAY_DIGEST}"));
+    if layer.join(in_layer(RELAY_IN_POD)).is_file() {
         return Ok(layer);
     }
-    let helpers = install_helpers(root)?;
-    std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
-    let source = helpers.join("gvpod-relay");
-    match std::fs::hard_link(&source, &relay) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        // Another filesystem under bundles/: a copy of its own.
-        Err(_) => {
-            let tmp = dir.join(".gvpod-relay.tmp");
-            std::fs::copy(&source, &tmp).map_err(io("cannot copy the relay to", &tmp))?;
-            std::fs::rename(&tmp, &relay).map_err(io("cannot write", &relay))?;
-        }
-    }
-    Ok(layer)
+    // Made aside, then renamed into place whole: a pod never mounts half a
+    // layer, and two creates racing both end with the one that won.
+    let tmp = helpers.join(format!(
+        ".{LAYER_PREFIX}{RELAY_DIGEST}.tmp-{}",
+        crate::util::random_hex(6)
+    ));
+    let made = write_layer(&tmp);
+    let placed = made.and_then(|()| match std::fs::rename(&tmp, &layer) {
+        Ok(()) => Ok(()),
+        Err(_) if layer.join(in_layer(RELAY_IN_POD)).is_file() => Ok(()),
+        Err(e) => Err(io("cannot put in place", &layer)(e)),
+    });
+    let _ = crate::sys::remove_path(&tmp);
+    placed.map(|()| layer)
 }
 
-/// The relay's path inside the pod whose bundle is `bundle`: the layer's,
-/// else the /dev/gvpod bind of a pod made before it.
+/// Writes a layer holding the relay at `dir` (synced: it is never
+/// rewritten, so a power cut must not leave it empty).
+fn write_layer(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let sub = dir.join(in_layer(crate::runsc::HELPERS_IN_POD));
+    std::fs::create_dir_all(&sub).map_err(io("cannot create", &sub))?;
+    let path = dir.join(in_layer(RELAY_IN_POD));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(&path)
+        .map_err(io("cannot create", &path))?;
+    f.write_all(RELAY)
+        .and_then(|()| f.sync_all())
+        .map_err(io("cannot write", &path))
+}
+
+/// The relay's path inside the pod whose bundle is `bundle`: the layer's
+/// when its rootfs has it, else the /dev/gvpod bind of a pod made before
+/// the layer.
 pub fn relay_of(bundle: &Path) -> &'static str {
-    if bundle.join(LAYER).join(in_layer(RELAY_IN_POD)).is_file() {
+    let rootfs = crate::bundle::RootfsPaths::new(bundle).merged;
+    if rootfs.join(in_layer(RELAY_IN_POD)).is_file() {
         RELAY_IN_POD
     } else {
         LEGACY_RELAY_IN_POD
     }
+}
+
+/// The layers of other relays in `root` that `gvpod system gc` may remove:
+/// not named by any mounted overlay (`mountinfo`, the text of
+/// /proc/self/mountinfo) and older than [`STALE_AFTER`]. None when the
+/// data root's path is one mountinfo would escape (then a substring
+/// cannot tell), so nothing a pod uses is ever taken.
+pub(super) fn stale_layers(root: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    let helpers = helpers_dir(root);
+    let Some(h) = helpers.to_str() else {
+        return vec![];
+    };
+    if h.contains(|c: char| c.is_whitespace() || c == '\\' || c == ',' || c == ':') {
+        return vec![];
+    }
+    let current = format!("{LAYER_PREFIX}{RELAY_DIGEST}");
+    let Ok(entries) = std::fs::read_dir(&helpers) else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(LAYER_PREFIX) && name != current.as_str()
+        })
+        .map(|e| e.path())
+        .filter(|p| {
+            let old = std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_AFTER));
+            let named = p.to_str().is_some_and(|s| {
+                mountinfo.match_indices(s).any(|(i, _)| {
+                    !mountinfo[i + s.len()..]
+                        .starts_with(|c: char| c != ',' && c != ':' && !c.is_whitespace())
+                })
+            });
+            old && !named
+        })
+        .collect()
 }
 
 fn in_layer(path_in_pod: &str) -> &str {
@@ -143,6 +210,7 @@ fn in_layer(path_in_pod: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn the_relay_is_rewritten_only_when_its_stamp_or_length_differs() {
@@ -177,29 +245,76 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_links_the_relay_and_survives_an_upgrade_of_it() {
-        let root = std::env::temp_dir().join(format!("gvpod-layer-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let bundle = root.join("bundles").join("p");
-        std::fs::create_dir_all(&bundle).unwrap();
-        assert_eq!(relay_of(&bundle), LEGACY_RELAY_IN_POD);
-        let layer = layer(&root, &bundle).unwrap();
+    fn one_layer_per_relay_made_once_and_found_by_pods() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let layer = layer(root).unwrap();
+        assert_eq!(
+            layer,
+            helpers_dir(root).join(format!("layer-{RELAY_DIGEST}"))
+        );
         let relay = layer.join(".gvpod/gvpod-relay");
         assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&relay).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // Found again, not rewritten; nothing left aside.
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&relay).unwrap());
+        assert_eq!(super::layer(root).unwrap(), layer);
+        let ino2 = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&relay).unwrap());
+        assert_eq!(ino, ino2);
+        let names: Vec<String> = std::fs::read_dir(helpers_dir(root))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [format!("layer-{RELAY_DIGEST}")]);
+        // A pod's rootfs with the layer is reached there, one without at
+        // the old bind.
+        let bundle = root.join("bundles/p");
+        std::fs::create_dir_all(bundle.join("rootfs/.gvpod")).unwrap();
+        assert_eq!(relay_of(&bundle), LEGACY_RELAY_IN_POD);
+        std::fs::write(bundle.join("rootfs/.gvpod/gvpod-relay"), b"x").unwrap();
         assert_eq!(relay_of(&bundle), RELAY_IN_POD);
-        use std::os::unix::fs::MetadataExt;
-        let helpers_relay = helpers_dir(&root).join("gvpod-relay");
-        let ino = std::fs::metadata(&relay).unwrap().ino();
-        assert_eq!(ino, std::fs::metadata(&helpers_relay).unwrap().ino());
-        // Another gvpod's relay replaces the helper; the pod keeps its own.
-        std::fs::write(helpers_dir(&root).join(".gvpod-relay.stamp"), "other\n").unwrap();
-        crate::util::write_atomic(&helpers_relay, b"a newer relay").unwrap();
-        install_helpers(&root).unwrap();
-        assert_eq!(std::fs::metadata(&relay).unwrap().ino(), ino);
-        assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
-        // A remount finds the layer as it was.
-        assert_eq!(super::layer(&root, &bundle).unwrap(), layer);
-        assert_eq!(std::fs::metadata(&relay).unwrap().ino(), ino);
-        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn gc_takes_only_old_unmounted_layers_of_other_relays() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let current = layer(root).unwrap();
+        let h = helpers_dir(root);
+        let old = SystemTime::now() - STALE_AFTER - std::time::Duration::from_secs(5);
+        let mk = |name: &str, aged: bool| {
+            let d = h.join(name);
+            std::fs::create_dir_all(d.join(".gvpod")).unwrap();
+            if aged {
+                std::fs::File::open(&d).unwrap().set_modified(old).unwrap();
+            }
+            d
+        };
+        let stale = mk("layer-00000000000000aa", true);
+        let young = mk("layer-00000000000000bb", false);
+        let mounted = mk("layer-00000000000000cc", true);
+        let prefix_only = mk("layer-00000000000000c", true);
+        if let Ok(f) = std::fs::File::open(&current) {
+            f.set_modified(old).unwrap();
+        }
+        let info = format!(
+            "90 30 0:50 / /r/bundles/x/rootfs rw - overlay overlay rw,lowerdir={}:/r/images/layers/a,upperdir=/u,workdir=/w\n",
+            mounted.display()
+        );
+        let mut got = stale_layers(root, &info);
+        got.sort();
+        let mut want = vec![stale, prefix_only];
+        want.sort();
+        assert_eq!(got, want);
+        assert!(!got.contains(&young) && !got.contains(&current));
+        // A root mountinfo would escape: nothing is taken.
+        let odd = tempfile::Builder::new().prefix("a b").tempdir().unwrap();
+        layer(odd.path()).unwrap();
+        let h2 = helpers_dir(odd.path()).join("layer-00000000000000aa");
+        std::fs::create_dir_all(&h2).unwrap();
+        std::fs::File::open(&h2).unwrap().set_modified(old).unwrap();
+        assert!(stale_layers(odd.path(), "").is_empty());
     }
 }

@@ -143,8 +143,7 @@ pub(super) fn mount_rootfs(
 }
 
 /// Mounts pod `row`'s rootfs overlay at `paths`: the image's `layers`
-/// under gvpod's helpers layer (`super::helpers`, made in the bundle if
-/// missing), with the pod's upper dir (`volatile` for a `--rm` pod, see
+/// under gvpod's helpers layer (`super::helpers`, made if missing), with the pod's upper dir (`volatile` for a `--rm` pod, see
 /// [`crate::bundle::mount_overlay`]). Every mount of a pod's rootfs goes
 /// through here (create, restore, the remounts after a reboot and for an
 /// in-place restore), so none can miss the layer.
@@ -154,7 +153,7 @@ pub(super) fn mount_overlay(
     layers: &[std::path::PathBuf],
     paths: &RootfsPaths,
 ) -> Result<()> {
-    let helpers = super::helpers::layer(&ctx.root, &ctx.bundle_dir(&row.id))?;
+    let helpers = super::helpers::layer(&ctx.root)?;
     let mut all = Vec::with_capacity(layers.len() + 1);
     all.extend_from_slice(layers);
     all.push(helpers);

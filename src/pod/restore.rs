@@ -317,11 +317,11 @@ fn make_pod(
             attach,
             &netopts.add_hosts,
         )?;
-        // Installed by the rootfs's helpers layer; a snapshot of a pod made
-        // before the layer binds it at /dev/gvpod.
+        // A snapshot of a pod made before the helpers layer binds them at
+        // /dev/gvpod.
         let mut files = BundleFiles::new(
             &bundle_dir,
-            super::helpers::helpers_dir(&ctx.root),
+            super::helpers::install_helpers(&ctx.root)?,
             netns.as_deref(),
         );
         files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
