@@ -15,7 +15,9 @@ profile removed on every path.
 import asyncio
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,12 +69,19 @@ async def drive(ws_url, url, shot, limit):
 def main():
     url, shot = sys.argv[1], sys.argv[2]
     limit = float(sys.argv[3]) if len(sys.argv) > 3 else 30.0
+    # Its profile and its own temporary files (org.chromium.Chromium.*,
+    # which a killed chromium cannot remove) in one directory removed below.
     profile = tempfile.mkdtemp(prefix="gvpod-chromium-")
+    tmp = os.path.join(profile, "tmp")
+    os.mkdir(tmp)
+    env = dict(os.environ, TMPDIR=tmp)
     proc = subprocess.Popen(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--window-size=800,600", "--remote-debugging-port=0",
-         f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         f"--user-data-dir={os.path.join(profile, 'profile')}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        # Its own process group: its helpers (zygote, renderers) go with it.
+        start_new_session=True)
     try:
         ws_url = None
         deadline = time.monotonic() + 30
@@ -89,9 +98,18 @@ def main():
         print(json.dumps(out))
         return 0
     finally:
-        proc.kill()
+        # The whole group: a helper still running after the main process
+        # wrote into the profile while it was being removed, and left it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+        for _ in range(50):
+            shutil.rmtree(profile, ignore_errors=True)
+            if not os.path.exists(profile):
+                break
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":
