@@ -42,14 +42,17 @@ use crate::runsc::{LEGACY_RELAY_IN_POD, RELAY_IN_POD};
 const RELAY_DIGEST: &str = env!("GVPOD_RELAY_DIGEST");
 /// Layers' directory names in `helpers/`: this prefix and a digest.
 const LAYER_PREFIX: &str = "layer-";
+/// A layer being made ([`crate::util::owned_temp_name`]).
+const TMP_PREFIX: &str = ".layer-tmp-";
 /// How old an unmounted layer of another relay must be before gc removes it.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The relay (src/router/relay.c, built static by build.rs).
 static RELAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gvpod-relay"));
 
-/// The data root's helpers directory (where [`layer`] links the relay from;
-/// pods made before the layer see it bound read-only at /dev/gvpod).
+/// The data root's helpers directory: the relay's layers ([`layer`]), and
+/// the relay itself for pods made before them, which see the directory
+/// bound read-only at /dev/gvpod.
 pub fn helpers_dir(root: &Path) -> PathBuf {
     root.join("helpers")
 }
@@ -118,10 +121,8 @@ pub(super) fn layer(root: &Path) -> Result<PathBuf> {
     }
     // Made aside, then renamed into place whole: a pod never mounts half a
     // layer, and two creates racing both end with the one that won.
-    let tmp = helpers.join(format!(
-        ".{LAYER_PREFIX}{RELAY_DIGEST}.tmp-{}",
-        crate::util::random_hex(6)
-    ));
+    // The writer's pid in the name: gc removes a killed writer's at once.
+    let tmp = helpers.join(crate::util::owned_temp_name(TMP_PREFIX));
     let made = write_layer(&tmp);
     let placed = made.and_then(|()| match std::fs::rename(&tmp, &layer) {
         Ok(()) => Ok(()),
@@ -163,13 +164,26 @@ pub fn relay_of(bundle: &Path) -> &'static str {
     }
 }
 
-/// The layers of other relays in `root` that `gvpod system gc` may remove:
-/// not named by any mounted overlay (`mountinfo`, the text of
-/// /proc/self/mountinfo) and older than [`STALE_AFTER`]. None when the
-/// data root's path is one mountinfo would escape (then a substring
-/// cannot tell), so nothing a pod uses is ever taken.
+/// What in `root`'s helpers `gvpod system gc` may remove: layers being
+/// made by a process that is gone, and the layers of other relays that no
+/// mounted overlay names (`mountinfo`, the text of /proc/self/mountinfo)
+/// and older than [`STALE_AFTER`]. No layer when the data root's path is
+/// one mountinfo would escape (then a substring cannot tell), so nothing a
+/// pod uses is ever taken.
 pub(super) fn stale_layers(root: &Path, mountinfo: &str) -> Vec<PathBuf> {
     let helpers = helpers_dir(root);
+    let mut stale: Vec<PathBuf> = std::fs::read_dir(&helpers)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| crate::util::temp_owner_gone(&e.file_name().to_string_lossy(), TMP_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    stale.extend(unused_layers(&helpers, mountinfo));
+    stale
+}
+
+fn unused_layers(helpers: &Path, mountinfo: &str) -> Vec<PathBuf> {
     let Some(h) = helpers.to_str() else {
         return vec![];
     };
@@ -177,7 +191,7 @@ pub(super) fn stale_layers(root: &Path, mountinfo: &str) -> Vec<PathBuf> {
         return vec![];
     }
     let current = format!("{LAYER_PREFIX}{RELAY_DIGEST}");
-    let Ok(entries) = std::fs::read_dir(&helpers) else {
+    let Ok(entries) = std::fs::read_dir(helpers) else {
         return vec![];
     };
     entries
@@ -303,9 +317,14 @@ mod tests {
             "90 30 0:50 / /r/bundles/x/rootfs rw - overlay overlay rw,lowerdir={}:/r/images/layers/a,upperdir=/u,workdir=/w\n",
             mounted.display()
         );
+        // A writer killed while making a layer (pid 0x7fffffff: none), and
+        // one at work (this test).
+        let dead = mk(".layer-tmp-2147483647-0a0b", false);
+        let live = mk(&crate::util::owned_temp_name(TMP_PREFIX), false);
         let mut got = stale_layers(root, &info);
         got.sort();
-        let mut want = vec![stale, prefix_only];
+        assert!(!got.contains(&live));
+        let mut want = vec![stale, prefix_only, dead];
         want.sort();
         assert_eq!(got, want);
         assert!(!got.contains(&young) && !got.contains(&current));
