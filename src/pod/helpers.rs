@@ -31,7 +31,7 @@
 //! - Pods made before the layer keep their /dev/gvpod bind (their
 //!   config.json, their snapshots' specs) of the data root's `helpers/`,
 //!   kept up to date by [`install_helpers`], and are reached there:
-//!   [`relay_of`] looks at what the pod's rootfs holds.
+//!   [`relay_of`] reads the pod's spec.
 
 use std::path::{Path, PathBuf};
 
@@ -152,16 +152,36 @@ fn write_layer(dir: &Path) -> Result<()> {
         .map_err(io("cannot write", &path))
 }
 
-/// The relay's path inside the pod whose bundle is `bundle`: the layer's
-/// when its rootfs has it, else the /dev/gvpod bind of a pod made before
-/// the layer.
+/// The relay's path inside the pod whose bundle is `bundle`: the old one
+/// when its spec binds /dev/gvpod (a pod made before the layer, or
+/// restored from a snapshot of one), else the layer's.
+///
+/// Not what the host sees in the pod's rootfs: a clone of an old snapshot
+/// has the layer in its overlay, but its restored sandbox still holds the
+/// directory of `/` it saved, without `/.gvpod` (seen on 20221219: `ls
+/// /.gvpod` fails in such a clone while the host lists the file).
 pub fn relay_of(bundle: &Path) -> &'static str {
-    let rootfs = crate::bundle::RootfsPaths::new(bundle).merged;
-    if rootfs.join(in_layer(RELAY_IN_POD)).is_file() {
-        RELAY_IN_POD
-    } else {
+    let spec = std::fs::read(bundle.join("config.json")).unwrap_or_default();
+    if binds_legacy_helpers(&spec) {
         LEGACY_RELAY_IN_POD
+    } else {
+        RELAY_IN_POD
     }
+}
+
+/// Whether the OCI spec `spec` has a mount at /dev/gvpod.
+fn binds_legacy_helpers(spec: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(spec)
+        .ok()
+        .and_then(|v| {
+            v.get("mounts")?.as_array().map(|ms| {
+                ms.iter().any(|m| {
+                    m.get("destination").and_then(|d| d.as_str())
+                        == Some(crate::runsc::LEGACY_HELPERS_IN_POD)
+                })
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// What in `root`'s helpers `gvpod system gc` may remove: layers being
@@ -282,12 +302,22 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, [format!("layer-{RELAY_DIGEST}")]);
-        // A pod's rootfs with the layer is reached there, one without at
-        // the old bind.
+        // A pod whose spec binds /dev/gvpod is reached there, any other at
+        // the layer's path.
         let bundle = root.join("bundles/p");
-        std::fs::create_dir_all(bundle.join("rootfs/.gvpod")).unwrap();
+        std::fs::create_dir_all(&bundle).unwrap();
+        let spec = bundle.join("config.json");
+        std::fs::write(
+            &spec,
+            r#"{"mounts":[{"destination":"/proc","type":"proc"},{"destination":"/dev/gvpod","type":"bind","source":"/r/helpers","options":["ro"]}]}"#,
+        )
+        .unwrap();
         assert_eq!(relay_of(&bundle), LEGACY_RELAY_IN_POD);
-        std::fs::write(bundle.join("rootfs/.gvpod/gvpod-relay"), b"x").unwrap();
+        std::fs::write(
+            &spec,
+            r#"{"mounts":[{"destination":"/proc","type":"proc"}]}"#,
+        )
+        .unwrap();
         assert_eq!(relay_of(&bundle), RELAY_IN_POD);
     }
 
