@@ -329,6 +329,18 @@ pub fn write_config(bundle: &Path, spec: &Spec, sync: bool) -> Result<(), Bundle
         .map_err(|source| BundleError::Io { path, source })
 }
 
+/// Whether the OCI spec `data` (a `config.json`) has a mount at `dest`;
+/// `None` when it cannot be read as one.
+pub fn spec_mounts_at(data: &[u8], dest: &str) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let mounts = v.get("mounts")?.as_array()?;
+    Some(
+        mounts
+            .iter()
+            .any(|m| m.get("destination").and_then(|d| d.as_str()) == Some(dest)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

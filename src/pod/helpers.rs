@@ -162,26 +162,11 @@ fn write_layer(dir: &Path) -> Result<()> {
 /// /.gvpod` fails in such a clone while the host lists the file).
 pub fn relay_of(bundle: &Path) -> &'static str {
     let spec = std::fs::read(bundle.join("config.json")).unwrap_or_default();
-    if binds_legacy_helpers(&spec) {
+    if crate::bundle::spec_mounts_at(&spec, crate::runsc::LEGACY_HELPERS_IN_POD) == Some(true) {
         LEGACY_RELAY_IN_POD
     } else {
         RELAY_IN_POD
     }
-}
-
-/// Whether the OCI spec `spec` has a mount at /dev/gvpod.
-fn binds_legacy_helpers(spec: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(spec)
-        .ok()
-        .and_then(|v| {
-            v.get("mounts")?.as_array().map(|ms| {
-                ms.iter().any(|m| {
-                    m.get("destination").and_then(|d| d.as_str())
-                        == Some(crate::runsc::LEGACY_HELPERS_IN_POD)
-                })
-            })
-        })
-        .unwrap_or(false)
 }
 
 /// What in `root`'s helpers `gvpod system gc` may remove: layers being

@@ -143,7 +143,8 @@ pub(super) fn mount_rootfs(
 }
 
 /// Mounts pod `row`'s rootfs overlay at `paths`: the image's `layers`
-/// under gvpod's helpers layer (`super::helpers`, made if missing), with the pod's upper dir (`volatile` for a `--rm` pod, see
+/// under gvpod's helpers layer (`super::helpers`, made if missing), with
+/// the pod's upper dir (`volatile` for a `--rm` pod, see
 /// [`crate::bundle::mount_overlay`]). Every mount of a pod's rootfs goes
 /// through here (create, restore, the remounts after a reboot and for an
 /// in-place restore), so none can miss the layer.

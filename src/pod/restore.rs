@@ -487,7 +487,8 @@ fn write_bundle(
     let spec_path = dir.join(snapshot::SPEC);
     let data = std::fs::read(&spec_path).map_err(super::io("cannot read", &spec_path))?;
     if let Some(rootfs) = &f.rootfs {
-        if !binds(&data, crate::bundle::etc::HOSTS) {
+        // (An unreadable spec is refused below, by `adapt_spec`.)
+        if !crate::bundle::spec_mounts_at(&data, crate::bundle::etc::HOSTS).unwrap_or(true) {
             crate::bundle::etc::write_in_rootfs(
                 rootfs,
                 crate::bundle::etc::HOSTS,
@@ -506,20 +507,6 @@ fn write_bundle(
     // started (a restore always starts the pod at once).
     let out = f.bundle.join("config.json");
     crate::util::write_replacing(&out, &spec, false).map_err(super::io("cannot write", &out))
-}
-
-/// Whether the spec `data` has a mount at `dest` (an unreadable spec is
-/// refused later, by [`adapt_spec`]).
-fn binds(data: &[u8], dest: &str) -> bool {
-    serde_json::from_slice::<serde_json::Value>(data)
-        .ok()
-        .and_then(|v| {
-            v.get("mounts")?.as_array().map(|ms| {
-                ms.iter()
-                    .any(|m| m.get("destination").and_then(|d| d.as_str()) == Some(dest))
-            })
-        })
-        .unwrap_or(true)
 }
 
 /// The snapshot's spec with what fact 10 lets differ replaced: the mount

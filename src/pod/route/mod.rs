@@ -17,9 +17,9 @@
 //! and 20240729's crashes the sandbox on large reads: `runsc::forward`).
 //! The relay is embedded in the binary and reaches every pod as a
 //! read-only top layer of its rootfs ([`crate::pod::helpers`]): never a
-//! file of the image, never in a layer a commit writes. It costs a runsc process per connection (one keep-alive
-//! connection carries many requests); a direct connection costs nothing
-//! more than the hop.
+//! file of the image, never in a layer a commit writes. It costs a runsc
+//! process per connection (one keep-alive connection carries many
+//! requests); a direct connection costs nothing more than the hop.
 //!
 //! Names: a route reaches a pod by name, so pods given `--route` must have
 //! a DNS label for a name (lowercase; browsers lowercase hosts).
