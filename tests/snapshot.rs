@@ -602,6 +602,54 @@ fn a_failed_restore_releases_what_it_made() {
     r.assert_clean();
 }
 
+/// `restore --name` starts the clone's monitor before it makes the clone
+/// (as `run` does): a clone that is refused on the way must not leave
+/// that monitor behind, and one that is made runs under it (its log has
+/// the early monitor's go, which a late monitor never logs).
+#[test]
+fn a_clone_that_fails_leaves_no_early_monitor() {
+    require_runsc!();
+    let r = Root::new();
+    start_counter(&r, "src");
+    r.ok(&["checkpoint", "--leave-running", "--name", "s", "src"]);
+    r.ok(&["create", "--name", "taken", "busybox", "true"]);
+    for args in [
+        &["restore", "--name", "taken", "s"][..],
+        &["restore", "--name", "bad name", "s"][..],
+        &["restore", "-p", "99999:80", "--name", "x", "s"][..],
+        &["restore", "--network", "none", "--name", "x", "s"][..],
+    ] {
+        let o = r.gvpod(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    // Only the source's monitor is left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while r.monitors().len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(r.monitors().len(), 1, "monitors left behind");
+    let names: Vec<_> = r.ps_all().iter().map(|p| p["name"].clone()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // A good clone: counting on from the snapshot, under its early monitor.
+    let o = r
+        .cmd(&["restore", "--name", "clone", "s"])
+        .env("GVPOD_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    r.track(&id);
+    assert_eq!(status(&r, "clone"), "running");
+    let log = std::fs::read_to_string(r.path().join("bundles").join(&id).join("monitor.log"))
+        .unwrap_or_default();
+    assert!(log.contains("step monitor:go"), "no early monitor: {log}");
+    let n = last_count(&r, "clone");
+    wait_count(&r, "clone", n + 2);
+    r.ok(&["rm", "-f", "src", "clone", "taken"]);
+    r.assert_clean();
+}
+
 /// Checkpoints `pod`, retrying while runsc 20221219 cannot save it because
 /// of connections in TIME_WAIT after recent requests (refused, pod intact).
 fn checkpoint_when_quiet(r: &Root, pod: &str, snap: &str) {

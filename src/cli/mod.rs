@@ -173,8 +173,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 #[cfg(host_runtime)]
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     tracing::debug!("step cli:start");
-    // `run`'s monitor starts while this process opens the root and makes the pod.
-    let mut early = matches!(cli.cmd, Cmd::Run(_))
+    // The monitor of a new pod (`run`, a named clone) starts while this
+    // process opens the root and makes the pod.
+    let new_pod = match &cli.cmd {
+        Cmd::Run(_) => true,
+        Cmd::Restore(a) => a.name.is_some(),
+        _ => false,
+    };
+    let mut early = new_pod
         .then(|| pod::EarlyMonitor::spawn(&cli.root))
         .flatten();
     let mut ctx = Ctx::open(&cli.root)?;
@@ -565,7 +571,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Checkpoint(a) => snapshot::checkpoint(&mut ctx, a),
-        Cmd::Restore(a) => snapshot::restore(&mut ctx, a, debug),
+        Cmd::Restore(a) => snapshot::restore(&mut ctx, a, debug, early.take()),
         Cmd::Snapshot(c) => snapshot::snapshot(&mut ctx, c),
         Cmd::Commit(a) => snapshot::commit(&mut ctx, a),
         Cmd::Ssh(a) => ssh::ssh(&mut ctx, a),

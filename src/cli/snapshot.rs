@@ -96,8 +96,13 @@ pub fn checkpoint(ctx: &mut Ctx, a: CheckpointArgs) -> anyhow::Result<i32> {
 }
 
 #[cfg(host_runtime)]
-pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32> {
-    let (pod, kind) = pod::restore(
+pub fn restore(
+    ctx: &mut Ctx,
+    a: RestoreArgs,
+    debug: bool,
+    early: Option<pod::EarlyMonitor>,
+) -> anyhow::Result<i32> {
+    let (pod, kind) = pod::restore_with(
         ctx,
         pod::RestoreRequest {
             snapshot: a.snapshot,
@@ -107,6 +112,7 @@ pub fn restore(ctx: &mut Ctx, a: RestoreArgs, debug: bool) -> anyhow::Result<i32
             network: a.network,
             debug,
         },
+        early,
     )?;
     tracing::info!("restored pod {} ({})", pod.name, kind.as_str());
     println!("{}", pod.id);

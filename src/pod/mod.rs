@@ -63,7 +63,7 @@ pub use network::{
     create_labeled_network, create_network, inspect_network, list_networks, remove_network,
 };
 pub use orphans::gc_orphans;
-pub use restore::{restore, RestoreRequest};
+pub use restore::{restore, restore_with, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use start::{start, Attach, EarlyMonitor, StartOutcome};
 pub use stats::{samples, stats, PodStats};

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 pub enum ToMonitor {
     /// To a monitor started before its pod existed (`--early`): the pod is
     /// made; its log (the monitor's stderr from now on) follows as an fd.
-    Go,
+    /// With `restore`, the pod comes back from the memory image in that
+    /// directory (what `--restore=DIR` says to a monitor started late).
+    Go { restore: Option<std::path::PathBuf> },
     /// The client stays: its stdin (when `stdin`), stdout and stderr follow as fds.
     Attach { stdin: bool },
     /// The client leaves once the pod has started.

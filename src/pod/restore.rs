@@ -27,7 +27,7 @@ pub use super::views::RestoreRequest;
 use std::path::{Path, PathBuf};
 
 use super::provision::{self, NewRow, RunscChoice};
-use super::start::{start_with, Attach, StartOutcome};
+use super::start::{start_with, Attach, EarlyMonitor, StartOutcome};
 use super::{failpoint, id, Ctx, PodError, Result};
 use crate::bundle::{PodOptions, RootfsPaths};
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SnapshotStore};
@@ -52,6 +52,17 @@ impl RestoreKind {
 }
 
 pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKind)> {
+    restore_with(ctx, req, None)
+}
+
+/// [`restore`] with a monitor started before the data root was opened
+/// (`EarlyMonitor`): a clone takes its id and it; any other restore keeps
+/// its pod's id, so the monitor is dropped unused (it exits at once).
+pub fn restore_with(
+    ctx: &mut Ctx,
+    req: RestoreRequest,
+    early: Option<EarlyMonitor>,
+) -> Result<(PodRow, RestoreKind)> {
     let store = SnapshotStore::new(&ctx.root)?;
     let row = store.lookup(&ctx.db, &req.snapshot)?;
     let meta = store.meta(&row)?;
@@ -141,6 +152,11 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
         o.ip = None;
         o
     };
+    let clone_id = || {
+        early
+            .as_ref()
+            .map_or_else(id::new_id, |e| e.id().to_string())
+    };
     let (pod, kind) = match (&req.name, source) {
         (None, Some(p)) if p.status != PodStatus::Running => {
             if !req.ports.is_empty() || req.route.is_some() || target_net != meta.options.network {
@@ -153,13 +169,13 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
             (p, RestoreKind::InPlace)
         }
         (None, Some(p)) => {
-            let who = (id::new_id(), clone_name(ctx, &p.name)?, false);
+            let who = (clone_id(), clone_name(ctx, &p.name)?, false);
             let pod = make_pod(ctx, &meta, &dir, &image, who, &clone_opts, req.debug)?;
             (pod, RestoreKind::Clone)
         }
         (Some(n), _) => {
             id::validate_name(n)?;
-            let who = (id::new_id(), n.clone(), false);
+            let who = (clone_id(), n.clone(), false);
             let pod = make_pod(ctx, &meta, &dir, &image, who, &clone_opts, req.debug)?;
             (pod, RestoreKind::Clone)
         }
@@ -204,7 +220,8 @@ pub fn restore(ctx: &mut Ctx, req: RestoreRequest) -> Result<(PodRow, RestoreKin
     };
     failpoint::hit("restore:prepared");
 
-    let outcome = start_with(ctx, &pod, Attach::Detached, Some(&dir), None);
+    let early = early.filter(|_| kind == RestoreKind::Clone);
+    let outcome = start_with(ctx, &pod, Attach::Detached, Some(&dir), early);
     let failed = match outcome {
         Ok(StartOutcome::Started { .. }) => None,
         Ok(StartOutcome::Exited { code }) => {

@@ -32,11 +32,12 @@ pub fn start(ctx: &mut Ctx, pod: &PodRow, attach: Attach) -> Result<StartOutcome
     start_with(ctx, pod, attach, None, None)
 }
 
-/// A monitor started before its pod exists (`run`): its exec and its own
-/// `Ctx::open` (3-4 ms of a start) overlap the client's create instead of
-/// following it. It waits for [`ToMonitor::Go`], sent once the pod's row
-/// and bundle exist; dropped without it (the create failed, the client was
-/// killed), it reads end of file and exits without touching the data root.
+/// A monitor started before its pod exists (`run`, and `restore --name`,
+/// whose clone is a new pod): its exec and its own `Ctx::open` (3-4 ms of
+/// a start) overlap the client's create instead of following it. It waits
+/// for [`ToMonitor::Go`], sent once the pod's row and bundle exist; dropped
+/// without it (the create failed, the client was killed), it reads end of
+/// file and exits without touching the data root.
 pub struct EarlyMonitor {
     /// Both `Some` until [`EarlyMonitor::take`] hands them to the start.
     child: Option<Spawned>,
@@ -162,7 +163,10 @@ pub(crate) fn start_with(
     let (mut child, mine) = match early {
         Some((child, sock)) => {
             // The pod exists now: the monitor takes its log as stderr and goes on.
-            if let Err(err) = proto::send(&sock, &ToMonitor::Go, &[log.as_raw_fd()]) {
+            let go = ToMonitor::Go {
+                restore: restore.map(std::path::Path::to_path_buf),
+            };
+            if let Err(err) = proto::send(&sock, &go, &[log.as_raw_fd()]) {
                 // It failed on its own (it said why) or died.
                 return Err(match proto::recv::<FromMonitor>(&sock) {
                     Ok(Some((FromMonitor::Failed { code, msg }, _))) => monitor_error(code, msg),

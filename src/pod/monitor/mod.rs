@@ -65,19 +65,22 @@ use stdio::{copy_winsize, relay, Client, Stdio3};
 /// before its pod existed: it opens the data root, then waits for the
 /// client's go (which brings its log) and touches nothing of the pod
 /// before it; end of file instead (the create failed, the client died)
-/// ends it quietly.
+/// ends it quietly. Its go says whether the pod is restored (a clone's
+/// early monitor: `pod::restore`), as `restore` does for a late one.
 pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>, early: bool) -> i32 {
     // SAFETY: the client passes the socketpair end as fd 3 and nothing else owns it.
     let sync = unsafe { OwnedFd::from_raw_fd(3) };
     tracing::debug!("step monitor:exec");
     reap::become_subreaper();
     let opened = Ctx::open(root);
+    let mut restore = restore.map(Path::to_path_buf);
     if early && opened.is_ok() {
         match proto::recv::<ToMonitor>(&sync) {
-            Ok(Some((ToMonitor::Go, fds))) if fds.len() == 1 => {
+            Ok(Some((ToMonitor::Go { restore: from }, fds))) if fds.len() == 1 => {
                 if let Err(e) = nix::unistd::dup2(fds[0].as_raw_fd(), 2) {
                     tracing::warn!("monitor log of {id}: {e}");
                 }
+                restore = restore.or(from);
                 tracing::debug!("step monitor:go");
             }
             _ => return 0,
@@ -97,7 +100,7 @@ pub fn monitor_main(root: &Path, id: &str, restore: Option<&Path>, early: bool) 
             return 1;
         }
     };
-    match run(&mut ctx, id, sync, restore.map(Path::to_path_buf)) {
+    match run(&mut ctx, id, sync, restore) {
         Ok(()) => 0,
         Err((sync, e)) => {
             if let Some(s) = sync {
