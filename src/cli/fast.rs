@@ -4,8 +4,9 @@
 //!
 //! Why: building clap's command tree (every subcommand and its arguments)
 //! takes about 1 ms of a process's start, measured with `Instant`s around
-//! `Cli::try_parse` (0.8–1.1 ms, up to 2.6 ms on this VM). A `run`'s early
-//! monitor spends that before it opens the data root, and `perf` timelines
+//! `Cli::try_parse` (0.8–1.1 ms, up to 2.6 ms on this VM). An early
+//! monitor (`run`'s, a named clone's) spends that before it opens the data
+//! root, and `perf` timelines
 //! (sched exec/fork and the socket's sendmsg/recvmsg events) showed it
 //! ready for the client's go a median 0.96 ms after the go was sent, in 25
 //! of 29 runs: on the start path of every `run` (issue 8 item 5).

@@ -2,12 +2,12 @@
 //!
 //! `std::process::Command::spawn` returns only once the child has exec'd
 //! (or reports why it could not, through a close-on-exec pipe). For a pod
-//! monitor (`pod::start::spawn_monitor`: `run`'s early one, and those of
-//! `start`, `restore` and clones) that wait is the exec of gvpod's own
-//! 25 MB binary, 0.3-0.5 ms on the test VM, spent on the client's start
-//! path for nothing: a monitor that cannot exec ends with status 127 and
-//! the client sees end of file on its socket, which it handles as a
-//! monitor that died.
+//! monitor (`pod::start::spawn_monitor`: the early ones of `run` and of a
+//! named clone, and those of `start` and `restore`) that wait is the exec
+//! of gvpod's own 25 MB binary, 0.3-0.5 ms on the test VM, spent on the
+//! client's start path for nothing: a monitor that cannot exec ends with
+//! status 127 and the client sees end of file on its socket, which it
+//! handles as a monitor that died.
 //!
 //! Invariants: everything the child needs (argv, the /dev/null descriptor)
 //! is made before `fork`, and between `fork` and `execv` the child calls
