@@ -259,16 +259,6 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
             }
         }
     }
-    // Helpers layers of earlier relays no mounted overlay uses.
-    // (Without the mount table none is known unused: none goes.)
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo");
-    let stale = mountinfo.map_or_else(|_| vec![], |m| super::helpers::stale_layers(&ctx.root, &m));
-    for layer in stale {
-        match crate::sys::remove_path(&layer) {
-            Ok(()) => rep.paths.push(layer.display().to_string()),
-            Err(e) => tracing::warn!("removing {}: {e}", layer.display()),
-        }
-    }
     // Mounts under our bundles with no pod.
     let bundles = ctx.root.join("bundles");
     if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
@@ -289,6 +279,17 @@ pub fn gc(ctx: &mut Ctx) -> Result<GcReport> {
                     rep.mounts.push(mp.clone());
                 }
             }
+        }
+    }
+    // Helpers layers of earlier relays no mounted overlay uses, read after
+    // the orphan mounts above are gone, so one gc also frees their layers.
+    // (Without the mount table none is known unused: none goes.)
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo");
+    let stale = mountinfo.map_or_else(|_| vec![], |m| super::helpers::stale_layers(&ctx.root, &m));
+    for layer in stale {
+        match crate::sys::remove_path(&layer) {
+            Ok(()) => rep.paths.push(layer.display().to_string()),
+            Err(e) => tracing::warn!("removing {}: {e}", layer.display()),
         }
     }
     // Bundle directories and logs with no pod.

@@ -30,7 +30,7 @@
 //!   run inside its sandbox with its own rights.
 //! - Pods made before the layer keep their /dev/gvpod bind (their
 //!   config.json, their snapshots' specs) of the data root's `helpers/`,
-//!   kept up to date by [`install_helpers`], and are reached there:
+//!   kept up to date by [`install_relay_in`], and are reached there:
 //!   [`relay_of`] reads the pod's spec.
 
 use std::path::{Path, PathBuf};
@@ -57,8 +57,9 @@ pub fn helpers_dir(root: &Path) -> PathBuf {
     root.join("helpers")
 }
 
-/// Writes the relay into `helpers/` unless the same bytes are there
-/// (atomically: a pod starting meanwhile sees the old file or the new).
+/// Writes the relay into the helpers directory `dir` (for pods that bind
+/// it at /dev/gvpod) unless the same bytes are there (atomically: a pod
+/// starting meanwhile sees the old file or the new).
 ///
 /// "The same bytes" is decided without reading them: a stamp beside the
 /// relay names the gvpod binary (path, size, mtime) that wrote it, and
@@ -67,8 +68,7 @@ pub fn helpers_dir(root: &Path) -> PathBuf {
 /// missing or different stamp, or a relay of another length, rewrites
 /// both (the relay first, so a crash between leaves a stamp that no longer
 /// matches and the next create rewrites again).
-pub fn install_helpers(root: &Path) -> Result<PathBuf> {
-    let dir = helpers_dir(root);
+pub(super) fn install_relay_in(dir: &Path) -> Result<()> {
     let path = dir.join("gvpod-relay");
     let stamp_path = dir.join(".gvpod-relay.stamp");
     let stamp = writer_stamp();
@@ -79,9 +79,9 @@ pub fn install_helpers(root: &Path) -> Result<PathBuf> {
                 .is_some_and(|s| std::fs::read_to_string(&stamp_path).is_ok_and(|t| t == s))
     };
     if current() {
-        return Ok(dir);
+        return Ok(());
     }
-    std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
     if !std::fs::read(&path).is_ok_and(|b| b == RELAY) {
         crate::util::write_atomic(&path, RELAY).map_err(io("cannot write", &path))?;
         use std::os::unix::fs::PermissionsExt;
@@ -92,7 +92,7 @@ pub fn install_helpers(root: &Path) -> Result<PathBuf> {
         crate::util::write_atomic(&stamp_path, s.as_bytes())
             .map_err(io("cannot write", &stamp_path))?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// This gvpod binary as the stamp of the relay it embeds; `None` when it
@@ -235,8 +235,10 @@ mod tests {
     fn the_relay_is_rewritten_only_when_its_stamp_or_length_differs() {
         let root = std::env::temp_dir().join(format!("gvpod-helpers-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let relay = install_helpers(&root).unwrap().join("gvpod-relay");
-        let stamp = helpers_dir(&root).join(".gvpod-relay.stamp");
+        let helpers = helpers_dir(&root);
+        install_relay_in(&helpers).unwrap();
+        let relay = helpers.join("gvpod-relay");
+        let stamp = helpers.join(".gvpod-relay.stamp");
         assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
         assert_eq!(
             std::fs::read_to_string(&stamp).unwrap(),
@@ -246,11 +248,11 @@ mod tests {
         let mut same_len = RELAY.to_vec();
         same_len[0] ^= 1;
         std::fs::write(&relay, &same_len).unwrap();
-        install_helpers(&root).unwrap();
+        install_relay_in(&helpers).unwrap();
         assert_eq!(std::fs::read(&relay).unwrap(), same_len);
         // Another writer's stamp: compared and rewritten.
         std::fs::write(&stamp, "another gvpod\n").unwrap();
-        install_helpers(&root).unwrap();
+        install_relay_in(&helpers).unwrap();
         assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
         assert_eq!(
             std::fs::read_to_string(&stamp).unwrap(),
@@ -258,7 +260,7 @@ mod tests {
         );
         // A cut relay: rewritten whatever the stamp says.
         std::fs::write(&relay, &RELAY[..10]).unwrap();
-        install_helpers(&root).unwrap();
+        install_relay_in(&helpers).unwrap();
         assert_eq!(std::fs::read(&relay).unwrap(), RELAY);
         std::fs::remove_dir_all(&root).unwrap();
     }

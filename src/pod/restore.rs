@@ -334,11 +334,9 @@ fn make_pod(
             attach,
             &netopts.add_hosts,
         )?;
-        // A snapshot of a pod made before the helpers layer binds them at
-        // /dev/gvpod.
         let mut files = BundleFiles::new(
             &bundle_dir,
-            super::helpers::install_helpers(&ctx.root)?,
+            super::helpers::helpers_dir(&ctx.root),
             netns.as_deref(),
         );
         files.ssh_keys = super::ssh::keys_mount(ctx, &row.name, &opts.dev)?.map(|m| m.0);
@@ -423,7 +421,7 @@ fn prepare_in_place(
     let netns = lease.map(|_| super::network::netns_path(ctx, &pod.id));
     let mut files = BundleFiles::new(
         &bundle,
-        super::helpers::install_helpers(&ctx.root)?,
+        super::helpers::helpers_dir(&ctx.root),
         netns.as_deref(),
     );
     files.ssh_keys = super::ssh::keys_mount(ctx, &pod.name, &opts.dev)?.map(|m| m.0);
@@ -454,8 +452,9 @@ struct BundleFiles<'a> {
     hostname: PathBuf,
     hosts: PathBuf,
     resolv: PathBuf,
-    /// This data root's helpers (`pod::helpers`), for snapshots of pods made
-    /// before the helpers layer, which bind them at /dev/gvpod.
+    /// This data root's helpers directory (`pod::helpers`), for snapshots
+    /// of pods made before the helpers layer, which bind it at /dev/gvpod
+    /// (the relay is installed there only for them: [`write_bundle`]).
     helpers: PathBuf,
     netns: Option<&'a Path>,
     /// The pod's own ssh host keys (by its name), for `--ssh` pods.
@@ -503,6 +502,11 @@ fn write_bundle(
     }
     let spec_path = dir.join(snapshot::SPEC);
     let data = std::fs::read(&spec_path).map_err(super::io("cannot read", &spec_path))?;
+    // A snapshot of a pod made before the helpers layer binds the helpers
+    // directory at /dev/gvpod: only such a restore needs the relay there.
+    if crate::bundle::spec_mounts_at(&data, crate::runsc::LEGACY_HELPERS_IN_POD) == Some(true) {
+        super::helpers::install_relay_in(&f.helpers)?;
+    }
     if let Some(rootfs) = &f.rootfs {
         // (An unreadable spec is refused below, by `adapt_spec`.)
         if !crate::bundle::spec_mounts_at(&data, crate::bundle::etc::HOSTS).unwrap_or(true) {
