@@ -121,6 +121,12 @@ impl ExecKiller {
     }
 }
 
+/// What runsc's exec error says when the sandbox went away under it (seen
+/// with `rm -f` racing an exec: "container ... has stopped" on both
+/// releases, and on 20240729 also "connecting to control server at PID N:
+/// connection refused").
+const SANDBOX_GONE: [&str; 2] = ["has stopped", "connecting to control server"];
+
 /// Runs the command with gvpod's own stdio and returns its exit code.
 pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     let res = exec_spawn(ctx, pod, req, ExecStdio::Inherit)?.wait();
@@ -128,8 +134,13 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     // `stop` or `rm -f` meanwhile is said as such, not as runsc saw it.
     if matches!(res, Err(_) | Ok(128)) {
         // runsc says so itself while the kill is still under way (its state
-        // may still read running then).
-        let said = matches!(&res, Err(e) if e.to_string().contains("has stopped"));
+        // may still read running then): the container "has stopped", or
+        // the sandbox's control server, which lives as long as the
+        // sandbox, no longer answers.
+        let said = matches!(&res, Err(e) if {
+            let m = e.to_string();
+            SANDBOX_GONE.iter().any(|s| m.contains(s))
+        });
         let ended = said
             || match ctx.db.pod(&pod.id)? {
                 None => {
