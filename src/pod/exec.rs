@@ -124,8 +124,14 @@ impl ExecKiller {
 /// What runsc's exec error says when the sandbox went away under it (seen
 /// with `rm -f` racing an exec: "container ... has stopped" on both
 /// releases, and on 20240729 also "connecting to control server at PID N:
-/// connection refused").
+/// connection refused"). A fast path only: runsc has more ways to say it
+/// (an exec that starts while the sentry is killing its tasks failed with
+/// "out of memory" in CI), so [`ended_meanwhile`] asks the pod itself.
 const SANDBOX_GONE: [&str; 2] = ["has stopped", "connecting to control server"];
+
+/// How long a failed exec waits for a sandbox whose kill is under way to
+/// stop reading "running" (runsc's state lags the kill by tens of ms).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(600);
 
 /// Runs the command with gvpod's own stdio and returns its exit code.
 pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
@@ -133,34 +139,46 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     // runsc fails (or reports 128) when the sandbox goes away under it: a
     // `stop` or `rm -f` meanwhile is said as such, not as runsc saw it.
     if matches!(res, Err(_) | Ok(128)) {
-        // runsc says so itself while the kill is still under way (its state
-        // may still read running then): the container "has stopped", or
-        // the sandbox's control server, which lives as long as the
-        // sandbox, no longer answers.
         let said = matches!(&res, Err(e) if {
             let m = e.to_string();
             SANDBOX_GONE.iter().any(|s| m.contains(s))
         });
-        let ended = said
-            || match ctx.db.pod(&pod.id)? {
-                None => {
-                    // The `rm` may have removed the pod's run directory before
-                    // `exec_spawn` made it again (`system gc` sweeps it too).
-                    let _ = std::fs::remove_dir(ctx.pod_run_dir(&pod.id));
-                    true
-                }
-                // runsc itself, not the row (the monitor records the end later).
-                Some(p) => {
-                    let flags = ctx.flags_of(&p)?;
-                    let state = ctx.runsc_for(&flags)?.state(&flags, &p.id).ok().flatten();
-                    state.is_none_or(|s| s.status != "running")
-                }
-            };
-        if ended {
+        if said || ended_meanwhile(ctx, pod)? {
             return Err(PodError::EndedDuringExec(pod.name.clone()));
         }
     }
     res
+}
+
+/// Whether the pod stopped or went away while an exec in it failed. Not a
+/// guess from runsc's words: an `rm` holds the pod's lock for its whole
+/// removal ([`super::lock`]), so waiting for the lock and reading the row
+/// again tells a removal for certain; a stop shows as runsc's state leaving
+/// "running", which lags the kill, so it is read again for up to
+/// [`SETTLE`]. Only failed execs pay that wait, and only in a pod that is
+/// still running.
+fn ended_meanwhile(ctx: &mut Ctx, pod: &PodRow) -> Result<bool> {
+    drop(super::lock::lock(ctx, &pod.id));
+    let Some(p) = ctx.db.pod(&pod.id)? else {
+        // The `rm` may have removed the pod's run directory before
+        // `exec_spawn` made it again (`system gc` sweeps it too).
+        let _ = std::fs::remove_dir(ctx.pod_run_dir(&pod.id));
+        return Ok(true);
+    };
+    let flags = ctx.flags_of(&p)?;
+    let runsc = ctx.runsc_for(&flags)?;
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        // runsc itself, not the row (the monitor records the end later).
+        let state = runsc.state(&flags, &p.id).ok().flatten();
+        if state.is_none_or(|s| s.status != "running") {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Starts the command with the stdio given; see [`ExecProcess`].
