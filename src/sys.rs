@@ -8,8 +8,10 @@
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` (no symlink is followed at all).
 
 pub mod loopdev;
+mod served;
 mod signal;
 mod spawn;
+pub use served::{serve, Served};
 pub use signal::default_sigpipe;
 pub use spawn::{spawn_session, Spawned};
 

@@ -211,3 +211,65 @@ fn a_snapshot_of_one_runsc_release_is_refused_by_the_other() {
     assert!(o.status.success(), "{}", stderr(&o));
     r.assert_clean();
 }
+
+/// A pod restored in place the moment its checkpoint returns gets its
+/// published ports (TCP and UDP) and its route port back, while the
+/// monitor of the checkpointed launch is still in its tail (held there
+/// 5 s): the monitor closes them before it says it is done. Before, it
+/// held them until its process ended, and such a restore failed once in
+/// a soak with "host port … already in use".
+#[test]
+fn restore_in_place_at_once_gets_every_port_back() {
+    require_runsc!();
+    let r = Root::new();
+    r.network("portnet", false);
+    let (tcp, udp) = (free_port(), free_port());
+    let o = r
+        .cmd(&[
+            "run",
+            "-d",
+            "--name",
+            "ports",
+            "--network",
+            "portnet",
+            "-p",
+            &format!("127.0.0.1:{tcp}:80"),
+            "-p",
+            &format!("127.0.0.1:{udp}:53/udp"),
+            "--route",
+            "auto",
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /etc; sleep 600",
+        ])
+        .env("GVPOD_PAUSE_AT", "monitor:answered")
+        .env("GVPOD_PAUSE_MS", "5000")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    r.track(String::from_utf8_lossy(&o.stdout).trim());
+    let route = common::route::route_port(&r, "ports");
+    // No request before the checkpoint: nothing lingers for runsc to refuse.
+    r.ok(&["checkpoint", "--name", "at-once", "ports"]);
+    assert_eq!(
+        r.monitors().len(),
+        1,
+        "the checkpointed launch's monitor should still be in its tail"
+    );
+    let o = r.gvpod(&["restore", "at-once"]);
+    assert!(o.status.success(), "restore at once: {}", stderr(&o));
+    http_ok(&format!("127.0.0.1:{tcp}"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", route)).is_ok(),
+        "route port {route} closed after the restore"
+    );
+    // The restored launch holds the UDP port again.
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", udp)).is_err(),
+        "udp port {udp} not held after the restore"
+    );
+    r.ok(&["rm", "-f", "ports"]);
+    r.ok(&["network", "rm", "portnet"]);
+    r.assert_clean();
+}

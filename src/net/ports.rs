@@ -66,26 +66,24 @@ pub fn conflicts(a: &PortMapping, b: &PortMapping) -> bool {
 }
 
 /// Serves connections that reach a held TCP listener (not DNATed) by
-/// copying bytes to and from `target`. Runs on its own thread until the
-/// process exits.
-pub fn proxy_tcp(listener: OwnedFd, target: SocketAddrV4) {
-    let l = TcpListener::from(listener);
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let Ok(up) = TcpStream::connect_timeout(&target.into(), Duration::from_secs(5))
-                else {
-                    return;
-                };
-                let (Ok(c2), Ok(u2)) = (conn.try_clone(), up.try_clone()) else {
-                    return;
-                };
-                let t = std::thread::spawn(move || pipe(c2, u2));
-                pipe(up, conn);
-                let _ = t.join();
-            });
-        }
-    });
+/// copying bytes to and from `target`, on a thread of its own until the
+/// returned handle is dropped (which closes the listener:
+/// `sys::Served`).
+pub fn proxy_tcp(listener: OwnedFd, target: SocketAddrV4) -> Result<crate::sys::Served> {
+    crate::sys::serve(TcpListener::from(listener), move |conn| {
+        std::thread::spawn(move || {
+            let Ok(up) = TcpStream::connect_timeout(&target.into(), Duration::from_secs(5)) else {
+                return;
+            };
+            let (Ok(c2), Ok(u2)) = (conn.try_clone(), up.try_clone()) else {
+                return;
+            };
+            let t = std::thread::spawn(move || pipe(c2, u2));
+            pipe(up, conn);
+            let _ = t.join();
+        });
+    })
+    .map_err(|e| NetError::Other(format!("serving {target}'s published port: {e}")))
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {

@@ -519,27 +519,50 @@ pub fn pod_hosts(
     ))
 }
 
+/// A pod's published ports and route port as its monitor holds them:
+/// bound for the pod's life, and closed by [`HeldPorts::release`] (or the
+/// drop) before the monitor says it is done, so whoever binds them next
+/// (the pod restored in place at once) finds them free (`sys::Served`).
+pub struct HeldPorts {
+    /// TCP listeners served by proxy threads, and the route port.
+    served: Vec<crate::sys::Served>,
+    /// UDP sockets, only held.
+    held: Vec<std::os::fd::OwnedFd>,
+}
+
+impl HeldPorts {
+    /// Closes every socket; when it returns, none of the ports is bound here.
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
 /// Binds the pod's published ports (the monitor holds them) and its route
 /// port (`pod::route::hold`). TCP listeners also proxy to the pod whatever
-/// reaches them rather than the DNAT rules.
-pub fn hold_ports(ctx: &Ctx, pod: &PodRow) -> Result<Vec<std::os::fd::OwnedFd>> {
+/// reaches them rather than the DNAT rules. A failure closes what was
+/// bound before it.
+pub fn hold_ports(ctx: &Ctx, pod: &PodRow) -> Result<HeldPorts> {
     let rows = ctx.db.ports_of(&pod.id)?;
     let ports = mappings(&rows);
     let ip = ctx.db.lease_of(&pod.id)?.map(|(_, ip)| ip);
-    let mut held = vec![];
+    let mut out = HeldPorts {
+        served: vec![],
+        held: vec![],
+    };
     for p in ports {
         let fd = net::ports::bind(p.proto, p.host_ip, p.host_port)?;
         match (p.proto, ip) {
-            (Proto::Tcp, Some(ip)) => {
-                net::ports::proxy_tcp(fd, std::net::SocketAddrV4::new(ip, p.pod_port))
-            }
-            _ => held.push(fd),
+            (Proto::Tcp, Some(ip)) => out.served.push(net::ports::proxy_tcp(
+                fd,
+                std::net::SocketAddrV4::new(ip, p.pod_port),
+            )?),
+            _ => out.held.push(fd),
         }
     }
     if let Some(route) = super::route::route_in(&rows) {
-        super::route::hold(ctx, pod, route)?;
+        out.served.push(super::route::hold(ctx, pod, route)?);
     }
-    Ok(held)
+    Ok(out)
 }
 
 /// The DNAT entries of a pod's published ports (empty without a lease).

@@ -123,7 +123,16 @@ pub trait Resolver: Send + Sync {
     fn connect(&self, route: &Route) -> Result<Connected, Refusal>;
 }
 
-/// Serves `listener` on a thread of its own until the process exits.
-pub fn spawn(listener: TcpListener, entry: Entry, resolver: Arc<dyn Resolver>) {
-    std::thread::spawn(move || serve(listener, entry, resolver));
+/// Serves `listener` on a thread of its own until the returned handle is
+/// dropped, which closes the listener (`sys::Served`); the
+/// connections being served go on to their end.
+pub fn spawn(
+    listener: TcpListener,
+    entry: Entry,
+    resolver: Arc<dyn Resolver>,
+) -> std::io::Result<crate::sys::Served> {
+    crate::sys::serve(listener, move |stream| {
+        let r = resolver.clone();
+        std::thread::spawn(move || proxy::handle(stream, entry, &*r));
+    })
 }

@@ -164,11 +164,12 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
         _ => None,
     };
     let mut sync = Some(sync);
-    // Published ports: real listening sockets, held for the pod's life
-    // (dropped when this process exits). Taken before runsc starts, so a
-    // port grabbed since `create` fails the start with a clear error.
-    // The route port (`--route`) too, served on threads of this process.
-    let _held_ports = match super::network::hold_ports(ctx, &pod) {
+    // Published ports: real listening sockets, held for the pod's life and
+    // closed before the end is recorded below (or when `run` returns early).
+    // Taken before runsc starts, so a port grabbed since `create` fails the
+    // start with a clear error. The route port (`--route`) too, served on
+    // threads of this process.
+    let held_ports = match super::network::hold_ports(ctx, &pod) {
         Ok(h) => h,
         Err(e) => return Err((sync.take(), e)),
     };
@@ -384,14 +385,20 @@ fn run(ctx: &mut Ctx, id: &str, sync: OwnedFd, restore: Option<PathBuf>) -> MonR
     // …)`, a pipe) sees their end when the client exits, not after the
     // removal and chores below.
     drop(client);
-
-    let later = exit::record(ctx, &pod, &flags, &ended, code);
+    // Whoever waits for this monitor (an in-place restore right after a
+    // checkpoint, `start` after `stop`) takes what it held as soon as
+    // `exit::record` says it is done, while this process still runs its
+    // tail: the ports close, and the attach and resize sockets go, first
+    // (after the record, their removal would delete the next monitor's).
+    held_ports.release();
     if attach.is_some() {
         let _ = std::fs::remove_file(&attach_path);
     }
     if ctl.is_some() {
         let _ = std::fs::remove_file(&ctl_path);
     }
+
+    let later = exit::record(ctx, &pod, &flags, &ended, code);
     tracing::debug!("step monitor:done");
     if let Some(s) = &sync {
         let _ = proto::send(s, &FromMonitor::Exited { code }, &[]);

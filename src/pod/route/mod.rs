@@ -164,10 +164,10 @@ pub fn route_in(rows: &[PortRow]) -> Option<PortMapping> {
 }
 
 /// Binds the pod's route port `m` and serves it on threads of this process
-/// (the pod's monitor, from `network::hold_ports`) until it exits. Run
-/// before the sandbox starts, so a port taken since `create` fails the
-/// start with one line.
-pub fn hold(ctx: &Ctx, pod: &PodRow, m: PortMapping) -> Result<()> {
+/// (the pod's monitor, from `network::hold_ports`) until the handle is
+/// released. Run before the sandbox starts, so a port taken since `create`
+/// fails the start with one line.
+pub fn hold(ctx: &Ctx, pod: &PodRow, m: PortMapping) -> Result<crate::sys::Served> {
     let fd = crate::net::ports::bind(Proto::Tcp, m.host_ip, m.host_port)?;
     let target = PodTarget::of(ctx, pod)?;
     crate::router::spawn(
@@ -177,8 +177,13 @@ pub fn hold(ctx: &Ctx, pod: &PodRow, m: PortMapping) -> Result<()> {
             target,
             default_port: m.pod_port,
         }),
-    );
-    Ok(())
+    )
+    .map_err(|e| {
+        PodError::Monitor(format!(
+            "cannot serve the route port {}:{} of pod {}: {e}",
+            m.host_ip, m.host_port, pod.name
+        ))
+    })
 }
 
 /// A pod's own route port.
