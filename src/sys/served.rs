@@ -72,9 +72,12 @@ impl Served {
         self.stop.store(true, Ordering::Release);
         // Wakes the thread's accept (EINVAL from then on); a connection
         // accepted meanwhile is served or dropped by the thread as usual.
-        let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let woken =
+            nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         drop(socket);
-        if let Some(t) = self.thread.take() {
+        // Never joined unwoken (that would hang its owner for good): the
+        // listener then closes with the process, as it did before.
+        if let (Ok(()), Some(t)) = (woken, self.thread.take()) {
             let _ = t.join();
         }
     }
