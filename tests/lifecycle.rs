@@ -265,6 +265,11 @@ fn detached_pod_logs_exec_stop_and_rm() {
     assert_eq!(stdout(&o), "65534\n");
     let o = r.gvpod(&["exec", "ticker", "nope-cmd"]);
     assert_eq!(o.status.code(), Some(127));
+    // 128 is also what runsc reports when the sandbox goes away under an
+    // exec: a process's own 128 in a running pod is passed on as it is.
+    let o = r.gvpod(&["exec", "ticker", "sh", "-c", "exit 128"]);
+    assert_eq!(o.status.code(), Some(128), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
     // rm without -f refuses a running pod.
     let o = r.gvpod(&["rm", "ticker"]);
     assert_eq!(o.status.code(), Some(2));

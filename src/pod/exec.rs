@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::{Ctx, PodError, Result};
 use crate::bundle::{self, ProcessSpec};
@@ -131,7 +132,7 @@ const SANDBOX_GONE: [&str; 2] = ["has stopped", "connecting to control server"];
 
 /// How long a failed exec waits for a sandbox whose kill is under way to
 /// stop reading "running" (runsc's state lags the kill by tens of ms).
-const SETTLE: std::time::Duration = std::time::Duration::from_millis(600);
+const SETTLE: Duration = Duration::from_millis(600);
 
 /// Runs the command with gvpod's own stdio and returns its exit code.
 pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
@@ -143,7 +144,9 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
             let m = e.to_string();
             SANDBOX_GONE.iter().any(|s| m.contains(s))
         });
-        if said || ended_meanwhile(ctx, pod)? {
+        // A process may exit 128 itself: asked once, with no wait for it.
+        let settle = if res.is_err() { SETTLE } else { Duration::ZERO };
+        if said || ended_meanwhile(ctx, pod, settle)? {
             return Err(PodError::EndedDuringExec(pod.name.clone()));
         }
     }
@@ -154,10 +157,10 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
 /// guess from runsc's words: an `rm` holds the pod's lock for its whole
 /// removal ([`super::lock`]), so waiting for the lock and reading the row
 /// again tells a removal for certain; a stop shows as runsc's state leaving
-/// "running", which lags the kill, so it is read again for up to
-/// [`SETTLE`]. Only failed execs pay that wait, and only in a pod that is
-/// still running.
-fn ended_meanwhile(ctx: &mut Ctx, pod: &PodRow) -> Result<bool> {
+/// "running", which lags the kill, so it is read again for up to `settle`
+/// ([`SETTLE`] when runsc itself failed). Only failed execs pay that wait,
+/// and only in a pod that is still running.
+fn ended_meanwhile(ctx: &mut Ctx, pod: &PodRow, settle: Duration) -> Result<bool> {
     drop(super::lock::lock(ctx, &pod.id));
     let Some(p) = ctx.db.pod(&pod.id)? else {
         // The `rm` may have removed the pod's run directory before
@@ -167,7 +170,7 @@ fn ended_meanwhile(ctx: &mut Ctx, pod: &PodRow) -> Result<bool> {
     };
     let flags = ctx.flags_of(&p)?;
     let runsc = ctx.runsc_for(&flags)?;
-    let deadline = std::time::Instant::now() + SETTLE;
+    let deadline = std::time::Instant::now() + settle;
     loop {
         // runsc itself, not the row (the monitor records the end later).
         let state = runsc.state(&flags, &p.id).ok().flatten();
@@ -177,7 +180,7 @@ fn ended_meanwhile(ctx: &mut Ctx, pod: &PodRow) -> Result<bool> {
         if std::time::Instant::now() >= deadline {
             return Ok(false);
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
