@@ -215,7 +215,8 @@ fn a_snapshot_of_one_runsc_release_is_refused_by_the_other() {
 /// A pod restored in place the moment its checkpoint returns gets its
 /// published ports (TCP and UDP) and its route port back, while the
 /// monitor of the checkpointed launch is still in its tail (held there
-/// 5 s): the monitor closes them before it says it is done. Before, it
+/// 3 s, well inside the 5 s `assert_clean` gives it to end): the monitor
+/// closes them before it says it is done. Before, it
 /// held them until its process ended, and such a restore failed once in
 /// a soak with "host port … already in use".
 #[test]
@@ -244,7 +245,7 @@ fn restore_in_place_at_once_gets_every_port_back() {
             "httpd -p 80 -h /etc; sleep 600",
         ])
         .env("GVPOD_PAUSE_AT", "monitor:answered")
-        .env("GVPOD_PAUSE_MS", "5000")
+        .env("GVPOD_PAUSE_MS", "3000")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
