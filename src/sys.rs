@@ -11,7 +11,7 @@ pub mod loopdev;
 mod served;
 mod signal;
 mod spawn;
-pub use served::{serve, Served};
+pub use served::{serve, serve_forever, Served};
 pub use signal::default_sigpipe;
 pub use spawn::{spawn_session, Spawned};
 

@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use host::{is_dns_label, Route};
-pub use proxy::serve;
 
 /// How long a started request head may take to arrive in full.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,8 +130,18 @@ pub fn spawn(
     entry: Entry,
     resolver: Arc<dyn Resolver>,
 ) -> std::io::Result<crate::sys::Served> {
-    crate::sys::serve(listener, move |stream| {
+    crate::sys::serve(listener, connections(entry, resolver))
+}
+
+/// Serves `listener` on the calling thread for as long as the process lives.
+pub fn serve(listener: TcpListener, entry: Entry, resolver: Arc<dyn Resolver>) {
+    crate::sys::serve_forever(listener, connections(entry, resolver));
+}
+
+/// Each accepted connection served to its end on a thread of its own.
+fn connections(entry: Entry, resolver: Arc<dyn Resolver>) -> impl Fn(TcpStream) + Send + 'static {
+    move |stream| {
         let r = resolver.clone();
         std::thread::spawn(move || proxy::handle(stream, entry, &*r));
-    })
+    }
 }

@@ -10,9 +10,8 @@
 //! pin a quiet service's connection forever).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::http::{ClientConn, HeadError};
@@ -20,20 +19,6 @@ use super::{page, Connected, Entry, Refusal, Resolver, Upstream, HEAD_TIMEOUT, I
 
 /// How long the response side may go on after the client's side ended.
 const DRAIN: Duration = Duration::from_secs(60);
-
-/// Accepts connections on `listener` forever, one thread each.
-pub fn serve(listener: TcpListener, entry: Entry, resolver: Arc<dyn Resolver>) {
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                let r = resolver.clone();
-                std::thread::spawn(move || handle(stream, entry, &*r));
-            }
-            // EMFILE and friends: back off instead of spinning.
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
 
 fn head_error_page(e: &HeadError) -> Option<Refusal> {
     match e {
@@ -169,7 +154,8 @@ mod tests {
     use super::super::Route;
     use super::*;
     use std::io::BufRead;
-    use std::sync::Mutex;
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
 
     /// A resolver over a map of ports to local listeners.
     struct Local {
@@ -248,7 +234,7 @@ mod tests {
             ports,
             seen: Mutex::new(vec![]),
         });
-        std::thread::spawn(move || serve(l, entry, r));
+        std::thread::spawn(move || super::super::serve(l, entry, r));
         addr
     }
 
@@ -379,7 +365,7 @@ mod tests {
         }
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || serve(l, Entry::Pod, Arc::new(Refusing)));
+        std::thread::spawn(move || super::super::serve(l, Entry::Pod, Arc::new(Refusing)));
         let mut c = TcpStream::connect(addr).unwrap();
         c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut out = String::new();

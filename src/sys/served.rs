@@ -45,23 +45,33 @@ where
     let stopped = stop.clone();
     let thread = std::thread::Builder::new()
         .name("accept".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                if stopped.load(Ordering::Acquire) {
-                    break;
-                }
-                match conn {
-                    Ok(stream) => on_conn(stream),
-                    // EMFILE and friends: back off instead of spinning.
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        })?;
+        .spawn(move || accept_loop(&listener, &stopped, &on_conn))?;
     Ok(Served {
         socket: Some(socket),
         stop,
         thread: Some(thread),
     })
+}
+
+/// [`serve`] on the calling thread, for as long as the process lives (the
+/// shared router of `gvpod router` and of the API service).
+pub fn serve_forever<F: Fn(TcpStream)>(listener: TcpListener, on_conn: F) {
+    accept_loop(&listener, &AtomicBool::new(false), &on_conn);
+}
+
+/// Accepts until `stop` is set (seen when `accept` returns: see the module
+/// docs for what wakes it).
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, on_conn: &impl Fn(TcpStream)) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        match conn {
+            Ok(stream) => on_conn(stream),
+            // EMFILE and friends: back off instead of spinning.
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 impl Served {
