@@ -122,14 +122,6 @@ impl ExecKiller {
     }
 }
 
-/// What runsc's exec error says when the sandbox went away under it (seen
-/// with `rm -f` racing an exec: "container ... has stopped" on both
-/// releases, and on 20240729 also "connecting to control server at PID N:
-/// connection refused"). A fast path only: runsc has more ways to say it
-/// (an exec that starts while the sentry is killing its tasks failed with
-/// "out of memory" in CI), so [`ended_meanwhile`] asks the pod itself.
-const SANDBOX_GONE: [&str; 2] = ["has stopped", "connecting to control server"];
-
 /// How long a failed exec waits for a sandbox whose kill is under way to
 /// stop reading "running" (runsc's state lags the kill by tens of ms).
 const SETTLE: Duration = Duration::from_millis(600);
@@ -140,13 +132,9 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
     // runsc fails (or reports 128) when the sandbox goes away under it: a
     // `stop` or `rm -f` meanwhile is said as such, not as runsc saw it.
     if matches!(res, Err(_) | Ok(128)) {
-        let said = matches!(&res, Err(e) if {
-            let m = e.to_string();
-            SANDBOX_GONE.iter().any(|s| m.contains(s))
-        });
         // A process may exit 128 itself: asked once, with no wait for it.
         let settle = if res.is_err() { SETTLE } else { Duration::ZERO };
-        if said || ended_meanwhile(ctx, pod, settle)? {
+        if ended_meanwhile(ctx, pod, settle)? {
             return Err(PodError::EndedDuringExec(pod.name.clone()));
         }
     }
@@ -154,9 +142,11 @@ pub fn exec(ctx: &mut Ctx, pod: &PodRow, req: ExecRequest) -> Result<i32> {
 }
 
 /// Whether the pod stopped or went away while an exec in it failed. Not a
-/// guess from runsc's words: an `rm` holds the pod's lock for its whole
-/// removal ([`super::lock`]), so waiting for the lock and reading the row
-/// again tells a removal for certain; a stop shows as runsc's state leaving
+/// guess from runsc's words, which race in more ways than one can list
+/// ("container ... has stopped", on 20240729 "connecting to control
+/// server", once in CI "out of memory"): an `rm` holds the pod's lock for
+/// its whole removal ([`super::lock`]), so waiting for the lock and reading
+/// the row again tells a removal for certain; a stop shows as runsc's state leaving
 /// "running", which lags the kill, so it is read again for up to `settle`
 /// ([`SETTLE`] when runsc itself failed). Only failed execs pay that wait,
 /// and only in a pod that is still running.
