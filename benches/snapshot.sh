@@ -301,24 +301,19 @@ done
 echo "answer $(median "${cold[@]}") $(median "${warm[@]}")" >>"$RESULTS"
 
 PAUSED=$("$GVPOD" system info --format json | python3 -c 'import json,sys; print(int(bool(json.load(sys.stdin)["features"]["leave_running_in_place"])))')
-python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | sed -n 1p)" "$PLATFORM" "$ROUNDS" "$PAUSED" <<'EOF'
-import os, random, statistics, sys
+PYTHONPATH="$REPO/benches/lib" python3 - "$RESULTS" "$RUNS" "$("$RUNSC" --version | sed -n 1p)" "$PLATFORM" "$ROUNDS" "$PAUSED" <<'EOF'
+import os, sys
+from ratio import median_ratio_interval
 rows = [l.split() for l in open(sys.argv[1])]
 rounds = {}
 for l in open(sys.argv[5]):
     f = l.split()
     rounds[(int(f[0]), f[1])] = [float(x) for x in f[2:]]
 paused = sys.argv[6] == "1"
-rng = random.Random(8)
 
 def interval(mib, op):
     """90 % bootstrap interval of median(gvpod) / median(bare)."""
-    g, b = rounds[(mib, "g_" + op)], rounds[(mib, "b_" + op)]
-    rs = sorted(
-        statistics.median(rng.choices(g, k=len(g))) / statistics.median(rng.choices(b, k=len(b)))
-        for _ in range(2000)
-    )
-    return rs[100], rs[1899]
+    return median_ratio_interval(rounds[(mib, "g_" + op)], rounds[(mib, "b_" + op)])
 
 print(f"\nsnapshot benchmark: medians (runs per tool in the first column), {sys.argv[3]}, {sys.argv[4]}, --network none (part 1), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
 print("| pod memory (runs) | image | gvpod checkpoint | bare runsc checkpoint | ratio | gvpod restore | bare runsc restore | ratio | gvpod clone | bare runsc clone | ratio |")

@@ -306,7 +306,7 @@ leftover="$("$GVPOD" --root "$GVPOD_ROOT" ps -aq 2>/dev/null || true)"
 [ -z "$leftover" ] || log "warning: gvpod run --rm left pods behind: $leftover"
 
 set +e
-python3 - "$JSON" "$TARGET_RATIO" "$RUNS" "$PLATFORM" "$LOAD_BEFORE" "$RUNSC_VERSION" <<'EOF'
+PYTHONPATH="$SCRIPT_DIR/lib" python3 - "$JSON" "$TARGET_RATIO" "$RUNS" "$PLATFORM" "$LOAD_BEFORE" "$RUNSC_VERSION" <<'EOF'
 import json, os, sys
 path, target, runs, platform, load0 = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
 version = sys.argv[6]
@@ -326,16 +326,9 @@ for name, r in (("gvpod run --rm", g), ("bare runsc run", b), ("podman+runsc", p
           f"{r['min']*1000:6.1f}ms {r['max']*1000:6.1f}ms")
 pr = [r["gvpod run --rm"] / r["bare runsc run"] for r in data["per_round"]]
 print(f"  gvpod/bare round by round: median {sorted(pr)[len(pr) // 2]:.3f}x, range {min(pr):.3f}x..{max(pr):.3f}x")
-# How far the ratio of the medians moves with the sample: a 90 % bootstrap
-# interval (each command's runs resampled on their own).
-import random, statistics
-rng = random.Random(8)
-boot = sorted(
-    statistics.median(rng.choices(g["times"], k=len(g["times"])))
-    / statistics.median(rng.choices(b["times"], k=len(b["times"])))
-    for _ in range(2000)
-)
-print(f"  gvpod/bare ratio of the medians: {rb:.3f}x, 90 % bootstrap interval {boot[100]:.3f}x..{boot[1899]:.3f}x")
+from ratio import median_ratio_interval
+lo, hi = median_ratio_interval(g["times"], b["times"])
+print(f"  gvpod/bare ratio of the medians: {rb:.3f}x, 90 % bootstrap interval {lo:.3f}x..{hi:.3f}x")
 print()
 ok_b, ok_p = rb <= target, rp < 1.0
 print(f"target: gvpod <= {target:.2f}x bare runsc: {'PASS' if ok_b else 'MISS'} ({rb:.3f}x"
